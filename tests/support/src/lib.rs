@@ -1,0 +1,97 @@
+//! Test support shared by every crate's integration tests.
+//!
+//! Tests talk to real servers (NATS with JetStream, PostgreSQL). Each test isolates itself with
+//! its own namespace (stream, subjects and KV buckets carry it) and its own database, so tests
+//! run in parallel and leave nothing behind that another test could see.
+
+use std::sync::Once;
+
+use sqlx::{Connection, Executor, PgConnection, PgPool};
+
+/// NATS server the tests use: `NATS_URL` or the local default.
+pub fn nats_url() -> String {
+    std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned())
+}
+
+/// PostgreSQL server URL (without database name handling): `DATABASE_URL` or the local default.
+pub fn database_url() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// A namespace unique to this test, e.g. `t0193a6c2f1b87d3e`: prefixes stream names, subjects
+/// and KV buckets so parallel tests never see each other's events.
+pub fn unique_namespace() -> String {
+    let id = uuid::Uuid::now_v7().simple().to_string();
+    // The random tail of a v7 uuid keeps names short yet unique across parallel tests.
+    format!("t{}", &id[id.len() - 16..])
+}
+
+/// A fresh, empty database on the test server. Returns its URL and a pool connected to it.
+pub async fn fresh_database() -> anyhow::Result<(String, PgPool)> {
+    let server = database_url();
+    let name = unique_namespace();
+    let mut admin = PgConnection::connect(&server).await?;
+    admin
+        .execute(format!(r#"CREATE DATABASE "{name}""#).as_str())
+        .await?;
+    let url = replace_database(&server, &name);
+    let pool = PgPool::connect(&url).await?;
+    Ok((url, pool))
+}
+
+/// `postgres://u@h:p/old?x` with the database path replaced by `name`.
+pub fn replace_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let base = match base[scheme_end..].find('/') {
+        Some(i) => &base[..scheme_end + i],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{base}/{name}?{q}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
+/// Turns on test logging when `TEST_LOG` is set (quiet otherwise, so test output stays readable).
+pub fn init_logging() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+                .with_test_writer()
+                .try_init();
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replaces_database_in_urls() {
+        assert_eq!(
+            replace_database("postgres://p@h:5432/postgres", "x"),
+            "postgres://p@h:5432/x"
+        );
+        assert_eq!(
+            replace_database("postgres://p@h:5432", "x"),
+            "postgres://p@h:5432/x"
+        );
+        assert_eq!(
+            replace_database("postgres://p@h/db?sslmode=disable", "x"),
+            "postgres://p@h/x?sslmode=disable"
+        );
+    }
+
+    #[test]
+    fn namespaces_are_unique() {
+        assert_ne!(unique_namespace(), unique_namespace());
+    }
+}
