@@ -1,0 +1,36 @@
+//! Tenantry's tenant domain, pure: no I/O and no clock reads (callers pass time in).
+//!
+//! - Validated value types ([`TenantId`], [`Subdomain`], [`Email`], [`PersonName`],
+//!   [`OrganisationName`], [`PlanId`], [`Region`], [`VaultRef`]) and the [`Password`] policy:
+//!   raw strings stop at the gRPC boundary ("parse, don't validate").
+//! - Subdomain suggestions for a signup form ([`suggest_subdomain`], [`suggest_alternatives`]).
+//! - The tenant lifecycle as a state machine over `proto::v1` events: [`apply`] folds facts,
+//!   [`decide`] guards commands.
+//! - Presentation helpers used by read models and `WatchSignup`: [`progress`] and [`summarize`].
+
+#![warn(missing_docs)]
+
+mod error;
+mod ids;
+mod lifecycle;
+#[cfg(test)]
+mod lifecycle_tests;
+mod names;
+mod password;
+mod progress;
+mod suggest;
+mod summary;
+
+pub use error::ValidationError;
+pub use ids::TenantId;
+pub use lifecycle::{
+    Actor, Command, CommandKind, DomainError, Pending, Status, TenantState, apply, apply_event,
+    decide, fold, fold_events,
+};
+pub use names::{
+    Email, OrganisationName, PersonName, PlanId, RESERVED_SUBDOMAINS, Region, Subdomain, VaultRef,
+};
+pub use password::{Password, PasswordContext};
+pub use progress::{Progress, progress};
+pub use suggest::{suggest_alternatives, suggest_subdomain};
+pub use summary::summarize;

@@ -1,0 +1,204 @@
+//! What a person watching their signup sees (`WatchSignup`).
+
+use proto::v1::ProvisioningStep;
+use proto::v1::event::Body;
+
+/// One progress update for the signup page. Percentages only grow along the happy path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Progress {
+    /// Machine-readable step, e.g. `site_created`.
+    pub step: &'static str,
+    /// Human label, e.g. `Site created`.
+    pub label: &'static str,
+    /// 0–100.
+    pub percent: u32,
+    /// The site is ready; the stream can end.
+    pub done: bool,
+    /// Provisioning gave up; the stream can end.
+    pub failed: bool,
+    /// Why it failed or is being retried; empty otherwise.
+    pub reason: String,
+    /// The site URL once done; empty otherwise.
+    pub url: String,
+}
+
+impl Progress {
+    fn at(step: &'static str, label: &'static str, percent: u32) -> Self {
+        Self {
+            step,
+            label,
+            percent,
+            done: false,
+            failed: false,
+            reason: String::new(),
+            url: String::new(),
+        }
+    }
+}
+
+/// Maps an event to a progress update, or `None` for events a signing-up person does not
+/// need to see (billing, vault, identity, standby pool, later lifecycle changes).
+pub fn progress(body: &Body) -> Option<Progress> {
+    Some(match body {
+        Body::TenantRequested(_) => Progress::at("request_received", "Request received", 5),
+        Body::ProvisioningRetryRequested(_) => Progress::at("retry_requested", "Trying again", 5),
+        Body::PlacementChosen(_) => Progress::at("placement_chosen", "Choosing a server", 10),
+        Body::SiteCreated(_) => Progress::at("site_created", "Site created", 45),
+        Body::StandbySiteClaimed(_) => Progress::at("standby_claimed", "Ready site reserved", 45),
+        Body::AppsInstalled(_) => Progress::at("apps_installed", "Apps installed", 60),
+        Body::SiteConfigured(_) => Progress::at("site_configured", "Site configured", 70),
+        Body::OwnerUserCreated(_) => Progress::at("owner_user_created", "Your account created", 80),
+        Body::ApiCredentialsIssued(_) => {
+            Progress::at("api_credentials_issued", "Connecting services", 88)
+        }
+        Body::ApiAccessVerified(_) => {
+            Progress::at("api_access_verified", "Checking everything works", 95)
+        }
+        Body::TenantProvisioned(e) => Progress {
+            done: true,
+            url: e.url.clone(),
+            ..Progress::at("tenant_provisioned", "Your site is ready", 100)
+        },
+        Body::ProvisioningStepFailed(e) => {
+            let step = e.step();
+            Progress {
+                failed: !e.will_retry,
+                reason: e.reason.clone(),
+                ..if e.will_retry {
+                    Progress::at("retrying", retry_label(step), percent_before(step))
+                } else {
+                    Progress::at("step_failed", "Setup failed", percent_before(step))
+                }
+            }
+        }
+        Body::ProvisioningFailed(e) => Progress {
+            failed: true,
+            reason: e.reason.clone(),
+            ..Progress::at("failed", "Setup failed", percent_before(e.step()))
+        },
+        _ => return None,
+    })
+}
+
+/// The percentage reached before `step` started, so a retry does not move the bar backwards.
+fn percent_before(step: ProvisioningStep) -> u32 {
+    use ProvisioningStep as P;
+    match step {
+        P::Place => 5,
+        P::CreateSite | P::ClaimStandby => 10,
+        P::InstallApps => 45,
+        P::Configure => 60,
+        P::CreateOwner => 70,
+        P::IssueApiCredentials => 80,
+        P::VerifyApiAccess => 88,
+        _ => 5,
+    }
+}
+
+/// "Retrying …" with what is being retried.
+fn retry_label(step: ProvisioningStep) -> &'static str {
+    use ProvisioningStep as P;
+    match step {
+        P::Place => "Retrying: choosing a server",
+        P::CreateSite => "Retrying: creating your site",
+        P::ClaimStandby => "Retrying: reserving a ready site",
+        P::InstallApps => "Retrying: installing apps",
+        P::Configure => "Retrying: configuring your site",
+        P::CreateOwner => "Retrying: creating your account",
+        P::IssueApiCredentials => "Retrying: connecting services",
+        P::VerifyApiAccess => "Retrying: checking everything works",
+        _ => "Retrying …",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proto::v1 as pb;
+
+    #[test]
+    fn happy_path_percentages_grow_to_done() {
+        let path = [
+            Body::TenantRequested(Default::default()),
+            Body::PlacementChosen(Default::default()),
+            Body::SiteCreated(Default::default()),
+            Body::AppsInstalled(Default::default()),
+            Body::SiteConfigured(Default::default()),
+            Body::OwnerUserCreated(Default::default()),
+            Body::ApiCredentialsIssued(Default::default()),
+            Body::ApiAccessVerified(Default::default()),
+            Body::TenantProvisioned(pb::TenantProvisioned {
+                url: "https://acme.erp.example.com".into(),
+                ..Default::default()
+            }),
+        ];
+        let ps: Vec<Progress> = path.iter().map(|b| progress(b).unwrap()).collect();
+        assert!(ps.windows(2).all(|w| w[0].percent < w[1].percent));
+        assert!(ps[..8].iter().all(|p| !p.done && !p.failed));
+        let last = ps.last().unwrap();
+        assert_eq!(
+            (last.percent, last.done, last.url.as_str()),
+            (100, true, "https://acme.erp.example.com")
+        );
+        assert_eq!(ps[1].label, "Choosing a server");
+        assert_eq!(ps[2].step, "site_created");
+    }
+
+    #[test]
+    fn standby_claim_reports_a_reserved_site() {
+        let p = progress(&Body::StandbySiteClaimed(Default::default())).unwrap();
+        assert_eq!((p.label, p.percent), ("Ready site reserved", 45));
+    }
+
+    #[test]
+    fn failures_and_retries() {
+        let retrying = progress(&Body::ProvisioningStepFailed(pb::ProvisioningStepFailed {
+            step: ProvisioningStep::InstallApps as i32,
+            will_retry: true,
+            reason: "bench busy".into(),
+            ..Default::default()
+        }))
+        .unwrap();
+        assert!(!retrying.failed && !retrying.done);
+        assert_eq!(retrying.label, "Retrying: installing apps");
+        assert_eq!(
+            (retrying.percent, retrying.reason.as_str()),
+            (45, "bench busy")
+        );
+
+        let gave_up = progress(&Body::ProvisioningStepFailed(pb::ProvisioningStepFailed {
+            step: ProvisioningStep::InstallApps as i32,
+            will_retry: false,
+            ..Default::default()
+        }))
+        .unwrap();
+        assert!(gave_up.failed);
+
+        let failed = progress(&Body::ProvisioningFailed(pb::ProvisioningFailed {
+            step: ProvisioningStep::CreateSite as i32,
+            reason: "database server unreachable".into(),
+            ..Default::default()
+        }))
+        .unwrap();
+        assert!(failed.failed && !failed.done);
+        assert_eq!(failed.reason, "database server unreachable");
+        // An unknown step number from a newer writer still maps.
+        let odd = progress(&Body::ProvisioningStepFailed(pb::ProvisioningStepFailed {
+            step: 999,
+            will_retry: true,
+            ..Default::default()
+        }))
+        .unwrap();
+        assert_eq!(odd.label, "Retrying …");
+    }
+
+    #[test]
+    fn unrelated_events_are_not_progress() {
+        assert_eq!(progress(&Body::InvoicePaid(Default::default())), None);
+        assert_eq!(progress(&Body::SiteSuspended(Default::default())), None);
+        assert_eq!(
+            progress(&Body::StandbySiteCreated(Default::default())),
+            None
+        );
+    }
+}
