@@ -1,0 +1,27 @@
+//! How Tenantry drives Frappe.
+//!
+//! - [`Bench`]: typed `bench` operations (new-site, install-app, set-config, users and API keys,
+//!   maintenance mode, backup, drop-site, rename) run as argv vectors through a [`RunnerConfig`]
+//!   (`local`, `docker` or `ssh`), each with a timeout, output captured, secrets redacted.
+//! - [`FrappeClient`]: the REST subset the provisioner needs (token/session auth, site routing,
+//!   users, `generate_keys`, `wait_until_api_key_active`).
+//! - [`names`]: validated names; nothing else reaches an argv.
+//! - [`parse`]: readers for real bench output (see `shared/fixtures/frappe/`).
+
+pub mod bench;
+pub mod names;
+pub mod parse;
+pub mod rest;
+pub mod runner;
+
+pub use bench::{
+    ApiCredentials, Bench, BenchError, BenchTimeouts, DbRoot, DropSite, NewSite, NewSystemManager,
+    SiteDropped,
+};
+pub use names::{
+    AppName, ConfigKey, DbName, HostUrl, MethodPath, NameError, PersonName, PyLiteral, SiteName,
+    UserEmail, UserId,
+};
+pub use parse::{BackupFile, BackupKind, BackupSummary, InstallOutcome};
+pub use rest::{FrappeClient, NewUser, RestError, Session, SiteRouting};
+pub use runner::{Arg, CommandOutput, Invocation, RunnerConfig};

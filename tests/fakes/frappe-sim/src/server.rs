@@ -1,0 +1,688 @@
+//! `frappe-sim serve`: the Frappe REST subset Tenantry uses, for every site of the bench.
+//! The site is chosen per request (`X-Frappe-Site-Name`, else `Host` without port), and its
+//! state is read fresh from disk and its own MariaDB database on every request, because sites
+//! are created, renamed and dropped by separate CLI processes while the server runs.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use serde_json::{Map, Value, json};
+use sqlx::MySqlPool;
+
+use crate::sim::Settings;
+use crate::store::{self, Insert, SiteDb};
+
+/// (host, port, database, password) of a site's DB user.
+type PoolKey = (String, u16, String, String);
+
+#[derive(Clone)]
+struct AppState {
+    bench: PathBuf,
+    settings: Settings,
+    /// Connection pools keyed by (host, port, db, password): a cache only, never a source of
+    /// truth — a renamed site keeps its pool, a dropped one is never looked up again because its
+    /// site_config.json is gone.
+    pools: Arc<Mutex<HashMap<PoolKey, MySqlPool>>>,
+}
+
+/// Binds, prints `Listening on http://<addr>` (tests read it to learn the port), then serves
+/// until killed.
+pub async fn run(bench: PathBuf, settings: Settings, bind: &str, port: u16) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind((bind, port)).await?;
+    let addr = listener.local_addr()?;
+    println!("Listening on http://{addr}");
+    use std::io::Write as _;
+    std::io::stdout().flush()?;
+    let state = AppState {
+        bench,
+        settings,
+        pools: Arc::default(),
+    };
+    let app = Router::new().fallback(handle).with_state(state);
+    axum::serve(listener, app).await?;
+    Ok(())
+}
+
+fn guest_cookies(h: &mut HeaderMap) {
+    let expires = (chrono::Utc::now() + chrono::Duration::seconds(612_000))
+        .format("%a, %d %b %Y %H:%M:%S GMT");
+    for c in [
+        format!("sid=Guest; Expires={expires}; Max-Age=612000; HttpOnly; Path=/; SameSite=Lax"),
+        "system_user=no; Path=/; SameSite=Lax".to_owned(),
+        "full_name=Guest; Path=/; SameSite=Lax".to_owned(),
+        "user_id=Guest; Path=/; SameSite=Lax".to_owned(),
+        "user_image=; Path=/; SameSite=Lax".to_owned(),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(&c) {
+            h.append(header::SET_COOKIE, v);
+        }
+    }
+}
+
+fn json_response(status: StatusCode, body: Value) -> Response {
+    let mut resp = (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response();
+    guest_cookies(resp.headers_mut());
+    resp
+}
+
+/// A Frappe error body: `exception`, `exc_type`, `exc` (a traceback) and optional `message`.
+fn frappe_error(status: StatusCode, exc_type: &str, message: &str, with_message: bool) -> Response {
+    let exc = format!(
+        "Traceback (most recent call last):\n  File \"apps/frappe/frappe/app.py\", line 114, in application\n    \
+         response = frappe.api.handle(request)\nfrappe.exceptions.{exc_type}: {message}\n"
+    );
+    let mut body = json!({
+        "exception": format!("frappe.exceptions.{exc_type}: {message}"),
+        "exc_type": exc_type,
+        "exc": serde_json::to_string(&vec![exc]).unwrap_or_default(),
+    });
+    if with_message {
+        body["message"] = json!(message);
+    }
+    if !with_message && !message.is_empty() {
+        let msg = json!({"message": message, "title": "Message", "indicator": "red", "raise_exception": 1});
+        body["_server_messages"] =
+            json!(serde_json::to_string(&vec![msg.to_string()]).unwrap_or_default());
+    }
+    json_response(status, body)
+}
+
+fn auth_failed() -> Response {
+    frappe_error(StatusCode::UNAUTHORIZED, "AuthenticationError", "", false)
+}
+
+fn not_whitelisted(method: &str) -> Response {
+    frappe_error(
+        StatusCode::FORBIDDEN,
+        "PermissionError",
+        &format!(
+            "<details><summary>You are not permitted to access this resource.</summary>Function <strong>{method}</strong> is not whitelisted.</details>"
+        ),
+        false,
+    )
+}
+
+fn not_permitted() -> Response {
+    frappe_error(
+        StatusCode::FORBIDDEN,
+        "PermissionError",
+        "Not permitted",
+        false,
+    )
+}
+
+fn server_error(e: &dyn std::fmt::Display) -> Response {
+    frappe_error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "InternalError",
+        &e.to_string(),
+        false,
+    )
+}
+
+fn no_such_site(name: &str) -> Response {
+    let body = format!(
+        "<!doctype html>\n<html lang=en>\n<title>404 Not Found</title>\n<h1>Not Found</h1>\n<p>{} does not exist</p>\n",
+        html_escape(name)
+    );
+    (
+        StatusCode::NOT_FOUND,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        body,
+    )
+        .into_response()
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// The site a request is for: `X-Frappe-Site-Name` wins over `Host` (port stripped).
+fn requested_site(headers: &HeaderMap) -> String {
+    if let Some(v) = headers
+        .get("x-frappe-site-name")
+        .and_then(|v| v.to_str().ok())
+    {
+        return v.trim().to_owned();
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    host.rsplit_once(':')
+        .map_or(host, |(h, p)| {
+            if p.bytes().all(|b| b.is_ascii_digit()) {
+                h
+            } else {
+                host
+            }
+        })
+        .to_owned()
+}
+
+fn valid_site_dir_name(site: &str) -> bool {
+    !site.is_empty()
+        && !site.starts_with('.')
+        && site
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_')
+}
+
+enum Who {
+    Guest,
+    User(String),
+}
+
+/// Parses the request body as JSON or as a form.
+fn body_params(headers: &HeaderMap, body: &Bytes, uri: &Uri) -> Map<String, Value> {
+    let mut out = Map::new();
+    if let Some(q) = uri.query() {
+        for (k, v) in form_pairs(q) {
+            out.insert(k, json!(v));
+        }
+    }
+    let ctype = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if ctype.starts_with("application/x-www-form-urlencoded") {
+        for (k, v) in form_pairs(&String::from_utf8_lossy(body)) {
+            out.insert(k, json!(v));
+        }
+    } else if let Ok(Value::Object(m)) = serde_json::from_slice::<Value>(body) {
+        out.extend(m);
+    }
+    out
+}
+
+fn form_pairs(q: &str) -> Vec<(String, String)> {
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz");
+                if let Ok(b) = u8::from_str_radix(hex, 16) {
+                    out.push(b);
+                    i += 2;
+                } else {
+                    out.push(b'%');
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+async fn handle(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let site = requested_site(&headers);
+    let site_dir = state.bench.join("sites").join(&site);
+    if !valid_site_dir_name(&site) || !site_dir.join("site_config.json").is_file() {
+        return no_such_site(&site);
+    }
+    let Some(config) = store::read_json(&site_dir.join("site_config.json")) else {
+        return server_error(&"site_config.json is not valid JSON");
+    };
+    if config
+        .get("maintenance_mode")
+        .is_some_and(|v| v.as_i64().unwrap_or(0) != 0 || v == &json!(true))
+    {
+        return frappe_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "SessionStopped",
+            "Session Stopped",
+            false,
+        );
+    }
+    let path = percent_decode(uri.path());
+    let step = step_name(&method, &path);
+    if let Some(stall) = state
+        .settings
+        .stall
+        .get(step)
+        .or_else(|| state.settings.stall.get("http"))
+    {
+        tokio::time::sleep(*stall).await;
+    }
+    if state.settings.should_fail(&state.bench, step)
+        || state.settings.should_fail(&state.bench, "http")
+    {
+        return frappe_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InjectedError",
+            &format!("injected failure in {step}"),
+            false,
+        );
+    }
+    let pool = pool_for(&state, &config);
+    let mut conn = match pool.acquire().await {
+        Ok(c) => c,
+        Err(e) => return server_error(&store::pymysql_error(&e)),
+    };
+    let mut db = SiteDb { conn: &mut conn };
+    let who = match authenticate(&mut db, &headers).await {
+        Ok(Some(w)) => w,
+        Ok(None) => return auth_failed(),
+        Err(e) => return server_error(&store::pymysql_error(&e)),
+    };
+    let params = body_params(&headers, &body, &uri);
+    let result = route(&state, &mut db, &method, &path, who, params).await;
+    result.unwrap_or_else(|e| server_error(&store::pymysql_error(&e)))
+}
+
+fn step_name(method: &Method, path: &str) -> &'static str {
+    match (method.as_str(), path) {
+        (_, "/api/method/login") => "http-login",
+        (_, "/api/method/frappe.auth.get_logged_user") => "http-get-logged-user",
+        (_, "/api/method/frappe.core.doctype.user.user.generate_keys") => "http-generate-keys",
+        ("POST", p) if p.starts_with("/api/resource/") => "http-insert",
+        ("PUT", p) if p.starts_with("/api/resource/") => "http-update",
+        _ => "http-other",
+    }
+}
+
+fn pool_for(state: &AppState, config: &Map<String, Value>) -> MySqlPool {
+    let (host, port) = store::db_address(&state.bench, Some(config));
+    let s = |k: &str| {
+        config
+            .get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let key = (host, port, s("db_name"), s("db_password"));
+    // The lock only guards the map; pools are cloned out (they are Arc handles).
+    let mut pools = state
+        .pools
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    pools
+        .entry(key)
+        .or_insert_with(|| store::site_pool(&state.bench, config))
+        .clone()
+}
+
+/// `Ok(None)` = credentials were sent but are wrong (401).
+async fn authenticate(
+    db: &mut SiteDb<'_>,
+    headers: &HeaderMap,
+) -> Result<Option<Who>, sqlx::Error> {
+    if let Some(auth) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        let (scheme, rest) = auth.split_once(' ').unwrap_or((auth, ""));
+        let pair = match scheme.to_ascii_lowercase().as_str() {
+            "token" => Some(rest.trim().to_owned()),
+            "basic" => base64::engine::general_purpose::STANDARD
+                .decode(rest.trim())
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok()),
+            _ => None,
+        };
+        let Some((key, secret)) = pair.as_deref().and_then(|p| p.split_once(':')) else {
+            return Ok(None);
+        };
+        return Ok(db.user_for_token(key, secret).await?.map(Who::User));
+    }
+    let sid = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == "sid")
+        .map(|(_, v)| v.to_owned());
+    match sid {
+        Some(sid) if sid != "Guest" => Ok(Some(
+            db.session_user(&sid).await?.map_or(Who::Guest, Who::User),
+        )),
+        _ => Ok(Some(Who::Guest)),
+    }
+}
+
+async fn is_system_manager(db: &mut SiteDb<'_>, user: &str) -> Result<bool, sqlx::Error> {
+    if user == "Administrator" {
+        return Ok(true);
+    }
+    Ok(db.get_doc("User", user).await?.is_some_and(|d| {
+        d.get("roles")
+            .and_then(Value::as_array)
+            .is_some_and(|roles| {
+                roles
+                    .iter()
+                    .any(|r| r.get("role") == Some(&json!("System Manager")))
+            })
+    }))
+}
+
+async fn route(
+    state: &AppState,
+    db: &mut SiteDb<'_>,
+    method: &Method,
+    path: &str,
+    who: Who,
+    params: Map<String, Value>,
+) -> Result<Response, sqlx::Error> {
+    let realistic = |ms: u64| state.settings.delay("http", Duration::from_millis(ms));
+    if let Some(m) = path.strip_prefix("/api/method/") {
+        return match m {
+            "ping" => Ok(json_response(StatusCode::OK, json!({"message": "pong"}))),
+            "login" => login(db, &params).await,
+            "logout" => Ok(json_response(StatusCode::OK, json!({}))),
+            "frappe.auth.get_logged_user" => Ok(match who {
+                Who::Guest => not_whitelisted(m),
+                Who::User(u) => json_response(StatusCode::OK, json!({"message": u})),
+            }),
+            "frappe.core.doctype.user.user.generate_keys" => {
+                let Who::User(caller) = who else {
+                    return Ok(not_whitelisted(m));
+                };
+                if method != Method::POST || !is_system_manager(db, &caller).await? {
+                    return Ok(not_permitted());
+                }
+                realistic(800).await;
+                let user = params
+                    .get("user")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                Ok(match db.generate_keys(user).await? {
+                    Some((_key, secret)) => {
+                        json_response(StatusCode::OK, json!({"message": {"api_secret": secret}}))
+                    }
+                    None => frappe_error(
+                        StatusCode::NOT_FOUND,
+                        "DoesNotExistError",
+                        &format!("User {user} not found"),
+                        false,
+                    ),
+                })
+            }
+            _ => Ok(not_whitelisted(m)),
+        };
+    }
+    let Some(rest) = path.strip_prefix("/api/resource/") else {
+        return Ok(frappe_error(
+            StatusCode::NOT_FOUND,
+            "PageDoesNotExistError",
+            "Page not found",
+            false,
+        ));
+    };
+    let Who::User(caller) = who else {
+        return Ok(not_permitted());
+    };
+    let (doctype, name) = match rest.split_once('/') {
+        Some((d, n)) => (d.to_owned(), Some(n.to_owned())),
+        None => (rest.to_owned(), None),
+    };
+    match (method.as_str(), name) {
+        ("POST", None) => {
+            if !is_system_manager(db, &caller).await? {
+                return Ok(not_permitted());
+            }
+            realistic(560).await;
+            insert(db, &doctype, params, &caller).await
+        }
+        ("GET", Some(name)) => {
+            if doctype == "User" && name != caller && !is_system_manager(db, &caller).await? {
+                return Ok(not_permitted());
+            }
+            Ok(match db.get_doc(&doctype, &name).await? {
+                Some(doc) => {
+                    let doc = present(db, &doctype, &name, doc).await?;
+                    json_response(StatusCode::OK, json!({"data": doc}))
+                }
+                None => frappe_error(
+                    StatusCode::NOT_FOUND,
+                    "DoesNotExistError",
+                    &format!("{doctype} {name} not found"),
+                    false,
+                ),
+            })
+        }
+        ("PUT", Some(name)) => {
+            if name != caller && !is_system_manager(db, &caller).await? {
+                return Ok(not_permitted());
+            }
+            let Some(mut doc) = db.get_doc(&doctype, &name).await? else {
+                return Ok(frappe_error(
+                    StatusCode::NOT_FOUND,
+                    "DoesNotExistError",
+                    &format!("{doctype} {name} not found"),
+                    false,
+                ));
+            };
+            for (k, v) in params {
+                match k.as_str() {
+                    "new_password" if doctype == "User" => {
+                        if let Some(pw) = v.as_str().filter(|p| !p.is_empty()) {
+                            db.set_password(&name, pw).await?;
+                        }
+                    }
+                    "name" | "doctype" | "api_key" | "api_secret" | "owner" | "creation" => {}
+                    _ => {
+                        doc[k] = v;
+                    }
+                }
+            }
+            doc["modified"] = json!(
+                chrono::Local::now()
+                    .format("%Y-%m-%d %H:%M:%S%.6f")
+                    .to_string()
+            );
+            doc["modified_by"] = json!(caller);
+            db.save_doc(&doctype, &name, &doc).await?;
+            let doc = present(db, &doctype, &name, doc).await?;
+            Ok(json_response(StatusCode::OK, json!({"data": doc})))
+        }
+        _ => Ok(not_permitted()),
+    }
+}
+
+/// What GET returns: a User's api_secret is masked, passwords never appear.
+async fn present(
+    db: &mut SiteDb<'_>,
+    doctype: &str,
+    name: &str,
+    mut doc: Value,
+) -> Result<Value, sqlx::Error> {
+    if doctype == "User" && db.get_auth("User", name, "api_secret").await?.is_some() {
+        doc["api_secret"] = json!("***************");
+    }
+    Ok(doc)
+}
+
+async fn login(db: &mut SiteDb<'_>, params: &Map<String, Value>) -> Result<Response, sqlx::Error> {
+    let usr = params
+        .get("usr")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let pwd = params
+        .get("pwd")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if usr.is_empty() || !db.check_password(usr, pwd).await? {
+        return Ok(frappe_error(
+            StatusCode::UNAUTHORIZED,
+            "AuthenticationError",
+            "Invalid login credentials",
+            true,
+        ));
+    }
+    let doc = db.get_doc("User", usr).await?.unwrap_or_default();
+    let full_name = doc
+        .get("full_name")
+        .and_then(Value::as_str)
+        .unwrap_or(usr)
+        .to_owned();
+    let sid = db.new_session(usr).await?;
+    let expires = (chrono::Utc::now() + chrono::Duration::seconds(612_000))
+        .format("%a, %d %b %Y %H:%M:%S GMT");
+    let mut resp = (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        json!({"message": "Logged In", "home_page": "/app", "full_name": full_name}).to_string(),
+    )
+        .into_response();
+    for c in [
+        format!("sid={sid}; Expires={expires}; Max-Age=612000; HttpOnly; Path=/; SameSite=Lax"),
+        "system_user=yes; Path=/; SameSite=Lax".to_owned(),
+        format!(
+            "full_name={}; Path=/; SameSite=Lax",
+            full_name.replace(' ', "%20")
+        ),
+        format!("user_id={}; Path=/; SameSite=Lax", usr.replace('@', "%40")),
+        "user_image=; Path=/; SameSite=Lax".to_owned(),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(&c) {
+            resp.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    Ok(resp)
+}
+
+fn valid_email(e: &str) -> bool {
+    let Some((local, domain)) = e.split_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && domain.contains('.')
+        && !e.contains(char::is_whitespace)
+        && domain
+            .split('.')
+            .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+}
+
+async fn insert(
+    db: &mut SiteDb<'_>,
+    doctype: &str,
+    params: Map<String, Value>,
+    caller: &str,
+) -> Result<Response, sqlx::Error> {
+    if doctype == "User" {
+        let email = params
+            .get("email")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        if !valid_email(&email) {
+            return Ok(frappe_error(
+                StatusCode::EXPECTATION_FAILED,
+                "InvalidEmailAddressError",
+                &format!("{email} is not a valid Email Address"),
+                false,
+            ));
+        }
+        let Some(first) = params
+            .get("first_name")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+        else {
+            return Ok(frappe_error(
+                StatusCode::EXPECTATION_FAILED,
+                "MandatoryError",
+                "[User, ]: first_name",
+                false,
+            ));
+        };
+        let roles: Vec<String> = params
+            .get("roles")
+            .and_then(Value::as_array)
+            .map(|rs| {
+                rs.iter()
+                    .filter_map(|r| r.get("role").and_then(Value::as_str).map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let user_type = params
+            .get("user_type")
+            .and_then(Value::as_str)
+            .unwrap_or("Website User");
+        let doc = store::new_user_doc(
+            &email,
+            first,
+            params.get("last_name").and_then(Value::as_str),
+            user_type,
+            &roles,
+            caller,
+        );
+        return Ok(match db.insert_doc("User", &email, &doc).await? {
+            Insert::Inserted(doc) => {
+                if let Some(pw) = params
+                    .get("new_password")
+                    .and_then(Value::as_str)
+                    .filter(|p| !p.is_empty())
+                {
+                    db.set_password(&email, pw).await?;
+                }
+                json_response(StatusCode::OK, json!({"data": doc}))
+            }
+            Insert::Duplicate => duplicate("User", &email),
+        });
+    }
+    let name = params
+        .get("name")
+        .and_then(Value::as_str)
+        .map_or_else(|| store::random_hex(10), str::to_owned);
+    let now = chrono::Local::now()
+        .format("%Y-%m-%d %H:%M:%S%.6f")
+        .to_string();
+    let mut doc = Value::Object(params);
+    doc["name"] = json!(name);
+    doc["doctype"] = json!(doctype);
+    doc["owner"] = json!(caller);
+    doc["creation"] = json!(now);
+    doc["modified"] = json!(now);
+    doc["modified_by"] = json!(caller);
+    doc["docstatus"] = json!(0);
+    Ok(match db.insert_doc(doctype, &name, &doc).await? {
+        Insert::Inserted(doc) => json_response(StatusCode::OK, json!({"data": doc})),
+        Insert::Duplicate => duplicate(doctype, &name),
+    })
+}
+
+fn duplicate(doctype: &str, name: &str) -> Response {
+    frappe_error(
+        StatusCode::CONFLICT,
+        "DuplicateEntryError",
+        &format!("{doctype} {name} already exists"),
+        false,
+    )
+}

@@ -1,0 +1,323 @@
+//! frappe-sim's own knobs: latency profile, failure injection, stalls, and the command log.
+//!
+//! Settings come from `<bench>/sim.toml` and are overridden by env (`FRAPPE_SIM_PROFILE`,
+//! `FRAPPE_SIM_FAIL`, `FRAPPE_SIM_STALL`), so a long-running `serve` and separate CLI
+//! invocations can share them through the file.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// How long commands take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Profile {
+    /// No artificial delay.
+    #[default]
+    Instant,
+    /// The wall-clock times measured on a real bench (shared/fixtures/frappe).
+    Realistic,
+}
+
+/// Effective settings for one process.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    pub profile: Profile,
+    /// step → how many times to fail (counted across processes in `sim-state.json`).
+    pub fail: BTreeMap<String, u32>,
+    /// step → how long to stall before doing the work.
+    pub stall: BTreeMap<String, Duration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct FileSettings {
+    profile: Option<String>,
+    fail: Option<String>,
+    stall: Option<String>,
+}
+
+impl Settings {
+    /// Reads `<bench>/sim.toml` (if any), then env overrides.
+    pub fn load(bench: &Path) -> anyhow::Result<Self> {
+        let file: FileSettings = match std::fs::read_to_string(bench.join("sim.toml")) {
+            Ok(text) => toml::from_str(&text)?,
+            Err(_) => FileSettings::default(),
+        };
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let profile = env("FRAPPE_SIM_PROFILE").or(file.profile);
+        let fail = env("FRAPPE_SIM_FAIL").or(file.fail);
+        let stall = env("FRAPPE_SIM_STALL").or(file.stall);
+        Ok(Self {
+            profile: match profile.as_deref() {
+                None | Some("instant") => Profile::Instant,
+                Some("realistic") => Profile::Realistic,
+                Some(other) => {
+                    anyhow::bail!("unknown FRAPPE_SIM_PROFILE {other:?} (instant|realistic)")
+                }
+            },
+            fail: parse_list(fail.as_deref(), |v| {
+                v.parse::<u32>().map_err(|e| e.to_string())
+            })?,
+            stall: parse_list(stall.as_deref(), parse_duration)?,
+        })
+    }
+
+    /// Sleeps for `step`'s realistic duration (if that profile is on) and its stall (if any).
+    pub async fn delay(&self, step: &str, realistic: Duration) {
+        if let Some(stall) = self.stall.get(step) {
+            tokio::time::sleep(*stall).await;
+        }
+        if self.profile == Profile::Realistic {
+            tokio::time::sleep(realistic).await;
+        }
+    }
+
+    /// True if `step` must fail now; consumes one of its injected failures. Counts live in
+    /// `<bench>/sim-state.json` so they survive across CLI processes.
+    pub fn should_fail(&self, bench: &Path, step: &str) -> bool {
+        let Some(&limit) = self.fail.get(step) else {
+            return false;
+        };
+        with_state(bench, |state| {
+            let used = state.entry(step.to_owned()).or_insert(0);
+            if *used < limit {
+                *used += 1;
+                true
+            } else {
+                false
+            }
+        })
+        .unwrap_or(false)
+    }
+}
+
+fn parse_list<T>(
+    text: Option<&str>,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> anyhow::Result<BTreeMap<String, T>> {
+    let mut out = BTreeMap::new();
+    for item in text
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        let (step, value) = item
+            .rsplit_once(':')
+            .ok_or_else(|| anyhow::anyhow!("expected step:value, got {item:?}"))?;
+        let v = parse(value.trim()).map_err(|e| anyhow::anyhow!("{item:?}: {e}"))?;
+        out.insert(step.trim().to_owned(), v);
+    }
+    Ok(out)
+}
+
+/// `30s`, `500ms`, `2m`, or plain seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let (num, unit) = text
+        .find(|c: char| c.is_ascii_alphabetic())
+        .map_or((text, "s"), |i| (&text[..i], &text[i..]));
+    let n: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad duration {text:?}"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        _ => return Err(format!("bad duration unit in {text:?}")),
+    };
+    Duration::try_from_secs_f64(secs).map_err(|e| e.to_string())
+}
+
+/// Runs `f` on the persistent failure counters under an exclusive file lock (several sim
+/// processes may run at once).
+fn with_state<R>(
+    bench: &Path,
+    f: impl FnOnce(&mut BTreeMap<String, u32>) -> R,
+) -> std::io::Result<R> {
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(bench.join("sim-state.lock"))?;
+    lock.lock()?;
+    let path = bench.join("sim-state.json");
+    let mut state: BTreeMap<String, u32> = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    let r = f(&mut state);
+    std::fs::write(&path, serde_json::to_string(&state).unwrap_or_default())?;
+    lock.unlock()?;
+    Ok(r)
+}
+
+/// Options whose value is a secret.
+const SECRET_FLAGS: &[&str] = &[
+    "--admin-password",
+    "--db-root-password",
+    "--mariadb-root-password",
+    "--root-password",
+    "--db-password",
+    "--password",
+];
+
+/// argv with every secret replaced by `********` (values of password options, and the
+/// password positional of `set-password`).
+pub fn redact_argv(argv: &[String]) -> Vec<String> {
+    let mut out = Vec::with_capacity(argv.len());
+    let mut redact_next = false;
+    let is_set_password = argv
+        .iter()
+        .any(|a| a == "set-password" || a == "set-admin-password");
+    let mut positionals_after_cmd = 0;
+    let mut seen_cmd = false;
+    for a in argv {
+        if redact_next {
+            out.push("********".to_owned());
+            redact_next = false;
+            continue;
+        }
+        if let Some((flag, _)) = a.split_once('=')
+            && SECRET_FLAGS.contains(&flag)
+        {
+            out.push(format!("{flag}=********"));
+            continue;
+        }
+        if SECRET_FLAGS.contains(&a.as_str()) {
+            redact_next = true;
+            out.push(a.clone());
+            continue;
+        }
+        if is_set_password && seen_cmd && !a.starts_with('-') {
+            positionals_after_cmd += 1;
+            let secret_pos = if argv.iter().any(|x| x == "set-admin-password") {
+                1
+            } else {
+                2
+            };
+            if positionals_after_cmd == secret_pos {
+                out.push("********".to_owned());
+                continue;
+            }
+        }
+        if a == "set-password" || a == "set-admin-password" {
+            seen_cmd = true;
+        }
+        out.push(a.clone());
+    }
+    out
+}
+
+/// Appends one JSON line to `<bench>/sim-commands.log`. Each command writes a `start` line when
+/// it begins and an `end` line (with its exit code) when it finishes; a command killed by a
+/// timeout leaves only its `start` line.
+pub fn log_command(bench: &Path, entry: &serde_json::Value) {
+    let line = format!("{entry}\n");
+    // One write(2) of a short line to an O_APPEND file: lines from concurrent processes do not
+    // interleave.
+    if let Ok(mut f) = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(bench.join("sim-commands.log"))
+    {
+        let _ = f.write_all(line.as_bytes());
+    }
+}
+
+/// The bench directory for this process: `FRAPPE_SIM_BENCH_DIR`, else the current directory
+/// (like the real bench, which is run from its directory).
+pub fn bench_dir() -> PathBuf {
+    std::env::var_os("FRAPPE_SIM_BENCH_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::current_dir().ok())
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Creates a file exclusively (for lock files).
+pub fn touch(path: &Path) {
+    let _ = File::create(path);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_lists_and_durations() {
+        let m = parse_list(Some("new-site:2, install-app:1"), |v| {
+            v.parse::<u32>().map_err(|e| e.to_string())
+        })
+        .unwrap();
+        assert_eq!(m["new-site"], 2);
+        assert_eq!(m["install-app"], 1);
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
+        assert!(parse_duration("x").is_err());
+    }
+
+    #[test]
+    fn redaction() {
+        let argv: Vec<String> = [
+            "new-site",
+            "a.localhost",
+            "--admin-password=s3cret",
+            "--db-root-password",
+            "rootpw",
+            "--db-name=x",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(
+            redact_argv(&argv),
+            [
+                "new-site",
+                "a.localhost",
+                "--admin-password=********",
+                "--db-root-password",
+                "********",
+                "--db-name=x"
+            ]
+        );
+        let argv: Vec<String> = [
+            "--site",
+            "a.localhost",
+            "set-password",
+            "u@example.com",
+            "pw",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(
+            redact_argv(&argv),
+            [
+                "--site",
+                "a.localhost",
+                "set-password",
+                "u@example.com",
+                "********"
+            ]
+        );
+    }
+
+    #[test]
+    fn failure_counts_persist() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Settings {
+            fail: [("new-site".to_owned(), 2)].into(),
+            ..Settings::default()
+        };
+        assert!(s.should_fail(dir.path(), "new-site"));
+        let again = Settings {
+            fail: [("new-site".to_owned(), 2)].into(),
+            ..Settings::default()
+        };
+        assert!(again.should_fail(dir.path(), "new-site"));
+        assert!(!again.should_fail(dir.path(), "new-site"));
+        assert!(!again.should_fail(dir.path(), "install-app"));
+    }
+}
