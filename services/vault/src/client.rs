@@ -1,0 +1,514 @@
+//! The typed async client other services use to talk to the vault.
+//!
+//! Values go in and come out as `secrecy` types; the bearer token is sent as sensitive metadata;
+//! calls that fail with `UNAVAILABLE` (vault restarting, database blip) are retried with
+//! exponential back-off.
+
+use std::future::Future;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use proto::v1::vault_client::VaultClient as Grpc;
+use proto::v1::{
+    AuditEntry, AuditRequest, GetSecretRequest, PutOneTimeRequest, PutSecretRequest,
+    RevokeSecretRequest, RotateRequest, ShredTenantRequest, TakeOneTimeRequest,
+};
+use secrecy::{ExposeSecret, SecretSlice, SecretString};
+use tonic::metadata::{AsciiMetadataValue, MetadataValue};
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Request, Response, Status};
+
+use crate::grpc::CORRELATION_HEADER;
+
+/// Client errors. A `Status` message from the vault never contains a secret value.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The endpoint URL is not valid.
+    #[error("invalid vault endpoint: {0}")]
+    Endpoint(String),
+    /// The token cannot be sent as a header (not printable ASCII).
+    #[error("the vault token is not printable ASCII")]
+    Token,
+    /// The vault answered with an error status (after retries, for `UNAVAILABLE`).
+    #[error("vault {operation} failed: {status_code:?}: {message}", status_code = .status.code(), message = .status.message())]
+    Status {
+        /// The operation.
+        operation: &'static str,
+        /// The status.
+        status: Status,
+    },
+    /// The value read back is not UTF-8 (from the `*_string` helpers).
+    #[error("the secret is not valid UTF-8")]
+    NotUtf8,
+}
+
+impl ClientError {
+    /// The gRPC code, if the vault answered.
+    pub fn code(&self) -> Option<Code> {
+        match self {
+            ClientError::Status { status, .. } => Some(status.code()),
+            _ => None,
+        }
+    }
+}
+
+/// How `UNAVAILABLE` is retried.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    /// Total attempts, at least 1.
+    pub attempts: u32,
+    /// Wait before the first retry; doubles every retry.
+    pub initial_backoff: Duration,
+    /// Longest wait between retries.
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            attempts: 5,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(2),
+        }
+    }
+}
+
+/// A secret read from the vault.
+pub struct SecretValue {
+    /// The value (zeroised on drop).
+    pub value: SecretSlice<u8>,
+    /// Its version (0 for one-time secrets).
+    pub version: u32,
+    /// Its kind.
+    pub kind: String,
+}
+
+impl std::fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretValue")
+            .field("version", &self.version)
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SecretValue {
+    fn new(mut value: Vec<u8>, version: u32, kind: String) -> Self {
+        // Copied into an exact-size box, then the decoded buffer is wiped: converting the Vec
+        // directly could reallocate (shrink) and free an unwiped copy.
+        let boxed: Box<[u8]> = value.as_slice().into();
+        zeroize::Zeroize::zeroize(&mut value);
+        Self {
+            value: SecretSlice::from(boxed),
+            version,
+            kind,
+        }
+    }
+
+    /// The value as a UTF-8 string.
+    pub fn to_secret_string(&self) -> Result<SecretString, ClientError> {
+        std::str::from_utf8(self.value.expose_secret())
+            .map(SecretString::from)
+            .map_err(|_| ClientError::NotUtf8)
+    }
+}
+
+/// A stored secret's reference and version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    /// `vault://tenant/<tenant_id>/<name>`.
+    pub reference: String,
+    /// The version just written.
+    pub version: u32,
+}
+
+/// A one-time secret's reference and expiry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OneTime {
+    /// `vault://tenant/<tenant_id>/one-time/<uuid>`.
+    pub reference: String,
+    /// When it stops being takeable.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// Result of a rotation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rotated {
+    /// Data keys re-wrapped.
+    pub rewrapped: u32,
+    /// The KEK they are now wrapped with.
+    pub active_kek_id: String,
+}
+
+/// Audit query; empty fields mean "any".
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    /// Tenant.
+    pub tenant_id: String,
+    /// Caller service.
+    pub caller: String,
+    /// At or after.
+    pub since: Option<DateTime<Utc>>,
+    /// Before.
+    pub until: Option<DateTime<Utc>>,
+    /// At most this many (0 = 100; capped at 1000).
+    pub limit: u32,
+}
+
+/// The typed vault client. Cheap to clone (one HTTP/2 channel shared by clones).
+#[derive(Clone)]
+pub struct VaultClient {
+    inner: Grpc<Channel>,
+    authorization: AsciiMetadataValue,
+    correlation_id: Option<AsciiMetadataValue>,
+    retry: RetryPolicy,
+}
+
+impl std::fmt::Debug for VaultClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VaultClient")
+            .field("correlation_id", &self.correlation_id)
+            .finish_non_exhaustive()
+    }
+}
+
+fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: t.timestamp(),
+        nanos: i32::try_from(t.timestamp_subsec_nanos()).unwrap_or(0),
+    }
+}
+
+impl VaultClient {
+    /// A client for `endpoint` (e.g. `http://127.0.0.1:50053`) authenticating with `token`.
+    /// Connects lazily, so services can start before the vault does.
+    pub fn connect(endpoint: impl Into<String>, token: &SecretString) -> Result<Self, ClientError> {
+        let endpoint = Endpoint::from_shared(endpoint.into())
+            .map_err(|e| ClientError::Endpoint(e.to_string()))?
+            .connect_timeout(Duration::from_secs(5))
+            .tcp_nodelay(true);
+        Self::from_channel(endpoint.connect_lazy(), token)
+    }
+
+    /// A client over an existing channel.
+    pub fn from_channel(channel: Channel, token: &SecretString) -> Result<Self, ClientError> {
+        let mut authorization: AsciiMetadataValue =
+            MetadataValue::try_from(format!("Bearer {}", token.expose_secret()))
+                .map_err(|_| ClientError::Token)?;
+        // Keeps the token out of `Debug` output of the request headers.
+        authorization.set_sensitive(true);
+        Ok(Self {
+            inner: Grpc::new(channel),
+            authorization,
+            correlation_id: None,
+            retry: RetryPolicy::default(),
+        })
+    }
+
+    /// The same client, sending `x-correlation-id: <id>` on every call (ignored if not printable ASCII).
+    pub fn with_correlation_id(&self, id: &str) -> Self {
+        let mut c = self.clone();
+        c.correlation_id = MetadataValue::try_from(id).ok();
+        c
+    }
+
+    /// The same client with another retry policy.
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Runs one call, retrying `UNAVAILABLE`. `make` builds the message afresh for every attempt.
+    async fn call<M, R, F, Fut>(
+        &self,
+        operation: &'static str,
+        make: impl Fn() -> M,
+        send: F,
+    ) -> Result<R, ClientError>
+    where
+        F: Fn(Grpc<Channel>, Request<M>) -> Fut,
+        Fut: Future<Output = Result<Response<R>, Status>>,
+    {
+        let mut backoff = self.retry.initial_backoff;
+        let mut attempt = 1;
+        loop {
+            let mut request = Request::new(make());
+            request
+                .metadata_mut()
+                .insert("authorization", self.authorization.clone());
+            if let Some(id) = &self.correlation_id {
+                request
+                    .metadata_mut()
+                    .insert(CORRELATION_HEADER, id.clone());
+            }
+            match send(self.inner.clone(), request).await {
+                Ok(response) => return Ok(response.into_inner()),
+                // UNAVAILABLE means the call did not take effect or may safely be repeated;
+                // every other code is an answer, returned as is.
+                Err(status)
+                    if status.code() == Code::Unavailable
+                        && attempt < self.retry.attempts.max(1) =>
+                {
+                    tracing::debug!(
+                        operation,
+                        attempt,
+                        message = status.message(),
+                        "vault unavailable; retrying"
+                    );
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(self.retry.max_backoff);
+                    attempt += 1;
+                }
+                Err(status) => return Err(ClientError::Status { operation, status }),
+            }
+        }
+    }
+
+    /// Stores a new version of secret `tenant_id/name` of `kind`.
+    pub async fn put(
+        &self,
+        tenant_id: &str,
+        name: &str,
+        kind: &str,
+        value: &SecretSlice<u8>,
+        reason: &str,
+    ) -> Result<Stored, ClientError> {
+        self.put_bytes(tenant_id, name, kind, value.expose_secret(), reason)
+            .await
+    }
+
+    /// [`put`](Self::put) for a string value.
+    pub async fn put_string(
+        &self,
+        tenant_id: &str,
+        name: &str,
+        kind: &str,
+        value: &SecretString,
+        reason: &str,
+    ) -> Result<Stored, ClientError> {
+        self.put_bytes(
+            tenant_id,
+            name,
+            kind,
+            value.expose_secret().as_bytes(),
+            reason,
+        )
+        .await
+    }
+
+    async fn put_bytes(
+        &self,
+        tenant_id: &str,
+        name: &str,
+        kind: &str,
+        value: &[u8],
+        reason: &str,
+    ) -> Result<Stored, ClientError> {
+        let r = self
+            .call(
+                "put",
+                || PutSecretRequest {
+                    tenant_id: tenant_id.to_owned(),
+                    name: name.to_owned(),
+                    kind: kind.to_owned(),
+                    value: value.to_vec(),
+                    reason: reason.to_owned(),
+                },
+                |mut c, r| async move { c.put(r).await },
+            )
+            .await?;
+        Ok(Stored {
+            reference: r.reference,
+            version: r.version,
+        })
+    }
+
+    /// Reads a secret by reference (`vault://tenant/<tenant_id>/<name>`).
+    pub async fn get(&self, reference: &str, reason: &str) -> Result<SecretValue, ClientError> {
+        self.get_request(GetSecretRequest {
+            reference: reference.to_owned(),
+            reason: reason.to_owned(),
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// Reads a secret by tenant and name.
+    pub async fn get_by_name(
+        &self,
+        tenant_id: &str,
+        name: &str,
+        reason: &str,
+    ) -> Result<SecretValue, ClientError> {
+        self.get_request(GetSecretRequest {
+            reference: String::new(),
+            tenant_id: tenant_id.to_owned(),
+            name: name.to_owned(),
+            reason: reason.to_owned(),
+        })
+        .await
+    }
+
+    async fn get_request(&self, request: GetSecretRequest) -> Result<SecretValue, ClientError> {
+        let r = self
+            .call(
+                "get",
+                || request.clone(),
+                |mut c, r| async move { c.get(r).await },
+            )
+            .await?;
+        Ok(SecretValue::new(r.value, r.version, r.kind))
+    }
+
+    /// Revokes a secret by reference.
+    pub async fn revoke(&self, reference: &str, reason: &str) -> Result<(), ClientError> {
+        let request = RevokeSecretRequest {
+            reference: reference.to_owned(),
+            reason: reason.to_owned(),
+            ..Default::default()
+        };
+        self.call(
+            "revoke",
+            || request.clone(),
+            |mut c, r| async move { c.revoke(r).await },
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Re-wraps every data key under the vault's active KEK.
+    pub async fn rotate(&self) -> Result<Rotated, ClientError> {
+        let r = self
+            .call(
+                "rotate",
+                || RotateRequest {},
+                |mut c, r| async move { c.rotate(r).await },
+            )
+            .await?;
+        Ok(Rotated {
+            rewrapped: r.rewrapped,
+            active_kek_id: r.active_kek_id,
+        })
+    }
+
+    /// Stores a one-time secret for `ttl` (rounded down to seconds; zero = the vault's default).
+    pub async fn put_one_time(
+        &self,
+        tenant_id: &str,
+        kind: &str,
+        value: &SecretSlice<u8>,
+        ttl: Duration,
+        reason: &str,
+    ) -> Result<OneTime, ClientError> {
+        self.put_one_time_bytes(tenant_id, kind, value.expose_secret(), ttl, reason)
+            .await
+    }
+
+    /// [`put_one_time`](Self::put_one_time) for a string value.
+    pub async fn put_one_time_string(
+        &self,
+        tenant_id: &str,
+        kind: &str,
+        value: &SecretString,
+        ttl: Duration,
+        reason: &str,
+    ) -> Result<OneTime, ClientError> {
+        self.put_one_time_bytes(
+            tenant_id,
+            kind,
+            value.expose_secret().as_bytes(),
+            ttl,
+            reason,
+        )
+        .await
+    }
+
+    async fn put_one_time_bytes(
+        &self,
+        tenant_id: &str,
+        kind: &str,
+        value: &[u8],
+        ttl: Duration,
+        reason: &str,
+    ) -> Result<OneTime, ClientError> {
+        let ttl_seconds = u32::try_from(ttl.as_secs()).unwrap_or(u32::MAX);
+        let r = self
+            .call(
+                "put_one_time",
+                || PutOneTimeRequest {
+                    tenant_id: tenant_id.to_owned(),
+                    kind: kind.to_owned(),
+                    value: value.to_vec(),
+                    ttl_seconds,
+                    reason: reason.to_owned(),
+                },
+                |mut c, r| async move { c.put_one_time(r).await },
+            )
+            .await?;
+        let expires_at = r
+            .expires_at
+            .and_then(|t| DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0)));
+        Ok(OneTime {
+            reference: r.reference,
+            expires_at,
+        })
+    }
+
+    /// Takes a one-time secret: the first call returns it, later ones fail with `NOT_FOUND`.
+    ///
+    /// A retry after `UNAVAILABLE` is safe only because `UNAVAILABLE` means the vault did not
+    /// take it; a taken secret is never handed out twice.
+    pub async fn take_one_time(
+        &self,
+        reference: &str,
+        reason: &str,
+    ) -> Result<SecretValue, ClientError> {
+        let request = TakeOneTimeRequest {
+            reference: reference.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let r = self
+            .call(
+                "take_one_time",
+                || request.clone(),
+                |mut c, r| async move { c.take_one_time(r).await },
+            )
+            .await?;
+        Ok(SecretValue::new(r.value, 0, r.kind))
+    }
+
+    /// Crypto-shreds a tenant; returns how many secrets lost their keys.
+    pub async fn shred_tenant(&self, tenant_id: &str, reason: &str) -> Result<u32, ClientError> {
+        let request = ShredTenantRequest {
+            tenant_id: tenant_id.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let r = self
+            .call(
+                "shred_tenant",
+                || request.clone(),
+                |mut c, r| async move { c.shred_tenant(r).await },
+            )
+            .await?;
+        Ok(r.secrets_shredded)
+    }
+
+    /// Queries the audit log, newest first.
+    pub async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, ClientError> {
+        let request = AuditRequest {
+            tenant_id: query.tenant_id.clone(),
+            caller: query.caller.clone(),
+            since: query.since.map(timestamp),
+            until: query.until.map(timestamp),
+            limit: query.limit,
+        };
+        let r = self
+            .call(
+                "audit",
+                || request.clone(),
+                |mut c, r| async move { c.audit(r).await },
+            )
+            .await?;
+        Ok(r.entries)
+    }
+}

@@ -1,0 +1,221 @@
+//! The Tenantry credential vault.
+//!
+//! Tenant credentials (API key/secret, site admin password, database root credentials, the
+//! owner's password in flight) are stored envelope-encrypted in PostgreSQL: a fresh AES-256-GCM
+//! data key per secret, wrapped by a key-encryption key from a key ring, with associated data that
+//! binds each ciphertext to (tenant, name, version). Callers authenticate with per-service bearer
+//! tokens; an ACL says which service may do what to which kind of secret; every call is audited.
+//! Secret changes are announced as events on `tenantry.vault.<tenant>` (names and versions only).
+//!
+//! Entry points: [`Application::build`] + [`Application::run_until_stopped`], or [`run`].
+
+pub mod acl;
+pub mod cli;
+pub mod client;
+pub mod crypto;
+pub mod error;
+pub mod grpc;
+pub mod names;
+pub mod service;
+pub mod store;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use eventstore::{EventStore, StoreConfig};
+use proto::v1::vault_server::VaultServer;
+use secrecy::SecretString;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+pub use acl::{AclConfig, Grant, Op};
+pub use client::VaultClient;
+pub use crypto::KeyRing;
+pub use error::VaultError;
+
+use crate::acl::Acl;
+use crate::grpc::VaultService;
+use crate::service::{Limits, VaultCore};
+use crate::store::Store;
+
+/// Everything the vault needs to run. `Debug` prints no secret (the URL and keys are redacted).
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// gRPC listen address; port 0 picks a free port.
+    pub listen_addr: SocketAddr,
+    /// PostgreSQL URL (it may hold a password, hence secret).
+    pub database_url: SecretString,
+    /// Schema that holds the vault's tables and migration history.
+    pub database_schema: String,
+    /// Connection pool size.
+    pub database_max_connections: u32,
+    /// NATS server for the event store.
+    pub nats_url: String,
+    /// Event-store namespace ("" in production; tests isolate themselves with one).
+    pub namespace: String,
+    /// The key-encryption keys.
+    pub keyring: KeyRing,
+    /// Callers, their token hashes and grants.
+    pub acl: AclConfig,
+    /// TTL of a one-time secret whose request says 0.
+    pub default_one_time_ttl: Duration,
+    /// Longest TTL a one-time secret may ask for.
+    pub max_one_time_ttl: Duration,
+    /// How often expired one-time secrets are purged.
+    pub purge_interval: Duration,
+    /// Data keys re-wrapped per batch by Rotate.
+    pub rotate_batch_size: u32,
+    /// Largest secret value accepted, in bytes.
+    pub max_value_bytes: usize,
+}
+
+impl Config {
+    /// A config with defaults for everything but the essentials.
+    pub fn new(
+        database_url: SecretString,
+        nats_url: impl Into<String>,
+        keyring: KeyRing,
+        acl: AclConfig,
+    ) -> Self {
+        Self {
+            listen_addr: SocketAddr::from(([127, 0, 0, 1], 50053)),
+            database_url,
+            database_schema: "vault".into(),
+            database_max_connections: 20,
+            nats_url: nats_url.into(),
+            namespace: String::new(),
+            keyring,
+            acl,
+            default_one_time_ttl: Duration::from_secs(24 * 3600),
+            max_one_time_ttl: Duration::from_secs(7 * 24 * 3600),
+            purge_interval: Duration::from_secs(60),
+            rotate_batch_size: 500,
+            max_value_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// A built vault: listener bound, database migrated, event store connected.
+pub struct Application {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    core: Arc<VaultCore>,
+    purge_interval: Duration,
+    calls: grpc::CallCounter,
+}
+
+impl Application {
+    /// Binds the listener first (so a port conflict fails fast), then connects to PostgreSQL (running
+    /// migrations) and NATS.
+    pub async fn build(config: Config) -> Result<Self, VaultError> {
+        let listener = TcpListener::bind(config.listen_addr).await.map_err(|e| {
+            anyhow::Error::new(e).context(format!("cannot listen on {}", config.listen_addr))
+        })?;
+        let local_addr = listener.local_addr().map_err(anyhow::Error::new)?;
+        let acl = Acl::from_config(&config.acl)
+            .map_err(|e| VaultError::InvalidArgument(e.to_string()))?;
+        let store = Store::connect(
+            &config.database_url,
+            &config.database_schema,
+            config.database_max_connections,
+        )
+        .await?;
+        let events = EventStore::connect(&StoreConfig {
+            nats_url: config.nats_url.clone(),
+            namespace: config.namespace.clone(),
+            ..StoreConfig::default()
+        })
+        .await
+        .map_err(|e| VaultError::Events(e.to_string()))?;
+        let limits = Limits {
+            default_one_time_ttl: config.default_one_time_ttl,
+            max_one_time_ttl: config.max_one_time_ttl,
+            max_value_bytes: config.max_value_bytes,
+            rotate_batch_size: config.rotate_batch_size.max(1),
+        };
+        tracing::info!(%local_addr, active_kek = config.keyring.active_id(), "vault built");
+        let core = Arc::new(VaultCore::new(store, config.keyring, acl, events, limits));
+        Ok(Self {
+            listener,
+            local_addr,
+            core,
+            purge_interval: config.purge_interval,
+            calls: grpc::CallCounter::default(),
+        })
+    }
+
+    /// Registers the vault's metrics (`tenantry_vault_calls_total{operation, outcome}`) in the
+    /// service's registry, which the admin server renders at `/metrics`.
+    pub fn register_metrics(&self, metrics: &svc::Metrics) {
+        metrics.register(
+            "vault_calls",
+            "Vault calls by operation and outcome",
+            self.calls.clone(),
+        );
+    }
+
+    /// The bound gRPC address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until `shutdown` completes, then finishes in-flight calls and returns.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), VaultError> {
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health.set_serving::<VaultServer<VaultService>>().await;
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(|e| anyhow::Error::new(e).context("building gRPC reflection"))?;
+
+        // Tells the purge loop to stop when the server does; a watch because the loop only needs
+        // the latest state, not every message.
+        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+        let core = Arc::clone(&self.core);
+        let interval = self.purge_interval;
+        let purger = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => match core.purge_expired().await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::debug!(purged = n, "purged expired one-time secrets"),
+                        Err(e) => tracing::warn!(error = %e, "cannot purge expired one-time secrets"),
+                    },
+                    _ = stop_rx.changed() => break,
+                }
+            }
+        });
+
+        let served = tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(VaultServer::new(VaultService::new(
+                Arc::clone(&self.core),
+                self.calls.clone(),
+            )))
+            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), shutdown)
+            .await;
+        let _ = stop_tx.send(true);
+        let _ = purger.await;
+        served.map_err(|e| {
+            VaultError::Unexpected(anyhow::Error::new(e).context("gRPC server failed"))
+        })
+    }
+}
+
+/// Builds and runs the vault until `shutdown` completes.
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), VaultError> {
+    Application::build(config)
+        .await?
+        .run_until_stopped(shutdown)
+        .await
+}
