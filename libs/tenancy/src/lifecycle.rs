@@ -8,6 +8,7 @@
 //! None → Requested → Provisioning → Active ⇄ Suspended → Deleting → Deleted
 //!            ╰──────────┴─→ Failed ─→ Provisioning (operator retry)
 //!                          Failed, Active, Suspended → Deleting
+//!                          Deleting → Deleting (delete requested again after a failed deletion)
 //! ```
 
 use std::fmt;
@@ -361,7 +362,10 @@ fn apply_in_place(s: &mut TenantState, event: &Body) -> bool {
         }
 
         // Deletion: the request itself moves to Deleting, so nothing else can start.
-        Body::DeletionRequested(_) if matches!(s.status, S::Active | S::Suspended | S::Failed) => {
+        // A repeated request while Deleting is recorded (it re-triggers a stuck deletion).
+        Body::DeletionRequested(_)
+            if matches!(s.status, S::Active | S::Suspended | S::Failed | S::Deleting) =>
+        {
             s.status = S::Deleting;
             s.pending = None;
             true
@@ -564,7 +568,8 @@ impl CommandKind {
             CommandKind::RequestTenant => &[S::None],
             CommandKind::Suspend => &[S::Active],
             CommandKind::Resume => &[S::Suspended],
-            CommandKind::Delete => &[S::Active, S::Suspended, S::Failed],
+            // Deleting too: a deletion that failed half-way can be requested again.
+            CommandKind::Delete => &[S::Active, S::Suspended, S::Failed, S::Deleting],
             CommandKind::RetryProvisioning => &[S::Failed],
             CommandKind::ChangePlan => &[S::Active, S::Suspended],
         }
@@ -617,7 +622,9 @@ fn hint(from: Status, command: CommandKind) -> String {
     use Status as S;
     let text = match (command, from) {
         (_, S::Deleted) => "a deleted tenant cannot be changed",
-        (_, S::Deleting) => "it is being deleted and cannot be changed",
+        (_, S::Deleting) => {
+            "it is being deleted and cannot be changed (only delete may be requested again)"
+        }
         (C::RequestTenant, _) => "it already exists",
         (C::Suspend, S::Requested | S::Provisioning) => "suspend is possible once it is Active",
         (C::Suspend, S::Suspended) => "it is already suspended",

@@ -40,6 +40,7 @@ const COMMAND_TABLE: &[(CommandKind, Status, Status)] = {
         (C::Delete, Active, Deleting),
         (C::Delete, Suspended, Deleting),
         (C::Delete, Failed, Deleting),
+        (C::Delete, Deleting, Deleting), // re-requested after a failed deletion
         (C::RetryProvisioning, Failed, Provisioning),
         (C::ChangePlan, Active, Active),
         (C::ChangePlan, Suspended, Suspended),

@@ -1,0 +1,300 @@
+//! `TenantAdmin`: operator commands, each judged by `tenancy::decide` against the tenant's
+//! folded history and appended to `tenantry.lifecycle.<tenant>`.
+
+use std::sync::Arc;
+
+use eventstore::{EventContext, EventStore, NewEvent, StoreError};
+use proto::v1::tenant_admin_server::TenantAdmin;
+use proto::v1::{
+    AdminCommandResponse, ChangePlanRequest, DeleteTenantRequest, ResumeTenantRequest,
+    RetryProvisioningRequest, SuspendTenantRequest,
+};
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tenancy::{Actor, Command, TenantId};
+use tonic::{Request, Response, Status};
+
+use crate::error::SignupError;
+use crate::validate::Catalog;
+
+/// How often a command is re-decided after losing an append race on the lifecycle subject.
+const CONFLICT_ROUNDS: usize = 5;
+
+/// Longest reason accepted, in characters.
+const MAX_REASON: usize = 500;
+
+/// Metadata naming the operator for the audit trail (optional).
+pub const OPERATOR_HEADER: &str = "x-tenantry-operator";
+
+/// Bearer-token check for the operator API. Tokens are compared as SHA-256 digests in constant
+/// time, so neither their content nor their length leaks through timing.
+#[derive(Clone)]
+pub struct AdminAuth {
+    digests: Arc<Vec<[u8; 32]>>,
+}
+
+impl AdminAuth {
+    /// Accepts any of `tokens`; with none, every call is refused.
+    pub fn new(tokens: &[SecretString]) -> Self {
+        Self {
+            digests: Arc::new(
+                tokens
+                    .iter()
+                    .filter(|t| !t.expose_secret().is_empty())
+                    .map(|t| Sha256::digest(t.expose_secret().as_bytes()).into())
+                    .collect(),
+            ),
+        }
+    }
+
+    /// A tonic interceptor enforcing the tokens.
+    #[allow(clippy::result_large_err)] // the interceptor signature is tonic's
+    pub fn check(&self, request: Request<()>) -> Result<Request<()>, Status> {
+        let presented = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(|t| Sha256::digest(t.trim().as_bytes()));
+        let ok = presented.is_some_and(|p| {
+            // Fold over every token so the time taken does not say which one matched.
+            self.digests
+                .iter()
+                .fold(subtle::Choice::from(0), |acc, d| {
+                    acc | d.ct_eq(p.as_slice())
+                })
+                .into()
+        });
+        if ok {
+            Ok(request)
+        } else {
+            Err(SignupError::Unauthenticated.into())
+        }
+    }
+}
+
+/// The operator API.
+pub struct AdminApi {
+    store: EventStore,
+    catalog: Catalog,
+}
+
+impl AdminApi {
+    /// An API appending to `store`, offering `catalog`'s plans.
+    pub fn new(store: EventStore, catalog: Catalog) -> Self {
+        Self { store, catalog }
+    }
+
+    /// Loads the tenant, decides, appends; re-decides on a concurrent append.
+    async fn run(
+        &self,
+        tenant: &TenantId,
+        command: impl Fn() -> Command,
+    ) -> Result<AdminCommandResponse, SignupError> {
+        let tenant = tenant.to_string();
+        let subject = self.store.subject(EventContext::Lifecycle, &tenant);
+        for _ in 0..CONFLICT_ROUNDS {
+            let history = match self
+                .store
+                .replay(&self.store.tenant_filter(&tenant), 1)
+                .await
+            {
+                Ok(replay) => replay.collect().await,
+                Err(e) => Err(e),
+            }
+            .map_err(store_unavailable)?;
+            let state = tenancy::fold(history.iter().map(|e| &e.body));
+            let version = history
+                .iter()
+                .filter(|e| e.subject == subject)
+                .map(|e| e.sequence)
+                .max()
+                .unwrap_or(0);
+            // The saga's correlation id is the signup's: carried by TenantRequested.
+            let correlation = history
+                .first()
+                .map(|e| e.correlation())
+                .unwrap_or_else(|| tenant.clone());
+            let bodies = tenancy::decide(&state, command())?;
+            let events: Vec<NewEvent> = bodies
+                .iter()
+                .map(|b| NewEvent::new(b.clone()).correlated(correlation.clone()))
+                .collect();
+            let last_id = events.last().map(|e| e.id.to_string()).unwrap_or_default();
+            match self.store.append(&subject, version, events).await {
+                Ok(sequences) => {
+                    let after = bodies.iter().fold(state, tenancy::apply);
+                    tracing::info!(tenant, status = %after.status, "operator command recorded");
+                    return Ok(AdminCommandResponse {
+                        tenant_id: tenant,
+                        status: proto::v1::TenantStatus::from(after.status) as i32,
+                        sequence: sequences.last().copied().unwrap_or(0),
+                        event_id: last_id,
+                    });
+                }
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(store_unavailable(e)),
+            }
+        }
+        Err(SignupError::Unavailable(
+            "the tenant kept changing while the command was decided".to_owned(),
+        ))
+    }
+}
+
+fn store_unavailable(e: StoreError) -> SignupError {
+    match e {
+        StoreError::Unavailable(_) => SignupError::Unavailable(e.to_string()),
+        other => SignupError::Unexpected(anyhow::Error::new(other)),
+    }
+}
+
+fn tenant_id(raw: &str) -> Result<TenantId, SignupError> {
+    TenantId::parse(raw).map_err(|e| SignupError::invalid("tenant_id", format!("tenant id {e}")))
+}
+
+fn reason(raw: &str) -> Result<String, SignupError> {
+    let r = raw.trim();
+    if r.chars().count() > MAX_REASON || r.chars().any(char::is_control) {
+        return Err(SignupError::invalid(
+            "reason",
+            format!("reason must be at most {MAX_REASON} characters of plain text"),
+        ));
+    }
+    Ok(r.to_owned())
+}
+
+/// The operator named in metadata, or `operator`.
+fn actor<T>(request: &Request<T>) -> Actor {
+    let name = request
+        .metadata()
+        .get(OPERATOR_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|n| {
+            (1..=64).contains(&n.len())
+                && n.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._@-".contains(&b))
+        })
+        .unwrap_or("operator");
+    Actor::operator(name)
+}
+
+fn answer(
+    r: Result<AdminCommandResponse, SignupError>,
+) -> Result<Response<AdminCommandResponse>, Status> {
+    r.map(Response::new).map_err(Status::from)
+}
+
+#[tonic::async_trait]
+impl TenantAdmin for AdminApi {
+    async fn suspend_tenant(
+        &self,
+        request: Request<SuspendTenantRequest>,
+    ) -> Result<Response<AdminCommandResponse>, Status> {
+        let actor = actor(&request);
+        let req = request.into_inner();
+        answer(
+            async {
+                let tenant = tenant_id(&req.tenant_id)?;
+                let reason = reason(&req.reason)?;
+                self.run(&tenant, || Command::Suspend {
+                    reason: reason.clone(),
+                    actor: actor.clone(),
+                })
+                .await
+            }
+            .await,
+        )
+    }
+
+    async fn resume_tenant(
+        &self,
+        request: Request<ResumeTenantRequest>,
+    ) -> Result<Response<AdminCommandResponse>, Status> {
+        let actor = actor(&request);
+        let req = request.into_inner();
+        answer(
+            async {
+                let tenant = tenant_id(&req.tenant_id)?;
+                let reason = reason(&req.reason)?;
+                self.run(&tenant, || Command::Resume {
+                    reason: reason.clone(),
+                    actor: actor.clone(),
+                })
+                .await
+            }
+            .await,
+        )
+    }
+
+    async fn delete_tenant(
+        &self,
+        request: Request<DeleteTenantRequest>,
+    ) -> Result<Response<AdminCommandResponse>, Status> {
+        let actor = actor(&request);
+        let req = request.into_inner();
+        answer(
+            async {
+                let tenant = tenant_id(&req.tenant_id)?;
+                // Compared as typed (after trimming): the guard is that the operator typed the id.
+                if req.confirm.trim() != req.tenant_id.trim() {
+                    return Err(SignupError::invalid(
+                        "confirm",
+                        "confirm must repeat the tenant id exactly, to guard against deleting the wrong tenant",
+                    ));
+                }
+                let reason = reason(&req.reason)?;
+                self.run(&tenant, || Command::Delete {
+                    reason: reason.clone(),
+                    actor: actor.clone(),
+                })
+                .await
+            }
+            .await,
+        )
+    }
+
+    async fn retry_provisioning(
+        &self,
+        request: Request<RetryProvisioningRequest>,
+    ) -> Result<Response<AdminCommandResponse>, Status> {
+        let actor = actor(&request);
+        let req = request.into_inner();
+        answer(
+            async {
+                let tenant = tenant_id(&req.tenant_id)?;
+                let reason = reason(&req.reason)?;
+                self.run(&tenant, || Command::RetryProvisioning {
+                    reason: reason.clone(),
+                    actor: actor.clone(),
+                })
+                .await
+            }
+            .await,
+        )
+    }
+
+    async fn change_plan(
+        &self,
+        request: Request<ChangePlanRequest>,
+    ) -> Result<Response<AdminCommandResponse>, Status> {
+        let actor = actor(&request);
+        let req = request.into_inner();
+        answer(
+            async {
+                let tenant = tenant_id(&req.tenant_id)?;
+                let plan = self
+                    .catalog
+                    .plan(&req.plan)
+                    .map_err(|v| SignupError::Invalid(vec![v]))?;
+                self.run(&tenant, || Command::ChangePlan {
+                    plan: plan.clone(),
+                    actor: actor.clone(),
+                })
+                .await
+            }
+            .await,
+        )
+    }
+}

@@ -1,0 +1,190 @@
+//! The gateway's errors and their one mapping to gRPC statuses.
+//!
+//! Every handler returns [`SignupError`]; `From<SignupError> for Status` is the only place that
+//! picks codes, attaches `google.rpc` details and logs causes. No variant ever holds the password:
+//! validation messages come from `tenancy`, which never echoes input, and vault errors carry
+//! only the vault's status message, which never holds a secret value.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tenancy::DomainError;
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
+
+/// One bad field of a request: the proto field name and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// The proto field name, e.g. `email`.
+    pub field: &'static str,
+    /// What is wrong, in words a person can act on (never the value itself for secrets).
+    pub description: String,
+}
+
+impl Violation {
+    /// A violation of `field`.
+    pub fn new(field: &'static str, description: impl Into<String>) -> Self {
+        Self {
+            field,
+            description: description.into(),
+        }
+    }
+}
+
+/// Which budget a rate-limited request ran out of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateScope {
+    /// Requests from one client address.
+    Address,
+    /// Signups for one email address.
+    Email,
+}
+
+impl RateScope {
+    fn as_str(self) -> &'static str {
+        match self {
+            RateScope::Address => "your network address",
+            RateScope::Email => "this email address",
+        }
+    }
+}
+
+/// Everything the signup gateway and the operator API can answer besides success.
+#[derive(Debug, thiserror::Error)]
+pub enum SignupError {
+    /// One or more fields are invalid (INVALID_ARGUMENT with field violations).
+    #[error("{}", describe(.0))]
+    Invalid(Vec<Violation>),
+    /// The subdomain is claimed by another tenant (ALREADY_EXISTS).
+    #[error("subdomain {subdomain} is already taken{}", suggestion.as_ref().map(|s| format!("; try {s}")).unwrap_or_default())]
+    SubdomainTaken {
+        /// The taken name.
+        subdomain: String,
+        /// A free alternative, when one was found.
+        suggestion: Option<String>,
+    },
+    /// Too many requests in the window (RESOURCE_EXHAUSTED with retry info).
+    #[error("too many signups from {}; try again in {} s", .scope.as_str(), .retry_after.as_secs().max(1))]
+    RateLimited {
+        /// Which budget ran out.
+        scope: RateScope,
+        /// When the next request will be accepted.
+        retry_after: Duration,
+    },
+    /// The idempotency key was already used with a different request (FAILED_PRECONDITION).
+    #[error(
+        "this idempotency key was already used for a different signup; send a new key for a new signup"
+    )]
+    IdempotencyMismatch,
+    /// Another request with the same idempotency key has not finished (ABORTED).
+    #[error("a signup with this idempotency key is still being processed; retry in a few seconds")]
+    IdempotencyInProgress,
+    /// The tenant does not exist (NOT_FOUND).
+    #[error("tenant {0} not found; check the tenant id")]
+    TenantNotFound(String),
+    /// The lifecycle refused the command (code depends on the reason).
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    /// No or wrong bearer token (UNAUTHENTICATED).
+    #[error("missing or invalid bearer token; send `authorization: Bearer <token>`")]
+    Unauthenticated,
+    /// A dependency (NATS, the vault) is unreachable; retrying later may work (UNAVAILABLE).
+    #[error("{0}; try again shortly")]
+    Unavailable(String),
+    /// A bug or an impossible state (INTERNAL). The cause is logged, never sent.
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+fn describe(violations: &[Violation]) -> String {
+    let parts: Vec<&str> = violations.iter().map(|v| v.description.as_str()).collect();
+    format!("invalid request: {}", parts.join("; "))
+}
+
+impl SignupError {
+    /// The gRPC code this error is answered with.
+    pub fn code(&self) -> Code {
+        match self {
+            SignupError::Invalid(_) => Code::InvalidArgument,
+            SignupError::SubdomainTaken { .. } => Code::AlreadyExists,
+            SignupError::RateLimited { .. } => Code::ResourceExhausted,
+            SignupError::IdempotencyMismatch => Code::FailedPrecondition,
+            SignupError::IdempotencyInProgress => Code::Aborted,
+            SignupError::TenantNotFound(_) => Code::NotFound,
+            SignupError::Domain(e) => match e {
+                DomainError::NotFound => Code::NotFound,
+                DomainError::AlreadyExists { .. } | DomainError::AlreadyInProgress { .. } => {
+                    Code::AlreadyExists
+                }
+                DomainError::InvalidTransition { .. } | DomainError::SamePlan { .. } => {
+                    Code::FailedPrecondition
+                }
+            },
+            SignupError::Unauthenticated => Code::Unauthenticated,
+            SignupError::Unavailable(_) => Code::Unavailable,
+            SignupError::Unexpected(_) => Code::Internal,
+        }
+    }
+
+    /// A single-field violation.
+    pub fn invalid(field: &'static str, description: impl Into<String>) -> Self {
+        SignupError::Invalid(vec![Violation::new(field, description)])
+    }
+}
+
+impl From<SignupError> for Status {
+    fn from(e: SignupError) -> Self {
+        let code = e.code();
+        match &e {
+            SignupError::Invalid(violations) => {
+                let details = ErrorDetails::with_bad_request(
+                    violations
+                        .iter()
+                        .map(|v| FieldViolation::new(v.field, v.description.clone()))
+                        .collect::<Vec<_>>(),
+                );
+                Status::with_error_details(code, e.to_string(), details)
+            }
+            SignupError::RateLimited { retry_after, .. } => Status::with_error_details(
+                code,
+                e.to_string(),
+                ErrorDetails::with_retry_info(Some(*retry_after)),
+            ),
+            SignupError::Unexpected(cause) => {
+                // The full chain goes to the log once, here; the caller gets no internals.
+                tracing::error!(error = format!("{cause:#}"), "request failed unexpectedly");
+                Status::internal("internal error; it has been logged")
+            }
+            SignupError::Unavailable(_) => {
+                tracing::warn!(error = %e, "dependency unavailable");
+                Status::unavailable(e.to_string())
+            }
+            _ => {
+                tracing::debug!(code = ?code, error = %e, "request refused");
+                Status::new(code, e.to_string())
+            }
+        }
+    }
+}
+
+/// Errors that stop the service from starting or serving.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The gRPC listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The configuration is inconsistent; the text says which setting.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// NATS/JetStream could not be reached or set up.
+    #[error("event store: {0}")]
+    EventStore(#[from] eventstore::StoreError),
+    /// The gRPC server failed.
+    #[error("gRPC server failed: {0}")]
+    Serve(#[from] tonic::transport::Error),
+}

@@ -1,0 +1,450 @@
+//! `SignupService`: `Signup`, `WatchSignup`, `CheckSubdomain`.
+//!
+//! Signup order: address budget → validation → idempotency record → email budget → subdomain
+//! claim → one-time vault secret for the password → TenantRequested. Anything failing after
+//! the claim releases it, and the idempotency record of a failed attempt is removed, so the
+//! person can simply try again.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use eventstore::{EventContext, EventStore, NewEvent, StoreError};
+use proto::v1::event::Body;
+use proto::v1::signup_service_server::SignupService;
+use proto::v1::{
+    CheckSubdomainRequest, CheckSubdomainResponse, SignupRequest, SignupResponse, TenantRequested,
+    TenantStatus, WatchSignupRequest,
+};
+use secrecy::SecretString;
+use sha2::{Digest, Sha256};
+use svc::Shutdown;
+use tenancy::{Subdomain, TenantId};
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+use vault::VaultClient;
+
+use crate::claims::{Claim, Claims};
+use crate::error::{RateScope, SignupError};
+use crate::idempotency::{Answer, Begin, Idempotency};
+use crate::ratelimit::RateLimiter;
+use crate::validate::{self, Catalog, SignupInput};
+use crate::watch::{self, ProgressStream};
+
+/// The vault secret kind of the owner's password (the vault ACL grants signup exactly this).
+pub const PASSWORD_KIND: &str = "owner_password";
+
+/// How many alternatives are tried when suggesting a free subdomain.
+const ALTERNATIVES: usize = 10;
+
+/// Settings of the signup path that come from configuration.
+#[derive(Debug, Clone)]
+pub struct SignupSettings {
+    /// Offered plans and regions.
+    pub catalog: Catalog,
+    /// How long the owner's one-time password secret lives in the vault.
+    pub password_ttl: Duration,
+    /// Take the client address from the first `x-forwarded-for` entry (behind a trusted proxy).
+    pub trust_forwarded_for: bool,
+}
+
+/// The signup gateway's shared state. One per process; handlers borrow it.
+pub struct Gateway {
+    store: EventStore,
+    claims: Claims,
+    idempotency: Idempotency,
+    vault: VaultClient,
+    per_address: RateLimiter,
+    per_email: RateLimiter,
+    settings: SignupSettings,
+    shutdown: Shutdown,
+}
+
+impl Gateway {
+    /// Assembles the gateway from its parts.
+    #[allow(clippy::too_many_arguments)] // one call site, in `Application::build`
+    pub fn new(
+        store: EventStore,
+        claims: Claims,
+        idempotency: Idempotency,
+        vault: VaultClient,
+        per_address: RateLimiter,
+        per_email: RateLimiter,
+        settings: SignupSettings,
+        shutdown: Shutdown,
+    ) -> Self {
+        Self {
+            store,
+            claims,
+            idempotency,
+            vault,
+            per_address,
+            per_email,
+            settings,
+            shutdown,
+        }
+    }
+
+    /// The whole signup, for a client at `address`.
+    pub async fn signup(
+        &self,
+        address: Option<IpAddr>,
+        req: SignupRequest,
+    ) -> Result<SignupResponse, SignupError> {
+        // Every attempt counts against the address, valid or not: spraying bad requests is the
+        // abuse this budget is for.
+        let address_key = address.map_or_else(|| "unknown".to_owned(), |a| a.to_string());
+        self.per_address
+            .check(&address_key, Instant::now())
+            .map_err(|retry_after| SignupError::RateLimited {
+                scope: RateScope::Address,
+                retry_after,
+            })?;
+        let input = validate::signup(&req, &self.settings.catalog).map_err(SignupError::Invalid)?;
+        // The request (and its password) is not needed past this point.
+        drop(req);
+
+        let fingerprint = input.fingerprint();
+        let (tenant, record) = match &input.idempotency_key {
+            None => (TenantId::new(), None),
+            Some(key) => match self
+                .idempotency
+                .begin(key, &fingerprint, TenantId::new())
+                .await?
+            {
+                Begin::Replay(answer) => return Ok(response(answer)),
+                Begin::Fresh {
+                    key,
+                    revision,
+                    tenant_id,
+                } => (tenant_id, Some((key, revision))),
+            },
+        };
+        // Replays of an idempotency key are not new signups, so only fresh work spends the
+        // email's budget.
+        let email_key = input.email.as_str().to_ascii_lowercase();
+        let outcome = match self.per_email.check(&email_key, Instant::now()) {
+            Ok(()) => self.create_tenant(input, tenant).await,
+            Err(retry_after) => Err(Failure::Clean(SignupError::RateLimited {
+                scope: RateScope::Email,
+                retry_after,
+            })),
+        };
+        match (outcome, record) {
+            (Ok(answer), Some((key, revision))) => {
+                self.idempotency
+                    .complete(&key, revision, &tenant, &fingerprint, &answer)
+                    .await;
+                Ok(response(answer))
+            }
+            (Ok(answer), None) => Ok(response(answer)),
+            (Err(Failure::Clean(e)), Some((key, revision))) => {
+                self.idempotency.abandon(&key, revision).await;
+                Err(e)
+            }
+            // Whether the tenant exists is unknown: keep the pending record, so a retry with
+            // the same key takes it over (after it goes stale) as the same tenant.
+            (Err(Failure::Uncertain(e) | Failure::Clean(e)), _) => Err(e),
+        }
+    }
+
+    /// Claim → vault → TenantRequested, for a validated request.
+    async fn create_tenant(&self, input: SignupInput, tenant: TenantId) -> Result<Answer, Failure> {
+        let revision = match self.claims.claim(&input.subdomain, &tenant).await? {
+            Claim::Won { revision } => revision,
+            Claim::Taken => {
+                let suggestion = self
+                    .claims
+                    .free_alternative(&input.subdomain, ALTERNATIVES)
+                    .await
+                    .map(Subdomain::into_string);
+                return Err(Failure::Clean(SignupError::SubdomainTaken {
+                    subdomain: input.subdomain.into_string(),
+                    suggestion,
+                }));
+            }
+        };
+        let subdomain = input.subdomain.clone();
+        match self.record_tenant(input, &tenant).await {
+            Ok(answer) => Ok(answer),
+            Err(Failure::Clean(e)) => {
+                self.claims.release(&subdomain, &tenant, revision).await;
+                Err(Failure::Clean(e))
+            }
+            Err(uncertain) => Err(uncertain),
+        }
+    }
+
+    /// Stores the password in the vault and appends TenantRequested with its reference.
+    async fn record_tenant(
+        &self,
+        input: SignupInput,
+        tenant: &TenantId,
+    ) -> Result<Answer, Failure> {
+        let tenant_str = tenant.to_string();
+        let secret: SecretString = input.password.into_secret();
+        let stored = self
+            .vault
+            .with_correlation_id(&tenant_str)
+            .put_one_time_string(
+                &tenant_str,
+                PASSWORD_KIND,
+                &secret,
+                self.settings.password_ttl,
+                "owner password chosen at signup, for the provisioner",
+            )
+            .await
+            .map_err(|e| {
+                Failure::Clean(SignupError::Unavailable(format!(
+                    "cannot store the password in the vault ({e})"
+                )))
+            })?;
+        drop(secret);
+        // The vault's one-time references look like vault://tenant/<id>/one-time/<uuid>; make
+        // sure it names our tenant before it goes into the permanent record.
+        if !stored
+            .reference
+            .starts_with(&format!("vault://tenant/{tenant_str}/"))
+        {
+            return Err(Failure::Clean(SignupError::Unexpected(anyhow::anyhow!(
+                "the vault answered an unexpected reference shape for tenant {tenant_str}"
+            ))));
+        }
+        let body = Body::TenantRequested(TenantRequested {
+            tenant_id: tenant_str.clone(),
+            subdomain: input.subdomain.to_string(),
+            organisation: input.organisation.into_string(),
+            owner_email: input.email.into_string(),
+            owner_name: input.full_name.into_string(),
+            plan: input.plan.into_string(),
+            region: input.region.into_string(),
+            password_ref: stored.reference,
+            idempotency_key: input.idempotency_key.unwrap_or_default(),
+        });
+        let event = NewEvent::new(body)
+            .with_id(requested_event_id(tenant))
+            .correlated(tenant_str.clone());
+        let subject = self.store.subject(EventContext::Signup, &tenant_str);
+        let answer = Answer {
+            tenant_id: tenant_str.clone(),
+            subdomain: input.subdomain.into_string(),
+            status: TenantStatus::Requested as i32,
+            correlation_id: tenant_str,
+        };
+        match self.store.append(&subject, 0, vec![event]).await {
+            Ok(_) => {
+                tracing::info!(tenant = %tenant, subdomain = %answer.subdomain, "tenant requested");
+                Ok(answer)
+            }
+            // The subject already has an event: ours from an earlier attempt of the same
+            // (idempotent) signup, or a bug.
+            Err(StoreError::Conflict { .. }) => {
+                match self.already_requested(&subject, tenant).await {
+                    Ok(true) => Ok(answer),
+                    Ok(false) => Err(Failure::Clean(SignupError::Unexpected(anyhow::anyhow!(
+                        "signup subject of new tenant {tenant} already holds another event"
+                    )))),
+                    Err(e) => Err(Failure::Uncertain(e)),
+                }
+            }
+            Err(e) if e.is_transient() => {
+                // The publish may have been stored even though we saw no ack.
+                match self.already_requested(&subject, tenant).await {
+                    Ok(true) => Ok(answer),
+                    Ok(false) => Err(Failure::Clean(SignupError::Unavailable(format!(
+                        "cannot record the signup ({e})"
+                    )))),
+                    Err(_) => Err(Failure::Uncertain(SignupError::Unavailable(format!(
+                        "cannot record the signup ({e})"
+                    )))),
+                }
+            }
+            Err(e) => Err(Failure::Clean(SignupError::Unexpected(anyhow::Error::new(
+                e,
+            )))),
+        }
+    }
+
+    /// Whether `subject` starts with this tenant's TenantRequested.
+    async fn already_requested(
+        &self,
+        subject: &str,
+        tenant: &TenantId,
+    ) -> Result<bool, SignupError> {
+        let events = self
+            .store
+            .load(subject)
+            .await
+            .map_err(|e| SignupError::Unavailable(e.to_string()))?;
+        Ok(events
+            .first()
+            .is_some_and(|e| e.event_id == requested_event_id(tenant)))
+    }
+
+    /// `CheckSubdomain`: validity, availability and a free suggestion.
+    pub async fn check_subdomain(
+        &self,
+        req: CheckSubdomainRequest,
+    ) -> Result<CheckSubdomainResponse, SignupError> {
+        let parsed = if req.subdomain.trim().is_empty() {
+            Err("subdomain must not be empty".to_owned())
+        } else {
+            validate::subdomain(&req.subdomain).map_err(|v| v.description)
+        };
+        match parsed {
+            Ok(sub) => {
+                if self.claims.is_free(&sub).await? {
+                    return Ok(CheckSubdomainResponse {
+                        valid: true,
+                        available: true,
+                        ..Default::default()
+                    });
+                }
+                let suggestion = self.claims.free_alternative(&sub, ALTERNATIVES).await;
+                Ok(CheckSubdomainResponse {
+                    valid: true,
+                    available: false,
+                    reason: format!("{sub} is already taken"),
+                    suggestion: suggestion.map(Subdomain::into_string).unwrap_or_default(),
+                })
+            }
+            Err(reason) => {
+                // Suggest from what was typed ("ACME" → "acme"), else from the organisation.
+                let typed = req
+                    .subdomain
+                    .chars()
+                    .take(validate::MAX_RAW_FIELD_BYTES)
+                    .collect::<String>();
+                let org = req
+                    .organisation
+                    .chars()
+                    .take(validate::MAX_RAW_FIELD_BYTES)
+                    .collect::<String>();
+                let mut suggestion = String::new();
+                for candidate in [typed, org]
+                    .iter()
+                    .filter_map(|raw| tenancy::suggest_subdomain(raw))
+                {
+                    if self.claims.is_free(&candidate).await? {
+                        suggestion = candidate.into_string();
+                        break;
+                    }
+                    if let Some(alt) = self.claims.free_alternative(&candidate, ALTERNATIVES).await
+                    {
+                        suggestion = alt.into_string();
+                        break;
+                    }
+                }
+                Ok(CheckSubdomainResponse {
+                    valid: false,
+                    available: false,
+                    reason,
+                    suggestion,
+                })
+            }
+        }
+    }
+
+    /// The client's address: the TCP peer, or the first `x-forwarded-for` hop when trusted.
+    fn client_address<T>(&self, request: &Request<T>) -> Option<IpAddr> {
+        if self.settings.trust_forwarded_for
+            && let Some(ip) = request
+                .metadata()
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split(',').next())
+                .and_then(|first| first.trim().parse::<IpAddr>().ok())
+        {
+            return Some(ip);
+        }
+        request.remote_addr().map(|a| a.ip())
+    }
+}
+
+/// Why a signup step failed, and whether its effects are known to be absent.
+enum Failure {
+    /// Nothing was recorded: the claim and idempotency record may be released.
+    Clean(SignupError),
+    /// The tenant may or may not have been recorded: keep the claim and the pending record.
+    Uncertain(SignupError),
+}
+
+impl From<SignupError> for Failure {
+    fn from(e: SignupError) -> Self {
+        Failure::Clean(e)
+    }
+}
+
+/// TenantRequested's event id: derived from the tenant id, so a retried or resumed append is
+/// de-duplicated by JetStream and recognisable on reload.
+pub fn requested_event_id(tenant: &TenantId) -> Uuid {
+    let digest = Sha256::digest(format!("tenantry:signup:TenantRequested:{tenant}").as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_custom_bytes(bytes).into_uuid()
+}
+
+fn response(answer: Answer) -> SignupResponse {
+    SignupResponse {
+        tenant_id: answer.tenant_id,
+        subdomain: answer.subdomain,
+        site: String::new(),
+        status: answer.status,
+        correlation_id: answer.correlation_id,
+    }
+}
+
+/// The tonic service over a shared [`Gateway`].
+#[derive(Clone)]
+pub struct SignupApi {
+    gateway: Arc<Gateway>,
+}
+
+impl SignupApi {
+    /// Serves `gateway`.
+    pub fn new(gateway: Arc<Gateway>) -> Self {
+        Self { gateway }
+    }
+}
+
+#[tonic::async_trait]
+impl SignupService for SignupApi {
+    async fn signup(
+        &self,
+        request: Request<SignupRequest>,
+    ) -> Result<Response<SignupResponse>, Status> {
+        let address = self.gateway.client_address(&request);
+        self.gateway
+            .signup(address, request.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(Status::from)
+    }
+
+    type WatchSignupStream = ProgressStream;
+
+    async fn watch_signup(
+        &self,
+        request: Request<WatchSignupRequest>,
+    ) -> Result<Response<Self::WatchSignupStream>, Status> {
+        let req = request.into_inner();
+        let tenant = TenantId::parse(&req.tenant_id).map_err(|e| {
+            Status::from(SignupError::invalid("tenant_id", format!("tenant id {e}")))
+        })?;
+        watch::watch(&self.gateway.store, &tenant, self.gateway.shutdown.clone())
+            .await
+            .map(Response::new)
+            .map_err(Status::from)
+    }
+
+    async fn check_subdomain(
+        &self,
+        request: Request<CheckSubdomainRequest>,
+    ) -> Result<Response<CheckSubdomainResponse>, Status> {
+        self.gateway
+            .check_subdomain(request.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(Status::from)
+    }
+}

@@ -1,0 +1,226 @@
+//! Idempotency keys in the `SIGNUP_IDEMPOTENCY` KV bucket.
+//!
+//! Key = sha256(idempotency key) (KV keys allow few characters, and the client's key need not be
+//! stored). The first request to `create` the record owns the signup and fills in the answer
+//! when done; concurrent requests with the same key poll until the answer is there and return
+//! it unchanged. A failed signup deletes its record so that a retry starts afresh (failures are
+//! not remembered; KV `create` succeeds again after a delete, which is exactly what we want here).
+//! A record left `pending` by a crashed gateway is taken over after `stale_after`, keeping its
+//! tenant id, so the resumed signup converges on the same tenant.
+
+use std::time::Duration;
+
+use async_nats::jetstream::kv::{self, CreateErrorKind, Operation, UpdateErrorKind};
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use eventstore::EventStore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tenancy::TenantId;
+
+use crate::error::SignupError;
+
+/// The bucket's name (namespaced by the event store).
+pub const BUCKET: &str = "SIGNUP_IDEMPOTENCY";
+
+/// First and longest pause between polls of a pending record.
+const POLL_START: Duration = Duration::from_millis(10);
+const POLL_MAX: Duration = Duration::from_millis(250);
+
+/// The answer a signup gave, replayed verbatim for the same key.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Answer {
+    /// The tenant.
+    pub tenant_id: String,
+    /// Its subdomain.
+    pub subdomain: String,
+    /// Status at the time of the answer (`TenantStatus` as i32).
+    pub status: i32,
+    /// The saga's correlation id.
+    pub correlation_id: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Record {
+    fingerprint: String,
+    tenant_id: String,
+    started_at: DateTime<Utc>,
+    answer: Option<Answer>,
+}
+
+/// How a request with an idempotency key proceeds.
+#[derive(Debug)]
+pub enum Begin {
+    /// This request owns the signup: do it as `tenant_id`, then [`Idempotency::complete`] or
+    /// [`Idempotency::abandon`] the record at `revision`.
+    Fresh {
+        /// KV key of the record.
+        key: String,
+        /// Revision of our pending record.
+        revision: u64,
+        /// The tenant id to sign up (a fresh one, or the one a crashed attempt chose).
+        tenant_id: TenantId,
+    },
+    /// The same request was already answered: return this.
+    Replay(Answer),
+}
+
+/// The idempotency records.
+#[derive(Clone)]
+pub struct Idempotency {
+    kv: kv::Store,
+    /// How long a request waits for a concurrent one with the same key to finish.
+    wait: Duration,
+    /// After how long a pending record is considered abandoned by a crashed gateway.
+    stale_after: Duration,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> SignupError {
+    SignupError::Unavailable(format!(
+        "cannot use the idempotency record in NATS KV ({e})"
+    ))
+}
+
+fn encode(record: &Record) -> Bytes {
+    // A struct of strings, a timestamp and an integer always serialises.
+    Bytes::from(serde_json::to_vec(record).unwrap_or_default())
+}
+
+impl Idempotency {
+    /// Opens (creating when missing) the bucket.
+    pub async fn open(
+        store: &EventStore,
+        wait: Duration,
+        stale_after: Duration,
+    ) -> Result<Self, eventstore::StoreError> {
+        let kv = store
+            .key_value(
+                BUCKET,
+                1,
+                "Tenantry signup idempotency keys: sha256(key) -> answer",
+            )
+            .await?;
+        Ok(Self {
+            kv,
+            wait,
+            stale_after,
+        })
+    }
+
+    /// Starts (or joins) the signup for `client_key`. `fingerprint` identifies the request body;
+    /// `new_tenant` is used when this request is the first.
+    pub async fn begin(
+        &self,
+        client_key: &str,
+        fingerprint: &str,
+        new_tenant: TenantId,
+    ) -> Result<Begin, SignupError> {
+        let key = hex::encode(Sha256::digest(client_key.as_bytes()));
+        let deadline = tokio::time::Instant::now() + self.wait;
+        let mut pause = POLL_START;
+        loop {
+            let pending = Record {
+                fingerprint: fingerprint.to_owned(),
+                tenant_id: new_tenant.to_string(),
+                started_at: Utc::now(),
+                answer: None,
+            };
+            match self.kv.create(&key, encode(&pending)).await {
+                Ok(revision) => {
+                    return Ok(Begin::Fresh {
+                        key,
+                        revision,
+                        tenant_id: new_tenant,
+                    });
+                }
+                Err(e) if e.kind() == CreateErrorKind::AlreadyExists => {}
+                Err(e) => return Err(unavailable(e)),
+            }
+            let entry = self.kv.entry(&key).await.map_err(unavailable)?;
+            let Some(entry) = entry.filter(|e| e.operation == Operation::Put) else {
+                // Deleted between our create and read (the owner failed): try to own it now.
+                continue;
+            };
+            let record: Record = serde_json::from_slice(&entry.value).map_err(|e| {
+                SignupError::Unexpected(anyhow::anyhow!(
+                    "idempotency record {key} is not valid JSON: {e}"
+                ))
+            })?;
+            if record.fingerprint != fingerprint {
+                return Err(SignupError::IdempotencyMismatch);
+            }
+            if let Some(answer) = record.answer {
+                return Ok(Begin::Replay(answer));
+            }
+            let age = Utc::now()
+                .signed_duration_since(record.started_at)
+                .to_std()
+                .unwrap_or_default();
+            if age > self.stale_after {
+                // The owner went away mid-signup: take over with its tenant id, so whatever it
+                // already did (claim, event) is recognised as ours.
+                let tenant_id = TenantId::parse(&record.tenant_id).map_err(|e| {
+                    SignupError::Unexpected(anyhow::anyhow!(
+                        "idempotency record {key} holds a bad tenant id: {e}"
+                    ))
+                })?;
+                let takeover = Record {
+                    tenant_id: record.tenant_id.clone(),
+                    ..pending
+                };
+                match self
+                    .kv
+                    .update(&key, encode(&takeover), entry.revision)
+                    .await
+                {
+                    Ok(revision) => {
+                        tracing::warn!(tenant = %tenant_id, "taking over an abandoned signup");
+                        return Ok(Begin::Fresh {
+                            key,
+                            revision,
+                            tenant_id,
+                        });
+                    }
+                    Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => continue,
+                    Err(e) => return Err(unavailable(e)),
+                }
+            }
+            if tokio::time::Instant::now() + pause > deadline {
+                return Err(SignupError::IdempotencyInProgress);
+            }
+            // Polling rather than a KV watch: the wait is short (one signup) and a watch would
+            // cost a consumer per waiting request.
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(POLL_MAX);
+        }
+    }
+
+    /// Records the answer of a finished signup.
+    pub async fn complete(
+        &self,
+        key: &str,
+        revision: u64,
+        tenant: &TenantId,
+        fingerprint: &str,
+        answer: &Answer,
+    ) {
+        let done = Record {
+            fingerprint: fingerprint.to_owned(),
+            tenant_id: tenant.to_string(),
+            started_at: Utc::now(),
+            answer: Some(answer.clone()),
+        };
+        if let Err(e) = self.kv.update(key, encode(&done), revision).await {
+            // Waiters will time out with ABORTED and the client retries; a takeover, if one
+            // happened, converges on the same tenant and writes the same answer.
+            tracing::warn!(tenant = %tenant, error = %e, "cannot record the idempotent answer");
+        }
+    }
+
+    /// Forgets a failed attempt so that a retry with the same key starts again.
+    pub async fn abandon(&self, key: &str, revision: u64) {
+        if let Err(e) = self.kv.delete_expect_revision(key, Some(revision)).await {
+            tracing::warn!(error = %e, "cannot remove the idempotency record of a failed signup");
+        }
+    }
+}
