@@ -549,7 +549,13 @@ impl VaultRef {
                 && t.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
         };
-        if !token_ok(owner) || !token_ok(name) {
+        // One-time secrets (an owner's password in flight) live at `<id>/one-time/<uuid>`.
+        let name_ok = match name.split_once('/') {
+            Some(("one-time", id)) => token_ok(id),
+            Some(_) => false,
+            None => token_ok(name),
+        };
+        if !token_ok(owner) || !name_ok {
             return Err(SHAPE);
         }
         Ok(Self(s.to_owned()))
@@ -564,6 +570,16 @@ impl VaultRef {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vault_refs_name_a_secret_or_a_one_time_secret() {
+        assert!(VaultRef::parse("vault://tenant/t1/site-admin-password").is_ok());
+        assert!(VaultRef::parse("vault://tenant/t1/one-time/0193a6c2-f1b8-7d3e-9a1b-1234567890ab").is_ok());
+        assert!(VaultRef::parse("vault://tenant/t1/other/x").is_err());
+        assert!(VaultRef::parse("vault://tenant/t1/one-time/").is_err());
+        assert!(VaultRef::parse("vault://tenant/t1/one-time/a/b").is_err());
+        assert!(VaultRef::parse("vault://tenant/t1/../x").is_err());
+    }
 
     #[test]
     fn subdomain_accepts_dns_labels_and_normalises_case() {
