@@ -25,7 +25,11 @@ fn event(tenant: &str) -> NewEvent {
 }
 
 fn rate(n: usize, d: Duration) -> String {
-    format!("{:>9.0} events/s  ({n} events in {:.2} s)", n as f64 / d.as_secs_f64(), d.as_secs_f64())
+    format!(
+        "{:>9.0} events/s  ({n} events in {:.2} s)",
+        n as f64 / d.as_secs_f64(),
+        d.as_secs_f64()
+    )
 }
 
 /// Appends `n` events over `n / 10` subjects, `IN_FLIGHT` at a time, each with its expected version.
@@ -41,7 +45,10 @@ async fn append_pipelined(store: &EventStore, n: usize, tag: &str) -> Duration {
                 let subject = store.subject(EventContext::Provisioning, &tenant);
                 let mut version = 0;
                 for _ in 0..n / subjects {
-                    version = store.append(&subject, version, vec![event(&tenant)]).await.expect("append")[0];
+                    version = store
+                        .append(&subject, version, vec![event(&tenant)])
+                        .await
+                        .expect("append")[0];
                 }
             }
         })
@@ -63,12 +70,20 @@ async fn main() -> anyhow::Result<()> {
     let start = Instant::now();
     let mut version = 0;
     for _ in 0..SEQUENTIAL {
-        version = store.append(&subject, version, vec![event("sequential")]).await?[0];
+        version = store
+            .append(&subject, version, vec![event("sequential")])
+            .await?[0];
     }
-    println!("append, awaited one by one : {}", rate(SEQUENTIAL, start.elapsed()));
+    println!(
+        "append, awaited one by one : {}",
+        rate(SEQUENTIAL, start.elapsed())
+    );
 
     let d = append_pipelined(&store, PIPELINED, "pipelined").await;
-    println!("append, pipelined ({IN_FLIGHT:>3} in flight) : {}", rate(PIPELINED, d));
+    println!(
+        "append, pipelined ({IN_FLIGHT:>3} in flight) : {}",
+        rate(PIPELINED, d)
+    );
 
     // Fill to REPLAY events, then read them all back in order.
     let have = store.last_sequence().await? as usize;

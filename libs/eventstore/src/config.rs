@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 /// Where the event store lives and how its stream is shaped.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct StoreConfig {
     /// NATS server(s), e.g. `nats://127.0.0.1:4222`.
     pub nats_url: String,
@@ -12,6 +12,25 @@ pub struct StoreConfig {
     pub replicas: usize,
     /// How long JetStream remembers event ids for de-duplication.
     pub duplicate_window: Duration,
+}
+
+impl std::fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreConfig")
+            .field("nats_url", &redact(&self.nats_url))
+            .field("namespace", &self.namespace)
+            .field("replicas", &self.replicas)
+            .field("duplicate_window", &self.duplicate_window)
+            .finish()
+    }
+}
+
+/// The URL without credentials (NATS URLs may carry a token or user:password).
+pub(crate) fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}***{}", &url[..s + 3], &url[at..]),
+        _ => url.to_owned(),
+    }
 }
 
 impl Default for StoreConfig {

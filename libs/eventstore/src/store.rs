@@ -51,7 +51,7 @@ impl EventStore {
             .map_err(|_| {
                 StoreError::Unavailable(format!(
                     "no NATS server answered at {} within 10 s",
-                    config.nats_url
+                    crate::config::redact(&config.nats_url)
                 ))
             })?
             .map_err(StoreError::unavailable)?;

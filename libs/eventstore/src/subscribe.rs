@@ -211,6 +211,14 @@ impl Subscription {
                 durable: self.durable.clone(),
                 dead_letters: self.dead_letters.clone(),
             })),
+            // A retried dead letter whose event cannot be loaded right now: try again later
+            // rather than dropping it (its record was removed when the retry was requested).
+            Err(e) if from_retry && e.is_transient() => {
+                let _ = message
+                    .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                    .await;
+                Some(Err(e))
+            }
             Err(e) => {
                 let letter = crate::DeadLetter {
                     consumer: self.durable.clone(),
@@ -223,9 +231,7 @@ impl Subscription {
                     deliveries: delivered,
                     recorded_at: chrono::Utc::now(),
                 };
-                if !from_retry {
-                    let _ = self.dead_letters.record(&letter).await;
-                }
+                let _ = self.dead_letters.record(&letter).await;
                 let _ = message.ack_with(AckKind::Term).await;
                 Some(Err(e))
             }

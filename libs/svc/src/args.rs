@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 
 /// Where NATS is and which namespace to use.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Clone, clap::Args)]
 pub struct NatsArgs {
     /// NATS server URL.
     #[arg(
@@ -16,6 +16,15 @@ pub struct NatsArgs {
     /// Prefix for streams, subjects and buckets (isolates deployments sharing one NATS).
     #[arg(long = "namespace", env = "TENANTRY_NAMESPACE", default_value = "")]
     pub namespace: String,
+}
+
+impl std::fmt::Debug for NatsArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsArgs")
+            .field("nats_url", &redact_url(&self.nats_url))
+            .field("namespace", &self.namespace)
+            .finish()
+    }
 }
 
 impl Default for NatsArgs {
@@ -86,20 +95,50 @@ pub struct AdminArgs {
     pub admin_addr: SocketAddr,
 }
 
-/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
+/// A URL fit for logs: the userinfo's password (or a token-only userinfo, as in
+/// `nats://TOKEN@host`) and `password`/`token` query parameters become `***`.
 pub fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
-        return url.to_owned();
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
     };
-    let rest = &url[scheme_end..];
-    let Some(at) = rest.find('@') else {
-        return url.to_owned();
+    let mut out = match base.find("://").map(|i| i + 3) {
+        Some(scheme_end) => {
+            let rest = &base[scheme_end..];
+            let host_start = rest.find('/').unwrap_or(rest.len());
+            match rest[..host_start].rfind('@') {
+                Some(at) => {
+                    let userinfo = &rest[..at];
+                    let redacted = match userinfo.split_once(':') {
+                        Some((user, _)) => format!("{user}:***"),
+                        None if userinfo.is_empty() => String::new(),
+                        // user-only or token-only: NATS reads a lone userinfo as a token.
+                        None => "***".to_owned(),
+                    };
+                    format!("{}{redacted}{}", &base[..scheme_end], &rest[at..])
+                }
+                None => base.to_owned(),
+            }
+        }
+        None => base.to_owned(),
     };
-    let userinfo = &rest[..at];
-    match userinfo.split_once(':') {
-        Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end], &rest[at..]),
-        None => url.to_owned(),
+    if let Some(q) = query {
+        let params: Vec<String> = q
+            .split('&')
+            .map(|p| match p.split_once('=') {
+                Some((k, _))
+                    if ["password", "pass", "token", "secret"]
+                        .contains(&k.to_ascii_lowercase().as_str()) =>
+                {
+                    format!("{k}=***")
+                }
+                _ => p.to_owned(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&params.join("&"));
     }
+    out
 }
 
 #[cfg(test)]
@@ -112,7 +151,12 @@ mod tests {
             redact_url("postgres://u:hunter2@h:5432/db"),
             "postgres://u:***@h:5432/db"
         );
-        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact_url("nats://s3cr3t@h:4222"), "nats://***@h:4222");
+        assert_eq!(
+            redact_url("postgres://u@h/db?password=x&sslmode=require"),
+            "postgres://***@h/db?password=***&sslmode=require"
+        );
+        assert_eq!(redact_url("nats://h:4222"), "nats://h:4222");
         assert_eq!(redact_url("nonsense"), "nonsense");
         let args = DatabaseArgs {
             database_url: "postgres://u:hunter2@h/db".into(),
