@@ -223,13 +223,22 @@ pub fn execute_result(stdout: &str) -> Result<Option<Value>, serde_json::Error> 
 
 /// Keys as returned by `generate_keys`: frappe 15.44 returns only the secret; newer 15.x
 /// also return `api_key`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 pub struct GeneratedKeys {
     /// Present on newer frappe versions only.
     #[serde(default)]
     pub api_key: Option<String>,
     /// The new secret (every call rotates it).
     pub api_secret: String,
+}
+
+impl std::fmt::Debug for GeneratedKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GeneratedKeys")
+            .field("api_key", &self.api_key)
+            .field("api_secret", &"[REDACTED]")
+            .finish()
+    }
 }
 
 /// The app names of plain `bench --site S list-apps` output (blank lines ignored; newer

@@ -281,9 +281,14 @@ impl FrappeClient {
         let text = resp.text().await.map_err(RestError::Transport)?;
         if status.is_success() {
             let value = serde_json::from_str(&text).map_err(|e| {
+                // Never echo the body: a cut-off generate_keys answer holds the secret.
                 RestError::Decode(format!(
-                    "{e} (body starts {:?})",
-                    text.chars().take(80).collect::<String>()
+                    "{e} ({} bytes of {})",
+                    text.len(),
+                    headers
+                        .get(reqwest::header::CONTENT_TYPE)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("unknown content type")
                 ))
             })?;
             return Ok((headers, value));

@@ -144,13 +144,29 @@ impl Invocation {
     }
 
     /// Every secret value in this invocation, to scrub from captured output.
+    // For ssh the secret args are shell-quoted (`'--flag=value'`), but remote output would
+    // echo the raw value: scrub the quoted form, the unquoted one and the bare value.
     pub(crate) fn secrets(&self) -> Vec<String> {
-        self.args
-            .iter()
-            .filter_map(Arg::secret)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect()
+        let mut out = Vec::new();
+        for s in self.args.iter().filter_map(Arg::secret) {
+            let unquoted = s
+                .strip_prefix('\'')
+                .and_then(|r| r.strip_suffix('\''))
+                .map(|r| r.replace("'\\''", "'"))
+                .unwrap_or_else(|| s.to_owned());
+            let bare = unquoted
+                .strip_prefix("--")
+                .and_then(|r| r.split_once('='))
+                .map(|(_, v)| v.to_owned());
+            out.push(s.to_owned());
+            out.push(unquoted);
+            out.extend(bare);
+        }
+        out.retain(|s| !s.is_empty());
+        // Longest first, so a value is never half-replaced by a shorter form of itself.
+        out.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        out.dedup();
+        out
     }
 }
 
@@ -451,6 +467,25 @@ mod tests {
         );
         assert!(!inv.redacted().join(" ").contains("s3cret"));
         assert!(format!("{inv:?}").contains("--admin-password=********"));
+    }
+
+    #[test]
+    fn ssh_secrets_are_scrubbed_in_raw_form_too() {
+        let cfg = RunnerConfig::Ssh {
+            host: "frappe@bench1".into(),
+            port: None,
+            identity_file: None,
+            bench_dir: "/home/frappe/frappe-bench".into(),
+            bench_bin: "bench".into(),
+        };
+        let inv = cfg.bench_invocation(vec![
+            "new-site".into(),
+            Arg::SecretOpt("--admin-password", secret("p'w $(x)")),
+        ]);
+        let secrets = inv.secrets();
+        // Remote bench output echoes the value as it arrived, unquoted.
+        let out = scrub("error for --admin-password=p'w $(x): p'w $(x)", &secrets);
+        assert!(!out.contains("p'w"), "{out}");
     }
 
     #[test]
