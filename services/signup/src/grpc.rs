@@ -195,9 +195,15 @@ impl Gateway {
             )
             .await
             .map_err(|e| {
-                Failure::Clean(SignupError::Unavailable(format!(
-                    "cannot store the password in the vault ({e})"
-                )))
+                // Only a vault that is down is worth retrying; anything else (a wrong token, an
+                // ACL gap) is our misconfiguration, logged once at the edge, not the caller's.
+                Failure::Clean(if e.code() == Some(tonic::Code::Unavailable) {
+                    SignupError::Unavailable("the credential vault is not reachable".to_owned())
+                } else {
+                    SignupError::Unexpected(anyhow::anyhow!(
+                        "vault refused to store the password: {e}"
+                    ))
+                })
             })?;
         drop(secret);
         // The vault's one-time references look like vault://tenant/<id>/one-time/<uuid>; make

@@ -143,7 +143,7 @@ async fn the_password_is_in_no_event_log_line_or_error() {
                 ..request(&tag())
             })
             .await,
-        Code::Unavailable,
+        Code::Internal,
     ));
 
     let events = stack.events().await;
