@@ -21,7 +21,7 @@ pub use envelope::{NewEvent, RecordedEvent, headers};
 pub use error::{DecodeError, StoreError};
 pub use replay::Replay;
 pub use store::EventStore;
-pub use subscribe::{Delivery, SubscribeOptions, Subscription};
+pub use subscribe::{DeliverFrom, Delivery, SubscribeOptions, Subscription};
 pub use trace::{current_trace_context, extract_trace_context};
 
 pub use proto::EventContext;

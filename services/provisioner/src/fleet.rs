@@ -1,0 +1,388 @@
+//! The fleet: which benches exist, where, what they can host and how to reach them, plus the plan
+//! catalogue (plan → apps and site limits) and the standby-pool size. Loaded from TOML and
+//! validated once at start-up, so a typo fails the service instead of a tenant.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use frappe::{AppName, BenchTimeouts, ConfigKey, RunnerConfig, SiteName, SiteRouting};
+use serde::Deserialize;
+use serde_json::Value;
+
+/// Errors in the fleet file. Each names the bench or plan and what to change.
+#[derive(Debug, thiserror::Error)]
+pub enum FleetError {
+    /// The file could not be read.
+    #[error("cannot read fleet file {path}: {source}")]
+    Read {
+        /// The path.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Not TOML of the expected shape.
+    #[error("fleet file is not valid: {0}")]
+    Parse(String),
+    /// A semantic problem.
+    #[error("fleet config: {0}")]
+    Invalid(String),
+}
+
+/// How the site's public URL is built (`<scheme>://<site>`), e.g. for `host_name`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scheme {
+    /// `https://` (production).
+    #[default]
+    Https,
+    /// `http://` (local benches and tests).
+    Http,
+}
+
+impl Scheme {
+    /// `http` or `https`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Https => "https",
+            Scheme::Http => "http",
+        }
+    }
+}
+
+/// How REST requests name the site.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Routing {
+    /// `Host: <site>`.
+    #[default]
+    Host,
+    /// `X-Frappe-Site-Name: <site>`.
+    Header,
+}
+
+impl From<Routing> for SiteRouting {
+    fn from(r: Routing) -> Self {
+        match r {
+            Routing::Host => SiteRouting::Host,
+            Routing::Header => SiteRouting::Header,
+        }
+    }
+}
+
+/// One bench of the fleet (`[[benches]]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BenchConfig {
+    /// Unique name, `[a-z0-9-]` (it is a NATS KV key token).
+    pub name: String,
+    /// Region tenants ask for, e.g. `eu`.
+    pub region: String,
+    /// How bench commands reach it.
+    pub runner: RunnerConfig,
+    /// Base URL of its HTTP front end, e.g. `http://127.0.0.1:8000`.
+    pub base_url: String,
+    /// Site names are `<subdomain>.<base_domain>`.
+    pub base_domain: String,
+    /// How REST requests name the site.
+    #[serde(default)]
+    pub routing: Routing,
+    /// Scheme of the public site URL.
+    #[serde(default)]
+    pub public_scheme: Scheme,
+    /// Most sites (tenants and standbys) it may hold.
+    pub max_sites: u32,
+    /// Most bench operations at once, across every provisioner instance.
+    pub max_concurrent_operations: u32,
+    /// Apps installed in the bench (besides frappe) that plans may ask for.
+    #[serde(default)]
+    pub apps: Vec<String>,
+    /// MariaDB root user.
+    #[serde(default = "default_root_user")]
+    pub db_root_username: String,
+    /// Vault reference of the MariaDB root password (kind `db_root_password`). Leave it out
+    /// only for a dev database whose root has no password (the vault stores no empty values).
+    #[serde(default)]
+    pub db_root_password_ref: Option<String>,
+    /// Per-operation command timeouts (seconds).
+    #[serde(default)]
+    pub timeouts: BenchTimeouts,
+}
+
+fn default_root_user() -> String {
+    "root".to_owned()
+}
+
+impl BenchConfig {
+    /// The apps as validated names.
+    pub fn app_names(&self) -> BTreeSet<AppName> {
+        self.apps
+            .iter()
+            .filter_map(|a| AppName::parse(a).ok())
+            .collect()
+    }
+
+    /// `<label>.<base_domain>` as a site name.
+    pub fn site_name(&self, label: &str) -> Result<SiteName, frappe::NameError> {
+        SiteName::parse(&format!("{label}.{}", self.base_domain))
+    }
+
+    /// `<scheme>://<site>`.
+    pub fn public_url(&self, site: &str) -> String {
+        format!("{}://{site}", self.public_scheme.as_str())
+    }
+}
+
+/// One plan (`[plans.<id>]`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanConfig {
+    /// Apps installed (in this order) on the plan's sites, besides frappe.
+    #[serde(default)]
+    pub apps: Vec<String>,
+    /// site_config keys written at configuration (e.g. `max_users = 5`); never secrets.
+    #[serde(default)]
+    pub limits: BTreeMap<String, toml::Value>,
+}
+
+impl PlanConfig {
+    /// The apps as validated names, in install order.
+    pub fn app_names(&self) -> Vec<AppName> {
+        self.apps
+            .iter()
+            .filter_map(|a| AppName::parse(a).ok())
+            .collect()
+    }
+
+    /// The limits as (validated key, JSON value).
+    pub fn limit_values(&self) -> Vec<(ConfigKey, Value)> {
+        self.limits
+            .iter()
+            .filter_map(|(k, v)| {
+                let key = ConfigKey::parse(k).ok()?;
+                let value = serde_json::to_value(v).ok()?;
+                Some((key, value))
+            })
+            .collect()
+    }
+}
+
+/// The warm pool (`[standby]`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StandbyConfig {
+    /// Ready sites kept per (bench, plan app set); 0 turns the pool off.
+    #[serde(default)]
+    pub size: u32,
+    /// Only these plans get standbys (default: every plan).
+    #[serde(default)]
+    pub plans: Option<Vec<String>>,
+}
+
+/// The whole fleet file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetConfig {
+    /// The benches.
+    pub benches: Vec<BenchConfig>,
+    /// Plan id → plan.
+    #[serde(default)]
+    pub plans: BTreeMap<String, PlanConfig>,
+    /// The warm pool.
+    #[serde(default)]
+    pub standby: StandbyConfig,
+}
+
+impl FleetConfig {
+    /// Reads and validates a fleet file.
+    pub fn load(path: &Path) -> Result<Self, FleetError> {
+        let text = std::fs::read_to_string(path).map_err(|source| FleetError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text)
+    }
+
+    /// Parses and validates fleet TOML.
+    pub fn parse(text: &str) -> Result<Self, FleetError> {
+        let fleet: FleetConfig =
+            toml::from_str(text).map_err(|e| FleetError::Parse(e.to_string()))?;
+        fleet.validate()?;
+        Ok(fleet)
+    }
+
+    /// Checks names, limits and references.
+    pub fn validate(&self) -> Result<(), FleetError> {
+        let bad = |m: String| Err(FleetError::Invalid(m));
+        if self.benches.is_empty() {
+            return bad("at least one [[benches]] entry is needed".into());
+        }
+        let mut names = BTreeSet::new();
+        for b in &self.benches {
+            let ok_name = !b.name.is_empty()
+                && b.name.len() <= 64
+                && b.name
+                    .bytes()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+                && !b.name.starts_with('-');
+            if !ok_name {
+                return bad(format!(
+                    "bench name {:?} must be 1-64 of a-z 0-9 - (not starting with -)",
+                    b.name
+                ));
+            }
+            if !names.insert(b.name.clone()) {
+                return bad(format!("bench {} is listed twice", b.name));
+            }
+            if b.region.trim().is_empty() {
+                return bad(format!("bench {}: region is empty", b.name));
+            }
+            if SiteName::parse(&format!("x.{}", b.base_domain)).is_err() {
+                return bad(format!(
+                    "bench {}: base_domain {:?} is not a valid host name",
+                    b.name, b.base_domain
+                ));
+            }
+            if reqwest::Url::parse(&b.base_url).is_err() {
+                return bad(format!(
+                    "bench {}: base_url {:?} is not a URL",
+                    b.name, b.base_url
+                ));
+            }
+            if b.max_concurrent_operations == 0 {
+                return bad(format!(
+                    "bench {}: max_concurrent_operations must be at least 1",
+                    b.name
+                ));
+            }
+            for app in &b.apps {
+                if AppName::parse(app).is_err() {
+                    return bad(format!(
+                        "bench {}: app {app:?} is not a valid app name",
+                        b.name
+                    ));
+                }
+            }
+            if b.db_root_password_ref
+                .as_ref()
+                .is_some_and(|r| !r.starts_with("vault://tenant/"))
+            {
+                return bad(format!(
+                    "bench {}: db_root_password_ref must be a vault://tenant/<id>/<name> reference",
+                    b.name
+                ));
+            }
+        }
+        for (id, plan) in &self.plans {
+            for app in &plan.apps {
+                if AppName::parse(app).is_err() {
+                    return bad(format!("plan {id}: app {app:?} is not a valid app name"));
+                }
+            }
+            for key in plan.limits.keys() {
+                if ConfigKey::parse(key).is_err() {
+                    return bad(format!(
+                        "plan {id}: limit key {key:?} must match [a-z_][a-z0-9_]*"
+                    ));
+                }
+            }
+            let apps: BTreeSet<_> = plan.app_names().into_iter().collect();
+            if !self.benches.iter().any(|b| apps.is_subset(&b.app_names())) {
+                return bad(format!(
+                    "plan {id}: no bench has all of its apps {:?}",
+                    plan.apps
+                ));
+            }
+        }
+        if let Some(plans) = &self.standby.plans {
+            for p in plans {
+                if !self.plans.contains_key(p) {
+                    return bad(format!("standby.plans names unknown plan {p:?}"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A bench by name.
+    pub fn bench(&self, name: &str) -> Option<&BenchConfig> {
+        self.benches.iter().find(|b| b.name == name)
+    }
+
+    /// A plan by id.
+    pub fn plan(&self, id: &str) -> Option<&PlanConfig> {
+        self.plans.get(id)
+    }
+
+    /// The distinct app sets that get standbys: those of the pooled plans.
+    pub fn standby_app_sets(&self) -> BTreeSet<Vec<AppName>> {
+        if self.standby.size == 0 {
+            return BTreeSet::new();
+        }
+        self.plans
+            .iter()
+            .filter(|(id, _)| {
+                self.standby
+                    .plans
+                    .as_ref()
+                    .is_none_or(|only| only.iter().any(|p| p == *id))
+            })
+            .map(|(_, p)| p.app_names())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+[[benches]]
+name = "bench-a"
+region = "eu"
+base_url = "http://127.0.0.1:8000"
+base_domain = "erp.example.com"
+max_sites = 100
+max_concurrent_operations = 2
+apps = ["erpnext"]
+db_root_password_ref = "vault://tenant/fleet/bench-a-db-root"
+runner = { kind = "local", bench_dir = "/home/frappe/frappe-bench" }
+
+[plans.starter]
+apps = ["erpnext"]
+limits = { max_users = 5, max_storage_mb = 1024 }
+
+[standby]
+size = 3
+"#;
+
+    #[test]
+    fn example_parses() {
+        let f = FleetConfig::parse(EXAMPLE).unwrap();
+        assert_eq!(f.benches[0].name, "bench-a");
+        assert_eq!(f.plans["starter"].limit_values().len(), 2);
+        assert_eq!(f.standby_app_sets().len(), 1);
+        assert_eq!(f.benches[0].public_url("a.b"), "https://a.b");
+    }
+
+    #[test]
+    fn rejects_bad_fleets() {
+        for (from, to) in [
+            ("name = \"bench-a\"", "name = \"Bench A\""),
+            (
+                "max_concurrent_operations = 2",
+                "max_concurrent_operations = 0",
+            ),
+            ("apps = [\"erpnext\"]\nlimits", "apps = [\"hrms\"]\nlimits"),
+            (
+                "base_domain = \"erp.example.com\"",
+                "base_domain = \"-bad\"",
+            ),
+            ("vault://tenant/fleet/bench-a-db-root", "hunter2"),
+            ("max_users = 5", "Max-Users = 5"),
+        ] {
+            assert!(EXAMPLE.contains(from), "{from}");
+            let text = EXAMPLE.replacen(from, to, 1);
+            assert!(FleetConfig::parse(&text).is_err(), "accepted {to}");
+        }
+    }
+}

@@ -1,0 +1,273 @@
+//! Lifecycle requests: suspend, resume, delete, plan change, and the operator's provisioning
+//! retry. Each compares the wanted state with what the provisioning subject records, does only
+//! the missing part on the bench, and records it — so redelivery is harmless.
+
+use std::time::Duration;
+
+use eventstore::{EventContext, RecordedEvent};
+use frappe::{ConfigKey, SiteName};
+use proto::v1::{self as pb, event::Body};
+use serde_json::json;
+
+use crate::process::{self, ProvisioningState};
+use crate::steps::{self, Ctx, Outcome, Request, StepError, bench_error};
+
+/// What to do with the delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settle {
+    /// Handled (or nothing to do): acknowledge.
+    Ack,
+    /// Not yet possible (the tenant is still being provisioned): ask again after the delay.
+    Later(Duration),
+}
+
+/// How long to wait before re-trying a request that arrived while provisioning still runs.
+const NOT_YET: Duration = Duration::from_secs(1);
+
+/// Handles one lifecycle event.
+pub async fn handle(ctx: &Ctx, event: &RecordedEvent) -> Result<Settle, StepError> {
+    let tenant = event.tenant_id.as_str();
+    match &event.body {
+        Body::ProvisioningRetryRequested(_) => retry(ctx, tenant).await,
+        Body::SuspensionRequested(_) | Body::ResumeRequested(_) => suspension(ctx, tenant).await,
+        Body::DeletionRequested(_) => delete(ctx, tenant, event).await,
+        Body::PlanChangeRequested(e) => plan_change(ctx, tenant, event, e).await,
+        _ => Ok(Settle::Ack),
+    }
+}
+
+/// The tenant's TenantRequested, from its signup subject.
+pub async fn load_request(ctx: &Ctx, tenant: &str) -> Result<Option<Request>, StepError> {
+    let events = ctx
+        .store
+        .load(&ctx.store.subject(EventContext::Signup, tenant))
+        .await?;
+    Ok(events.iter().find_map(Request::from_event))
+}
+
+async fn retry(ctx: &Ctx, tenant: &str) -> Result<Settle, StepError> {
+    let Some(req) = load_request(ctx, tenant).await? else {
+        tracing::warn!(
+            tenant,
+            "retry requested for a tenant that was never requested"
+        );
+        return Ok(Settle::Ack);
+    };
+    match steps::provision(ctx, &req).await? {
+        Outcome::Provisioned | Outcome::Failed => Ok(Settle::Ack),
+    }
+}
+
+/// Whether a live-site operation can run now: `None` = go ahead; `Some(settle)` = answer that.
+fn gate(state: &ProvisioningState) -> Option<Settle> {
+    if state.deleted {
+        Some(Settle::Ack)
+    } else if state.provisioned {
+        None
+    } else if state.failed.is_some() {
+        // Nothing to suspend or resume on a failed tenant.
+        Some(Settle::Ack)
+    } else {
+        Some(Settle::Later(NOT_YET))
+    }
+}
+
+fn site_of(state: &ProvisioningState) -> Result<(String, SiteName), StepError> {
+    let p = state
+        .placement
+        .as_ref()
+        .ok_or_else(|| StepError::Permanent("no placement recorded".into()))?;
+    let site = SiteName::parse(&p.site).map_err(|e| StepError::Permanent(e.to_string()))?;
+    Ok((p.bench.clone(), site))
+}
+
+async fn suspension(ctx: &Ctx, tenant: &str) -> Result<Settle, StepError> {
+    let (version, state) = steps::load_state(ctx, tenant).await?;
+    if let Some(settle) = gate(&state) {
+        return Ok(settle);
+    }
+    // The latest request wins, whatever order redeliveries arrive in.
+    let lifecycle = ctx
+        .store
+        .load(&ctx.store.subject(EventContext::Lifecycle, tenant))
+        .await?;
+    let Some(latest) = lifecycle.iter().rev().find(|e| {
+        matches!(
+            e.body,
+            Body::SuspensionRequested(_) | Body::ResumeRequested(_)
+        )
+    }) else {
+        return Ok(Settle::Ack);
+    };
+    let (suspend, reason) = match &latest.body {
+        Body::SuspensionRequested(r) => (true, r.reason.clone()),
+        _ => (false, String::new()),
+    };
+    if state.suspended == suspend {
+        return Ok(Settle::Ack);
+    }
+    let (bench_name, site) = site_of(&state)?;
+    let (bench_cfg, bench) = ctx.bench(&bench_name)?;
+    let flag =
+        ConfigKey::parse("tenantry_suspended").map_err(|e| StepError::Permanent(e.to_string()))?;
+    let slot = ctx
+        .slots
+        .acquire(&bench_cfg.name, bench_cfg.max_concurrent_operations)
+        .await;
+    let started = std::time::Instant::now();
+    let mut r = bench
+        .set_config(&site, &flag, &json!(i32::from(suspend)))
+        .await
+        .map_err(|e| bench_error("set-config tenantry_suspended", e));
+    if r.is_ok() {
+        r = bench
+            .set_maintenance_mode(&site, suspend)
+            .await
+            .map_err(|e| bench_error("set-maintenance-mode", e));
+    }
+    slot.release().await;
+    r?;
+    let step = if suspend { "suspend" } else { "resume" };
+    ctx.metrics.step_done(step, started.elapsed().as_secs_f64());
+    let body = if suspend {
+        Body::SiteSuspended(pb::SiteSuspended {
+            tenant_id: tenant.to_owned(),
+            site: site.to_string(),
+            reason,
+        })
+    } else {
+        Body::SiteResumed(pb::SiteResumed {
+            tenant_id: tenant.to_owned(),
+            site: site.to_string(),
+        })
+    };
+    let id = process::event_id(tenant, 0, body.type_name(), latest.sequence);
+    let subject = ctx.store.subject(EventContext::Provisioning, tenant);
+    steps::append(ctx, &subject, version, latest, vec![(id, body)]).await?;
+    Ok(Settle::Ack)
+}
+
+async fn delete(ctx: &Ctx, tenant: &str, cause: &RecordedEvent) -> Result<Settle, StepError> {
+    let subject = ctx.store.subject(EventContext::Provisioning, tenant);
+    let (mut version, state) = steps::load_state(ctx, tenant).await?;
+    if state.deleted {
+        return Ok(Settle::Ack);
+    }
+    if !state.provisioned && state.failed.is_none() && state.events > 0 {
+        // Still provisioning: let that finish (or fail) first.
+        return Ok(Settle::Later(NOT_YET));
+    }
+    let mut archived = String::new();
+    let mut site_name = String::new();
+    let mut bench_name = String::new();
+    if state.provisioned {
+        let (b, site) = site_of(&state)?;
+        let (bench_cfg, bench) = ctx.bench(&b)?;
+        site_name = site.to_string();
+        bench_name = b.clone();
+        let limit = bench_cfg.max_concurrent_operations;
+        if !state.backed_up {
+            let slot = ctx.slots.acquire(&bench_cfg.name, limit).await;
+            let started = std::time::Instant::now();
+            let r = bench.backup(&site, true).await;
+            slot.release().await;
+            match r {
+                Ok(summary) => {
+                    ctx.metrics
+                        .step_done("backup", started.elapsed().as_secs_f64());
+                    let body = Body::SiteBackedUp(pb::SiteBackedUp {
+                        tenant_id: tenant.to_owned(),
+                        site: site.to_string(),
+                        files: summary
+                            .files
+                            .iter()
+                            .map(|f| pb::BackupFile {
+                                kind: match f.kind {
+                                    frappe::BackupKind::Config => "config",
+                                    frappe::BackupKind::Database => "database",
+                                    frappe::BackupKind::Public => "public_files",
+                                    frappe::BackupKind::Private => "private_files",
+                                }
+                                .to_owned(),
+                                path: f.path.clone(),
+                                size_bytes: f.size_bytes,
+                            })
+                            .collect(),
+                        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(0),
+                    });
+                    let id = process::event_id(tenant, 0, "SiteBackedUp", cause.sequence);
+                    steps::append(ctx, &subject, version, cause, vec![(id, body)]).await?;
+                    version = steps::load_state(ctx, tenant).await?.0;
+                }
+                // Already dropped by an earlier, interrupted delete: nothing left to back up.
+                Err(frappe::BenchError::SiteNotFound(_)) => {}
+                Err(e) => return Err(bench_error("backup", e)),
+            }
+        }
+        let slot = ctx.slots.acquire(&bench_cfg.name, limit).await;
+        let r = ctx.remove_site(bench_cfg, bench, &site, true).await;
+        slot.release().await;
+        archived = r?.1;
+        ctx.revoke_credentials(tenant).await?;
+        ctx.placer.release(tenant).await?;
+    }
+    ctx.forget_owner_password(tenant).await?;
+    let body = Body::SiteDeleted(pb::SiteDeleted {
+        tenant_id: tenant.to_owned(),
+        site: site_name,
+        bench: bench_name,
+        archived_path: archived,
+    });
+    let id = process::event_id(tenant, 0, "SiteDeleted", cause.sequence);
+    steps::append(ctx, &subject, version, cause, vec![(id, body)]).await?;
+    Ok(Settle::Ack)
+}
+
+async fn plan_change(
+    ctx: &Ctx,
+    tenant: &str,
+    cause: &RecordedEvent,
+    e: &pb::PlanChangeRequested,
+) -> Result<Settle, StepError> {
+    let (version, state) = steps::load_state(ctx, tenant).await?;
+    if let Some(settle) = gate(&state) {
+        return Ok(settle);
+    }
+    let Some(plan) = ctx.fleet.plan(&e.to_plan) else {
+        tracing::warn!(tenant, plan = %e.to_plan, "plan change to a plan the fleet does not know; ignored");
+        return Ok(Settle::Ack);
+    };
+    let (bench_name, site) = site_of(&state)?;
+    let (bench_cfg, bench) = ctx.bench(&bench_name)?;
+    let mut values = plan.limit_values();
+    values.push((
+        ConfigKey::parse("tenantry_plan").map_err(|e| StepError::Permanent(e.to_string()))?,
+        json!(e.to_plan),
+    ));
+    let slot = ctx
+        .slots
+        .acquire(&bench_cfg.name, bench_cfg.max_concurrent_operations)
+        .await;
+    let mut r = Ok(());
+    for (k, v) in &values {
+        r = bench
+            .set_config(&site, k, v)
+            .await
+            .map_err(|e| bench_error(&format!("set-config {k}"), e));
+        if r.is_err() {
+            break;
+        }
+    }
+    slot.release().await;
+    r?;
+    let body = Body::SiteLimitsApplied(pb::SiteLimitsApplied {
+        tenant_id: tenant.to_owned(),
+        site: site.to_string(),
+        plan: e.to_plan.clone(),
+        keys: values.iter().map(|(k, _)| k.to_string()).collect(),
+    });
+    let id = process::event_id(tenant, 0, "SiteLimitsApplied", cause.sequence);
+    let subject = ctx.store.subject(EventContext::Provisioning, tenant);
+    steps::append(ctx, &subject, version, cause, vec![(id, body)]).await?;
+    Ok(Settle::Ack)
+}

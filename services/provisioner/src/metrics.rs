@@ -1,0 +1,92 @@
+//! Provisioner metrics: step durations, in-flight operations per bench, failures by step.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StepLabels {
+    step: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BenchLabels {
+    bench: String,
+}
+
+fn step_histogram() -> Histogram {
+    // 50 ms … ~7 min: REST calls to new-site with large apps.
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        0.05, 2.0, 14,
+    ))
+}
+
+/// Handles to the provisioner's metrics. Cheap to clone.
+#[derive(Clone)]
+pub struct Metrics {
+    step_seconds: Family<StepLabels, Histogram, fn() -> Histogram>,
+    in_flight: Family<BenchLabels, Gauge>,
+    failures: Family<StepLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            step_seconds: Family::new_with_constructor(step_histogram),
+            in_flight: Family::default(),
+            failures: Family::default(),
+        }
+    }
+}
+
+impl Metrics {
+    /// New metrics registered in `registry`.
+    pub fn register(registry: &svc::Metrics) -> Self {
+        let m = Self::default();
+        registry.register(
+            "provisioner_step_duration_seconds",
+            "Wall time of each provisioning step",
+            m.step_seconds.clone(),
+        );
+        registry.register(
+            "provisioner_bench_operations_in_flight",
+            "Bench operations running now, per bench (this instance)",
+            m.in_flight.clone(),
+        );
+        registry.register(
+            "provisioner_step_failures",
+            "Failed step attempts, by step",
+            m.failures.clone(),
+        );
+        m
+    }
+
+    /// Records a step's duration.
+    pub fn step_done(&self, step: &str, seconds: f64) {
+        self.step_seconds
+            .get_or_create(&StepLabels {
+                step: step.to_owned(),
+            })
+            .observe(seconds);
+    }
+
+    /// Counts a failed attempt of a step.
+    pub fn step_failed(&self, step: &str) {
+        self.failures
+            .get_or_create(&StepLabels {
+                step: step.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Adds `delta` to the bench's in-flight gauge.
+    pub fn in_flight(&self, bench: &str, delta: i64) {
+        self.in_flight
+            .get_or_create(&BenchLabels {
+                bench: bench.to_owned(),
+            })
+            .inc_by(delta);
+    }
+}

@@ -1,0 +1,369 @@
+//! Placement: which bench hosts a tenant.
+//!
+//! [`choose`] is the pure rule — same region, every app of the plan available, below
+//! `max_sites`, fewest sites first (ties by name). [`Placer`] makes it consistent across
+//! concurrent requests and provisioner instances: per-bench site counters live in the KV bucket
+//! `BENCH_SITES` and are only changed by compare-and-set, and each tenant's placement is recorded
+//! in `PLACEMENTS`, so a redelivered request gets the same bench again.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use async_nats::jetstream::kv;
+use bytes::Bytes;
+use eventstore::EventStore;
+use frappe::AppName;
+use serde::{Deserialize, Serialize};
+
+use crate::fleet::{BenchConfig, FleetConfig};
+
+/// Why no bench fits. Messages say what an operator can change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlacementError {
+    /// No bench serves the region.
+    #[error("no bench serves region {0:?}; add one to the fleet or sign up in another region")]
+    NoRegion(String),
+    /// Benches in the region lack an app.
+    #[error("no bench in region {region:?} has all apps {apps:?}; install them on a bench")]
+    NoApps {
+        /// The region.
+        region: String,
+        /// The apps asked for.
+        apps: Vec<String>,
+    },
+    /// Every fitting bench is at max_sites.
+    #[error(
+        "every bench in region {0:?} that has the plan's apps is full (max_sites); add capacity"
+    )]
+    Full(String),
+}
+
+/// The pure rule: the fitting bench with the fewest sites.
+pub fn choose<'a>(
+    fleet: &'a FleetConfig,
+    region: &str,
+    apps: &[AppName],
+    sites: &BTreeMap<String, u32>,
+) -> Result<&'a BenchConfig, PlacementError> {
+    let in_region: Vec<&BenchConfig> = fleet
+        .benches
+        .iter()
+        .filter(|b| region.is_empty() || b.region == region)
+        .collect();
+    if in_region.is_empty() {
+        return Err(PlacementError::NoRegion(region.to_owned()));
+    }
+    let wanted: BTreeSet<AppName> = apps.iter().cloned().collect();
+    let with_apps: Vec<&BenchConfig> = in_region
+        .into_iter()
+        .filter(|b| wanted.is_subset(&b.app_names()))
+        .collect();
+    if with_apps.is_empty() {
+        return Err(PlacementError::NoApps {
+            region: region.to_owned(),
+            apps: apps.iter().map(ToString::to_string).collect(),
+        });
+    }
+    let count = |b: &BenchConfig| sites.get(&b.name).copied().unwrap_or(0);
+    with_apps
+        .into_iter()
+        .filter(|b| count(b) < b.max_sites)
+        .min_by(|a, b| count(a).cmp(&count(b)).then(a.name.cmp(&b.name)))
+        .ok_or_else(|| PlacementError::Full(region.to_owned()))
+}
+
+/// A standby site a placement took over.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StandbyRef {
+    /// The standby's id (its vault tenant and event subject).
+    pub id: String,
+    /// Its site name before the claim.
+    pub site: String,
+    /// Its database name.
+    pub db_name: String,
+    /// Its pool key, deleted once the claim is done so the pool refills.
+    pub pool_key: String,
+}
+
+/// A tenant's (or standby's) placement, as recorded in `PLACEMENTS`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlacementRecord {
+    /// The bench.
+    pub bench: String,
+    /// The standby taken over, if any.
+    #[serde(default)]
+    pub standby: Option<StandbyRef>,
+}
+
+/// Errors of the KV-backed placer.
+#[derive(Debug, thiserror::Error)]
+pub enum PlacerError {
+    /// No bench fits.
+    #[error(transparent)]
+    NoFit(#[from] PlacementError),
+    /// NATS KV failed; retry later.
+    #[error("placement store unavailable: {0}")]
+    Unavailable(String),
+}
+
+fn unavailable(e: impl std::fmt::Display) -> PlacerError {
+    PlacerError::Unavailable(e.to_string())
+}
+
+/// Placement backed by NATS KV.
+#[derive(Clone)]
+pub struct Placer {
+    sites: kv::Store,
+    placements: kv::Store,
+}
+
+/// CAS attempts before giving up on a contended counter.
+const CAS_ATTEMPTS: usize = 200;
+
+impl Placer {
+    /// Opens (creating if needed) the `BENCH_SITES` and `PLACEMENTS` buckets.
+    pub async fn open(store: &EventStore) -> Result<Self, PlacerError> {
+        let sites = store
+            .key_value("BENCH_SITES", 1, "Tenantry: sites per bench (CAS counters)")
+            .await
+            .map_err(unavailable)?;
+        let placements = store
+            .key_value(
+                "PLACEMENTS",
+                1,
+                "Tenantry: bench (and standby) of each tenant",
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(Self { sites, placements })
+    }
+
+    /// The recorded placement of `id`, if any.
+    pub async fn get(&self, id: &str) -> Result<Option<PlacementRecord>, PlacerError> {
+        match self.placements.entry(id).await.map_err(unavailable)? {
+            Some(e) if e.operation == kv::Operation::Put => serde_json::from_slice(&e.value)
+                .map(Some)
+                .map_err(|e| unavailable(format!("bad placement record: {e}"))),
+            _ => Ok(None),
+        }
+    }
+
+    /// Records a placement (overwriting).
+    pub async fn record(&self, id: &str, rec: &PlacementRecord) -> Result<(), PlacerError> {
+        let value = serde_json::to_vec(rec).map_err(unavailable)?;
+        self.placements
+            .put(id, Bytes::from(value))
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// Forgets a placement without touching counters (a claimed standby's record).
+    pub async fn forget(&self, id: &str) -> Result<(), PlacerError> {
+        self.placements.delete(id).await.map_err(unavailable)
+    }
+
+    async fn counter(&self, bench: &str) -> Result<(u32, u64), PlacerError> {
+        match self.sites.entry(bench).await.map_err(unavailable)? {
+            Some(e) if e.operation == kv::Operation::Put => {
+                let n = std::str::from_utf8(&e.value)
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0);
+                Ok((n, e.revision))
+            }
+            Some(e) => Ok((0, e.revision)),
+            None => Ok((0, 0)),
+        }
+    }
+
+    /// Site counts of every bench.
+    pub async fn counts(&self, fleet: &FleetConfig) -> Result<BTreeMap<String, u32>, PlacerError> {
+        let mut out = BTreeMap::new();
+        for b in &fleet.benches {
+            out.insert(b.name.clone(), self.counter(&b.name).await?.0);
+        }
+        Ok(out)
+    }
+
+    /// Sets the counter from `expected` (revision) to `value`; false on a lost race.
+    async fn cas(&self, bench: &str, value: u32, revision: u64) -> Result<bool, PlacerError> {
+        let bytes = Bytes::from(value.to_string());
+        let result = if revision == 0 {
+            self.sites
+                .create(bench, bytes)
+                .await
+                .map(drop)
+                .map_err(|e| {
+                    (
+                        e.kind() == kv::CreateErrorKind::AlreadyExists,
+                        e.to_string(),
+                    )
+                })
+        } else {
+            self.sites
+                .update(bench, bytes, revision)
+                .await
+                .map(drop)
+                .map_err(|e| {
+                    (
+                        e.kind() == kv::UpdateErrorKind::WrongLastRevision,
+                        e.to_string(),
+                    )
+                })
+        };
+        match result {
+            Ok(()) => Ok(true),
+            Err((true, _)) => Ok(false),
+            Err((false, e)) => Err(unavailable(e)),
+        }
+    }
+
+    /// Chooses a bench for `id` and counts the site on it; a recorded placement is returned as
+    /// is (redelivery places the tenant where it was placed before).
+    ///
+    /// Between the counter increment and the record there is a window where a crash counts one
+    /// site too many on the bench (never too few): capacity errs on the safe side.
+    pub async fn place(
+        &self,
+        fleet: &FleetConfig,
+        id: &str,
+        region: &str,
+        apps: &[AppName],
+    ) -> Result<PlacementRecord, PlacerError> {
+        if let Some(rec) = self.get(id).await? {
+            return Ok(rec);
+        }
+        // CAS retry loop: another placement changed a counter between our read and write, so
+        // read every counter again and re-choose (the rule stays "fewest sites").
+        for _ in 0..CAS_ATTEMPTS {
+            let mut counts = BTreeMap::new();
+            let mut revisions = BTreeMap::new();
+            for b in &fleet.benches {
+                let (n, rev) = self.counter(&b.name).await?;
+                counts.insert(b.name.clone(), n);
+                revisions.insert(b.name.clone(), rev);
+            }
+            let bench = choose(fleet, region, apps, &counts)?;
+            let n = counts[&bench.name];
+            if self.cas(&bench.name, n + 1, revisions[&bench.name]).await? {
+                let rec = PlacementRecord {
+                    bench: bench.name.clone(),
+                    standby: None,
+                };
+                self.record(id, &rec).await?;
+                return Ok(rec);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(rand::random::<u64>() % 20)).await;
+        }
+        Err(unavailable("site counters stayed contended; retry later"))
+    }
+
+    /// Counts one more site on `bench` if it has room (for a standby); false when full.
+    pub async fn reserve(&self, bench: &BenchConfig) -> Result<bool, PlacerError> {
+        for _ in 0..CAS_ATTEMPTS {
+            let (n, rev) = self.counter(&bench.name).await?;
+            if n >= bench.max_sites {
+                return Ok(false);
+            }
+            if self.cas(&bench.name, n + 1, rev).await? {
+                return Ok(true);
+            }
+        }
+        Err(unavailable("site counters stayed contended; retry later"))
+    }
+
+    /// Gives the site of `id` back (rollback, deletion): one fewer on its bench, record removed.
+    pub async fn release(&self, id: &str) -> Result<(), PlacerError> {
+        let Some(rec) = self.get(id).await? else {
+            return Ok(());
+        };
+        self.uncount(&rec.bench).await?;
+        self.forget(id).await
+    }
+
+    /// One fewer site on `bench`.
+    pub async fn uncount(&self, bench: &str) -> Result<(), PlacerError> {
+        for _ in 0..CAS_ATTEMPTS {
+            let (n, rev) = self.counter(bench).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            if self.cas(bench, n - 1, rev).await? {
+                return Ok(());
+            }
+        }
+        Err(unavailable("site counters stayed contended; retry later"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fleet() -> FleetConfig {
+        let bench = |name: &str, region: &str, apps: &str, max: u32| {
+            format!(
+                r#"
+[[benches]]
+name = "{name}"
+region = "{region}"
+base_url = "http://127.0.0.1:8000"
+base_domain = "x.localhost"
+max_sites = {max}
+max_concurrent_operations = 2
+apps = [{apps}]
+db_root_password_ref = "vault://tenant/fleet/root"
+runner = {{ kind = "local", bench_dir = "/b" }}
+"#
+            )
+        };
+        let text = [
+            bench("a", "eu", "\"erpnext\"", 10),
+            bench("b", "eu", "\"erpnext\"", 10),
+            bench("c", "eu", "", 10),
+            bench("d", "us", "\"erpnext\"", 1),
+        ]
+        .concat();
+        FleetConfig::parse(&text).unwrap()
+    }
+
+    fn apps(names: &[&str]) -> Vec<AppName> {
+        names.iter().map(|n| AppName::parse(n).unwrap()).collect()
+    }
+
+    #[test]
+    fn fewest_sites_in_region_with_apps() {
+        let f = fleet();
+        let mut counts = BTreeMap::new();
+        assert_eq!(
+            choose(&f, "eu", &apps(&["erpnext"]), &counts).unwrap().name,
+            "a"
+        );
+        counts.insert("a".to_owned(), 1);
+        assert_eq!(
+            choose(&f, "eu", &apps(&["erpnext"]), &counts).unwrap().name,
+            "b"
+        );
+        // Without apps, c (empty) is a candidate too and has fewest.
+        counts.insert("b".to_owned(), 1);
+        assert_eq!(choose(&f, "eu", &[], &counts).unwrap().name, "c");
+    }
+
+    #[test]
+    fn explains_why_nothing_fits() {
+        let f = fleet();
+        let counts = BTreeMap::from([("d".to_owned(), 1)]);
+        assert!(matches!(
+            choose(&f, "ap", &[], &counts),
+            Err(PlacementError::NoRegion(_))
+        ));
+        assert!(matches!(
+            choose(&f, "eu", &apps(&["hrms"]), &counts),
+            Err(PlacementError::NoApps { .. })
+        ));
+        assert!(matches!(
+            choose(&f, "us", &apps(&["erpnext"]), &counts),
+            Err(PlacementError::Full(_))
+        ));
+    }
+}

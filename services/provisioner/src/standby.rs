@@ -1,0 +1,424 @@
+//! The warm pool: ready sites per (bench, plan app set), made before anyone asks.
+//!
+//! A standby has everything that does not depend on the tenant: the site, the plan's apps, the
+//! automation user and its API key pair (vaulted under the standby's id). Pool entries live in
+//! the KV bucket `STANDBY_POOL` under `<bench>.<app set>.<n>` (n < pool size): a refill creates
+//! a missing key create-only (so instances never build the same entry twice), builds the site,
+//! then marks it ready; a claim flips ready → claimed by compare-and-set (so two tenants never
+//! get one standby), and the key is deleted once the claim is done, which makes the refill build
+//! a replacement.
+
+use std::time::Duration;
+
+use async_nats::jetstream::kv;
+use bytes::Bytes;
+use eventstore::{EventContext, NewEvent};
+use frappe::{AppName, Bench, ConfigKey, DbName, HostUrl, SiteName};
+use proto::v1::{self as pb, event::Body};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::time::Instant;
+
+use crate::fleet::BenchConfig;
+use crate::placement::{PlacementRecord, StandbyRef};
+use crate::process;
+use crate::steps::{ADMIN_PASSWORD, API_CREDENTIALS, Ctx, StepError, bench_error, vault_error};
+
+/// A pool entry's state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum EntryState {
+    /// Being built by `holder` since `since_ms`.
+    Building {
+        /// Instance building it.
+        holder: String,
+        /// Unix ms when the build began.
+        since_ms: i64,
+    },
+    /// Ready to claim.
+    Ready,
+    /// Claimed by a tenant (the key is deleted once the claim is done).
+    Claimed {
+        /// The tenant.
+        tenant: String,
+    },
+}
+
+/// One pool entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Standby id (`standby-<hex>`).
+    pub id: String,
+    /// Bench.
+    pub bench: String,
+    /// Site name.
+    pub site: String,
+    /// Database name.
+    pub db_name: String,
+    /// Apps installed.
+    pub apps: Vec<String>,
+    /// State.
+    #[serde(flatten)]
+    pub state: EntryState,
+}
+
+/// The KV token of an app set (`erpnext-hrms`, or `frappe` for none).
+pub fn app_set_key(apps: &[AppName]) -> String {
+    let mut names: Vec<&str> = apps.iter().map(AppName::as_str).collect();
+    names.sort_unstable();
+    if names.is_empty() {
+        "frappe".to_owned()
+    } else {
+        names.join("-")
+    }
+}
+
+/// The pool bucket.
+pub async fn bucket(ctx: &Ctx) -> Result<kv::Store, StepError> {
+    ctx.store
+        .key_value("STANDBY_POOL", 1, "Tenantry: warm standby sites")
+        .await
+        .map_err(StepError::from)
+}
+
+async fn read(pool: &kv::Store, key: &str) -> Option<(Entry, u64)> {
+    let e = pool.entry(key).await.ok()??;
+    if e.operation != kv::Operation::Put {
+        return None;
+    }
+    serde_json::from_slice(&e.value)
+        .ok()
+        .map(|v| (v, e.revision))
+}
+
+fn encode(entry: &Entry) -> Bytes {
+    Bytes::from(serde_json::to_vec(entry).unwrap_or_default())
+}
+
+/// Claims a ready standby with exactly `apps` in `region` for `tenant` and records the placement;
+/// `None` when the pool has none (or is off).
+pub async fn claim(
+    ctx: &Ctx,
+    tenant: &str,
+    region: &str,
+    apps: &[AppName],
+) -> Result<Option<PlacementRecord>, StepError> {
+    let size = ctx.fleet.standby.size;
+    if size == 0 || !ctx.fleet.standby_app_sets().contains(apps) {
+        return Ok(None);
+    }
+    let pool = bucket(ctx).await?;
+    let set = app_set_key(apps);
+    let benches: Vec<&BenchConfig> = ctx
+        .fleet
+        .benches
+        .iter()
+        .filter(|b| region.is_empty() || b.region == region)
+        .collect();
+    // Two passes: first an entry this tenant already claimed (a crash after the claim), then
+    // any ready one.
+    for mine_only in [true, false] {
+        for bench in &benches {
+            for n in 0..size {
+                let key = format!("{}.{set}.{n}", bench.name);
+                let Some((mut entry, revision)) = read(&pool, &key).await else {
+                    continue;
+                };
+                let take = match &entry.state {
+                    EntryState::Claimed { tenant: t } => t == tenant,
+                    EntryState::Ready => !mine_only,
+                    EntryState::Building { .. } => false,
+                };
+                if !take {
+                    continue;
+                }
+                if entry.state == EntryState::Ready {
+                    entry.state = EntryState::Claimed {
+                        tenant: tenant.to_owned(),
+                    };
+                    // Lost race: another tenant claimed it first; look further.
+                    if pool.update(&key, encode(&entry), revision).await.is_err() {
+                        continue;
+                    }
+                }
+                let rec = PlacementRecord {
+                    bench: entry.bench.clone(),
+                    standby: Some(StandbyRef {
+                        id: entry.id.clone(),
+                        site: entry.site.clone(),
+                        db_name: entry.db_name.clone(),
+                        pool_key: key.clone(),
+                    }),
+                };
+                // The standby's site count passes to the tenant.
+                ctx.placer.record(tenant, &rec).await?;
+                ctx.placer.forget(&entry.id).await?;
+                tracing::info!(tenant, standby = %entry.id, bench = %entry.bench, "claimed a standby site");
+                return Ok(Some(rec));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Removes a pool key (a claim is complete or rolled back), letting the refill replace it.
+pub async fn forget(ctx: &Ctx, pool_key: &str) {
+    if let Ok(pool) = bucket(ctx).await
+        && let Err(e) = pool.delete(pool_key).await
+    {
+        tracing::warn!(error = %e, pool_key, "could not remove a claimed standby's pool entry");
+    }
+}
+
+/// Copies a standby's secret to the tenant (unless already there).
+async fn rekey(ctx: &Ctx, from: &str, to: &str, name: &str, kind: &str) -> Result<(), StepError> {
+    let reason = "standby site claimed by a tenant";
+    if ctx.vault.get_by_name(to, name, reason).await.is_ok() {
+        return Ok(());
+    }
+    let value = ctx
+        .vault
+        .get_by_name(from, name, reason)
+        .await
+        .map_err(|e| vault_error(&format!("reading the standby's {name}"), e))?;
+    ctx.vault
+        .put(to, name, kind, &value.value, reason)
+        .await
+        .map_err(|e| vault_error(&format!("storing the tenant's {name}"), e))?;
+    Ok(())
+}
+
+/// The claim's I/O: re-key the vault entries to the tenant, rename the site directory to the
+/// tenant's host and set `host_name`. Each part checks whether it was done already.
+pub async fn take_over(
+    ctx: &Ctx,
+    tenant: &str,
+    bench_cfg: &BenchConfig,
+    bench: &Bench,
+    standby: &StandbyRef,
+    site: &SiteName,
+) -> Result<(), StepError> {
+    rekey(
+        ctx,
+        &standby.id,
+        tenant,
+        ADMIN_PASSWORD,
+        "site_admin_password",
+    )
+    .await?;
+    rekey(ctx, &standby.id, tenant, API_CREDENTIALS, "api_credentials").await?;
+    ctx.revoke_credentials(&standby.id).await?;
+    let host = HostUrl::parse(&bench_cfg.public_url(site.as_str()))
+        .map_err(|e| StepError::Permanent(e.to_string()))?;
+    let renamed = bench
+        .site_exists(site)
+        .await
+        .map_err(|e| bench_error("checking the renamed site", e))?;
+    if renamed {
+        let key = ConfigKey::parse("host_name").map_err(|e| StepError::Permanent(e.to_string()))?;
+        bench
+            .set_config(site, &key, &json!(host.as_str()))
+            .await
+            .map_err(|e| bench_error("set-config host_name", e))?;
+    } else {
+        let from =
+            SiteName::parse(&standby.site).map_err(|e| StepError::Permanent(e.to_string()))?;
+        bench
+            .rename_site(&from, site, &host)
+            .await
+            .map_err(|e| bench_error("renaming the standby site", e))?;
+    }
+    forget(ctx, &standby.pool_key).await;
+    Ok(())
+}
+
+/// Keeps the pool full until `shutdown`.
+pub async fn refill_loop(ctx: Ctx, instance: String, every: Duration, shutdown: svc::Shutdown) {
+    if ctx.fleet.standby.size == 0 {
+        return;
+    }
+    let mut builds = tokio::task::JoinSet::new();
+    loop {
+        if let Err(e) = refill_once(&ctx, &instance, &mut builds).await {
+            tracing::warn!(error = %e, "standby refill pass failed");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.wait() => break,
+        }
+        while builds.try_join_next().is_some() {}
+    }
+    // Builds in flight are abandoned at shutdown: their entries stay "building" and are
+    // cleaned up as stale by a later refill.
+    builds.abort_all();
+}
+
+/// How long a "building" entry may sit before it counts as abandoned.
+const STALE_BUILD: Duration = Duration::from_secs(30 * 60);
+
+async fn refill_once(
+    ctx: &Ctx,
+    instance: &str,
+    builds: &mut tokio::task::JoinSet<()>,
+) -> Result<(), StepError> {
+    let pool = bucket(ctx).await?;
+    let size = ctx.fleet.standby.size;
+    for set in ctx.fleet.standby_app_sets() {
+        let set_key = app_set_key(&set);
+        for bench in &ctx.fleet.benches {
+            let have = bench.app_names();
+            if !set.iter().all(|a| have.contains(a)) {
+                continue;
+            }
+            for n in 0..size {
+                let key = format!("{}.{set_key}.{n}", bench.name);
+                if let Some((entry, revision)) = read(&pool, &key).await {
+                    if let EntryState::Building { since_ms, .. } = entry.state
+                        && chrono::Utc::now().timestamp_millis() - since_ms
+                            > STALE_BUILD.as_millis() as i64
+                        && pool
+                            .delete_expect_revision(&key, Some(revision))
+                            .await
+                            .is_ok()
+                    {
+                        tracing::warn!(standby = %entry.id, "abandoned standby build; cleaning up");
+                        let ctx = ctx.clone();
+                        builds.spawn(async move { discard(&ctx, &entry).await });
+                    }
+                    continue;
+                }
+                let short = uuid::Uuid::now_v7().simple().to_string();
+                let id = format!("standby-{}", &short[short.len() - 12..]);
+                let site = bench
+                    .site_name(&id)
+                    .map_err(|e| StepError::Permanent(e.to_string()))?;
+                let entry = Entry {
+                    id: id.clone(),
+                    bench: bench.name.clone(),
+                    site: site.to_string(),
+                    db_name: process::db_name_for(&id),
+                    apps: set.iter().map(ToString::to_string).collect(),
+                    state: EntryState::Building {
+                        holder: instance.to_owned(),
+                        since_ms: chrono::Utc::now().timestamp_millis(),
+                    },
+                };
+                // Create-only: another instance may be filling the same slot.
+                let Ok(revision) = pool.create(&key, encode(&entry)).await else {
+                    continue;
+                };
+                let ctx = ctx.clone();
+                let pool = pool.clone();
+                let set = set.clone();
+                builds.spawn(async move {
+                    build(&ctx, &pool, &key, entry, revision, &set).await;
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn build(
+    ctx: &Ctx,
+    pool: &kv::Store,
+    key: &str,
+    mut entry: Entry,
+    revision: u64,
+    apps: &[AppName],
+) {
+    let started = Instant::now();
+    match build_site(ctx, &entry, apps).await {
+        Ok(()) => {
+            entry.state = EntryState::Ready;
+            if pool.update(key, encode(&entry), revision).await.is_err() {
+                tracing::warn!(standby = %entry.id, "standby entry changed while building; discarding it");
+                discard(ctx, &entry).await;
+                return;
+            }
+            let body = Body::StandbySiteCreated(pb::StandbySiteCreated {
+                standby_id: entry.id.clone(),
+                bench: entry.bench.clone(),
+                site: entry.site.clone(),
+                apps: entry.apps.clone(),
+                duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            });
+            let subject = ctx.store.subject(EventContext::Provisioning, &entry.id);
+            let event = NewEvent::new(body).with_id(process::event_id(
+                &entry.id,
+                0,
+                "StandbySiteCreated",
+                0,
+            ));
+            if let Err(e) = ctx.store.append(&subject, 0, vec![event]).await {
+                tracing::warn!(error = %e, standby = %entry.id, "could not record StandbySiteCreated");
+            }
+            ctx.metrics
+                .step_done("standby_build", started.elapsed().as_secs_f64());
+            tracing::info!(standby = %entry.id, bench = %entry.bench, "standby site ready");
+        }
+        Err(e) => {
+            ctx.metrics.step_failed("standby_build");
+            tracing::warn!(error = %e, standby = %entry.id, "standby build failed; discarding it");
+            discard(ctx, &entry).await;
+            let _ = pool.delete_expect_revision(key, Some(revision)).await;
+        }
+    }
+}
+
+async fn build_site(ctx: &Ctx, entry: &Entry, apps: &[AppName]) -> Result<(), StepError> {
+    let (bench_cfg, bench) = ctx.bench(&entry.bench)?;
+    if !ctx.placer.reserve(bench_cfg).await? {
+        return Err(StepError::Permanent(format!(
+            "bench {} is full",
+            bench_cfg.name
+        )));
+    }
+    ctx.placer
+        .record(
+            &entry.id,
+            &PlacementRecord {
+                bench: entry.bench.clone(),
+                standby: None,
+            },
+        )
+        .await?;
+    let site = SiteName::parse(&entry.site).map_err(|e| StepError::Permanent(e.to_string()))?;
+    let db = DbName::parse(&entry.db_name).map_err(|e| StepError::Permanent(e.to_string()))?;
+    let limit = bench_cfg.max_concurrent_operations;
+    let slot = ctx.slots.acquire(&bench_cfg.name, limit).await;
+    let made = ctx.new_site(&entry.id, bench_cfg, bench, &site, &db).await;
+    slot.release().await;
+    made?;
+    // One app per slot hold, so tenant work interleaves with a long standby build.
+    for app in apps {
+        let slot = ctx.slots.acquire(&bench_cfg.name, limit).await;
+        let r = ctx
+            .install_apps(bench, &site, std::slice::from_ref(app))
+            .await;
+        slot.release().await;
+        r?;
+    }
+    ctx.issue_credentials(&entry.id, bench_cfg, &site).await?;
+    ctx.verify_credentials(&entry.id, bench_cfg, &site).await?;
+    Ok(())
+}
+
+/// Removes a standby that will not be used: its site, secrets and site count.
+async fn discard(ctx: &Ctx, entry: &Entry) {
+    let Ok((bench_cfg, bench)) = ctx.bench(&entry.bench) else {
+        return;
+    };
+    if let Ok(site) = SiteName::parse(&entry.site) {
+        let slot = ctx
+            .slots
+            .acquire(&bench_cfg.name, bench_cfg.max_concurrent_operations)
+            .await;
+        if let Err(e) = ctx.remove_site(bench_cfg, bench, &site, true).await {
+            tracing::warn!(error = %e, standby = %entry.id, "could not remove a discarded standby site");
+        }
+        slot.release().await;
+    }
+    let _ = ctx.revoke_credentials(&entry.id).await;
+    let _ = ctx.placer.release(&entry.id).await;
+}
