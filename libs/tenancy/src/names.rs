@@ -574,7 +574,10 @@ mod tests {
     #[test]
     fn vault_refs_name_a_secret_or_a_one_time_secret() {
         assert!(VaultRef::parse("vault://tenant/t1/site-admin-password").is_ok());
-        assert!(VaultRef::parse("vault://tenant/t1/one-time/0193a6c2-f1b8-7d3e-9a1b-1234567890ab").is_ok());
+        assert!(
+            VaultRef::parse("vault://tenant/t1/one-time/0193a6c2-f1b8-7d3e-9a1b-1234567890ab")
+                .is_ok()
+        );
         assert!(VaultRef::parse("vault://tenant/t1/other/x").is_err());
         assert!(VaultRef::parse("vault://tenant/t1/one-time/").is_err());
         assert!(VaultRef::parse("vault://tenant/t1/one-time/a/b").is_err());

@@ -39,14 +39,17 @@ pub fn suggest_subdomain(organisation: &str) -> Option<Subdomain> {
 /// Up to `n` alternatives for a taken subdomain: `acme-corp-2`, `acme-corp-3`, … Each is
 /// valid (the base is shortened to fit 63 characters); availability is the caller's check.
 pub fn suggest_alternatives(taken: &Subdomain, n: usize) -> Vec<Subdomain> {
-    (2..)
-        .take(n)
+    // Bounded: a long name cut to make room for its suffix can come out as the taken name
+    // itself (`…-2` cut and suffixed again), which is skipped, so look a little further.
+    (2..n + 3)
         .filter_map(|i: usize| {
             let suffix = format!("-{i}");
             let mut base = taken.as_str().to_owned();
             truncate(&mut base, Subdomain::MAX_LEN - suffix.len());
             Subdomain::parse(&format!("{base}{suffix}")).ok()
         })
+        .filter(|candidate| candidate != taken)
+        .take(n)
         .collect()
 }
 
