@@ -1,0 +1,146 @@
+//! The live consumer: one durable JetStream consumer over `tenantry.>` feeding the active
+//! generation, one event per transaction.
+//!
+//! Ordering: `max_ack_pending = 1`, so JetStream hands out the next event only after the
+//! previous one was acknowledged — even across redeliveries and several instances sharing the
+//! durable. That makes "skip anything at or below the checkpoint" a correct idempotence rule:
+//! a crash after the commit and before the ack redelivers an event the checkpoint already
+//! covers, and it is acknowledged without being applied again.
+//!
+//! Failures: applying is total (the domain fold never fails), so the only errors are database
+//! ones, which are transient. They are retried here with back-off, keeping the delivery alive
+//! with in-progress acks, instead of being nak'd toward a dead letter: a dead-lettered event
+//! would leave a hole in the read model that only a rebuild could fill.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use eventstore::{EventStore, RecordedEvent, SubscribeOptions};
+use svc::{Readiness, Shutdown};
+
+use crate::apply::{Applied, apply_batch};
+use crate::error::Error;
+use crate::store::{Store, active_in};
+
+/// Default durable consumer name.
+pub const DEFAULT_DURABLE: &str = "projection-tenants";
+
+/// Counters of what the consumer did (for tests, metrics and logs).
+#[derive(Debug, Default)]
+pub struct ConsumerStats {
+    /// Events applied.
+    pub applied: AtomicU64,
+    /// Redelivered events skipped because the checkpoint covered them.
+    pub skipped: AtomicU64,
+    /// The last checkpoint the consumer committed.
+    pub checkpoint: AtomicU64,
+}
+
+/// The subscription settings of the projection's durable consumer.
+pub fn subscribe_options(ack_wait: Duration) -> SubscribeOptions {
+    SubscribeOptions {
+        ack_wait,
+        // Database errors are retried in-process, so deliveries only repeat after a crash;
+        // twenty crashes on one event mean something is badly wrong — dead-letter it and let
+        // an operator look (a rebuild heals the read model afterwards).
+        max_deliver: 20,
+        backoff: Vec::new(),
+        max_ack_pending: 1,
+        ..SubscribeOptions::default()
+    }
+}
+
+/// Applies one event to the active generation in its own transaction. The share lock on the
+/// active pointer makes a rebuild's flip wait for this transaction, and this one wait for a flip.
+pub async fn handle(store: &Store, event: &RecordedEvent) -> Result<Applied, Error> {
+    let mut tx = store.pool().begin().await?;
+    let g = active_in(&mut tx, store.base_schema(), true).await?;
+    let applied = apply_batch(&mut tx, &g, std::slice::from_ref(event), true).await?;
+    tx.commit().await?;
+    Ok(applied)
+}
+
+/// Consumes until `shutdown`, re-subscribing if the subscription ends.
+pub async fn run(
+    store: Store,
+    events: EventStore,
+    durable: String,
+    ack_wait: Duration,
+    stats: Arc<ConsumerStats>,
+    readiness: Readiness,
+    shutdown: Shutdown,
+) -> Result<(), Error> {
+    let filter = events.all_filter();
+    while !shutdown.is_triggered() {
+        let mut sub = match events
+            .subscribe(&durable, &filter, subscribe_options(ack_wait))
+            .await
+        {
+            Ok(s) => s,
+            Err(e) if e.is_transient() => {
+                tracing::warn!(error = %e, "cannot subscribe; retrying");
+                readiness.set(false);
+                tokio::select! {
+                    _ = shutdown.wait() => break,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                }
+            }
+            Err(e) => return Err(e.into()),
+        };
+        readiness.set(true);
+        tracing::info!(%durable, %filter, "projection consumer subscribed");
+        loop {
+            let next = tokio::select! {
+                _ = shutdown.wait() => return Ok(()),
+                n = sub.next() => n,
+            };
+            let delivery = match next {
+                Some(Ok(d)) => d,
+                // Undecodable messages were dead-lettered by the subscription; nothing to apply.
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "skipping an event that cannot be decoded");
+                    continue;
+                }
+                None => {
+                    tracing::warn!("subscription ended; re-subscribing");
+                    break;
+                }
+            };
+            let mut backoff = Duration::from_millis(100);
+            loop {
+                match handle(&store, &delivery.event).await {
+                    Ok(applied) => {
+                        stats.applied.fetch_add(applied.applied, Ordering::Relaxed);
+                        stats.skipped.fetch_add(applied.skipped, Ordering::Relaxed);
+                        stats
+                            .checkpoint
+                            .store(applied.checkpoint, Ordering::Relaxed);
+                        if let Err(e) = delivery.ack().await {
+                            // Harmless: the redelivery will be skipped by the checkpoint.
+                            tracing::warn!(error = %e, sequence = delivery.event.sequence, "ack failed");
+                        }
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, sequence = delivery.event.sequence, "cannot apply event; retrying");
+                        if shutdown.is_triggered() {
+                            let _ = delivery.nak(None).await;
+                            return Ok(());
+                        }
+                        let _ = delivery.in_progress().await;
+                        tokio::select! {
+                            _ = shutdown.wait() => {
+                                let _ = delivery.nak(None).await;
+                                return Ok(());
+                            }
+                            _ = tokio::time::sleep(backoff) => {}
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}

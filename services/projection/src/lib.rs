@@ -1,0 +1,248 @@
+//! The tenant projection: a PostgreSQL read model of every tenant (`tenants`) and of every
+//! event, human-readable (`tenant_history`), fed by a durable JetStream consumer over
+//! `tenantry.>`, served by the gRPC `TenantDirectory` API, and rebuildable from the log into a
+//! fresh generation that is swapped in when it has caught up (blue/green), without stopping
+//! queries.
+//!
+//! Entry points: [`Application::build`] + [`Application::run_until_stopped`], or [`run`];
+//! [`rebuild::rebuild`] for `tenantctl replay`.
+
+#![warn(missing_docs)]
+
+pub mod apply;
+pub mod consumer;
+pub mod error;
+pub mod grpc;
+pub mod rebuild;
+pub mod state;
+pub mod store;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use eventstore::{EventStore, StoreConfig};
+use proto::v1::tenant_directory_server::TenantDirectoryServer;
+use svc::{DatabaseArgs, NatsArgs, Readiness, Shutdown};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+pub use consumer::{ConsumerStats, DEFAULT_DURABLE};
+pub use error::Error;
+pub use rebuild::{Phase, RebuildOptions, RebuildProgress, RebuildReport, rebuild};
+pub use store::{Generation, Store};
+
+/// The projection's configuration: flags with env fallbacks, local defaults.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// gRPC listen address of `TenantDirectory` (port 0 picks a free port).
+    #[arg(
+        long = "listen",
+        env = "TENANTRY_PROJECTION_LISTEN",
+        default_value = "127.0.0.1:50052"
+    )]
+    pub listen_addr: SocketAddr,
+    /// PostgreSQL.
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// NATS and the event-store namespace.
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    /// Base schema: control tables here, generations in `<schema>_g<N>`.
+    #[arg(
+        long = "database-schema",
+        env = "TENANTRY_PROJECTION_DB_SCHEMA",
+        default_value = "projection"
+    )]
+    pub database_schema: String,
+    /// PostgreSQL pool size.
+    #[arg(
+        long = "database-max-connections",
+        env = "TENANTRY_PROJECTION_DB_MAX_CONNECTIONS",
+        default_value_t = 10
+    )]
+    pub database_max_connections: u32,
+    /// Durable consumer name.
+    #[arg(long, env = "TENANTRY_PROJECTION_DURABLE", default_value = DEFAULT_DURABLE)]
+    pub durable: String,
+    /// Redelivery delay of an unacknowledged event, in milliseconds.
+    #[arg(
+        long,
+        env = "TENANTRY_PROJECTION_ACK_WAIT_MS",
+        default_value_t = 30_000
+    )]
+    pub ack_wait_ms: u64,
+    /// How long a read with `min_sequence` waits for the projection, in milliseconds.
+    #[arg(
+        long,
+        env = "TENANTRY_PROJECTION_READ_WAIT_MS",
+        default_value_t = 5_000
+    )]
+    pub read_wait_ms: u64,
+    /// Serve queries without consuming events (e.g. a read-only replica of the API).
+    #[arg(long, env = "TENANTRY_PROJECTION_NO_CONSUMER")]
+    pub no_consumer: bool,
+}
+
+impl Config {
+    /// Defaults for everything but where PostgreSQL and NATS are.
+    pub fn new(database_url: impl Into<String>, nats_url: impl Into<String>) -> Self {
+        Self {
+            listen_addr: SocketAddr::from(([127, 0, 0, 1], 50052)),
+            database: DatabaseArgs {
+                database_url: database_url.into(),
+            },
+            nats: NatsArgs {
+                nats_url: nats_url.into(),
+                namespace: String::new(),
+            },
+            database_schema: "projection".to_owned(),
+            database_max_connections: 10,
+            durable: DEFAULT_DURABLE.to_owned(),
+            ack_wait_ms: 30_000,
+            read_wait_ms: 5_000,
+            no_consumer: false,
+        }
+    }
+
+    /// The event-store configuration.
+    pub fn store_config(&self) -> StoreConfig {
+        StoreConfig::new(self.nats.nats_url.clone()).with_namespace(self.nats.namespace.clone())
+    }
+}
+
+/// A built projection: listener bound, database migrated, event store connected.
+pub struct Application {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    store: Store,
+    events: EventStore,
+    config: Config,
+    stats: Arc<ConsumerStats>,
+    readiness: Readiness,
+}
+
+impl Application {
+    /// Binds the listener first (a port conflict fails fast), then connects to PostgreSQL
+    /// (migrating) and NATS.
+    pub async fn build(config: Config) -> Result<Self, Error> {
+        let listener = TcpListener::bind(config.listen_addr).await.map_err(|e| {
+            anyhow::Error::new(e).context(format!("cannot listen on {}", config.listen_addr))
+        })?;
+        let local_addr = listener.local_addr().map_err(anyhow::Error::new)?;
+        let store = Store::connect(
+            &config.database.database_url,
+            &config.database_schema,
+            config.database_max_connections,
+        )
+        .await?;
+        let events = EventStore::connect(&config.store_config()).await?;
+        tracing::info!(%local_addr, schema = %config.database_schema, "projection built");
+        Ok(Self {
+            listener,
+            local_addr,
+            store,
+            events,
+            config,
+            stats: Arc::default(),
+            readiness: Readiness::default(),
+        })
+    }
+
+    /// The bound gRPC address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The read-model store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The consumer's counters.
+    pub fn stats(&self) -> Arc<ConsumerStats> {
+        Arc::clone(&self.stats)
+    }
+
+    /// Ready once the consumer has subscribed (or at once without a consumer).
+    pub fn readiness(&self) -> Readiness {
+        self.readiness.clone()
+    }
+
+    /// Consumes and serves until `shutdown` completes, then finishes in-flight work.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), Error> {
+        // One cloneable signal for the server and the consumer, fired by the caller's future.
+        let stop = Shutdown::new();
+        let trigger = stop.clone();
+        let watcher = tokio::spawn(async move {
+            shutdown.await;
+            trigger.trigger();
+        });
+
+        let consumer = if self.config.no_consumer {
+            self.readiness.set(true);
+            None
+        } else {
+            Some(tokio::spawn(consumer::run(
+                self.store.clone(),
+                self.events.clone(),
+                self.config.durable.clone(),
+                Duration::from_millis(self.config.ack_wait_ms.max(1)),
+                Arc::clone(&self.stats),
+                self.readiness.clone(),
+                stop.clone(),
+            )))
+        };
+
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health
+            .set_serving::<TenantDirectoryServer<grpc::DirectoryService>>()
+            .await;
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(|e| anyhow::Error::new(e).context("building gRPC reflection"))?;
+        let changes = grpc::spawn_change_listener(self.store.clone(), stop.clone());
+        let service = grpc::DirectoryService::new(
+            self.store.clone(),
+            Duration::from_millis(self.config.read_wait_ms),
+            changes,
+            stop.clone(),
+        );
+        let stop_serving = stop.clone();
+        let served = tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(TenantDirectoryServer::new(service))
+            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), async move {
+                stop_serving.wait().await;
+            })
+            .await;
+        // The server also stops if it fails; make sure the consumer does too.
+        stop.trigger();
+        watcher.abort();
+        let consumed = match consumer {
+            Some(handle) => handle
+                .await
+                .map_err(|e| anyhow::Error::new(e).context("projection consumer panicked"))?,
+            None => Ok(()),
+        };
+        served.map_err(|e| anyhow::Error::new(e).context("gRPC server failed"))?;
+        consumed
+    }
+}
+
+/// Builds and runs the projection until `shutdown` completes.
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    Application::build(config)
+        .await?
+        .run_until_stopped(shutdown)
+        .await
+}

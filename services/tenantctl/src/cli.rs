@@ -1,0 +1,327 @@
+//! The command line (clap). Every flag has an env fallback where a script would want one.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Tenantry operator CLI.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "tenantctl",
+    version,
+    about = "Tenantry operator CLI: see, change, replay and audit tenants",
+    after_help = "Exit codes: 0 ok, 1 failure, 2 usage, 3 not found, 4 refused (state does not allow it), 5 unavailable, 6 unauthenticated/forbidden"
+)]
+pub struct Cli {
+    /// Where the services are and how to authenticate.
+    #[command(flatten)]
+    pub global: Global,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every command accepts.
+#[derive(Debug, Clone, Args)]
+pub struct Global {
+    /// Signup service (TenantAdmin) URL.
+    #[arg(
+        long,
+        env = "TENANTRY_SIGNUP_URL",
+        default_value = "http://127.0.0.1:50051",
+        global = true
+    )]
+    pub signup_url: String,
+    /// Projection (TenantDirectory) URL.
+    #[arg(
+        long,
+        env = "TENANTRY_DIRECTORY_URL",
+        default_value = "http://127.0.0.1:50052",
+        global = true
+    )]
+    pub directory_url: String,
+    /// Vault URL.
+    #[arg(
+        long,
+        env = "TENANTRY_VAULT_URL",
+        default_value = "http://127.0.0.1:50053",
+        global = true
+    )]
+    pub vault_url: String,
+    /// Operator token for TenantAdmin (suspend, resume, delete, retry, plan).
+    #[arg(
+        long,
+        env = "TENANTRY_ADMIN_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
+    pub admin_token: Option<String>,
+    /// Vault token of the `operator` caller (vault audit).
+    #[arg(
+        long,
+        env = "TENANTRY_VAULT_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
+    pub vault_token: Option<String>,
+    /// NATS server (events tail, dlq, replay).
+    #[arg(
+        long,
+        env = "NATS_URL",
+        default_value = "nats://127.0.0.1:4222",
+        global = true
+    )]
+    pub nats_url: String,
+    /// Event-store namespace ("" in production).
+    #[arg(long, env = "TENANTRY_NAMESPACE", default_value = "", global = true)]
+    pub namespace: String,
+    /// The projection's PostgreSQL (replay).
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/tenantry",
+        hide_env_values = true,
+        global = true
+    )]
+    pub database_url: String,
+    /// The projection's base schema (replay).
+    #[arg(
+        long,
+        env = "TENANTRY_PROJECTION_DB_SCHEMA",
+        default_value = "projection",
+        global = true
+    )]
+    pub database_schema: String,
+    /// Machine-readable output (JSON; one object per line for `events tail`).
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// The commands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// List, show and trace tenants (from the projection).
+    #[command(subcommand)]
+    Tenants(TenantsCommand),
+    /// Suspend an Active tenant (maintenance mode; data kept).
+    Suspend(Reasoned),
+    /// Resume a Suspended tenant.
+    Resume(Reasoned),
+    /// Back up and delete a tenant. Needs `--confirm <tenant id>`.
+    Delete(DeleteArgs),
+    /// Retry provisioning of a Failed tenant.
+    Retry(Reasoned),
+    /// Move a tenant to another plan.
+    Plan(PlanArgs),
+    /// Watch the event log.
+    #[command(subcommand)]
+    Events(EventsCommand),
+    /// Rebuild a read model from the event log (blue/green; queries keep working).
+    Replay(ReplayArgs),
+    /// Events a consumer gave up on.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+    /// The credential vault.
+    #[command(subcommand)]
+    Vault(VaultCommand),
+}
+
+/// `tenants …`
+#[derive(Debug, Clone, Subcommand)]
+pub enum TenantsCommand {
+    /// Tenants, oldest first, optionally filtered.
+    List(ListArgs),
+    /// One tenant's current state.
+    Show(ShowArgs),
+    /// Everything that happened to a tenant.
+    History(ShowArgs),
+}
+
+/// `tenants list`
+#[derive(Debug, Clone, Args)]
+pub struct ListArgs {
+    /// Only tenants in this status.
+    #[arg(long, value_enum)]
+    pub status: Option<StatusArg>,
+    /// Only tenants on this plan.
+    #[arg(long)]
+    pub plan: Option<String>,
+    /// Only tenants on this bench.
+    #[arg(long)]
+    pub bench: Option<String>,
+    /// At most this many tenants (0 = all).
+    #[arg(long, default_value_t = 100)]
+    pub limit: u64,
+    /// Wait until the projection has applied this stream sequence.
+    #[arg(long, default_value_t = 0)]
+    pub min_seq: u64,
+}
+
+/// `tenants show|history <id>`
+#[derive(Debug, Clone, Args)]
+pub struct ShowArgs {
+    /// Tenant id.
+    pub tenant_id: String,
+    /// Wait until the projection has applied this stream sequence.
+    #[arg(long, default_value_t = 0)]
+    pub min_seq: u64,
+}
+
+/// A lifecycle command with a reason.
+#[derive(Debug, Clone, Args)]
+pub struct Reasoned {
+    /// Tenant id.
+    pub tenant_id: String,
+    /// Why (kept in the event for the audit trail).
+    #[arg(long, default_value = "")]
+    pub reason: String,
+}
+
+/// `delete`
+#[derive(Debug, Clone, Args)]
+pub struct DeleteArgs {
+    /// Tenant id.
+    pub tenant_id: String,
+    /// The tenant id again: a guard against deleting the wrong tenant.
+    #[arg(long)]
+    pub confirm: String,
+    /// Why (kept in the event for the audit trail).
+    #[arg(long, default_value = "")]
+    pub reason: String,
+}
+
+/// `plan`
+#[derive(Debug, Clone, Args)]
+pub struct PlanArgs {
+    /// Tenant id.
+    pub tenant_id: String,
+    /// The new plan.
+    pub plan: String,
+}
+
+/// `events …`
+#[derive(Debug, Clone, Subcommand)]
+pub enum EventsCommand {
+    /// Print events as they are appended (from `--from-seq` when given).
+    Tail(TailArgs),
+}
+
+/// `events tail`
+#[derive(Debug, Clone, Args)]
+pub struct TailArgs {
+    /// Only this tenant's events.
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// Start at this stream sequence instead of with the next new event.
+    #[arg(long)]
+    pub from_seq: Option<u64>,
+    /// Stop after this many events.
+    #[arg(long)]
+    pub limit: Option<u64>,
+}
+
+/// Read models `replay` can rebuild.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProjectionName {
+    /// `tenants` and `tenant_history` (services/projection).
+    Tenants,
+}
+
+/// `replay`
+#[derive(Debug, Clone, Args)]
+pub struct ReplayArgs {
+    /// Which read model.
+    #[arg(long, value_enum)]
+    pub projection: ProjectionName,
+    /// First stream sequence to apply; events before it are left out of the rebuilt model.
+    #[arg(long, default_value_t = 1)]
+    pub from_seq: u64,
+    /// Events per transaction.
+    #[arg(long, default_value_t = 1000)]
+    pub batch_size: usize,
+}
+
+/// `dlq …`
+#[derive(Debug, Clone, Subcommand)]
+pub enum DlqCommand {
+    /// Dead letters, by consumer and sequence.
+    List(DlqListArgs),
+    /// Send a dead letter back to its consumer.
+    Retry(DlqRetryArgs),
+}
+
+/// `dlq list`
+#[derive(Debug, Clone, Args)]
+pub struct DlqListArgs {
+    /// Only this consumer's.
+    #[arg(long)]
+    pub consumer: Option<String>,
+}
+
+/// `dlq retry`
+#[derive(Debug, Clone, Args)]
+pub struct DlqRetryArgs {
+    /// Durable consumer name.
+    pub consumer: String,
+    /// Stream sequence of the event.
+    pub sequence: u64,
+}
+
+/// `vault …`
+#[derive(Debug, Clone, Subcommand)]
+pub enum VaultCommand {
+    /// Who read or changed which secret, newest first.
+    Audit(AuditArgs),
+}
+
+/// `vault audit`
+#[derive(Debug, Clone, Args)]
+pub struct AuditArgs {
+    /// Only this tenant.
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// Only this caller (service).
+    #[arg(long)]
+    pub caller: Option<String>,
+    /// At or after (RFC 3339, e.g. 2025-01-31T00:00:00Z).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Before (RFC 3339).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// At most this many entries.
+    #[arg(long, default_value_t = 100)]
+    pub limit: u32,
+}
+
+/// Tenant statuses on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatusArg {
+    /// Requested.
+    Requested,
+    /// Provisioning.
+    Provisioning,
+    /// Active.
+    Active,
+    /// Suspended.
+    Suspended,
+    /// Deleting.
+    Deleting,
+    /// Deleted.
+    Deleted,
+    /// Failed.
+    Failed,
+}
+
+impl From<StatusArg> for tenancy::Status {
+    fn from(s: StatusArg) -> Self {
+        use tenancy::Status as S;
+        match s {
+            StatusArg::Requested => S::Requested,
+            StatusArg::Provisioning => S::Provisioning,
+            StatusArg::Active => S::Active,
+            StatusArg::Suspended => S::Suspended,
+            StatusArg::Deleting => S::Deleting,
+            StatusArg::Deleted => S::Deleted,
+            StatusArg::Failed => S::Failed,
+        }
+    }
+}

@@ -1,0 +1,398 @@
+//! `tenantctl`, the Tenantry operator CLI, as a library: [`run`] executes a parsed [`Cli`]
+//! and writes its result to `out` (tables for people, JSON with `--json`); errors carry the
+//! exit code they mean ([`ErrorKind`]). `main` only parses, calls [`run`] and exits.
+//!
+//! It talks to the services through their gRPC APIs (TenantDirectory, TenantAdmin, Vault) and,
+//! for `events tail`, `dlq` and `replay`, to NATS and the projection's PostgreSQL directly: it is
+//! an operator tool on the control plane.
+
+#![warn(missing_docs)]
+
+pub mod cli;
+pub mod error;
+mod output;
+
+use std::io::Write;
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{DeliverPolicy, pull};
+use eventstore::{EventStore, RecordedEvent, StoreConfig};
+use futures::StreamExt;
+use proto::v1 as pb;
+use tonic::transport::{Channel, Endpoint};
+
+pub use cli::{Cli, Command};
+pub use error::{CliError, ErrorKind};
+
+use crate::cli::{
+    AuditArgs, DlqCommand, EventsCommand, Global, ListArgs, ReplayArgs, TailArgs, TenantsCommand,
+    VaultCommand,
+};
+use crate::output::{AdminResult, EventLine, Output, TenantView};
+
+/// Runs one command, writing its output to `out`.
+pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<(), CliError> {
+    let g = &cli.global;
+    let mut o = Output::new(out, g.json);
+    match cli.command {
+        Command::Tenants(TenantsCommand::List(args)) => tenants_list(g, &args, &mut o).await,
+        Command::Tenants(TenantsCommand::Show(args)) => {
+            let mut c = directory(g).await?;
+            let t = c
+                .get_tenant(pb::GetTenantRequest {
+                    tenant_id: args.tenant_id,
+                    min_sequence: args.min_seq,
+                })
+                .await?
+                .into_inner();
+            o.tenant(&TenantView::from(&t))
+        }
+        Command::Tenants(TenantsCommand::History(args)) => {
+            let mut c = directory(g).await?;
+            let h = c
+                .get_history(pb::GetHistoryRequest {
+                    tenant_id: args.tenant_id.clone(),
+                    min_sequence: args.min_seq,
+                })
+                .await?
+                .into_inner();
+            o.history(&args.tenant_id, &h.entries)
+        }
+        Command::Suspend(a) => {
+            let mut c = admin(g).await?;
+            let r = c
+                .suspend_tenant(authed(
+                    g.admin_token.as_deref(),
+                    "--admin-token",
+                    pb::SuspendTenantRequest {
+                        tenant_id: a.tenant_id,
+                        reason: a.reason,
+                    },
+                )?)
+                .await?;
+            o.admin(&AdminResult::new("suspension requested", &r.into_inner()))
+        }
+        Command::Resume(a) => {
+            let mut c = admin(g).await?;
+            let r = c
+                .resume_tenant(authed(
+                    g.admin_token.as_deref(),
+                    "--admin-token",
+                    pb::ResumeTenantRequest {
+                        tenant_id: a.tenant_id,
+                        reason: a.reason,
+                    },
+                )?)
+                .await?;
+            o.admin(&AdminResult::new("resume requested", &r.into_inner()))
+        }
+        Command::Delete(a) => {
+            if a.confirm != a.tenant_id {
+                return Err(CliError::new(
+                    ErrorKind::Usage,
+                    "--confirm must repeat the tenant id exactly; nothing was deleted",
+                ));
+            }
+            let mut c = admin(g).await?;
+            let r = c
+                .delete_tenant(authed(
+                    g.admin_token.as_deref(),
+                    "--admin-token",
+                    pb::DeleteTenantRequest {
+                        tenant_id: a.tenant_id,
+                        reason: a.reason,
+                        confirm: a.confirm,
+                    },
+                )?)
+                .await?;
+            o.admin(&AdminResult::new("deletion requested", &r.into_inner()))
+        }
+        Command::Retry(a) => {
+            let mut c = admin(g).await?;
+            let r = c
+                .retry_provisioning(authed(
+                    g.admin_token.as_deref(),
+                    "--admin-token",
+                    pb::RetryProvisioningRequest {
+                        tenant_id: a.tenant_id,
+                        reason: a.reason,
+                    },
+                )?)
+                .await?;
+            o.admin(&AdminResult::new(
+                "provisioning retry requested",
+                &r.into_inner(),
+            ))
+        }
+        Command::Plan(a) => {
+            let mut c = admin(g).await?;
+            let r = c
+                .change_plan(authed(
+                    g.admin_token.as_deref(),
+                    "--admin-token",
+                    pb::ChangePlanRequest {
+                        tenant_id: a.tenant_id,
+                        plan: a.plan,
+                    },
+                )?)
+                .await?;
+            o.admin(&AdminResult::new("plan change requested", &r.into_inner()))
+        }
+        Command::Events(EventsCommand::Tail(args)) => events_tail(g, &args, &mut o).await,
+        Command::Replay(args) => replay(g, &args, &mut o).await,
+        Command::Dlq(DlqCommand::List(args)) => {
+            let store = event_store(g).await?;
+            let mut letters = store.dead_letters().await?.list().await?;
+            if let Some(c) = &args.consumer {
+                letters.retain(|l| &l.consumer == c);
+            }
+            o.dead_letters(&letters)
+        }
+        Command::Dlq(DlqCommand::Retry(args)) => {
+            let store = event_store(g).await?;
+            let dlq = store.dead_letters().await?;
+            if dlq.get(&args.consumer, args.sequence).await?.is_none() {
+                return Err(CliError::new(
+                    ErrorKind::NotFound,
+                    format!(
+                        "no dead letter for consumer {} at sequence {}; see `tenantctl dlq list`",
+                        args.consumer, args.sequence
+                    ),
+                ));
+            }
+            dlq.retry(&args.consumer, args.sequence).await?;
+            o.retried(&args.consumer, args.sequence)
+        }
+        Command::Vault(VaultCommand::Audit(args)) => vault_audit(g, &args, &mut o).await,
+    }
+}
+
+/// Connects a gRPC channel; a server that is not there is `Unavailable` (exit 5).
+async fn channel(url: &str, what: &str) -> Result<Channel, CliError> {
+    let endpoint = Endpoint::from_shared(url.to_owned())
+        .map_err(|_| {
+            CliError::new(
+                ErrorKind::Usage,
+                format!("{url:?} is not a valid {what} URL"),
+            )
+        })?
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(30));
+    endpoint.connect().await.map_err(|e| {
+        CliError::new(
+            ErrorKind::Unavailable,
+            format!("cannot reach the {what} at {url}: {e}"),
+        )
+    })
+}
+
+async fn directory(
+    g: &Global,
+) -> Result<pb::tenant_directory_client::TenantDirectoryClient<Channel>, CliError> {
+    Ok(pb::tenant_directory_client::TenantDirectoryClient::new(
+        channel(&g.directory_url, "directory (projection)").await?,
+    ))
+}
+
+async fn admin(
+    g: &Global,
+) -> Result<pb::tenant_admin_client::TenantAdminClient<Channel>, CliError> {
+    Ok(pb::tenant_admin_client::TenantAdminClient::new(
+        channel(&g.signup_url, "signup service").await?,
+    ))
+}
+
+/// A request with `authorization: Bearer <token>`; no token is an error before any call.
+fn authed<T>(token: Option<&str>, flag: &str, message: T) -> Result<tonic::Request<T>, CliError> {
+    let token = token
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            CliError::new(
+                ErrorKind::Unauthorized,
+                format!("this command needs a token: pass {flag} or set its environment variable"),
+            )
+        })?;
+    let mut request = tonic::Request::new(message);
+    let value = format!("Bearer {token}").parse().map_err(|_| {
+        CliError::new(
+            ErrorKind::Usage,
+            format!("{flag} holds characters a header cannot carry"),
+        )
+    })?;
+    request.metadata_mut().insert("authorization", value);
+    Ok(request)
+}
+
+async fn event_store(g: &Global) -> Result<EventStore, CliError> {
+    Ok(EventStore::connect(
+        &StoreConfig::new(g.nats_url.clone()).with_namespace(g.namespace.clone()),
+    )
+    .await?)
+}
+
+async fn tenants_list(g: &Global, args: &ListArgs, o: &mut Output<'_>) -> Result<(), CliError> {
+    let mut c = directory(g).await?;
+    let status = args
+        .status
+        .map(|s| pb::TenantStatus::from(tenancy::Status::from(s)) as i32)
+        .unwrap_or(0);
+    let mut tenants = Vec::new();
+    let mut token = String::new();
+    let mut total;
+    let mut min_sequence = args.min_seq;
+    loop {
+        let want = if args.limit == 0 {
+            500
+        } else {
+            (args.limit - tenants.len() as u64).min(500)
+        };
+        let page = c
+            .list_tenants(pb::ListTenantsRequest {
+                status,
+                plan: args.plan.clone().unwrap_or_default(),
+                bench: args.bench.clone().unwrap_or_default(),
+                page_size: u32::try_from(want).unwrap_or(500),
+                page_token: token.clone(),
+                min_sequence,
+            })
+            .await?
+            .into_inner();
+        // Only the first page needs to wait for the sequence.
+        min_sequence = 0;
+        total = page.total;
+        tenants.extend(page.tenants.iter().map(TenantView::from));
+        token = page.next_page_token;
+        if token.is_empty() || (args.limit != 0 && tenants.len() as u64 >= args.limit) {
+            break;
+        }
+    }
+    o.tenants(&tenants, total)
+}
+
+async fn events_tail(g: &Global, args: &TailArgs, o: &mut Output<'_>) -> Result<(), CliError> {
+    let store = event_store(g).await?;
+    let filter = match &args.tenant {
+        Some(t) => store.tenant_filter(t),
+        None => store.all_filter(),
+    };
+    let stream = store
+        .jetstream()
+        .get_stream(store.stream_name())
+        .await
+        .map_err(|e| CliError::new(ErrorKind::Unavailable, e.to_string()))?;
+    let deliver_policy = match args.from_seq {
+        Some(s) => DeliverPolicy::ByStartSequence {
+            start_sequence: s.max(1),
+        },
+        None => DeliverPolicy::New,
+    };
+    // An ordered consumer: ephemeral, gap-free, in stream order — what tailing a log needs.
+    let consumer = stream
+        .create_consumer(pull::OrderedConfig {
+            filter_subject: filter,
+            deliver_policy,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| CliError::new(ErrorKind::Unavailable, e.to_string()))?;
+    let mut messages = consumer
+        .messages()
+        .await
+        .map_err(|e| CliError::new(ErrorKind::Unavailable, e.to_string()))?;
+    o.tail_header()?;
+    let mut printed = 0u64;
+    if args.limit == Some(0) {
+        return Ok(());
+    }
+    while let Some(message) = messages.next().await {
+        let message = message.map_err(|e| CliError::new(ErrorKind::Unavailable, e.to_string()))?;
+        let Ok(info) = message.info() else { continue };
+        let (sequence, published) = (info.stream_sequence, info.published);
+        let event = match RecordedEvent::decode(
+            &message.subject,
+            sequence,
+            message.headers.as_ref(),
+            &message.payload,
+            published,
+        ) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing_free_warn(o, &e.to_string())?;
+                continue;
+            }
+        };
+        o.event(&EventLine::from(&event))?;
+        printed += 1;
+        if args.limit.is_some_and(|l| printed >= l) {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Undecodable messages are reported inline rather than ending the tail.
+fn tracing_free_warn(o: &mut Output<'_>, message: &str) -> Result<(), CliError> {
+    o.note(&format!("skipped a message: {message}"))
+}
+
+async fn replay(g: &Global, args: &ReplayArgs, o: &mut Output<'_>) -> Result<(), CliError> {
+    let store = projection::Store::connect(&g.database_url, &g.database_schema, 4)
+        .await
+        .map_err(|e| CliError::from(e).context("cannot open the projection database"))?;
+    let events = event_store(g).await?;
+    let options = projection::RebuildOptions {
+        from_sequence: args.from_seq,
+        batch_size: args.batch_size.max(1),
+        ..projection::RebuildOptions::default()
+    };
+    let bar = if g.json {
+        indicatif::ProgressBar::hidden()
+    } else {
+        output::progress_bar()
+    };
+    let report = projection::rebuild(&store, &events, &options, |p| {
+        bar.set_length(p.total);
+        bar.set_position(p.applied);
+        bar.set_message(match p.phase {
+            projection::Phase::Replaying => "replaying",
+            projection::Phase::CatchingUp => "catching up",
+            projection::Phase::Flipping => "switching over",
+            projection::Phase::Done => "done",
+        });
+    })
+    .await;
+    bar.finish_and_clear();
+    o.rebuilt(&report?)
+}
+
+fn parse_time(
+    flag: &str,
+    raw: &Option<String>,
+) -> Result<Option<prost_types::Timestamp>, CliError> {
+    let Some(raw) = raw else { return Ok(None) };
+    let t = chrono::DateTime::parse_from_rfc3339(raw.trim()).map_err(|_| {
+        CliError::new(
+            ErrorKind::Usage,
+            format!("{flag} {raw:?} is not an RFC 3339 time like 2025-01-31T00:00:00Z"),
+        )
+    })?;
+    Ok(Some(prost_types::Timestamp {
+        seconds: t.timestamp(),
+        nanos: i32::try_from(t.timestamp_subsec_nanos()).unwrap_or(0),
+    }))
+}
+
+async fn vault_audit(g: &Global, args: &AuditArgs, o: &mut Output<'_>) -> Result<(), CliError> {
+    let request = pb::AuditRequest {
+        tenant_id: args.tenant.clone().unwrap_or_default(),
+        caller: args.caller.clone().unwrap_or_default(),
+        since: parse_time("--since", &args.since)?,
+        until: parse_time("--until", &args.until)?,
+        limit: args.limit,
+    };
+    let request = authed(g.vault_token.as_deref(), "--vault-token", request)?;
+    let mut c = pb::vault_client::VaultClient::new(channel(&g.vault_url, "vault").await?);
+    let entries = c.audit(request).await?.into_inner().entries;
+    o.audit(&entries)
+}

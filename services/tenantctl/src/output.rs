@@ -1,0 +1,476 @@
+//! Rendering: aligned tables for people, JSON for scripts. Every command's JSON shape is built
+//! from the serde views here, so it stays stable when the tables change.
+
+use std::io::Write;
+
+use comfy_table::{Table, presets};
+use eventstore::{DeadLetter, RecordedEvent};
+use proto::v1 as pb;
+use serde::Serialize;
+use tenancy::Status;
+
+use crate::error::CliError;
+
+fn time(t: Option<prost_types::Timestamp>) -> Option<String> {
+    let t = t?;
+    chrono::DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).ok()?)
+        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+}
+
+fn status_name(v: i32) -> &'static str {
+    match Status::from_proto_i32(v) {
+        Status::None => "Unknown",
+        s => s.as_str(),
+    }
+}
+
+fn dash(s: &str) -> &str {
+    if s.is_empty() { "-" } else { s }
+}
+
+/// A tenant, as `tenants list|show` print it.
+#[derive(Debug, Clone, Serialize)]
+pub struct TenantView {
+    tenant_id: String,
+    status: &'static str,
+    subdomain: String,
+    site: String,
+    url: String,
+    bench: String,
+    plan: String,
+    organisation: String,
+    owner_email: String,
+    owner_name: String,
+    region: String,
+    created_at: Option<String>,
+    updated_at: Option<String>,
+    last_error: Option<String>,
+    activation_ms: Option<u64>,
+    version: u64,
+}
+
+impl From<&pb::Tenant> for TenantView {
+    fn from(t: &pb::Tenant) -> Self {
+        Self {
+            tenant_id: t.tenant_id.clone(),
+            status: status_name(t.status),
+            subdomain: t.subdomain.clone(),
+            site: t.site.clone(),
+            url: t.url.clone(),
+            bench: t.bench.clone(),
+            plan: t.plan.clone(),
+            organisation: t.organisation.clone(),
+            owner_email: t.owner_email.clone(),
+            owner_name: t.owner_name.clone(),
+            region: t.region.clone(),
+            created_at: time(t.created_at),
+            updated_at: time(t.updated_at),
+            last_error: (!t.last_error.is_empty()).then(|| t.last_error.clone()),
+            activation_ms: (t.activation_ms > 0).then_some(t.activation_ms),
+            version: t.version,
+        }
+    }
+}
+
+/// The answer to a lifecycle command.
+#[derive(Debug, Clone, Serialize)]
+pub struct AdminResult {
+    #[serde(skip)]
+    what: &'static str,
+    tenant_id: String,
+    status: &'static str,
+    sequence: u64,
+    event_id: String,
+}
+
+impl AdminResult {
+    /// `what` says what happened, e.g. "suspension requested".
+    pub fn new(what: &'static str, r: &pb::AdminCommandResponse) -> Self {
+        Self {
+            what,
+            tenant_id: r.tenant_id.clone(),
+            status: status_name(r.status),
+            sequence: r.sequence,
+            event_id: r.event_id.clone(),
+        }
+    }
+}
+
+/// One line of `events tail`.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventLine {
+    sequence: u64,
+    occurred_at: String,
+    event_type: String,
+    context: &'static str,
+    tenant_id: String,
+    summary: String,
+    event_id: String,
+    correlation_id: String,
+}
+
+impl From<&RecordedEvent> for EventLine {
+    fn from(e: &RecordedEvent) -> Self {
+        Self {
+            sequence: e.sequence,
+            occurred_at: e
+                .occurred_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            event_type: e.event_type.clone(),
+            context: e.body.context().as_str(),
+            tenant_id: e.body.tenant_id().to_owned(),
+            summary: tenancy::summarize(&e.body),
+            event_id: e.event_id.to_string(),
+            correlation_id: e.correlation(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct HistoryLine<'a> {
+    sequence: u64,
+    occurred_at: Option<String>,
+    event_type: &'a str,
+    context: &'a str,
+    summary: &'a str,
+    event_id: &'a str,
+    correlation_id: &'a str,
+    causation_id: &'a str,
+}
+
+#[derive(Serialize)]
+struct AuditLine<'a> {
+    id: i64,
+    at: Option<String>,
+    caller: &'a str,
+    operation: &'a str,
+    tenant_id: &'a str,
+    secret_name: &'a str,
+    outcome: &'a str,
+    reason: &'a str,
+    correlation_id: &'a str,
+}
+
+/// The replay progress bar: count, rate and ETA, on stderr (hidden when it is not a terminal).
+pub fn progress_bar() -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(0);
+    let style = indicatif::ProgressStyle::with_template(
+        "{msg:>14} [{bar:40}] {pos}/{len} events  {per_sec}  ETA {eta}",
+    )
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+    .progress_chars("=> ");
+    bar.set_style(style);
+    bar
+}
+
+fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_style(presets::NOTHING);
+    t.set_header(header.iter().copied());
+    t
+}
+
+/// Where output goes, and in which form.
+pub struct Output<'a> {
+    out: &'a mut (dyn Write + Send),
+    json: bool,
+}
+
+impl<'a> Output<'a> {
+    /// Writes to `out`, JSON when `json`.
+    pub fn new(out: &'a mut (dyn Write + Send), json: bool) -> Self {
+        Self { out, json }
+    }
+
+    fn json_line(&mut self, value: &impl Serialize) -> Result<(), CliError> {
+        serde_json::to_writer(&mut *self.out, value)?;
+        writeln!(self.out)?;
+        Ok(())
+    }
+
+    fn print_table(&mut self, t: &Table) -> Result<(), CliError> {
+        // comfy-table pads every cell, so its lines end in spaces; trim them for clean output.
+        for line in t.to_string().lines() {
+            writeln!(self.out, "{}", line.trim_end())?;
+        }
+        Ok(())
+    }
+
+    /// `tenants list`.
+    pub fn tenants(&mut self, tenants: &[TenantView], total: u64) -> Result<(), CliError> {
+        if self.json {
+            return self.json_line(&serde_json::json!({ "tenants": tenants, "total": total }));
+        }
+        let mut t = table(&[
+            "TENANT",
+            "STATUS",
+            "SUBDOMAIN",
+            "PLAN",
+            "BENCH",
+            "SITE",
+            "CREATED",
+        ]);
+        for v in tenants {
+            t.add_row(vec![
+                v.tenant_id.as_str(),
+                v.status,
+                dash(&v.subdomain),
+                dash(&v.plan),
+                dash(&v.bench),
+                dash(&v.site),
+                v.created_at.as_deref().unwrap_or("-"),
+            ]);
+        }
+        if !tenants.is_empty() {
+            self.print_table(&t)?;
+        }
+        writeln!(self.out, "{} of {} tenants", tenants.len(), total)?;
+        Ok(())
+    }
+
+    /// `tenants show`.
+    pub fn tenant(&mut self, v: &TenantView) -> Result<(), CliError> {
+        if self.json {
+            return self.json_line(v);
+        }
+        let rows: Vec<(&str, String)> = vec![
+            ("Tenant", v.tenant_id.clone()),
+            ("Status", v.status.to_owned()),
+            ("Organisation", dash(&v.organisation).to_owned()),
+            ("Owner", format!("{} <{}>", v.owner_name, v.owner_email)),
+            ("Subdomain", dash(&v.subdomain).to_owned()),
+            ("Site", dash(&v.site).to_owned()),
+            ("URL", dash(&v.url).to_owned()),
+            ("Bench", dash(&v.bench).to_owned()),
+            ("Region", dash(&v.region).to_owned()),
+            ("Plan", dash(&v.plan).to_owned()),
+            (
+                "Created",
+                v.created_at.clone().unwrap_or_else(|| "-".into()),
+            ),
+            (
+                "Updated",
+                v.updated_at.clone().unwrap_or_else(|| "-".into()),
+            ),
+            (
+                "Activation",
+                v.activation_ms
+                    .map(|ms| format!("{ms} ms"))
+                    .unwrap_or_else(|| "-".into()),
+            ),
+            (
+                "Last error",
+                v.last_error.clone().unwrap_or_else(|| "-".into()),
+            ),
+            ("Version", v.version.to_string()),
+        ];
+        for (k, val) in rows {
+            writeln!(self.out, "{k:<13} {val}")?;
+        }
+        Ok(())
+    }
+
+    /// `tenants history`.
+    pub fn history(
+        &mut self,
+        tenant_id: &str,
+        entries: &[pb::HistoryEntry],
+    ) -> Result<(), CliError> {
+        if self.json {
+            let lines: Vec<HistoryLine<'_>> = entries
+                .iter()
+                .map(|e| HistoryLine {
+                    sequence: e.sequence,
+                    occurred_at: time(e.occurred_at),
+                    event_type: &e.event_type,
+                    context: &e.context,
+                    summary: &e.summary,
+                    event_id: &e.event_id,
+                    correlation_id: &e.correlation_id,
+                    causation_id: &e.causation_id,
+                })
+                .collect();
+            return self
+                .json_line(&serde_json::json!({ "tenant_id": tenant_id, "entries": lines }));
+        }
+        let mut t = table(&["SEQ", "WHEN", "EVENT", "SUMMARY"]);
+        for e in entries {
+            t.add_row(vec![
+                e.sequence.to_string(),
+                time(e.occurred_at).unwrap_or_else(|| "-".into()),
+                e.event_type.clone(),
+                e.summary.clone(),
+            ]);
+        }
+        self.print_table(&t)
+    }
+
+    /// suspend|resume|delete|retry|plan.
+    pub fn admin(&mut self, r: &AdminResult) -> Result<(), CliError> {
+        if self.json {
+            return self.json_line(r);
+        }
+        writeln!(
+            self.out,
+            "ok: {} for tenant {} (status {}, sequence {}, event {})",
+            r.what, r.tenant_id, r.status, r.sequence, r.event_id
+        )?;
+        writeln!(
+            self.out,
+            "follow it with: tenantctl tenants show {} --min-seq {}",
+            r.tenant_id, r.sequence
+        )?;
+        Ok(())
+    }
+
+    /// Header of `events tail` (people only).
+    pub fn tail_header(&mut self) -> Result<(), CliError> {
+        if !self.json {
+            writeln!(
+                self.out,
+                "{:>8}  {:<24}  {:<28}  {:<36}  SUMMARY",
+                "SEQ", "WHEN", "EVENT", "TENANT"
+            )?;
+        }
+        Ok(())
+    }
+
+    /// One line of `events tail`, flushed at once so a pipe sees it live.
+    pub fn event(&mut self, e: &EventLine) -> Result<(), CliError> {
+        if self.json {
+            self.json_line(e)?;
+        } else {
+            writeln!(
+                self.out,
+                "{:>8}  {:<24}  {:<28}  {:<36}  {}",
+                e.sequence, e.occurred_at, e.event_type, e.tenant_id, e.summary
+            )?;
+        }
+        self.out.flush()?;
+        Ok(())
+    }
+
+    /// A remark that is not a result (people only; JSON consumers get only results).
+    pub fn note(&mut self, text: &str) -> Result<(), CliError> {
+        if !self.json {
+            writeln!(self.out, "# {text}")?;
+        }
+        Ok(())
+    }
+
+    /// `dlq list`.
+    pub fn dead_letters(&mut self, letters: &[DeadLetter]) -> Result<(), CliError> {
+        if self.json {
+            return self.json_line(&serde_json::json!({ "dead_letters": letters }));
+        }
+        if letters.is_empty() {
+            writeln!(self.out, "no dead letters")?;
+            return Ok(());
+        }
+        let mut t = table(&[
+            "CONSUMER", "SEQ", "EVENT", "TENANT", "TRIES", "RECORDED", "ERROR",
+        ]);
+        for l in letters {
+            t.add_row(vec![
+                l.consumer.clone(),
+                l.stream_sequence.to_string(),
+                dash(&l.event_type).to_owned(),
+                dash(&l.tenant_id).to_owned(),
+                l.deliveries.to_string(),
+                l.recorded_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                l.error.clone(),
+            ]);
+        }
+        self.print_table(&t)
+    }
+
+    /// `dlq retry`.
+    pub fn retried(&mut self, consumer: &str, sequence: u64) -> Result<(), CliError> {
+        if self.json {
+            return self.json_line(
+                &serde_json::json!({ "retried": true, "consumer": consumer, "sequence": sequence }),
+            );
+        }
+        writeln!(
+            self.out,
+            "ok: sequence {sequence} sent back to consumer {consumer}"
+        )?;
+        Ok(())
+    }
+
+    /// `replay`.
+    pub fn rebuilt(&mut self, r: &projection::RebuildReport) -> Result<(), CliError> {
+        if self.json {
+            return self.json_line(&serde_json::json!({
+                "projection": "tenants",
+                "events": r.events,
+                "tenants": r.tenants,
+                "last_sequence": r.last_sequence,
+                "seconds": r.elapsed.as_secs_f64(),
+                "events_per_second": r.rate(),
+                "generation": r.generation.number,
+                "previous_generation": r.previous.number,
+            }));
+        }
+        writeln!(
+            self.out,
+            "rebuilt projection tenants: {} events, {} tenants in {:.1} s ({:.0} events/s); \
+             generation {} is active (replaced {}), up to sequence {}",
+            r.events,
+            r.tenants,
+            r.elapsed.as_secs_f64(),
+            r.rate(),
+            r.generation.number,
+            r.previous.number,
+            r.last_sequence
+        )?;
+        Ok(())
+    }
+
+    /// `vault audit`.
+    pub fn audit(&mut self, entries: &[pb::AuditEntry]) -> Result<(), CliError> {
+        if self.json {
+            let lines: Vec<AuditLine<'_>> = entries
+                .iter()
+                .map(|e| AuditLine {
+                    id: e.id,
+                    at: time(e.at),
+                    caller: &e.caller,
+                    operation: &e.operation,
+                    tenant_id: &e.tenant_id,
+                    secret_name: &e.secret_name,
+                    outcome: &e.outcome,
+                    reason: &e.reason,
+                    correlation_id: &e.correlation_id,
+                })
+                .collect();
+            return self.json_line(&serde_json::json!({ "entries": lines }));
+        }
+        if entries.is_empty() {
+            writeln!(self.out, "no audit entries")?;
+            return Ok(());
+        }
+        let mut t = table(&[
+            "AT",
+            "CALLER",
+            "OPERATION",
+            "TENANT",
+            "SECRET",
+            "OUTCOME",
+            "REASON",
+        ]);
+        for e in entries {
+            t.add_row(vec![
+                time(e.at).unwrap_or_else(|| "-".into()),
+                e.caller.clone(),
+                e.operation.clone(),
+                dash(&e.tenant_id).to_owned(),
+                dash(&e.secret_name).to_owned(),
+                e.outcome.clone(),
+                dash(&e.reason).to_owned(),
+            ]);
+        }
+        self.print_table(&t)
+    }
+}

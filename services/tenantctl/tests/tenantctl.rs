@@ -1,0 +1,597 @@
+//! Every tenantctl command, in-process, against the real services (projection, signup's
+//! TenantAdmin, vault) on port 0 and real NATS and PostgreSQL, in human and `--json` form.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+use eventstore::{Body, EventStore, NewEvent, StoreConfig, SubscribeOptions};
+use proto::v1 as pb;
+use secrecy::SecretString;
+use serde_json::Value;
+use tenantctl::{Cli, CliError, ErrorKind};
+use tokio::sync::oneshot;
+
+const ADMIN_TOKEN: &str = "test-admin-token";
+const OPERATOR_VAULT_TOKEN: &str = "test-operator-vault-token";
+const SIGNUP_VAULT_TOKEN: &str = "test-signup-vault-token";
+
+struct Stack {
+    namespace: String,
+    events: EventStore,
+    database_url: String,
+    directory: SocketAddr,
+    signup: SocketAddr,
+    vault: SocketAddr,
+    versions: HashMap<String, u64>,
+    stops: Vec<oneshot::Sender<()>>,
+}
+
+fn stopper() -> (
+    oneshot::Sender<()>,
+    impl Future<Output = ()> + Send + 'static,
+) {
+    let (tx, rx) = oneshot::channel::<()>();
+    (tx, async move {
+        let _ = rx.await;
+    })
+}
+
+async fn spawn_stack() -> Stack {
+    testkit::init_logging();
+    let namespace = testkit::unique_namespace();
+    let events = EventStore::connect(
+        &StoreConfig::new(testkit::nats_url()).with_namespace(namespace.clone()),
+    )
+    .await
+    .unwrap();
+    let mut stops = Vec::new();
+
+    // Vault.
+    let (vault_db, _) = testkit::fresh_database().await.unwrap();
+    let keyring = vault::KeyRing::new(
+        "k1",
+        [(
+            "k1".to_owned(),
+            zeroize::Zeroizing::new([7u8; vault::crypto::KEY_LEN]),
+        )],
+    )
+    .unwrap();
+    let acl = vault::AclConfig::default_policy()
+        .with_token("operator", &SecretString::from(OPERATOR_VAULT_TOKEN))
+        .with_token("signup", &SecretString::from(SIGNUP_VAULT_TOKEN));
+    let mut vc = vault::Config::new(
+        SecretString::from(vault_db),
+        testkit::nats_url(),
+        keyring,
+        acl,
+    );
+    vc.listen_addr = SocketAddr::from(([127, 0, 0, 1], 0));
+    vc.namespace = namespace.clone();
+    vc.database_max_connections = 3;
+    let app = vault::Application::build(vc).await.unwrap();
+    let vault = app.local_addr();
+    let (stop, wait) = stopper();
+    stops.push(stop);
+    tokio::spawn(app.run_until_stopped(wait));
+
+    // Signup (TenantAdmin).
+    let mut sc = signup::Config::new(
+        svc::NatsArgs {
+            nats_url: testkit::nats_url(),
+            namespace: namespace.clone(),
+        },
+        format!("http://{vault}"),
+        SecretString::from(SIGNUP_VAULT_TOKEN),
+    );
+    sc.listen_addr = SocketAddr::from(([127, 0, 0, 1], 0));
+    sc.admin_tokens = vec![SecretString::from(ADMIN_TOKEN)];
+    let app = signup::Application::build(sc).await.unwrap();
+    let signup = app.local_addr();
+    let (stop, wait) = stopper();
+    stops.push(stop);
+    tokio::spawn(app.run_until_stopped(wait));
+
+    // Projection.
+    let (database_url, _) = testkit::fresh_database().await.unwrap();
+    let mut pc = projection::Config::new(database_url.clone(), testkit::nats_url());
+    pc.listen_addr = SocketAddr::from(([127, 0, 0, 1], 0));
+    pc.nats.namespace = namespace.clone();
+    pc.database_max_connections = 4;
+    let app = projection::Application::build(pc).await.unwrap();
+    let directory = app.local_addr();
+    let (stop, wait) = stopper();
+    stops.push(stop);
+    tokio::spawn(app.run_until_stopped(wait));
+
+    Stack {
+        namespace,
+        events,
+        database_url,
+        directory,
+        signup,
+        vault,
+        versions: HashMap::new(),
+        stops,
+    }
+}
+
+impl Stack {
+    fn cli(&self, args: &[&str]) -> Cli {
+        let mut argv: Vec<String> = vec![
+            "tenantctl".into(),
+            "--directory-url".into(),
+            format!("http://{}", self.directory),
+            "--signup-url".into(),
+            format!("http://{}", self.signup),
+            "--vault-url".into(),
+            format!("http://{}", self.vault),
+            "--admin-token".into(),
+            ADMIN_TOKEN.into(),
+            "--vault-token".into(),
+            OPERATOR_VAULT_TOKEN.into(),
+            "--nats-url".into(),
+            testkit::nats_url(),
+            "--namespace".into(),
+            self.namespace.clone(),
+            "--database-url".into(),
+            self.database_url.clone(),
+        ];
+        argv.extend(args.iter().map(|s| (*s).to_owned()));
+        Cli::try_parse_from(argv).expect("valid command line")
+    }
+
+    async fn run(&self, args: &[&str]) -> Result<String, CliError> {
+        let mut out = Vec::new();
+        tenantctl::run(self.cli(args), &mut out).await?;
+        Ok(String::from_utf8(out).expect("utf-8 output"))
+    }
+
+    async fn ok(&self, args: &[&str]) -> String {
+        match self.run(args).await {
+            Ok(s) => s,
+            Err(e) => panic!("tenantctl {args:?} failed ({:?}): {e}", e.kind),
+        }
+    }
+
+    async fn json(&self, args: &[&str]) -> Value {
+        let mut with = args.to_vec();
+        with.push("--json");
+        let out = self.ok(&with).await;
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {out}"))
+    }
+
+    async fn fails(&self, args: &[&str]) -> ErrorKind {
+        match self.run(args).await {
+            Ok(out) => panic!("tenantctl {args:?} should fail, printed {out}"),
+            Err(e) => e.kind,
+        }
+    }
+
+    async fn append(&mut self, body: Body) -> u64 {
+        let subject = self.events.subject(body.context(), body.tenant_id());
+        let expected = self.versions.get(&subject).copied().unwrap_or(0);
+        let seq = self
+            .events
+            .append(&subject, expected, vec![NewEvent::new(body)])
+            .await
+            .unwrap()[0];
+        self.versions.insert(subject, seq);
+        seq
+    }
+
+    /// A tenant requested and provisioned (Active), by appending the facts directly.
+    async fn active_tenant(&mut self, name: &str) -> (String, u64) {
+        let id = tenancy::TenantId::new().to_string();
+        self.append(Body::TenantRequested(pb::TenantRequested {
+            tenant_id: id.clone(),
+            subdomain: name.into(),
+            organisation: format!("{name} Ltd"),
+            owner_email: format!("owner@{name}.example"),
+            owner_name: "Ada Owner".into(),
+            plan: "starter".into(),
+            region: "eu".into(),
+            password_ref: format!("vault://tenant/{id}/owner-password"),
+            idempotency_key: String::new(),
+        }))
+        .await;
+        self.append(Body::PlacementChosen(pb::PlacementChosen {
+            tenant_id: id.clone(),
+            bench: "bench-1".into(),
+            region: "eu".into(),
+            site: format!("{name}.erp.example"),
+            db_name: "db".into(),
+        }))
+        .await;
+        let seq = self
+            .append(Body::TenantProvisioned(pb::TenantProvisioned {
+                tenant_id: id.clone(),
+                site: format!("{name}.erp.example"),
+                bench: "bench-1".into(),
+                url: format!("https://{name}.erp.example"),
+                total_ms: 4200,
+                from_standby: false,
+            }))
+            .await;
+        (id, seq)
+    }
+
+    async fn stop(self) {
+        for s in self.stops {
+            let _ = s.send(());
+        }
+    }
+}
+
+#[tokio::test]
+async fn tenants_list_show_and_history() {
+    let mut stack = spawn_stack().await;
+    let (acme, _) = stack.active_tenant("acme").await;
+    let (_globex, last) = stack.active_tenant("globex").await;
+    let min = last.to_string();
+
+    let human = stack.ok(&["tenants", "list", "--min-seq", &min]).await;
+    assert!(human.contains("TENANT") && human.contains("acme") && human.contains("globex"));
+    assert!(human.contains("2 of 2 tenants"), "{human}");
+    let json = stack.json(&["tenants", "list", "--min-seq", &min]).await;
+    assert_eq!(json["total"], 2);
+    assert_eq!(json["tenants"][0]["status"], "Active");
+    assert_eq!(json["tenants"][0]["bench"], "bench-1");
+    let json = stack
+        .json(&["tenants", "list", "--status", "suspended"])
+        .await;
+    assert_eq!(json["total"], 0);
+    let json = stack.json(&["tenants", "list", "--limit", "1"]).await;
+    assert_eq!(json["tenants"].as_array().unwrap().len(), 1);
+
+    let human = stack.ok(&["tenants", "show", &acme]).await;
+    assert!(human.contains("Status        Active"), "{human}");
+    assert!(human.contains("https://acme.erp.example"));
+    let json = stack.json(&["tenants", "show", &acme]).await;
+    assert_eq!(json["tenant_id"], acme.as_str());
+    assert_eq!(json["plan"], "starter");
+
+    let human = stack.ok(&["tenants", "history", &acme]).await;
+    assert!(human.contains("TenantRequested") && human.contains("TenantProvisioned"));
+    let json = stack.json(&["tenants", "history", &acme]).await;
+    let entries = json["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 3);
+    assert_eq!(entries[0]["event_type"], "TenantRequested");
+    assert!(entries[0]["summary"].as_str().unwrap().contains("acme"));
+
+    let missing = tenancy::TenantId::new().to_string();
+    assert_eq!(
+        stack.fails(&["tenants", "show", &missing]).await,
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        stack.fails(&["tenants", "history", &missing]).await,
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        stack.fails(&["tenants", "show", "not an id"]).await,
+        ErrorKind::Usage
+    );
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn lifecycle_commands_go_through_tenant_admin() {
+    let mut stack = spawn_stack().await;
+    let (id, last) = stack.active_tenant("initech").await;
+    stack
+        .ok(&["tenants", "show", &id, "--min-seq", &last.to_string()])
+        .await;
+
+    let out = stack.json(&["suspend", &id, "--reason", "unpaid"]).await;
+    assert_eq!(out["tenant_id"], id.as_str());
+    let seq = out["sequence"].as_u64().unwrap();
+    assert!(seq > last);
+    let history = stack
+        .json(&["tenants", "history", &id, "--min-seq", &seq.to_string()])
+        .await;
+    let types: Vec<&str> = history["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types.last(), Some(&"SuspensionRequested"));
+    // Asking again while it is under way is refused.
+    assert_eq!(stack.fails(&["suspend", &id]).await, ErrorKind::Refused);
+
+    // The provisioner's fact completes it; then resume (human output this time).
+    stack
+        .append(Body::SiteSuspended(pb::SiteSuspended {
+            tenant_id: id.clone(),
+            site: "initech.erp.example".into(),
+            reason: "unpaid".into(),
+        }))
+        .await;
+    let out = stack.ok(&["resume", &id, "--reason", "paid"]).await;
+    assert!(out.contains("resume requested"), "{out}");
+    stack
+        .append(Body::SiteResumed(pb::SiteResumed {
+            tenant_id: id.clone(),
+            site: "initech.erp.example".into(),
+        }))
+        .await;
+
+    let out = stack.json(&["plan", &id, "business"]).await;
+    let seq = out["sequence"].as_u64().unwrap();
+    let shown = stack
+        .json(&["tenants", "show", &id, "--min-seq", &seq.to_string()])
+        .await;
+    assert_eq!(shown["plan"], "business");
+
+    // Retry applies only to Failed tenants: refused here.
+    assert_eq!(stack.fails(&["retry", &id]).await, ErrorKind::Refused);
+
+    // Delete needs the id twice.
+    assert_eq!(
+        stack.fails(&["delete", &id, "--confirm", "other"]).await,
+        ErrorKind::Usage
+    );
+    let out = stack
+        .json(&["delete", &id, "--confirm", &id, "--reason", "closed"])
+        .await;
+    assert_eq!(out["status"], "Deleting");
+    assert_eq!(stack.fails(&["resume", &id]).await, ErrorKind::Refused);
+
+    // A failed tenant can be retried.
+    let failed = tenancy::TenantId::new().to_string();
+    stack
+        .append(Body::TenantRequested(pb::TenantRequested {
+            tenant_id: failed.clone(),
+            subdomain: "hooli".into(),
+            organisation: "Hooli".into(),
+            owner_email: "o@hooli.example".into(),
+            owner_name: "Gavin".into(),
+            plan: "starter".into(),
+            region: "eu".into(),
+            ..Default::default()
+        }))
+        .await;
+    stack
+        .append(Body::ProvisioningFailed(pb::ProvisioningFailed {
+            tenant_id: failed.clone(),
+            step: pb::ProvisioningStep::CreateSite as i32,
+            reason: "bench unreachable".into(),
+            retryable: true,
+        }))
+        .await;
+    let out = stack
+        .json(&["retry", &failed, "--reason", "bench back"])
+        .await;
+    assert_eq!(out["status"], "Provisioning");
+
+    // Unknown tenants, bad tokens and absent servers have their own exit codes.
+    let missing = tenancy::TenantId::new().to_string();
+    assert_eq!(
+        stack.fails(&["suspend", &missing]).await,
+        ErrorKind::NotFound
+    );
+    let mut out = Vec::new();
+    let mut cli = stack.cli(&["suspend", &id]);
+    cli.global.admin_token = Some("wrong".into());
+    let err = tenantctl::run(cli, &mut out).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Unauthorized);
+    let mut cli = stack.cli(&["suspend", &id]);
+    cli.global.admin_token = None;
+    let err = tenantctl::run(cli, &mut out).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Unauthorized);
+    let mut cli = stack.cli(&["suspend", &id]);
+    cli.global.signup_url = "http://127.0.0.1:1".into();
+    let err = tenantctl::run(cli, &mut out).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Unavailable);
+    assert_eq!(err.exit_code(), std::process::ExitCode::from(5));
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn events_tail_prints_the_log_live_and_per_tenant() {
+    let mut stack = spawn_stack().await;
+    let (acme, _) = stack.active_tenant("acme").await;
+    stack.active_tenant("globex").await;
+
+    let out = stack
+        .ok(&["events", "tail", "--from-seq", "1", "--limit", "4"])
+        .await;
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 5, "header and four events: {out}");
+    assert!(lines[1].contains("TenantRequested"));
+
+    let out = stack
+        .ok(&[
+            "events",
+            "tail",
+            "--tenant",
+            &acme,
+            "--from-seq",
+            "1",
+            "--limit",
+            "3",
+            "--json",
+        ])
+        .await;
+    let events: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events.len(), 3);
+    assert!(events.iter().all(|e| e["tenant_id"] == acme.as_str()));
+    assert_eq!(events[2]["event_type"], "TenantProvisioned");
+
+    // Live: a tail started before the append sees it.
+    let cli = stack.cli(&["events", "tail", "--limit", "1", "--json"]);
+    let tail = tokio::spawn(async move {
+        let mut out = Vec::new();
+        tenantctl::run(cli, &mut out).await.map(|()| out)
+    });
+    // The tail's consumer must exist before the append for DeliverPolicy::New to include it;
+    // appending until the tail has printed covers the start-up race without a fixed sleep.
+    let mut n = 0;
+    while !tail.is_finished() {
+        n += 1;
+        stack.active_tenant(&format!("live{n}")).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let out = tail.await.unwrap().unwrap();
+    let line: Value = serde_json::from_slice(&out).unwrap();
+    assert!(line["sequence"].as_u64().unwrap() > 6);
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn replay_rebuilds_the_tenants_projection_with_the_same_result() {
+    let mut stack = spawn_stack().await;
+    for name in ["acme", "globex", "initech"] {
+        stack.active_tenant(name).await;
+    }
+    let last = stack.events.last_sequence().await.unwrap();
+    let before = stack
+        .json(&["tenants", "list", "--min-seq", &last.to_string()])
+        .await;
+
+    let report = stack.json(&["replay", "--projection", "tenants"]).await;
+    assert_eq!(report["events"], last);
+    assert_eq!(report["tenants"], 3);
+    assert_eq!(report["generation"], 2);
+    assert_eq!(report["previous_generation"], 1);
+    assert_eq!(stack.json(&["tenants", "list"]).await, before);
+
+    let human = stack
+        .ok(&["replay", "--projection", "tenants", "--batch-size", "2"])
+        .await;
+    assert!(
+        human.contains("rebuilt projection tenants: 9 events, 3 tenants"),
+        "{human}"
+    );
+    assert!(human.contains("generation 3 is active"));
+    assert_eq!(stack.json(&["tenants", "list"]).await, before);
+
+    // A replay from a later sequence leaves the earlier events out.
+    let partial = stack
+        .json(&["replay", "--projection", "tenants", "--from-seq", "4"])
+        .await;
+    assert_eq!(partial["events"], last - 3);
+    assert_eq!(partial["tenants"], 2);
+
+    let mut cli = stack.cli(&["replay", "--projection", "tenants"]);
+    cli.global.database_url = "postgres://nobody@127.0.0.1:1/none".into();
+    let mut out = Vec::new();
+    let err = tenantctl::run(cli, &mut out).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Unavailable, "{err}");
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn dlq_lists_and_retries_dead_letters() {
+    let mut stack = spawn_stack().await;
+    let (id, seq) = stack.active_tenant("acme").await;
+    assert_eq!(stack.ok(&["dlq", "list"]).await.trim(), "no dead letters");
+
+    // A consumer gives up on an event.
+    let mut sub = stack
+        .events
+        .subscribe(
+            "failing-worker",
+            &stack.events.tenant_filter(&id),
+            SubscribeOptions {
+                max_deliver: 1,
+                ..SubscribeOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+    let delivery = sub.next().await.unwrap().unwrap();
+    delivery.term("bench exploded").await.unwrap();
+
+    let json = stack.json(&["dlq", "list"]).await;
+    let letters = json["dead_letters"].as_array().unwrap();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0]["consumer"], "failing-worker");
+    assert_eq!(letters[0]["error"], "bench exploded");
+    let first = letters[0]["stream_sequence"].as_u64().unwrap();
+    assert!(first < seq);
+    let human = stack
+        .ok(&["dlq", "list", "--consumer", "failing-worker"])
+        .await;
+    assert!(human.contains("bench exploded"), "{human}");
+    let json = stack
+        .json(&["dlq", "list", "--consumer", "someone-else"])
+        .await;
+    assert_eq!(json["dead_letters"].as_array().unwrap().len(), 0);
+
+    let json = stack
+        .json(&["dlq", "retry", "failing-worker", &first.to_string()])
+        .await;
+    assert_eq!(json["retried"], true);
+    // The subscription gets the event again.
+    let again = sub.next().await.unwrap().unwrap();
+    assert_eq!(again.event.sequence, first);
+    again.ack().await.unwrap();
+    assert_eq!(
+        stack
+            .fails(&["dlq", "retry", "failing-worker", &first.to_string()])
+            .await,
+        ErrorKind::NotFound
+    );
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn vault_audit_shows_who_did_what() {
+    let stack = spawn_stack().await;
+    // The first audit query is itself audited.
+    stack.ok(&["vault", "audit"]).await;
+    let json = stack
+        .json(&["vault", "audit", "--caller", "operator"])
+        .await;
+    let entries = json["entries"].as_array().unwrap();
+    assert!(!entries.is_empty());
+    assert_eq!(entries[0]["caller"], "operator");
+    assert_eq!(entries[0]["operation"], "audit");
+    let human = stack.ok(&["vault", "audit", "--limit", "5"]).await;
+    assert!(
+        human.contains("CALLER") && human.contains("operator"),
+        "{human}"
+    );
+    let json = stack
+        .json(&["vault", "audit", "--since", "2999-01-01T00:00:00Z"])
+        .await;
+    assert_eq!(json["entries"].as_array().unwrap().len(), 0);
+    assert_eq!(
+        stack
+            .fails(&["vault", "audit", "--since", "yesterday"])
+            .await,
+        ErrorKind::Usage
+    );
+
+    let mut cli = stack.cli(&["vault", "audit"]);
+    cli.global.vault_token = Some("wrong".into());
+    let mut out = Vec::new();
+    let err = tenantctl::run(cli, &mut out).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Unauthorized);
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_directory_is_unavailable() {
+    let mut cli = Cli::try_parse_from([
+        "tenantctl",
+        "--directory-url",
+        "http://127.0.0.1:1",
+        "tenants",
+        "list",
+    ])
+    .unwrap();
+    cli.global.json = true;
+    let mut out = Vec::new();
+    let err = tenantctl::run(cli, &mut out).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Unavailable);
+    assert_eq!(err.kind.code(), 5);
+    assert!(err.message.contains("127.0.0.1:1"), "{}", err.message);
+    assert!(Cli::try_parse_from(["tenantctl", "replay", "--projection", "nope"]).is_err());
+}
