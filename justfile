@@ -13,6 +13,34 @@ up:
 down:
     deploy/local/down.sh
 
+# Bring the stack up, start `tenantry dev` (every service + frappe-sim), sign up a sample tenant
+demo: up
+    #!/usr/bin/env bash
+    set -euo pipefail
+    cargo build -q -p tenantry -p frappe-sim -p tenantctl
+    mkdir -p .tenantry
+    if [ -f .tenantry/dev.pid ] && kill -0 "$(cat .tenantry/dev.pid)" 2>/dev/null; then
+        echo "==> tenantry dev already running (pid $(cat .tenantry/dev.pid)); logs in .tenantry/dev.log"
+    else
+        echo "==> starting tenantry dev (logs in .tenantry/dev.log)"
+        nohup target/debug/tenantry dev > .tenantry/dev.log 2>&1 &
+        echo $! > .tenantry/dev.pid
+    fi
+    if ! target/debug/tenantry demo; then
+        echo "demo failed; the last lines of .tenantry/dev.log:" >&2
+        tail -n 30 .tenantry/dev.log >&2
+        exit 1
+    fi
+
+# Stop the `tenantry dev` that `just demo` started
+demo-stop:
+    #!/usr/bin/env bash
+    if [ -f .tenantry/dev.pid ] && kill "$(cat .tenantry/dev.pid)" 2>/dev/null; then
+        echo "stopped tenantry dev"; rm -f .tenantry/dev.pid
+    else
+        echo "tenantry dev is not running"
+    fi
+
 # Run every test against the real servers (runs `just up` first)
 test: up
     #!/usr/bin/env bash

@@ -1,0 +1,97 @@
+//! frappe-sim as the dev bench: `tenantry dev` uses it when no fleet file names real benches.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use anyhow::{Context, bail};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// Where the frappe-sim binary is: `FRAPPE_SIM_BIN`, else next to this executable (cargo puts
+/// every workspace binary in the same target directory; tests run from its `deps/`).
+pub fn locate_frappe_sim() -> anyhow::Result<PathBuf> {
+    if let Some(p) = std::env::var_os("FRAPPE_SIM_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe().context("cannot locate the running executable")?;
+    let mut dir = exe.parent().map(Path::to_path_buf);
+    for _ in 0..2 {
+        if let Some(d) = &dir {
+            let candidate = d.join("frappe-sim");
+            if candidate.is_file() {
+                return Ok(candidate);
+            }
+            dir = d.parent().map(Path::to_path_buf);
+        }
+    }
+    bail!(
+        "frappe-sim not found next to {}; build it with `cargo build -p frappe-sim` or set FRAPPE_SIM_BIN",
+        exe.display()
+    )
+}
+
+/// A frappe-sim bench directory with its REST server running.
+pub struct SimBench {
+    /// The bench directory (holds `sites/`).
+    pub dir: PathBuf,
+    /// The frappe-sim binary, used as the bench's `bench` command.
+    pub bin: PathBuf,
+    /// Base URL of its REST server.
+    pub base_url: String,
+    // Killed when the bench is dropped, so `tenantry dev` never leaves a server behind.
+    _server: Child,
+}
+
+impl SimBench {
+    /// Initialises `dir` as a bench (once) and starts `frappe-sim serve` on `port` (0 = any).
+    pub async fn start(dir: &Path, port: u16, apps: &str) -> anyhow::Result<Self> {
+        let bin = locate_frappe_sim()?;
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        if !dir.join("sites").is_dir() {
+            let status = Command::new(&bin)
+                .args(["sim-init", "--apps", apps])
+                .current_dir(dir)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .status()
+                .await
+                .context("cannot run frappe-sim sim-init")?;
+            if !status.success() {
+                bail!("frappe-sim sim-init failed in {}", dir.display());
+            }
+        }
+        let mut server = Command::new(&bin)
+            .args(["serve", "--port", &port.to_string()])
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .context("cannot start frappe-sim serve")?;
+        let stdout = server
+            .stdout
+            .take()
+            .context("frappe-sim serve has no stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let first = tokio::time::timeout(std::time::Duration::from_secs(20), lines.next_line())
+            .await
+            .context("frappe-sim serve did not start within 20 s")??
+            .unwrap_or_default();
+        let Some(base_url) = first
+            .trim()
+            .strip_prefix("Listening on ")
+            .map(str::to_owned)
+        else {
+            bail!("frappe-sim serve did not start (is port {port} free?)");
+        };
+        // Keep draining its stdout so the server never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            bin,
+            base_url,
+            _server: server,
+        })
+    }
+}

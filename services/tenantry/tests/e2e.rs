@@ -1,0 +1,265 @@
+//! End to end, as a front end sees it: every service runs as its own process (`tenantry vault`,
+//! `tenantry projection`, `tenantry signup`, `tenantry provisioner`) against real NATS and
+//! PostgreSQL, with frappe-sim as the bench. Signup → WatchSignup to the end → GetTenant shows
+//! the tenant Active with its site and plan → the owner logs in to the site over REST.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use proto::v1::{
+    GetTenantRequest, SignupRequest, TenantStatus, WatchSignupRequest,
+    signup_service_client::SignupServiceClient, tenant_directory_client::TenantDirectoryClient,
+};
+use secrecy::SecretString;
+use tokio::process::{Child, Command};
+
+const TENANTRY: &str = env!("CARGO_BIN_EXE_tenantry");
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn sha256_hex(token: &str) -> String {
+    vault::acl::token_sha256(&SecretString::from(token.to_owned()))
+}
+
+/// One service process; killed when the test ends, however it ends.
+fn spawn(service: &str, envs: &[(&str, String)], log_dir: &Path) -> Child {
+    let log = std::fs::File::create(log_dir.join(format!("{service}.log"))).expect("log file");
+    let mut cmd = Command::new(TENANTRY);
+    cmd.arg(service)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .kill_on_drop(true);
+    // A clean environment for the variables the services read, so the caller's shell cannot leak in.
+    for (k, _) in std::env::vars() {
+        if k.starts_with("TENANTRY_") {
+            cmd.env_remove(k);
+        }
+    }
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd.spawn()
+        .unwrap_or_else(|e| panic!("cannot start tenantry {service}: {e}"))
+}
+
+async fn connect(url: &str) -> tonic::transport::Channel {
+    for _ in 0..300 {
+        if let Ok(c) = tonic::transport::Endpoint::from_shared(url.to_owned())
+            .unwrap()
+            .connect()
+            .await
+        {
+            return c;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("nothing answered at {url} within 30 s (see the service logs)");
+}
+
+#[tokio::test]
+async fn a_signup_becomes_an_active_tenant_whose_owner_can_log_in() {
+    testkit::init_logging();
+    let namespace = testkit::unique_namespace();
+    let (database_url, _pool) = testkit::fresh_database()
+        .await
+        .expect("PostgreSQL must be running (just up)");
+    let work = tempfile::tempdir().expect("temp dir");
+    let logs = work.path();
+
+    // The bench: frappe-sim, as `tenantry dev` would run it.
+    let bench = tenantry::sim::SimBench::start(&work.path().join("bench"), 0, "erpnext,hrms")
+        .await
+        .expect("frappe-sim");
+    let fleet = format!(
+        r#"[[benches]]
+name = "e2e-bench"
+region = "eu"
+base_url = {base:?}
+base_domain = "erp.localhost"
+routing = "header"
+public_scheme = "http"
+max_sites = 10
+max_concurrent_operations = 2
+apps = ["erpnext", "hrms"]
+runner = {{ kind = "local", bench_dir = {dir:?}, bench_bin = {bin:?} }}
+
+[plans.business]
+apps = ["erpnext", "hrms"]
+limits = {{ max_users = 25 }}
+"#,
+        base = bench.base_url,
+        dir = bench.dir.display().to_string(),
+        bin = bench.bin.display().to_string(),
+    );
+    let fleet_path = work.path().join("fleet.toml");
+    std::fs::write(&fleet_path, fleet).unwrap();
+
+    // Credentials exactly as production passes them: a key ring and caller token hashes in env.
+    let signup_token = format!("signup-{namespace}");
+    let provisioner_token = format!("provisioner-{namespace}");
+    let admin_token = format!("admin-{namespace}");
+    let keyring = "active = \"k1\"\n[[keys]]\nid = \"k1\"\nkey = \"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\"\n".to_owned();
+    let callers = format!(
+        "[callers.signup]\ntoken_sha256 = \"{}\"\n[callers.provisioner]\ntoken_sha256 = \"{}\"\n",
+        sha256_hex(&signup_token),
+        sha256_hex(&provisioner_token)
+    );
+    let nats = testkit::nats_url();
+    let (vault_port, directory_port, signup_port) = (free_port(), free_port(), free_port());
+    let vault_url = format!("http://127.0.0.1:{vault_port}");
+    let common = |extra: Vec<(&'static str, String)>| {
+        let mut v = vec![
+            ("NATS_URL", nats.clone()),
+            ("TENANTRY_NAMESPACE", namespace.clone()),
+            ("DATABASE_URL", database_url.clone()),
+            ("RUST_LOG", "info".to_owned()),
+        ];
+        v.extend(extra);
+        v
+    };
+
+    let _vault = spawn(
+        "vault",
+        &common(vec![
+            ("TENANTRY_VAULT_LISTEN", format!("127.0.0.1:{vault_port}")),
+            ("TENANTRY_VAULT_KEYRING", keyring),
+            ("TENANTRY_VAULT_CALLERS", callers),
+        ]),
+        logs,
+    );
+    let _projection = spawn(
+        "projection",
+        &common(vec![(
+            "TENANTRY_PROJECTION_LISTEN",
+            format!("127.0.0.1:{directory_port}"),
+        )]),
+        logs,
+    );
+    let _signup = spawn(
+        "signup",
+        &common(vec![
+            ("TENANTRY_SIGNUP_ADDR", format!("127.0.0.1:{signup_port}")),
+            ("TENANTRY_VAULT_ENDPOINT", vault_url.clone()),
+            ("TENANTRY_SIGNUP_VAULT_TOKEN", signup_token),
+            ("TENANTRY_ADMIN_TOKEN", admin_token),
+        ]),
+        logs,
+    );
+    let _provisioner = spawn(
+        "provisioner",
+        &common(vec![
+            ("TENANTRY_VAULT_ENDPOINT", vault_url.clone()),
+            ("TENANTRY_VAULT_TOKEN", provisioner_token),
+            ("TENANTRY_FLEET", fleet_path.display().to_string()),
+        ]),
+        logs,
+    );
+
+    // What a front end does.
+    let mut signup =
+        SignupServiceClient::new(connect(&format!("http://127.0.0.1:{signup_port}")).await);
+    let mut directory =
+        TenantDirectoryClient::new(connect(&format!("http://127.0.0.1:{directory_port}")).await);
+    let password = "Tq7#mV2!pLx9@wRz-e2e";
+    let mut accepted = None;
+    // The gateway answers UNAVAILABLE until the vault is up; a front end retries that.
+    for _ in 0..100 {
+        let request = SignupRequest {
+            email: "grace@example.com".into(),
+            password: password.into(),
+            full_name: "Grace Hopper".into(),
+            organisation: "Cobol Works".into(),
+            subdomain: "cobol-works".into(),
+            plan: "business".into(),
+            region: String::new(),
+            idempotency_key: format!("e2e-{namespace}"),
+        };
+        match signup.signup(request).await {
+            Ok(r) => {
+                accepted = Some(r.into_inner());
+                break;
+            }
+            Err(s) if s.code() == tonic::Code::Unavailable => {
+                tokio::time::sleep(Duration::from_millis(200)).await
+            }
+            Err(s) => panic!("signup refused: {s:?}"),
+        }
+    }
+    let accepted = accepted.expect("signup accepted once the stack is up");
+    let tenant_id = accepted.tenant_id.clone();
+
+    let mut progress = signup
+        .watch_signup(WatchSignupRequest {
+            tenant_id: tenant_id.clone(),
+        })
+        .await
+        .expect("WatchSignup")
+        .into_inner();
+    let mut updates = Vec::new();
+    let watched = tokio::time::timeout(Duration::from_secs(120), async {
+        while let Some(p) = progress.message().await.expect("progress stream") {
+            updates.push(p);
+        }
+    })
+    .await;
+    assert!(
+        watched.is_ok(),
+        "WatchSignup did not end; logs under {}",
+        logs.display()
+    );
+    let last = updates.last().expect("at least one progress update");
+    assert!(
+        last.done && !last.failed,
+        "provisioning ended with {last:?}"
+    );
+    assert_eq!(last.percent, 100);
+    let percents: Vec<u32> = updates.iter().map(|u| u.percent).collect();
+    assert!(
+        percents.windows(2).all(|w| w[0] <= w[1]),
+        "progress never goes backwards: {percents:?}"
+    );
+
+    let tenant = directory
+        .get_tenant(GetTenantRequest {
+            tenant_id: tenant_id.clone(),
+            min_sequence: last.sequence,
+        })
+        .await
+        .expect("GetTenant")
+        .into_inner();
+    assert_eq!(tenant.status, TenantStatus::Active as i32);
+    assert_eq!(tenant.plan, "business");
+    assert_eq!(tenant.site, "cobol-works.erp.localhost");
+    assert_eq!(tenant.bench, "e2e-bench");
+    assert_eq!(tenant.owner_email, "grace@example.com");
+
+    // The owner logs in to their new site with the password they chose.
+    let site = frappe::SiteName::parse(&tenant.site).unwrap();
+    let client =
+        frappe::FrappeClient::new(&bench.base_url, site, frappe::SiteRouting::Header).unwrap();
+    let owner = frappe::UserId::parse("grace@example.com").unwrap();
+    client
+        .login(&owner, &SecretString::from(password.to_owned()))
+        .await
+        .expect("owner logs in");
+    let wrong = client
+        .login(&owner, &SecretString::from("not the password".to_owned()))
+        .await;
+    assert!(wrong.is_err(), "a wrong password is refused");
+
+    // Leave nothing behind in NATS.
+    let store = eventstore::EventStore::connect(
+        &eventstore::StoreConfig::new(testkit::nats_url()).with_namespace(namespace.clone()),
+    )
+    .await
+    .unwrap();
+    store.destroy().await.unwrap();
+}
