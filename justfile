@@ -54,6 +54,10 @@ test: up
 # Benchmarks against the real servers; figures go in the README
 bench: up
     cargo bench -p eventstore --bench eventstore
+    cargo bench -p vault --bench vault_bench
+    cargo bench -p signup --bench signup
+    cargo bench -p projection --bench rebuild
+    cargo bench -p provisioner --bench provisioning
 
 # Format the code
 fmt:

@@ -1,7 +1,7 @@
 //! frappe-sim: a `bench`-compatible executable and Frappe REST subset for tests.
 //!
 //! Run it like bench, from a bench directory: `frappe-sim new-site …`, `frappe-sim --site S
-//! install-app …`, `frappe-sim serve --port N`. See libs/frappe/README.md for the knobs.
+//! install-app …`, `frappe-sim serve --port N`. See the README section on frappe-sim for the knobs.
 
 mod archive;
 mod cli;
