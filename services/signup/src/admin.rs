@@ -186,6 +186,27 @@ fn answer(
     r.map(Response::new).map_err(Status::from)
 }
 
+impl AdminApi {
+    /// The commands that carry only a tenant and a reason: validate both, then decide.
+    async fn with_reason(
+        &self,
+        raw_tenant: &str,
+        raw_reason: &str,
+        actor: Actor,
+        make: fn(String, Actor) -> Command,
+    ) -> Result<Response<AdminCommandResponse>, Status> {
+        answer(
+            async {
+                let tenant = tenant_id(raw_tenant)?;
+                let reason = reason(raw_reason)?;
+                self.run(&tenant, || make(reason.clone(), actor.clone()))
+                    .await
+            }
+            .await,
+        )
+    }
+}
+
 #[tonic::async_trait]
 impl TenantAdmin for AdminApi {
     async fn suspend_tenant(
@@ -194,18 +215,10 @@ impl TenantAdmin for AdminApi {
     ) -> Result<Response<AdminCommandResponse>, Status> {
         let actor = actor(&request);
         let req = request.into_inner();
-        answer(
-            async {
-                let tenant = tenant_id(&req.tenant_id)?;
-                let reason = reason(&req.reason)?;
-                self.run(&tenant, || Command::Suspend {
-                    reason: reason.clone(),
-                    actor: actor.clone(),
-                })
-                .await
-            }
-            .await,
-        )
+        self.with_reason(&req.tenant_id, &req.reason, actor, |reason, actor| {
+            Command::Suspend { reason, actor }
+        })
+        .await
     }
 
     async fn resume_tenant(
@@ -214,18 +227,10 @@ impl TenantAdmin for AdminApi {
     ) -> Result<Response<AdminCommandResponse>, Status> {
         let actor = actor(&request);
         let req = request.into_inner();
-        answer(
-            async {
-                let tenant = tenant_id(&req.tenant_id)?;
-                let reason = reason(&req.reason)?;
-                self.run(&tenant, || Command::Resume {
-                    reason: reason.clone(),
-                    actor: actor.clone(),
-                })
-                .await
-            }
-            .await,
-        )
+        self.with_reason(&req.tenant_id, &req.reason, actor, |reason, actor| {
+            Command::Resume { reason, actor }
+        })
+        .await
     }
 
     async fn delete_tenant(
@@ -261,18 +266,10 @@ impl TenantAdmin for AdminApi {
     ) -> Result<Response<AdminCommandResponse>, Status> {
         let actor = actor(&request);
         let req = request.into_inner();
-        answer(
-            async {
-                let tenant = tenant_id(&req.tenant_id)?;
-                let reason = reason(&req.reason)?;
-                self.run(&tenant, || Command::RetryProvisioning {
-                    reason: reason.clone(),
-                    actor: actor.clone(),
-                })
-                .await
-            }
-            .await,
-        )
+        self.with_reason(&req.tenant_id, &req.reason, actor, |reason, actor| {
+            Command::RetryProvisioning { reason, actor }
+        })
+        .await
     }
 
     async fn change_plan(
