@@ -194,7 +194,7 @@ Operate it (tokens for the dev stack are in .tenantry/dev/secrets.env):
   target/debug/tenantctl tenants history {tenant_id}
   target/debug/tenantctl suspend {tenant_id} --reason "demo"
   target/debug/tenantctl resume {tenant_id}
-  target/debug/tenantctl events tail --tenant {tenant_id}
+  target/debug/tenantctl events tail --tenant {tenant_id} --from-seq 1
   target/debug/tenantctl vault audit --tenant {tenant_id}
 Stop the stack: just demo-stop"#,
         frappe = format_args!("{}/api/method/login", args.frappe_url),
