@@ -7,6 +7,7 @@ pub mod demo;
 pub mod dev;
 pub mod sim;
 
+use std::future::IntoFuture as _;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -118,5 +119,3 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     }
 }
-
-use std::future::IntoFuture as _;
