@@ -6,7 +6,7 @@
 //! - [`FrappeClient`]: the REST subset the provisioner needs (token/session auth, site routing,
 //!   users, `generate_keys`, `wait_until_api_key_active`).
 //! - [`names`]: validated names; nothing else reaches an argv.
-//! - [`parse`]: readers for real bench output (see `shared/fixtures/frappe/`).
+//! - [`parse`]: readers for real bench output (see `tests/fixtures/frappe/`).
 
 pub mod bench;
 pub mod names;

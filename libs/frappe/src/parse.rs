@@ -1,5 +1,5 @@
 //! Parsers for what a real bench prints (frappe 15.44, bench CLI 5.31), written against the
-//! transcripts in `shared/fixtures/frappe/`. Exit codes are the truth; these only extract
+//! transcripts in `tests/fixtures/frappe/`. Exit codes are the truth; these only extract
 //! details (paths, sizes, which error) from the text around them.
 
 use serde::{Deserialize, Serialize};

@@ -1,5 +1,5 @@
-//! The parsers against the real bench transcripts in `shared/fixtures/frappe/` (frappe 15.44.2,
-//! bench 5.31.1). Every file there must be covered here: a new file fails
+//! The parsers against the real bench transcripts in `tests/fixtures/frappe/` (frappe 15.44.2,
+//! bench 5.31.1; copied into the repository so a clone alone passes). Every file there must be covered here: a new file fails
 //! `every_fixture_file_is_covered` until a test reads it.
 
 use std::path::PathBuf;
@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 fn fixtures_dir() -> PathBuf {
     std::env::var_os("FRAPPE_FIXTURES_DIR").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/frappe"),
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/frappe"),
         PathBuf::from,
     )
 }
@@ -143,7 +143,7 @@ fn every_fixture_file_is_covered() {
         "19-http-only-bootstrap-admin-login.txt",
     ];
     let mut present: Vec<String> = std::fs::read_dir(fixtures_dir())
-        .expect("fixtures dir (set FRAPPE_FIXTURES_DIR if shared/ is elsewhere)")
+        .expect("fixtures dir tests/fixtures/frappe (or FRAPPE_FIXTURES_DIR)")
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n.ends_with(".txt"))
         .collect();

@@ -18,7 +18,7 @@ pub enum Profile {
     /// No artificial delay.
     #[default]
     Instant,
-    /// The wall-clock times measured on a real bench (shared/fixtures/frappe).
+    /// The wall-clock times measured on a real bench (tests/fixtures/frappe).
     Realistic,
 }
 
