@@ -16,3 +16,9 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 
 mod event_type;
 pub use event_type::EventContext;
+
+/// gRPC metadata keys that are part of the contract between Tenantry services.
+pub mod metadata {
+    /// The caller's correlation id (the signup's id, kept across a saga), written to audit rows.
+    pub const CORRELATION_ID: &str = "x-correlation-id";
+}

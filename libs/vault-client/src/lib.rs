@@ -1,11 +1,16 @@
-//! The typed async client other services use to talk to the vault.
+//! The typed async client of the Tenantry vault (`tenantry.v1.Vault`).
+//!
+//! Its own crate so that the services calling the vault (signup, provisioner, identity, billing,
+//! tenantctl) compile only proto + tonic + secrecy, never the vault's store or crypto.
 //!
 //! Values go in and come out as `secrecy` types; the bearer token is sent as sensitive metadata;
 //! calls that fail with `UNAVAILABLE` (vault restarting, database blip) are retried with
-//! exponential back-off.
+//! exponential back-off (`backon`).
 
 use std::future::Future;
 use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
 
 use chrono::{DateTime, Utc};
 use proto::v1::vault_client::VaultClient as Grpc;
@@ -18,7 +23,7 @@ use tonic::metadata::{AsciiMetadataValue, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Response, Status};
 
-use crate::grpc::CORRELATION_HEADER;
+use proto::metadata::CORRELATION_ID as CORRELATION_HEADER;
 
 /// Client errors. A `Status` message from the vault never contains a secret value.
 #[derive(Debug, thiserror::Error)]
@@ -229,9 +234,7 @@ impl VaultClient {
         F: Fn(Grpc<Channel>, Request<M>) -> Fut,
         Fut: Future<Output = Result<Response<R>, Status>>,
     {
-        let mut backoff = self.retry.initial_backoff;
-        let mut attempt = 1;
-        loop {
+        let attempt = || {
             let mut request = Request::new(make());
             request
                 .metadata_mut()
@@ -241,27 +244,28 @@ impl VaultClient {
                     .metadata_mut()
                     .insert(CORRELATION_HEADER, id.clone());
             }
-            match send(self.inner.clone(), request).await {
-                Ok(response) => return Ok(response.into_inner()),
-                // UNAVAILABLE means the call did not take effect or may safely be repeated;
-                // every other code is an answer, returned as is.
-                Err(status)
-                    if status.code() == Code::Unavailable
-                        && attempt < self.retry.attempts.max(1) =>
-                {
-                    tracing::debug!(
-                        operation,
-                        attempt,
-                        message = status.message(),
-                        "vault unavailable; retrying"
-                    );
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(self.retry.max_backoff);
-                    attempt += 1;
-                }
-                Err(status) => return Err(ClientError::Status { operation, status }),
-            }
-        }
+            send(self.inner.clone(), request)
+        };
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(self.retry.initial_backoff)
+            .with_max_delay(self.retry.max_backoff)
+            .with_max_times(self.retry.attempts.max(1) as usize - 1);
+        attempt
+            .retry(backoff)
+            // UNAVAILABLE means the call did not take effect or may safely be repeated; every
+            // other code is an answer, returned as is.
+            .when(|status: &Status| status.code() == Code::Unavailable)
+            .notify(|status: &Status, delay: Duration| {
+                tracing::debug!(
+                    operation,
+                    ?delay,
+                    message = status.message(),
+                    "vault unavailable; retrying"
+                );
+            })
+            .await
+            .map(Response::into_inner)
+            .map_err(|status| ClientError::Status { operation, status })
     }
 
     /// Stores a new version of secret `tenant_id/name` of `kind`.

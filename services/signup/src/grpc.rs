@@ -7,7 +7,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use eventstore::{EventContext, EventStore, NewEvent, StoreError};
 use proto::v1::event::Body;
@@ -22,7 +22,7 @@ use svc::Shutdown;
 use tenancy::{Subdomain, TenantId};
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
-use vault::VaultClient;
+use vault_client::VaultClient;
 
 use crate::claims::{Claim, Claims};
 use crate::error::{RateScope, SignupError};
@@ -95,7 +95,7 @@ impl Gateway {
         // abuse this budget is for.
         let address_key = address.map_or_else(|| "unknown".to_owned(), |a| a.to_string());
         self.per_address
-            .check(&address_key, Instant::now())
+            .check(&address_key)
             .map_err(|retry_after| SignupError::RateLimited {
                 scope: RateScope::Address,
                 retry_after,
@@ -123,7 +123,7 @@ impl Gateway {
         // Replays of an idempotency key are not new signups, so only fresh work spends the
         // email's budget.
         let email_key = input.email.as_str().to_ascii_lowercase();
-        let outcome = match self.per_email.check(&email_key, Instant::now()) {
+        let outcome = match self.per_email.check(&email_key) {
             Ok(()) => self.create_tenant(input, tenant).await,
             Err(retry_after) => Err(Failure::Clean(SignupError::RateLimited {
                 scope: RateScope::Email,

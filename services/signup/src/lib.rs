@@ -33,12 +33,13 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 pub use error::{ServiceError, SignupError};
 
-use crate::admin::{AdminApi, AdminAuth};
+use crate::admin::AdminApi;
 use crate::claims::Claims;
 use crate::grpc::{Gateway, SignupApi, SignupSettings};
 use crate::idempotency::Idempotency;
 use crate::ratelimit::RateLimiter;
 use crate::validate::Catalog;
+use svc::TokenAuth;
 
 /// Default gRPC listen address.
 pub const DEFAULT_LISTEN_ADDR: &str = "127.0.0.1:50051";
@@ -253,7 +254,7 @@ impl Application {
                     .into(),
             )
         })?;
-        let vault = vault::VaultClient::connect(config.vault_endpoint.clone(), &token)
+        let vault = vault_client::VaultClient::connect(config.vault_endpoint.clone(), &token)
             .map_err(|e| ServiceError::Config(e.to_string()))?;
         let store = EventStore::connect(
             &StoreConfig::new(config.nats.nats_url.clone())
@@ -292,7 +293,7 @@ impl Application {
             local_addr,
             signup: SignupApi::new(Arc::new(gateway)),
             admin: AdminApi::new(store, catalog),
-            auth: AdminAuth::new(&config.admin_tokens),
+            auth: TokenAuth::new(&config.admin_tokens),
             cors,
             stop,
         })
@@ -305,7 +306,7 @@ pub struct App {
     local_addr: SocketAddr,
     signup: SignupApi,
     admin: AdminApi,
-    auth: AdminAuth,
+    auth: TokenAuth,
     cors: CorsLayer,
     /// Internal stop signal: ends the server and every open `WatchSignup` stream (which
     /// would otherwise hold a graceful shutdown open forever).

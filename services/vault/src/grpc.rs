@@ -22,7 +22,7 @@ use crate::service::VaultCore;
 use crate::store::{AuditFilter, AuditRecord};
 
 /// Metadata key of the caller's correlation id (the signup's id across a saga).
-pub const CORRELATION_HEADER: &str = "x-correlation-id";
+pub const CORRELATION_HEADER: &str = proto::metadata::CORRELATION_ID;
 
 const MAX_REASON: usize = 1024;
 

@@ -11,7 +11,6 @@
 
 pub mod acl;
 pub mod cli;
-pub mod client;
 pub mod crypto;
 pub mod error;
 pub mod grpc;
@@ -31,7 +30,6 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
 pub use acl::{AclConfig, Grant, Op};
-pub use client::VaultClient;
 pub use crypto::KeyRing;
 pub use error::VaultError;
 
