@@ -4,11 +4,13 @@
 
 pub mod admin;
 pub mod args;
+pub mod auth;
 pub mod metrics;
 pub mod shutdown;
 pub mod telemetry;
 
 pub use admin::{AdminServer, Readiness};
 pub use args::{AdminArgs, DatabaseArgs, NatsArgs, TelemetryArgs};
+pub use auth::TokenAuth;
 pub use metrics::Metrics;
 pub use shutdown::Shutdown;

@@ -4,17 +4,17 @@
 //! fresh generation that is swapped in when it has caught up (blue/green), without stopping
 //! queries.
 //!
-//! Entry points: [`Application::build`] + [`Application::run_until_stopped`], or [`run`];
-//! [`rebuild::rebuild`] for `tenantctl replay`.
+//! Entry points: [`Application::build`] + [`Application::run_until_stopped`], or [`run`].
+//! `tenantctl replay` asks a running projection to rebuild through `ProjectionAdmin.Rebuild`.
 
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod apply;
 pub mod consumer;
 pub mod error;
 pub mod grpc;
 pub mod rebuild;
-pub mod state;
 pub mod store;
 
 use std::future::Future;
@@ -23,8 +23,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use eventstore::{EventStore, StoreConfig};
+use proto::v1::projection_admin_server::ProjectionAdminServer;
 use proto::v1::tenant_directory_server::TenantDirectoryServer;
-use svc::{DatabaseArgs, NatsArgs, Readiness, Shutdown};
+use secrecy::SecretString;
+use svc::{DatabaseArgs, NatsArgs, Readiness, Shutdown, TokenAuth};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
@@ -83,6 +85,13 @@ pub struct Config {
     /// Serve queries without consuming events (e.g. a read-only replica of the API).
     #[arg(long, env = "TENANTRY_PROJECTION_NO_CONSUMER")]
     pub no_consumer: bool,
+    /// Bearer tokens accepted by `ProjectionAdmin` (rebuild), comma-separated; none disables it.
+    #[arg(long = "admin-token", env = "TENANTRY_ADMIN_TOKEN", value_parser = secret, value_delimiter = ',', hide_env_values = true)]
+    pub admin_tokens: Vec<SecretString>,
+}
+
+fn secret(s: &str) -> Result<SecretString, std::convert::Infallible> {
+    Ok(SecretString::from(s.to_owned()))
 }
 
 impl Config {
@@ -103,6 +112,7 @@ impl Config {
             ack_wait_ms: 30_000,
             read_wait_ms: 5_000,
             no_consumer: false,
+            admin_tokens: Vec::new(),
         }
     }
 
@@ -213,11 +223,22 @@ impl Application {
             changes,
             stop.clone(),
         );
+        if self.config.admin_tokens.is_empty() {
+            tracing::warn!(
+                "no admin token configured: ProjectionAdmin (rebuild) refuses every call"
+            );
+        }
+        let auth = TokenAuth::new(&self.config.admin_tokens);
+        let admin = ProjectionAdminServer::with_interceptor(
+            admin::AdminService::new(self.store.clone(), self.events.clone()),
+            move |r| auth.check(r),
+        );
         let stop_serving = stop.clone();
         let served = tonic::transport::Server::builder()
             .add_service(health_service)
             .add_service(reflection)
             .add_service(TenantDirectoryServer::new(service))
+            .add_service(admin)
             .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), async move {
                 stop_serving.wait().await;
             })

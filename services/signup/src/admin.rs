@@ -1,17 +1,12 @@
 //! `TenantAdmin`: operator commands, each judged by `tenancy::decide` against the tenant's
 //! folded history and appended to `tenantry.lifecycle.<tenant>`.
 
-use std::sync::Arc;
-
 use eventstore::{EventContext, EventStore, NewEvent, StoreError};
 use proto::v1::tenant_admin_server::TenantAdmin;
 use proto::v1::{
     AdminCommandResponse, ChangePlanRequest, DeleteTenantRequest, ResumeTenantRequest,
     RetryProvisioningRequest, SuspendTenantRequest,
 };
-use secrecy::{ExposeSecret, SecretString};
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 use tenancy::{Actor, Command, TenantId};
 use tonic::{Request, Response, Status};
 
@@ -26,53 +21,6 @@ const MAX_REASON: usize = 500;
 
 /// Metadata naming the operator for the audit trail (optional).
 pub const OPERATOR_HEADER: &str = "x-tenantry-operator";
-
-/// Bearer-token check for the operator API. Tokens are compared as SHA-256 digests in constant
-/// time, so neither their content nor their length leaks through timing.
-#[derive(Clone)]
-pub struct AdminAuth {
-    digests: Arc<Vec<[u8; 32]>>,
-}
-
-impl AdminAuth {
-    /// Accepts any of `tokens`; with none, every call is refused.
-    pub fn new(tokens: &[SecretString]) -> Self {
-        Self {
-            digests: Arc::new(
-                tokens
-                    .iter()
-                    .filter(|t| !t.expose_secret().is_empty())
-                    .map(|t| Sha256::digest(t.expose_secret().as_bytes()).into())
-                    .collect(),
-            ),
-        }
-    }
-
-    /// A tonic interceptor enforcing the tokens.
-    #[allow(clippy::result_large_err)] // the interceptor signature is tonic's
-    pub fn check(&self, request: Request<()>) -> Result<Request<()>, Status> {
-        let presented = request
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(|t| Sha256::digest(t.trim().as_bytes()));
-        let ok = presented.is_some_and(|p| {
-            // Fold over every token so the time taken does not say which one matched.
-            self.digests
-                .iter()
-                .fold(subtle::Choice::from(0), |acc, d| {
-                    acc | d.ct_eq(p.as_slice())
-                })
-                .into()
-        });
-        if ok {
-            Ok(request)
-        } else {
-            Err(SignupError::Unauthenticated.into())
-        }
-    }
-}
 
 /// The operator API.
 pub struct AdminApi {

@@ -46,7 +46,7 @@ pub struct Global {
         global = true
     )]
     pub vault_url: String,
-    /// Operator token for TenantAdmin (suspend, resume, delete, retry, plan).
+    /// Operator token for TenantAdmin (suspend, resume, delete, retry, plan) and ProjectionAdmin (replay).
     #[arg(
         long,
         env = "TENANTRY_ADMIN_TOKEN",
@@ -62,7 +62,7 @@ pub struct Global {
         global = true
     )]
     pub vault_token: Option<String>,
-    /// NATS server (events tail, dlq, replay).
+    /// NATS server (events tail, dlq).
     #[arg(
         long,
         env = "NATS_URL",
@@ -73,23 +73,6 @@ pub struct Global {
     /// Event-store namespace ("" in production).
     #[arg(long, env = "TENANTRY_NAMESPACE", default_value = "", global = true)]
     pub namespace: String,
-    /// The projection's PostgreSQL (replay).
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/tenantry",
-        hide_env_values = true,
-        global = true
-    )]
-    pub database_url: String,
-    /// The projection's base schema (replay).
-    #[arg(
-        long,
-        env = "TENANTRY_PROJECTION_DB_SCHEMA",
-        default_value = "projection",
-        global = true
-    )]
-    pub database_schema: String,
     /// Machine-readable output (JSON; one object per line for `events tail`).
     #[arg(long, global = true)]
     pub json: bool,

@@ -111,20 +111,12 @@ impl From<eventstore::StoreError> for CliError {
     }
 }
 
-impl From<projection::Error> for CliError {
-    fn from(e: projection::Error) -> Self {
-        use projection::Error as E;
-        let kind = match &e {
-            E::RebuildRunning => ErrorKind::Refused,
-            E::InvalidArgument(_) => ErrorKind::Usage,
-            E::NotFound(_) => ErrorKind::NotFound,
-            E::Events(s) if s.is_transient() => ErrorKind::Unavailable,
-            E::Database(sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_)) => {
-                ErrorKind::Unavailable
-            }
-            _ => ErrorKind::Failure,
-        };
-        CliError::new(kind, e.to_string())
+impl From<vault_client::ClientError> for CliError {
+    fn from(e: vault_client::ClientError) -> Self {
+        match e {
+            vault_client::ClientError::Status { status, .. } => CliError::from(status),
+            other => CliError::new(ErrorKind::Usage, other.to_string()),
+        }
     }
 }
 

@@ -2,9 +2,9 @@
 //! and writes its result to `out` (tables for people, JSON with `--json`); errors carry the
 //! exit code they mean ([`ErrorKind`]). `main` only parses, calls [`run`] and exits.
 //!
-//! It talks to the services through their gRPC APIs (TenantDirectory, TenantAdmin, Vault) and,
-//! for `events tail`, `dlq` and `replay`, to NATS and the projection's PostgreSQL directly: it is
-//! an operator tool on the control plane.
+//! It talks to the services through their gRPC APIs (TenantDirectory, ProjectionAdmin,
+//! TenantAdmin, Vault) and, for `events tail` and `dlq`, to NATS: it never writes a service's
+//! tables itself.
 
 #![warn(missing_docs)]
 
@@ -169,15 +169,31 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<(), CliError>
 
 /// Connects a gRPC channel; a server that is not there is `Unavailable` (exit 5).
 async fn channel(url: &str, what: &str) -> Result<Channel, CliError> {
-    let endpoint = Endpoint::from_shared(url.to_owned())
+    connect(
+        endpoint(url, what)?.timeout(Duration::from_secs(30)),
+        url,
+        what,
+    )
+    .await
+}
+
+/// [`channel`] without a per-call timeout, for streams that run as long as their work.
+async fn channel_without_timeout(url: &str, what: &str) -> Result<Channel, CliError> {
+    connect(endpoint(url, what)?, url, what).await
+}
+
+fn endpoint(url: &str, what: &str) -> Result<Endpoint, CliError> {
+    Ok(Endpoint::from_shared(url.to_owned())
         .map_err(|_| {
             CliError::new(
                 ErrorKind::Usage,
                 format!("{url:?} is not a valid {what} URL"),
             )
         })?
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(30));
+        .connect_timeout(Duration::from_secs(5)))
+}
+
+async fn connect(endpoint: Endpoint, url: &str, what: &str) -> Result<Channel, CliError> {
     endpoint.connect().await.map_err(|e| {
         CliError::new(
             ErrorKind::Unavailable,
@@ -337,39 +353,54 @@ fn tracing_free_warn(o: &mut Output<'_>, message: &str) -> Result<(), CliError> 
 }
 
 async fn replay(g: &Global, args: &ReplayArgs, o: &mut Output<'_>) -> Result<(), CliError> {
-    let store = projection::Store::connect(&g.database_url, &g.database_schema, 4)
-        .await
-        .map_err(|e| CliError::from(e).context("cannot open the projection database"))?;
-    let events = event_store(g).await?;
-    let options = projection::RebuildOptions {
-        from_sequence: args.from_seq,
-        batch_size: args.batch_size.max(1),
-        ..projection::RebuildOptions::default()
-    };
+    let request = authed(
+        g.admin_token.as_deref(),
+        "--admin-token",
+        pb::RebuildRequest {
+            from_sequence: args.from_seq,
+            batch_size: u32::try_from(args.batch_size.max(1)).unwrap_or(u32::MAX),
+        },
+    )?;
+    // No call timeout: a rebuild of a large log runs for minutes, reporting as it goes.
+    let mut c = pb::projection_admin_client::ProjectionAdminClient::new(
+        channel_without_timeout(&g.directory_url, "projection").await?,
+    );
+    let mut progress = c.rebuild(request).await?.into_inner();
     let bar = if g.json {
         indicatif::ProgressBar::hidden()
     } else {
         output::progress_bar()
     };
-    let report = projection::rebuild(&store, &events, &options, |p| {
+    let mut report = None;
+    while let Some(p) = progress.message().await.inspect_err(|_| bar.abandon())? {
         bar.set_length(p.total);
         bar.set_position(p.applied);
-        bar.set_message(match p.phase {
-            projection::Phase::Replaying => "replaying",
-            projection::Phase::CatchingUp => "catching up",
-            projection::Phase::Flipping => "switching over",
-            projection::Phase::Done => "done",
+        bar.set_message(match pb::RebuildPhase::try_from(p.phase) {
+            Ok(pb::RebuildPhase::Replaying) => "replaying",
+            Ok(pb::RebuildPhase::CatchingUp) => "catching up",
+            Ok(pb::RebuildPhase::Flipping) => "switching over",
+            Ok(pb::RebuildPhase::Done) => "done",
+            _ => "",
         });
-    })
-    .await;
+        if p.report.is_some() {
+            report = p.report;
+        }
+    }
     bar.finish_and_clear();
-    o.rebuilt(&report?)
+    let report = report.ok_or_else(|| {
+        CliError::new(
+            ErrorKind::Unavailable,
+            "the projection ended the rebuild stream without a report; see its logs, then run \
+             `tenantctl replay` again (a rebuild that did not finish never replaces the model)",
+        )
+    })?;
+    o.rebuilt(&report)
 }
 
 fn parse_time(
     flag: &str,
     raw: &Option<String>,
-) -> Result<Option<prost_types::Timestamp>, CliError> {
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, CliError> {
     let Some(raw) = raw else { return Ok(None) };
     let t = chrono::DateTime::parse_from_rfc3339(raw.trim()).map_err(|_| {
         CliError::new(
@@ -377,22 +408,33 @@ fn parse_time(
             format!("{flag} {raw:?} is not an RFC 3339 time like 2025-01-31T00:00:00Z"),
         )
     })?;
-    Ok(Some(prost_types::Timestamp {
-        seconds: t.timestamp(),
-        nanos: i32::try_from(t.timestamp_subsec_nanos()).unwrap_or(0),
-    }))
+    Ok(Some(t.with_timezone(&chrono::Utc)))
 }
 
 async fn vault_audit(g: &Global, args: &AuditArgs, o: &mut Output<'_>) -> Result<(), CliError> {
-    let request = pb::AuditRequest {
+    let query = vault_client::AuditQuery {
         tenant_id: args.tenant.clone().unwrap_or_default(),
         caller: args.caller.clone().unwrap_or_default(),
         since: parse_time("--since", &args.since)?,
         until: parse_time("--until", &args.until)?,
         limit: args.limit,
     };
-    let request = authed(g.vault_token.as_deref(), "--vault-token", request)?;
-    let mut c = pb::vault_client::VaultClient::new(channel(&g.vault_url, "vault").await?);
-    let entries = c.audit(request).await?.into_inner().entries;
+    let token = g
+        .vault_token
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            CliError::new(
+                ErrorKind::Unauthorized,
+                "this command needs a token: pass --vault-token or set its environment variable",
+            )
+        })?;
+    let vault = vault_client::VaultClient::from_channel(
+        channel(&g.vault_url, "vault").await?,
+        &secrecy::SecretString::from(token.to_owned()),
+    )
+    .map_err(|e| CliError::new(ErrorKind::Usage, e.to_string()))?;
+    let entries = vault.audit(&query).await?;
     o.audit(&entries)
 }

@@ -400,17 +400,23 @@ impl<'a> Output<'a> {
     }
 
     /// `replay`.
-    pub fn rebuilt(&mut self, r: &projection::RebuildReport) -> Result<(), CliError> {
+    pub fn rebuilt(&mut self, r: &pb::RebuildReport) -> Result<(), CliError> {
+        let seconds = r.elapsed_ms as f64 / 1000.0;
+        let rate = if r.elapsed_ms > 0 {
+            r.events as f64 / seconds
+        } else {
+            0.0
+        };
         if self.json {
             return self.json_line(&serde_json::json!({
                 "projection": "tenants",
                 "events": r.events,
                 "tenants": r.tenants,
                 "last_sequence": r.last_sequence,
-                "seconds": r.elapsed.as_secs_f64(),
-                "events_per_second": r.rate(),
-                "generation": r.generation.number,
-                "previous_generation": r.previous.number,
+                "seconds": seconds,
+                "events_per_second": rate,
+                "generation": r.generation,
+                "previous_generation": r.previous_generation,
             }));
         }
         writeln!(
@@ -419,10 +425,10 @@ impl<'a> Output<'a> {
              generation {} is active (replaced {}), up to sequence {}",
             r.events,
             r.tenants,
-            r.elapsed.as_secs_f64(),
-            r.rate(),
-            r.generation.number,
-            r.previous.number,
+            seconds,
+            rate,
+            r.generation,
+            r.previous_generation,
             r.last_sequence
         )?;
         Ok(())

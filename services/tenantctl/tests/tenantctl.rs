@@ -6,114 +6,49 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
-use eventstore::{Body, EventStore, NewEvent, StoreConfig, SubscribeOptions};
+use eventstore::{Body, EventStore, NewEvent, SubscribeOptions};
 use proto::v1 as pb;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use tenantctl::{Cli, CliError, ErrorKind};
-use tokio::sync::oneshot;
 
 const ADMIN_TOKEN: &str = "test-admin-token";
-const OPERATOR_VAULT_TOKEN: &str = "test-operator-vault-token";
-const SIGNUP_VAULT_TOKEN: &str = "test-signup-vault-token";
 
 struct Stack {
     namespace: String,
     events: EventStore,
-    database_url: String,
     directory: SocketAddr,
     signup: SocketAddr,
     vault: SocketAddr,
     versions: HashMap<String, u64>,
-    stops: Vec<oneshot::Sender<()>>,
+    services: Option<(
+        testkit::TestProjection,
+        testkit::TestSignup,
+        testkit::TestVault,
+    )>,
 }
 
-fn stopper() -> (
-    oneshot::Sender<()>,
-    impl Future<Output = ()> + Send + 'static,
-) {
-    let (tx, rx) = oneshot::channel::<()>();
-    (tx, async move {
-        let _ = rx.await;
-    })
-}
-
+/// The real vault, signup (TenantAdmin) and projection on port 0 in one namespace.
 async fn spawn_stack() -> Stack {
     testkit::init_logging();
     let namespace = testkit::unique_namespace();
-    let events = EventStore::connect(
-        &StoreConfig::new(testkit::nats_url()).with_namespace(namespace.clone()),
-    )
-    .await
-    .unwrap();
-    let mut stops = Vec::new();
-
-    // Vault.
-    let (vault_db, _) = testkit::fresh_database().await.unwrap();
-    let keyring = vault::KeyRing::new(
-        "k1",
-        [(
-            "k1".to_owned(),
-            zeroize::Zeroizing::new([7u8; vault::crypto::KEY_LEN]),
-        )],
-    )
-    .unwrap();
-    let acl = vault::AclConfig::default_policy()
-        .with_token("operator", &SecretString::from(OPERATOR_VAULT_TOKEN))
-        .with_token("signup", &SecretString::from(SIGNUP_VAULT_TOKEN));
-    let mut vc = vault::Config::new(
-        SecretString::from(vault_db),
-        testkit::nats_url(),
-        keyring,
-        acl,
-    );
-    vc.listen_addr = SocketAddr::from(([127, 0, 0, 1], 0));
-    vc.namespace = namespace.clone();
-    vc.database_max_connections = 3;
-    let app = vault::Application::build(vc).await.unwrap();
-    let vault = app.local_addr();
-    let (stop, wait) = stopper();
-    stops.push(stop);
-    tokio::spawn(app.run_until_stopped(wait));
-
-    // Signup (TenantAdmin).
-    let mut sc = signup::Config::new(
-        svc::NatsArgs {
-            nats_url: testkit::nats_url(),
-            namespace: namespace.clone(),
-        },
-        format!("http://{vault}"),
-        SecretString::from(SIGNUP_VAULT_TOKEN),
-    );
-    sc.listen_addr = SocketAddr::from(([127, 0, 0, 1], 0));
-    sc.admin_tokens = vec![SecretString::from(ADMIN_TOKEN)];
-    let app = signup::Application::build(sc).await.unwrap();
-    let signup = app.local_addr();
-    let (stop, wait) = stopper();
-    stops.push(stop);
-    tokio::spawn(app.run_until_stopped(wait));
-
-    // Projection.
-    let (database_url, _) = testkit::fresh_database().await.unwrap();
-    let mut pc = projection::Config::new(database_url.clone(), testkit::nats_url());
-    pc.listen_addr = SocketAddr::from(([127, 0, 0, 1], 0));
-    pc.nats.namespace = namespace.clone();
-    pc.database_max_connections = 4;
-    let app = projection::Application::build(pc).await.unwrap();
-    let directory = app.local_addr();
-    let (stop, wait) = stopper();
-    stops.push(stop);
-    tokio::spawn(app.run_until_stopped(wait));
-
+    let events = testkit::event_store_in(&namespace).await;
+    let vault = testkit::spawn_vault_in(&namespace).await;
+    let signup = testkit::spawn_signup(&vault, |c| {
+        c.admin_tokens = vec![SecretString::from(ADMIN_TOKEN)];
+    })
+    .await;
+    let mut config = testkit::projection_config(&namespace).await;
+    config.admin_tokens = vec![SecretString::from(ADMIN_TOKEN)];
+    let projection = testkit::spawn_projection(config).await;
     Stack {
         namespace,
         events,
-        database_url,
-        directory,
-        signup,
-        vault,
+        directory: projection.addr,
+        signup: signup.addr,
+        vault: vault.addr,
         versions: HashMap::new(),
-        stops,
+        services: Some((projection, signup, vault)),
     }
 }
 
@@ -130,13 +65,13 @@ impl Stack {
             "--admin-token".into(),
             ADMIN_TOKEN.into(),
             "--vault-token".into(),
-            OPERATOR_VAULT_TOKEN.into(),
+            testkit::caller_token(&self.namespace, "operator")
+                .expose_secret()
+                .to_owned(),
             "--nats-url".into(),
             testkit::nats_url(),
             "--namespace".into(),
             self.namespace.clone(),
-            "--database-url".into(),
-            self.database_url.clone(),
         ];
         argv.extend(args.iter().map(|s| (*s).to_owned()));
         Cli::try_parse_from(argv).expect("valid command line")
@@ -217,9 +152,10 @@ impl Stack {
         (id, seq)
     }
 
-    async fn stop(self) {
-        for s in self.stops {
-            let _ = s.send(());
+    async fn stop(mut self) {
+        if let Some((projection, _signup, vault)) = self.services.take() {
+            projection.stop().await;
+            vault.stop().await;
         }
     }
 }
@@ -479,10 +415,21 @@ async fn replay_rebuilds_the_tenants_projection_with_the_same_result() {
     assert_eq!(partial["tenants"], 2);
 
     let mut cli = stack.cli(&["replay", "--projection", "tenants"]);
-    cli.global.database_url = "postgres://nobody@127.0.0.1:1/none".into();
+    cli.global.directory_url = "http://127.0.0.1:1".into();
     let mut out = Vec::new();
     let err = tenantctl::run(cli, &mut out).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Unavailable, "{err}");
+
+    // The projection itself refuses a rebuild without the operator token, and changes nothing.
+    let mut cli = stack.cli(&["replay", "--projection", "tenants"]);
+    cli.global.admin_token = Some("not-the-token".into());
+    let err = tenantctl::run(cli, &mut Vec::new()).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Unauthorized, "{err}");
+    let again = stack.json(&["replay", "--projection", "tenants"]).await;
+    assert_eq!(
+        again["previous_generation"], 4,
+        "the refused call made no generation"
+    );
     stack.stop().await;
 }
 
