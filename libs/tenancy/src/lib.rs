@@ -24,8 +24,8 @@ mod summary;
 pub use error::ValidationError;
 pub use ids::TenantId;
 pub use lifecycle::{
-    Actor, Command, CommandKind, DomainError, Pending, Status, TenantState, apply, apply_event,
-    decide, fold, fold_events,
+    Actor, Command, CommandKind, DomainError, Pending, Status, TenantState, UnknownStatus, apply,
+    apply_event, decide, fold, fold_events,
 };
 pub use names::{
     Email, OrganisationName, PersonName, PlanId, RESERVED_SUBDOMAINS, Region, Subdomain, VaultRef,

@@ -73,6 +73,40 @@ impl Status {
     }
 }
 
+impl std::str::FromStr for Status {
+    type Err = UnknownStatus;
+
+    /// Parses [`Status::as_str`] back.
+    fn from_str(s: &str) -> Result<Self, UnknownStatus> {
+        Status::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| UnknownStatus(s.to_owned()))
+    }
+}
+
+/// A status name that is none of [`Status::ALL`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown tenant status {0:?}")]
+pub struct UnknownStatus(pub String);
+
+/// Stored as [`Status::as_str`]; a name this version does not know (written by a newer one)
+/// reads as [`Status::None`] rather than making the stored state unreadable.
+#[cfg(feature = "serde")]
+impl serde::Serialize for Status {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for Status {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        Ok(name.parse().unwrap_or(Status::None))
+    }
+}
+
 impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -118,6 +152,11 @@ impl Status {
 
 /// A lifecycle change that was requested but whose outcome has not been recorded yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "snake_case")
+)]
 pub enum Pending {
     /// SuspensionRequested seen, SiteSuspended not yet (the tenant is still Active).
     Suspension,
@@ -130,7 +169,15 @@ pub enum Pending {
 /// Fields hold the recorded facts as plain strings, not re-validated newtypes: facts were
 /// validated when written, and rules that tighten later (a newly reserved name) must not make
 /// old history unreadable.
+///
+/// With the `serde` feature it serializes with these field names (read models store it as
+/// JSON): they are a storage contract — rename nothing, only add fields.
 #[derive(Debug, Clone, PartialEq, Default)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default)
+)]
 pub struct TenantState {
     /// Lifecycle status.
     pub status: Status,
@@ -171,9 +218,47 @@ pub struct TenantState {
     /// How many events changed this state (ignored ones do not count).
     pub version: u64,
     /// When TenantRequested happened, if folded with [`apply_event`].
+    #[cfg_attr(feature = "serde", serde(with = "timestamp_json"))]
     pub requested_at: Option<prost_types::Timestamp>,
     /// When the latest counted event happened, if folded with [`apply_event`].
+    #[cfg_attr(feature = "serde", serde(with = "timestamp_json"))]
     pub updated_at: Option<prost_types::Timestamp>,
+}
+
+/// `prost_types::Timestamp` (which has no serde) as `{"seconds": …, "nanos": …}`, so nothing is
+/// rounded.
+#[cfg(feature = "serde")]
+mod timestamp_json {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    struct Stored {
+        seconds: i64,
+        nanos: i32,
+    }
+
+    pub fn serialize<S: Serializer>(
+        t: &Option<prost_types::Timestamp>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        t.as_ref()
+            .map(|t| Stored {
+                seconds: t.seconds,
+                nanos: t.nanos,
+            })
+            .serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<prost_types::Timestamp>, D::Error> {
+        Ok(
+            Option::<Stored>::deserialize(d)?.map(|t| prost_types::Timestamp {
+                seconds: t.seconds,
+                nanos: t.nanos,
+            }),
+        )
+    }
 }
 
 /// Folds one event into the state. Total: never panics, and an event that is not legal in the

@@ -817,3 +817,75 @@ proptest! {
         }
     }
 }
+
+/// The JSON form read models store: field names are a storage contract.
+#[cfg(feature = "serde")]
+mod stored_json {
+    use super::*;
+
+    #[test]
+    fn round_trips_losslessly() {
+        let state = TenantState {
+            status: Status::Suspended,
+            tenant_id: "t".into(),
+            subdomain: "acme".into(),
+            plan: "pro".into(),
+            last_error: Some("boom".into()),
+            retryable: true,
+            retry_count: 2,
+            activation_ms: Some(7),
+            provisioned_ms: Some(9),
+            from_standby: true,
+            pending: Some(Pending::Resume),
+            version: 12,
+            requested_at: Some(prost_types::Timestamp {
+                seconds: 1,
+                nanos: 123_456_789,
+            }),
+            updated_at: Some(prost_types::Timestamp {
+                seconds: 2,
+                nanos: 1,
+            }),
+            ..TenantState::default()
+        };
+        let json = serde_json::to_value(&state).unwrap();
+        assert_eq!(json["status"], "Suspended");
+        assert_eq!(json["pending"], "resume");
+        assert_eq!(json["requested_at"]["nanos"], 123_456_789);
+        let back: TenantState = serde_json::from_value(json).unwrap();
+        assert_eq!(back, state);
+    }
+
+    #[test]
+    fn reads_rows_written_by_earlier_and_later_versions() {
+        // A row as the first projection wrote it, plus a field from a newer writer and a status
+        // this version does not know.
+        let row = serde_json::json!({
+            "status": "Hibernating", "tenant_id": "t", "subdomain": "acme", "plan": "starter",
+            "organisation": "Acme", "owner_email": "o@acme.test", "owner_name": "O",
+            "region": "eu", "site": "acme.x", "bench": "b1", "url": "http://acme.x",
+            "last_error": null, "retryable": false, "retry_count": 0, "activation_ms": null,
+            "provisioned_ms": 5, "from_standby": false, "pending": "suspension", "version": 3,
+            "requested_at": {"seconds": 10, "nanos": 0}, "updated_at": null,
+            "added_by_a_newer_version": 1
+        });
+        let s: TenantState = serde_json::from_value(row).unwrap();
+        assert_eq!(s.status, Status::None);
+        assert_eq!(s.pending, Some(Pending::Suspension));
+        assert_eq!(s.provisioned_ms, Some(5));
+        assert_eq!(s.requested_at.map(|t| t.seconds), Some(10));
+        // A field missing from an old row takes its default.
+        let s: TenantState =
+            serde_json::from_value(serde_json::json!({"status": "Active"})).unwrap();
+        assert_eq!(s.status, Status::Active);
+        assert_eq!(s.version, 0);
+    }
+
+    #[test]
+    fn every_status_parses_back() {
+        for s in Status::ALL {
+            assert_eq!(s.as_str().parse::<Status>(), Ok(s));
+        }
+        assert!("Nonsense".parse::<Status>().is_err());
+    }
+}

@@ -13,7 +13,6 @@ use sqlx::{PgConnection, QueryBuilder, Row};
 use tenancy::{Status, TenantState};
 
 use crate::error::Error;
-use crate::state::StoredState;
 use crate::store::{CHECKPOINT_NAME, Generation, NOTIFY_CHANNEL, checkpoint_in};
 
 /// What applying a batch did.
@@ -108,11 +107,11 @@ pub async fn apply_batch(
         .fetch_all(&mut *conn)
         .await?;
         for r in rows {
-            let state: sqlx::types::Json<StoredState> = r.try_get("state")?;
+            let state: sqlx::types::Json<TenantState> = r.try_get("state")?;
             entries.insert(
                 r.try_get("tenant_id")?,
                 Entry {
-                    state: state.0.into(),
+                    state: state.0,
                     last_sequence: r.try_get("last_sequence")?,
                     activated_at: r.try_get("activated_at")?,
                     dirty: false,
@@ -209,7 +208,7 @@ pub async fn apply_batch(
                 .push_bind(to_datetime(s.requested_at).unwrap_or(updated))
                 .push_bind(updated)
                 .push_bind(e.last_sequence)
-                .push_bind(sqlx::types::Json(StoredState::from(s)));
+                .push_bind(sqlx::types::Json(s));
         });
         upsert.push(
             " ON CONFLICT (tenant_id) DO UPDATE SET status = EXCLUDED.status, \

@@ -17,7 +17,6 @@ use tenancy::{Status, TenantState};
 use uuid::Uuid;
 
 use crate::error::Error;
-use crate::state::{StoredState, parse_status};
 
 /// Embedded migrations of the control schema (`services/projection/migrations`).
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -539,10 +538,11 @@ fn push_filter(q: &mut QueryBuilder<'_, sqlx::Postgres>, f: &TenantFilter) {
 
 fn tenant_from_row(r: &sqlx::postgres::PgRow) -> Result<TenantRow, Error> {
     let status: String = r.try_get("status")?;
-    let state: sqlx::types::Json<StoredState> = r.try_get("state")?;
+    let state: sqlx::types::Json<TenantState> = r.try_get("state")?;
     Ok(TenantRow {
         tenant_id: r.try_get("tenant_id")?,
-        status: parse_status(&status),
+        // A status this version does not know (a newer writer) reads as None.
+        status: status.parse().unwrap_or(tenancy::Status::None),
         subdomain: r.try_get("subdomain")?,
         site: r.try_get("site")?,
         bench: r.try_get("bench")?,
@@ -558,7 +558,7 @@ fn tenant_from_row(r: &sqlx::postgres::PgRow) -> Result<TenantRow, Error> {
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
         last_sequence: r.try_get("last_sequence")?,
-        state: state.0.into(),
+        state: state.0,
     })
 }
 
