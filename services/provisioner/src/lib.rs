@@ -3,7 +3,7 @@
 //!
 //! Two durable consumers (nats-server 2.9 has no multi-filter consumers): `provisioner-signup`
 //! on `tenantry.signup.*` and `provisioner-lifecycle` on `tenantry.lifecycle.*`. A delivery runs
-//! its tenant's process to the end ([`steps::provision`]), appending each step's event to
+//! its tenant's process to the end ([`driver::provision`]), appending each step's event to
 //! `tenantry.provisioning.<tenant>`, then is acknowledged; a crash redelivers it and the process
 //! resumes from the folded state. One tenant's deliveries run one at a time (a per-tenant lock);
 //! different tenants run concurrently up to `concurrency`; each bench runs at most
@@ -11,11 +11,16 @@
 //!
 //! Entry points: [`Application::build`] + [`Application::run_until_stopped`], or [`run`].
 
+pub mod context;
+pub mod driver;
+pub mod error;
 pub mod fleet;
 pub mod lifecycle;
 pub mod metrics;
 pub mod placement;
 pub mod process;
+pub mod secrets;
+pub mod site;
 pub mod slots;
 pub mod standby;
 pub mod steps;
@@ -33,11 +38,13 @@ use svc::{AdminServer, Readiness, Shutdown};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use crate::context::{CrashPoint, Ctx, ProcessSettings};
+use crate::driver::Request;
+use crate::error::StepError;
 use crate::fleet::FleetConfig;
 use crate::lifecycle::Settle;
 use crate::placement::Placer;
 use crate::slots::{SlotConfig, Slots};
-use crate::steps::{CrashPoint, Ctx, ProcessSettings, Request, StepError};
 
 /// Errors that stop the service from starting or running.
 #[derive(Debug, thiserror::Error)]
@@ -248,8 +255,9 @@ impl Application {
         )
         .await?;
         let metrics = metrics::Metrics::register(&registry);
-        let vault = vault::VaultClient::connect(config.vault_endpoint.clone(), &config.vault_token)
-            .map_err(|e| ProvisionerError::Config(e.to_string()))?;
+        let vault =
+            vault_client::VaultClient::connect(config.vault_endpoint.clone(), &config.vault_token)
+                .map_err(|e| ProvisionerError::Config(e.to_string()))?;
         let placer = Placer::open(&store)
             .await
             .map_err(|e| ProvisionerError::Config(e.to_string()))?;
@@ -469,7 +477,7 @@ async fn handle(
         let _guard = lock.lock().await;
         match kind {
             Kind::Signup => match Request::from_event(&delivery.event) {
-                Some(req) => steps::provision(ctx, &req).await.map(|_| Settle::Ack),
+                Some(req) => driver::provision(ctx, &req).await.map(|_| Settle::Ack),
                 None => Ok(Settle::Ack),
             },
             Kind::Lifecycle => lifecycle::handle(ctx, &delivery.event).await,

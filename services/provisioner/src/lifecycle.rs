@@ -9,8 +9,10 @@ use frappe::{ConfigKey, SiteName};
 use proto::v1::{self as pb, event::Body};
 use serde_json::json;
 
+use crate::context::Ctx;
+use crate::driver::{self, Outcome, Request};
+use crate::error::{StepError, bench_error};
 use crate::process::{self, ProvisioningState};
-use crate::steps::{self, Ctx, Outcome, Request, StepError, bench_error};
 
 /// What to do with the delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,7 +55,7 @@ async fn retry(ctx: &Ctx, tenant: &str) -> Result<Settle, StepError> {
         );
         return Ok(Settle::Ack);
     };
-    match steps::provision(ctx, &req).await? {
+    match driver::provision(ctx, &req).await? {
         Outcome::Provisioned | Outcome::Failed => Ok(Settle::Ack),
     }
 }
@@ -82,7 +84,7 @@ fn site_of(state: &ProvisioningState) -> Result<(String, SiteName), StepError> {
 }
 
 async fn suspension(ctx: &Ctx, tenant: &str) -> Result<Settle, StepError> {
-    let (version, state) = steps::load_state(ctx, tenant).await?;
+    let (version, state) = driver::load_state(ctx, tenant).await?;
     if let Some(settle) = gate(&state) {
         return Ok(settle);
     }
@@ -143,13 +145,13 @@ async fn suspension(ctx: &Ctx, tenant: &str) -> Result<Settle, StepError> {
     };
     let id = process::event_id(tenant, 0, body.type_name(), latest.sequence);
     let subject = ctx.store.subject(EventContext::Provisioning, tenant);
-    steps::append(ctx, &subject, version, latest, vec![(id, body)]).await?;
+    driver::append(ctx, &subject, version, latest, vec![(id, body)]).await?;
     Ok(Settle::Ack)
 }
 
 async fn delete(ctx: &Ctx, tenant: &str, cause: &RecordedEvent) -> Result<Settle, StepError> {
     let subject = ctx.store.subject(EventContext::Provisioning, tenant);
-    let (mut version, state) = steps::load_state(ctx, tenant).await?;
+    let (mut version, state) = driver::load_state(ctx, tenant).await?;
     if state.deleted {
         return Ok(Settle::Ack);
     }
@@ -196,8 +198,8 @@ async fn delete(ctx: &Ctx, tenant: &str, cause: &RecordedEvent) -> Result<Settle
                         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(0),
                     });
                     let id = process::event_id(tenant, 0, "SiteBackedUp", cause.sequence);
-                    steps::append(ctx, &subject, version, cause, vec![(id, body)]).await?;
-                    version = steps::load_state(ctx, tenant).await?.0;
+                    driver::append(ctx, &subject, version, cause, vec![(id, body)]).await?;
+                    version = driver::load_state(ctx, tenant).await?.0;
                 }
                 // Already dropped by an earlier, interrupted delete: nothing left to back up.
                 Err(frappe::BenchError::SiteNotFound(_)) => {}
@@ -219,7 +221,7 @@ async fn delete(ctx: &Ctx, tenant: &str, cause: &RecordedEvent) -> Result<Settle
         archived_path: archived,
     });
     let id = process::event_id(tenant, 0, "SiteDeleted", cause.sequence);
-    steps::append(ctx, &subject, version, cause, vec![(id, body)]).await?;
+    driver::append(ctx, &subject, version, cause, vec![(id, body)]).await?;
     Ok(Settle::Ack)
 }
 
@@ -229,7 +231,7 @@ async fn plan_change(
     cause: &RecordedEvent,
     e: &pb::PlanChangeRequested,
 ) -> Result<Settle, StepError> {
-    let (version, state) = steps::load_state(ctx, tenant).await?;
+    let (version, state) = driver::load_state(ctx, tenant).await?;
     if let Some(settle) = gate(&state) {
         return Ok(settle);
     }
@@ -268,6 +270,6 @@ async fn plan_change(
     });
     let id = process::event_id(tenant, 0, "SiteLimitsApplied", cause.sequence);
     let subject = ctx.store.subject(EventContext::Provisioning, tenant);
-    steps::append(ctx, &subject, version, cause, vec![(id, body)]).await?;
+    driver::append(ctx, &subject, version, cause, vec![(id, body)]).await?;
     Ok(Settle::Ack)
 }

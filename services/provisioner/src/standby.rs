@@ -19,10 +19,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::time::Instant;
 
+use crate::context::Ctx;
+use crate::error::{StepError, bench_error, vault_error};
 use crate::fleet::BenchConfig;
 use crate::placement::{PlacementRecord, StandbyRef};
 use crate::process;
-use crate::steps::{ADMIN_PASSWORD, API_CREDENTIALS, Ctx, StepError, bench_error, vault_error};
+use crate::secrets::{ADMIN_PASSWORD, API_CREDENTIALS};
 
 /// A pool entry's state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -10,7 +10,8 @@ use common::{FleetOptions, TestStack, mariadb_has};
 use eventstore::Body;
 use frappe::{ApiCredentials, FrappeClient, RestError, SiteName, SiteRouting, UserId};
 use proto::v1::{self as pb, ProvisioningStep};
-use provisioner::steps::{API_CREDENTIALS, AUTOMATION_USER};
+use provisioner::secrets::API_CREDENTIALS;
+use provisioner::site::AUTOMATION_USER;
 use secrecy::{ExposeSecret, SecretString};
 
 const PASSWORD: &str = "Correct-Horse-42-Battery";
@@ -168,7 +169,11 @@ async fn tenant_requested_becomes_a_working_site() {
     // The owner's password was kept only until the tenant was provisioned.
     let pending = stack
         .vault_client("provisioner")
-        .get_by_name(&tenant, provisioner::steps::OWNER_PASSWORD_PENDING, "test")
+        .get_by_name(
+            &tenant,
+            provisioner::secrets::OWNER_PASSWORD_PENDING,
+            "test",
+        )
         .await
         .unwrap_err();
     assert_eq!(pending.code(), Some(tonic::Code::NotFound));

@@ -1,0 +1,193 @@
+//! The loop that drives a tenant through the new-tenant process: fold the tenant's
+//! provisioning subject, ask [`process::decide`] for the next step, run it, append its events
+//! with the expected version and a deterministic id — so a redelivery, a crash or a second
+//! instance never does anything twice.
+
+use chrono::{DateTime, Utc};
+use eventstore::{EventContext, NewEvent, RecordedEvent};
+use proto::v1::{self as pb, event::Body};
+use tokio::time::Instant;
+
+use crate::context::{CrashPoint, Ctx};
+use crate::error::StepError;
+use crate::process::{self, Next, ProvisioningState, Step};
+use crate::steps::{self, ms};
+
+/// What a TenantRequested asked for.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// Tenant id.
+    pub tenant_id: String,
+    /// The request event itself (correlation and causation of what follows).
+    pub cause: RecordedEvent,
+    /// The request.
+    pub body: pb::TenantRequested,
+    /// When it was requested.
+    pub requested_at: DateTime<Utc>,
+}
+
+impl Request {
+    /// From a TenantRequested event; `None` for any other event.
+    pub fn from_event(event: &RecordedEvent) -> Option<Self> {
+        match &event.body {
+            Body::TenantRequested(r) => Some(Self {
+                tenant_id: r.tenant_id.clone(),
+                cause: event.clone(),
+                body: r.clone(),
+                requested_at: event.occurred_at,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// How a provisioning run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// TenantProvisioned is recorded (now or before).
+    Provisioned,
+    /// ProvisioningFailed is recorded; an operator retry may start again.
+    Failed,
+}
+
+/// Appends `bodies` to `subject` at `version` with deterministic ids, honouring the crash hook.
+pub async fn append(
+    ctx: &Ctx,
+    subject: &str,
+    version: u64,
+    cause: &RecordedEvent,
+    bodies: Vec<(uuid::Uuid, Body)>,
+) -> Result<(), StepError> {
+    let crash = ctx.settings.crash.as_ref();
+    let hit = |c: &CrashPoint| bodies.iter().any(|(_, b)| b.type_name() == c.event_type);
+    if let Some(c) = crash
+        && c.before
+        && hit(c)
+    {
+        tracing::error!(event = %c.event_type, "crash hook: aborting before append");
+        std::process::abort();
+    }
+    let events: Vec<NewEvent> = bodies
+        .iter()
+        .map(|(id, b)| NewEvent::new(b.clone()).with_id(*id).following(cause))
+        .collect();
+    ctx.store.append(subject, version, events).await?;
+    if let Some(c) = crash
+        && !c.before
+        && hit(c)
+    {
+        tracing::error!(event = %c.event_type, "crash hook: aborting after append");
+        std::process::abort();
+    }
+    Ok(())
+}
+
+/// Operator retries recorded for the tenant (ProvisioningRetryRequested on its lifecycle subject).
+pub async fn retries_requested(ctx: &Ctx, tenant: &str) -> Result<u32, StepError> {
+    let events = ctx
+        .store
+        .load(&ctx.store.subject(EventContext::Lifecycle, tenant))
+        .await?;
+    Ok(events
+        .iter()
+        .filter(|e| matches!(e.body, Body::ProvisioningRetryRequested(_)))
+        .count() as u32)
+}
+
+/// Loads the tenant's provisioning subject: (version, fold).
+pub async fn load_state(ctx: &Ctx, tenant: &str) -> Result<(u64, ProvisioningState), StepError> {
+    let events = ctx
+        .store
+        .load(&ctx.store.subject(EventContext::Provisioning, tenant))
+        .await?;
+    let version = events.last().map_or(0, |e| e.sequence);
+    Ok((version, process::fold(events.iter().map(|e| &e.body))))
+}
+
+/// Drives one tenant until it is provisioned or its round has failed.
+pub async fn provision(ctx: &Ctx, req: &Request) -> Result<Outcome, StepError> {
+    let tenant = req.tenant_id.as_str();
+    let subject = ctx.store.subject(EventContext::Provisioning, tenant);
+    // Step loop: every pass reloads the subject, so what is decided always follows what is
+    // recorded (ours, or another instance's after a conflict).
+    loop {
+        let (version, state) = load_state(ctx, tenant).await?;
+        let retries = if state.failed.is_some() {
+            retries_requested(ctx, tenant).await?
+        } else {
+            0
+        };
+        let round = state.failures;
+        let next = process::decide(&state, retries);
+        tracing::debug!(tenant, ?next, round, "next provisioning step");
+        match next {
+            Next::Done => return Ok(Outcome::Provisioned),
+            Next::AwaitRetry => return Ok(Outcome::Failed),
+            Next::RollBack(gave_up) => {
+                let events = steps::rollback::roll_back(ctx, req, &state, &gave_up).await?;
+                let bodies = events
+                    .into_iter()
+                    .map(|b| (process::event_id(tenant, round, b.type_name(), 0), b))
+                    .collect();
+                append(ctx, &subject, version, &req.cause, bodies).await?;
+                tracing::warn!(tenant, step = gave_up.step.as_str(), reason = %gave_up.reason, "provisioning failed and was rolled back");
+            }
+            Next::Run(step) => {
+                let attempt = state.attempt(step);
+                let started = Instant::now();
+                let result = steps::run(ctx, req, &state, step).await;
+                match result {
+                    Ok(events) => {
+                        ctx.metrics
+                            .step_done(step.as_str(), started.elapsed().as_secs_f64());
+                        let bodies = events
+                            .into_iter()
+                            .map(|b| (process::event_id(tenant, round, b.type_name(), 0), b))
+                            .collect();
+                        append(ctx, &subject, version, &req.cause, bodies).await?;
+                    }
+                    Err(StepError::Infra(m)) => return Err(StepError::Infra(m)),
+                    Err(e) => {
+                        ctx.metrics.step_failed(step.as_str());
+                        let transient = matches!(e, StepError::Transient(_));
+                        let will_retry = transient && attempt < ctx.settings.step_attempts;
+                        let delay = ctx.settings.retry_backoff * 2u32.saturating_pow(attempt - 1);
+                        let proto_step = if step == Step::CreateSite
+                            && ctx
+                                .placer
+                                .get(tenant)
+                                .await?
+                                .is_some_and(|r| r.standby.is_some())
+                        {
+                            pb::ProvisioningStep::ClaimStandby
+                        } else {
+                            step.proto()
+                        };
+                        let reason = e.to_string();
+                        tracing::warn!(tenant, step = step.as_str(), attempt, will_retry, %reason, "provisioning step failed");
+                        let body = Body::ProvisioningStepFailed(pb::ProvisioningStepFailed {
+                            tenant_id: tenant.to_owned(),
+                            step: proto_step as i32,
+                            attempt,
+                            reason,
+                            will_retry,
+                            retry_in_ms: if will_retry { ms(delay) } else { 0 },
+                        });
+                        let id = process::event_id(
+                            tenant,
+                            round,
+                            &format!("ProvisioningStepFailed:{}", step.as_str()),
+                            u64::from(attempt),
+                        );
+                        append(ctx, &subject, version, &req.cause, vec![(id, body)]).await?;
+                        if will_retry {
+                            // Back-off before the next attempt; the delivery is kept alive by
+                            // the in-progress ticker meanwhile.
+                            tokio::time::sleep(delay).await;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! The site secrets the provisioner keeps in the vault: the Administrator password, the
+//! automation user's API key pair, and the owner's password until the owner exists.
+
+use frappe::ApiCredentials;
+use rand::distr::{Alphanumeric, SampleString};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
+
+use crate::context::Ctx;
+use crate::error::{StepError, is_not_found, vault_error};
+
+/// Vault name of the site's Administrator password.
+pub const ADMIN_PASSWORD: &str = "site-admin-password";
+/// Vault name of the automation user's key pair.
+pub const API_CREDENTIALS: &str = "api-credentials";
+/// Vault name of the owner's password between taking the one-time secret and TenantProvisioned:
+/// a failed or interrupted insert, or a rolled-back round, can then create the owner again
+/// without the (gone) one-time secret.
+pub const OWNER_PASSWORD_PENDING: &str = "owner-password-pending";
+/// Reasons starting with this make ProvisioningFailed non-retryable.
+pub const OWNER_PASSWORD_GONE: &str = "the owner's one-time password secret";
+
+/// A random password of 32 letters and digits.
+pub fn random_password() -> SecretString {
+    Alphanumeric.sample_string(&mut rand::rng(), 32).into()
+}
+
+/// `vault://tenant/<id>/<name>`.
+pub fn vault_ref(id: &str, name: &str) -> String {
+    format!("vault://tenant/{id}/{name}")
+}
+
+impl Ctx {
+    /// The site's Administrator password from the vault, creating (and storing) one first if
+    /// there is none yet — stored *before* new-site runs, so a crash never loses it.
+    pub async fn ensure_admin_password(&self, id: &str) -> Result<SecretString, StepError> {
+        match self
+            .vault
+            .get_by_name(id, ADMIN_PASSWORD, "site administrator password")
+            .await
+        {
+            Ok(v) => v
+                .to_secret_string()
+                .map_err(|e| StepError::Permanent(format!("admin password: {e}"))),
+            Err(e) if is_not_found(&e) => {
+                let pw = random_password();
+                self.vault
+                    .put_string(
+                        id,
+                        ADMIN_PASSWORD,
+                        "site_admin_password",
+                        &pw,
+                        "new site administrator password",
+                    )
+                    .await
+                    .map_err(|e| vault_error("storing the admin password", e))?;
+                Ok(pw)
+            }
+            Err(e) => Err(vault_error("reading the admin password", e)),
+        }
+    }
+
+    /// The API key pair stored for `id`, if any.
+    pub async fn stored_credentials(&self, id: &str) -> Result<Option<ApiCredentials>, StepError> {
+        match self
+            .vault
+            .get_by_name(id, API_CREDENTIALS, "site API access")
+            .await
+        {
+            Ok(v) => {
+                let text = v
+                    .to_secret_string()
+                    .map_err(|e| StepError::Permanent(format!("api credentials: {e}")))?;
+                let parsed: Value = serde_json::from_str(text.expose_secret()).map_err(|_| {
+                    StepError::Permanent("stored api credentials are not JSON".into())
+                })?;
+                let field = |k: &str| parsed.get(k).and_then(Value::as_str).map(str::to_owned);
+                match (field("api_key"), field("api_secret")) {
+                    (Some(api_key), Some(secret)) => Ok(Some(ApiCredentials {
+                        api_key,
+                        api_secret: secret.into(),
+                    })),
+                    _ => Err(StepError::Permanent(
+                        "stored api credentials lack api_key/api_secret".into(),
+                    )),
+                }
+            }
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(vault_error("reading api credentials", e)),
+        }
+    }
+
+    /// The owner's chosen password: the pending copy if an earlier attempt took it, else the
+    /// one-time secret, taken now (right before the insert that uses it) and kept as the
+    /// pending copy until the owner exists.
+    pub async fn owner_password(
+        &self,
+        tenant: &str,
+        password_ref: &str,
+    ) -> Result<SecretString, StepError> {
+        let reason = "owner's initial password";
+        if let Some(pw) = self.pending_owner_password(tenant).await? {
+            return Ok(pw);
+        }
+        let pw = match self.vault.take_one_time(password_ref, reason).await {
+            Ok(v) => v
+                .to_secret_string()
+                .map_err(|e| StepError::Permanent(format!("owner password: {e}")))?,
+            Err(e) if is_not_found(&e) => {
+                return Err(StepError::Permanent(format!(
+                    "{OWNER_PASSWORD_GONE} was already used or has expired; the owner must sign up again (or an operator must create the user and send a password reset)"
+                )));
+            }
+            Err(e) => return Err(vault_error("taking the owner's password", e)),
+        };
+        // The provisioner's ACL has no put for kind owner_password; site_admin_password is the
+        // closest kind it may write (see the README).
+        self.vault
+            .put_string(
+                tenant,
+                OWNER_PASSWORD_PENDING,
+                "site_admin_password",
+                &pw,
+                reason,
+            )
+            .await
+            .map_err(|e| vault_error("keeping the owner's password until the user exists", e))?;
+        Ok(pw)
+    }
+
+    /// The owner's password kept by an earlier attempt, if any.
+    pub async fn pending_owner_password(
+        &self,
+        tenant: &str,
+    ) -> Result<Option<SecretString>, StepError> {
+        match self
+            .vault
+            .get_by_name(tenant, OWNER_PASSWORD_PENDING, "owner's initial password")
+            .await
+        {
+            Ok(v) => v
+                .to_secret_string()
+                .map(Some)
+                .map_err(|e| StepError::Permanent(format!("owner password: {e}"))),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(vault_error("reading the owner's password", e)),
+        }
+    }
+
+    /// Drops the pending owner password once the tenant is provisioned (or deleted).
+    pub async fn forget_owner_password(&self, tenant: &str) -> Result<(), StepError> {
+        match self
+            .vault
+            .revoke(
+                &vault_ref(tenant, OWNER_PASSWORD_PENDING),
+                "owner user exists",
+            )
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(vault_error("dropping the pending owner password", e)),
+        }
+    }
+
+    /// Revokes a site's vaulted credentials under `id` (missing ones are fine).
+    pub async fn revoke_credentials(&self, id: &str) -> Result<(), StepError> {
+        for name in [ADMIN_PASSWORD, API_CREDENTIALS] {
+            match self
+                .vault
+                .revoke(&vault_ref(id, name), "site removed")
+                .await
+            {
+                Ok(()) => {}
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(vault_error("revoking site credentials", e)),
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,269 @@
+//! What the provisioner does to a site on its bench and over REST: create it, install apps,
+//! remove it, log in as Administrator, make users, issue and verify the API key pair.
+
+use std::time::Duration;
+
+use frappe::{
+    AppName, Bench, BenchError, DbName, DropSite, FrappeClient, NewSite, RestError, SiteName,
+    UserEmail, UserId,
+};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use crate::context::Ctx;
+use crate::error::{StepError, bench_error, rest_error, vault_error};
+use crate::fleet::BenchConfig;
+use crate::secrets::{ADMIN_PASSWORD, API_CREDENTIALS, vault_ref};
+
+/// The automation user that owns each site's API key (site-independent, so a standby's user
+/// survives the rename to the tenant's host).
+pub const AUTOMATION_USER: &str = "automation@tenantry.internal";
+
+impl Ctx {
+    /// An Administrator session on `site`.
+    pub async fn admin_session(
+        &self,
+        id: &str,
+        bench: &BenchConfig,
+        site: &SiteName,
+    ) -> Result<FrappeClient, StepError> {
+        let pw = self
+            .vault
+            .get_by_name(id, ADMIN_PASSWORD, "site administrator login")
+            .await
+            .map_err(|e| vault_error("reading the admin password", e))?
+            .to_secret_string()
+            .map_err(|e| StepError::Permanent(format!("admin password: {e}")))?;
+        let client = self.client(bench, site)?;
+        let session = client
+            .login(&UserId::Administrator, &pw)
+            .await
+            .map_err(|e| rest_error("Administrator login", e))?;
+        Ok(client.with_session(&session))
+    }
+
+    /// Makes the automation user (System Manager) if missing, generates its key pair once and
+    /// stores it in the vault under `id`. Returns the vault reference.
+    pub async fn issue_credentials(
+        &self,
+        id: &str,
+        bench: &BenchConfig,
+        site: &SiteName,
+    ) -> Result<String, StepError> {
+        if self.stored_credentials(id).await?.is_some() {
+            return Ok(vault_ref(id, API_CREDENTIALS));
+        }
+        let admin = self.admin_session(id, bench, site).await?;
+        let user =
+            UserEmail::parse(AUTOMATION_USER).map_err(|e| StepError::Permanent(e.to_string()))?;
+        ensure_user(&admin, &user, "Tenantry", "Automation", None).await?;
+        // generate_keys rotates the secret on every call: it runs only when the vault holds no
+        // pair, and the pair is stored right after, so at most one secret is ever live.
+        let creds = admin
+            .generate_keys(&UserId::Email(user))
+            .await
+            .map_err(|e| rest_error("generating the automation user's API keys", e))?;
+        let value: SecretString = json!({
+            "api_key": creds.api_key,
+            "api_secret": creds.api_secret.expose_secret(),
+            "user": AUTOMATION_USER,
+        })
+        .to_string()
+        .into();
+        let stored = self
+            .vault
+            .put_string(
+                id,
+                API_CREDENTIALS,
+                "api_credentials",
+                &value,
+                "site API key pair",
+            )
+            .await
+            .map_err(|e| vault_error("storing the API key pair", e))?;
+        Ok(stored.reference)
+    }
+
+    /// Waits for the stored key to answer `get_logged_user` as the automation user; returns how
+    /// long it took.
+    pub async fn verify_credentials(
+        &self,
+        id: &str,
+        bench: &BenchConfig,
+        site: &SiteName,
+    ) -> Result<Duration, StepError> {
+        let creds = self
+            .stored_credentials(id)
+            .await?
+            .ok_or_else(|| StepError::Permanent("no API key pair in the vault to verify".into()))?;
+        let client = self.client(bench, site)?;
+        let took = client
+            .wait_until_api_key_active(&creds, Instant::now() + self.settings.verify_timeout)
+            .await
+            .map_err(|e| rest_error("verifying the API key", e))?;
+        let user = client
+            .with_token(&creds)
+            .get_logged_user()
+            .await
+            .map_err(|e| rest_error("verifying the API key", e))?;
+        if user != AUTOMATION_USER {
+            return Err(StepError::Permanent(format!(
+                "the API key answers as {user:?}, not {AUTOMATION_USER}: wrong site or proxy routing"
+            )));
+        }
+        Ok(took)
+    }
+
+    /// Drops `site` to the archive if it is complete, or removes its directory if half-made.
+    /// Returns the method used (`dropped` / `directory_removed`) and the archive path.
+    pub async fn remove_site(
+        &self,
+        bench_cfg: &BenchConfig,
+        bench: &Bench,
+        site: &SiteName,
+        no_backup: bool,
+    ) -> Result<(String, String), StepError> {
+        match bench.site_exists(site).await {
+            Ok(true) => {
+                let root = self.db_root(bench_cfg).await?;
+                let dropped = bench
+                    .drop_site(&DropSite {
+                        site: site.clone(),
+                        db_root: root,
+                        no_backup,
+                        force: true,
+                    })
+                    .await
+                    .or_else(|e| match e {
+                        // Dropped between our check and the command (a concurrent redelivery).
+                        BenchError::SiteNotFound(_) => Ok(frappe::SiteDropped {
+                            backup: None,
+                            archived_under: None,
+                        }),
+                        e => Err(bench_error("drop-site", e)),
+                    })?;
+                Ok((
+                    "dropped".to_owned(),
+                    dropped.archived_under.unwrap_or_default(),
+                ))
+            }
+            // Missing, or a leftover directory that does not answer: never drop-site a leftover
+            // (its config may name another database); remove the directory.
+            Ok(false) | Err(_) => {
+                bench
+                    .remove_leftover_site_dir(site)
+                    .await
+                    .map_err(|e| bench_error("removing the site directory", e))?;
+                Ok(("directory_removed".to_owned(), String::new()))
+            }
+        }
+    }
+
+    /// Creates a site from scratch (no apps), for a tenant or a standby. Leaves nothing behind
+    /// when new-site fails.
+    pub async fn new_site(
+        &self,
+        id: &str,
+        bench_cfg: &BenchConfig,
+        bench: &Bench,
+        site: &SiteName,
+        db_name: &DbName,
+    ) -> Result<(), StepError> {
+        let admin_password = self.ensure_admin_password(id).await?;
+        let force = match bench.site_exists(site).await {
+            Ok(true) => return Ok(()),
+            Ok(false) => false,
+            // A half-made site from an earlier attempt of ours: its database (if any) has our
+            // derived name, so --force may replace it.
+            Err(_) => {
+                bench
+                    .remove_leftover_site_dir(site)
+                    .await
+                    .map_err(|e| bench_error("removing a half-made site", e))?;
+                true
+            }
+        };
+        let root = self.db_root(bench_cfg).await?;
+        let mut req = NewSite {
+            site: site.clone(),
+            admin_password,
+            db_root: root,
+            db_name: Some(db_name.clone()),
+            install_apps: vec![],
+            no_mariadb_socket: false,
+            force,
+        };
+        let mut result = bench.new_site(&req).await;
+        if let Err(BenchError::DatabaseExists(_)) = &result {
+            // Our own earlier attempt made the database (the name is derived from our id).
+            let _ = bench.remove_leftover_site_dir(site).await;
+            req.force = true;
+            result = bench.new_site(&req).await;
+        }
+        if let Err(e) = result {
+            // bench leaves sites/<site>/ behind on failure: remove it so the next attempt (or the
+            // rollback) starts clean.
+            if let Err(rm) = bench.remove_leftover_site_dir(site).await {
+                tracing::warn!(error = %rm, %site, "could not remove a failed site's directory");
+            }
+            return Err(bench_error("new-site", e));
+        }
+        Ok(())
+    }
+
+    /// Installs the missing apps one by one.
+    pub async fn install_apps(
+        &self,
+        bench: &Bench,
+        site: &SiteName,
+        apps: &[AppName],
+    ) -> Result<(), StepError> {
+        let installed = bench
+            .list_apps(site)
+            .await
+            .map_err(|e| bench_error("listing installed apps", e))?;
+        for app in apps {
+            if installed.contains(app) {
+                continue;
+            }
+            bench
+                .install_app(site, app)
+                .await
+                .map_err(|e| bench_error(&format!("install-app {app}"), e))?;
+        }
+        Ok(())
+    }
+}
+
+/// Creates `email` as a System Manager unless it exists; `password` (if any) is set in the same
+/// insert, so a user never exists without it.
+pub async fn ensure_user(
+    admin: &FrappeClient,
+    email: &UserEmail,
+    first: &str,
+    last: &str,
+    password: Option<&SecretString>,
+) -> Result<bool, StepError> {
+    match admin.get_doc("User", email.as_str()).await {
+        Ok(_) => return Ok(false),
+        Err(RestError::NotFound(_)) => {}
+        Err(e) => return Err(rest_error("looking up a user", e)),
+    }
+    let mut doc = json!({
+        "email": email.as_str(),
+        "first_name": first,
+        "last_name": if last.is_empty() { Value::Null } else { json!(last) },
+        "send_welcome_email": 0,
+        "user_type": "System User",
+        "roles": [{"role": "System Manager"}],
+    });
+    if let Some(pw) = password {
+        doc["new_password"] = json!(pw.expose_secret());
+    }
+    match admin.insert_doc("User", &doc).await {
+        Ok(_) => Ok(true),
+        Err(RestError::Conflict(_)) => Ok(false),
+        Err(e) => Err(rest_error("creating a user", e)),
+    }
+}

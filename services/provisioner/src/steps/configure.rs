@@ -1,0 +1,56 @@
+//! Configure: plan limits and Tenantry's keys (`tenantry_tenant_id`, `tenantry_plan`,
+//! `host_name`) into site_config. `set-config` is idempotent, so nothing is checked first.
+
+use frappe::ConfigKey;
+use proto::v1::{self as pb, event::Body};
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use super::{Placed, ms};
+use crate::context::Ctx;
+use crate::driver::Request;
+use crate::error::{StepError, bench_error};
+use crate::fleet::PlanConfig;
+
+/// Writes the keys; returns SiteConfigured.
+pub async fn run(
+    ctx: &Ctx,
+    req: &Request,
+    placed: &Placed<'_>,
+    plan: &PlanConfig,
+    started: Instant,
+) -> Result<Vec<Body>, StepError> {
+    let tenant = req.tenant_id.as_str();
+    let mut values: Vec<(ConfigKey, Value)> = plan.limit_values();
+    let key = |k: &str| ConfigKey::parse(k).map_err(|e| StepError::Permanent(e.to_string()));
+    values.push((key("tenantry_tenant_id")?, json!(tenant)));
+    values.push((key("tenantry_plan")?, json!(req.body.plan)));
+    values.push((
+        key("host_name")?,
+        json!(placed.bench_cfg.public_url(placed.site.as_str())),
+    ));
+    let slot = ctx
+        .slots
+        .acquire(&placed.bench_cfg.name, placed.limit())
+        .await;
+    let mut r = Ok(());
+    for (k, v) in &values {
+        // set-config is idempotent: re-writing a key after a crash changes nothing.
+        r = placed
+            .bench
+            .set_config(&placed.site, k, v)
+            .await
+            .map_err(|e| bench_error(&format!("set-config {k}"), e));
+        if r.is_err() {
+            break;
+        }
+    }
+    slot.release().await;
+    r?;
+    Ok(vec![Body::SiteConfigured(pb::SiteConfigured {
+        tenant_id: tenant.to_owned(),
+        site: placed.site.to_string(),
+        keys: values.iter().map(|(k, _)| k.to_string()).collect(),
+        duration_ms: ms(started.elapsed()),
+    })])
+}

@@ -1,0 +1,60 @@
+//! CreateSite: `new-site` with the tenant's derived database name — or, when placement took a
+//! standby, the claim (re-key the vault, rename the directory, `host_name`).
+
+use frappe::DbName;
+use proto::v1::{self as pb, event::Body};
+use tokio::time::Instant;
+
+use super::{Placed, ms};
+use crate::context::Ctx;
+use crate::driver::Request;
+use crate::error::StepError;
+use crate::placement::PlacementRecord;
+use crate::secrets::{ADMIN_PASSWORD, vault_ref};
+
+/// Makes the site (or claims the standby); returns SiteCreated or StandbySiteClaimed.
+pub async fn run(
+    ctx: &Ctx,
+    req: &Request,
+    placed: &Placed<'_>,
+    started: Instant,
+) -> Result<Vec<Body>, StepError> {
+    let tenant = req.tenant_id.as_str();
+    let Placed {
+        bench_cfg,
+        bench,
+        site,
+        ..
+    } = placed;
+    if let Some(PlacementRecord {
+        standby: Some(standby),
+        ..
+    }) = ctx.placer.get(tenant).await?
+    {
+        let slot = ctx.slots.acquire(&bench_cfg.name, placed.limit()).await;
+        let r = crate::standby::take_over(ctx, tenant, bench_cfg, bench, &standby, site).await;
+        slot.release().await;
+        r?;
+        return Ok(vec![Body::StandbySiteClaimed(pb::StandbySiteClaimed {
+            tenant_id: tenant.to_owned(),
+            standby_id: standby.id.clone(),
+            bench: bench_cfg.name.clone(),
+            standby_site: standby.site.clone(),
+            site: site.to_string(),
+        })]);
+    }
+    let db_name =
+        DbName::parse(&placed.db_name).map_err(|e| StepError::Permanent(e.to_string()))?;
+    let slot = ctx.slots.acquire(&bench_cfg.name, placed.limit()).await;
+    let r = ctx.new_site(tenant, bench_cfg, bench, site, &db_name).await;
+    slot.release().await;
+    r?;
+    Ok(vec![Body::SiteCreated(pb::SiteCreated {
+        tenant_id: tenant.to_owned(),
+        bench: bench_cfg.name.clone(),
+        site: site.to_string(),
+        db_name: db_name.to_string(),
+        admin_password_ref: vault_ref(tenant, ADMIN_PASSWORD),
+        duration_ms: ms(started.elapsed()),
+    })])
+}

@@ -1,0 +1,32 @@
+//! Finish: forget the owner's pending password and record TenantProvisioned.
+
+use chrono::Utc;
+use proto::v1::{self as pb, event::Body};
+
+use super::Placed;
+use crate::context::Ctx;
+use crate::driver::Request;
+use crate::error::StepError;
+use crate::process::ProvisioningState;
+
+/// Returns TenantProvisioned.
+pub async fn run(
+    ctx: &Ctx,
+    req: &Request,
+    state: &ProvisioningState,
+    placed: &Placed<'_>,
+) -> Result<Vec<Body>, StepError> {
+    let tenant = req.tenant_id.as_str();
+    // Kept until now: a later step's rollback drops the site and its owner, and the operator's
+    // retry must be able to create the owner again.
+    ctx.forget_owner_password(tenant).await?;
+    let total = Utc::now() - req.requested_at;
+    Ok(vec![Body::TenantProvisioned(pb::TenantProvisioned {
+        tenant_id: tenant.to_owned(),
+        site: placed.site.to_string(),
+        bench: placed.bench_cfg.name.clone(),
+        url: placed.bench_cfg.public_url(placed.site.as_str()),
+        total_ms: u64::try_from(total.num_milliseconds()).unwrap_or(0),
+        from_standby: state.from_standby,
+    })])
+}

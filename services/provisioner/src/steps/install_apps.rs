@@ -1,0 +1,33 @@
+//! InstallApps: `install-app` for each of the plan's apps the site does not have yet.
+
+use frappe::AppName;
+use proto::v1::{self as pb, event::Body};
+use tokio::time::Instant;
+
+use super::{Placed, ms};
+use crate::context::Ctx;
+use crate::driver::Request;
+use crate::error::StepError;
+
+/// Installs the missing apps; returns AppsInstalled.
+pub async fn run(
+    ctx: &Ctx,
+    req: &Request,
+    placed: &Placed<'_>,
+    apps: &[AppName],
+    started: Instant,
+) -> Result<Vec<Body>, StepError> {
+    let slot = ctx
+        .slots
+        .acquire(&placed.bench_cfg.name, placed.limit())
+        .await;
+    let r = ctx.install_apps(placed.bench, &placed.site, apps).await;
+    slot.release().await;
+    r?;
+    Ok(vec![Body::AppsInstalled(pb::AppsInstalled {
+        tenant_id: req.tenant_id.clone(),
+        site: placed.site.to_string(),
+        apps: apps.iter().map(ToString::to_string).collect(),
+        duration_ms: ms(started.elapsed()),
+    })])
+}

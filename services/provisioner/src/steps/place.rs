@@ -1,0 +1,41 @@
+//! Place: a standby site from the warm pool if one matches, else the fitting bench with the
+//! fewest sites. A redelivery gets the placement recorded before.
+
+use frappe::AppName;
+use proto::v1::{self as pb, event::Body};
+
+use crate::context::Ctx;
+use crate::driver::Request;
+use crate::error::StepError;
+use crate::process;
+
+/// Chooses (or finds the recorded) placement; returns PlacementChosen.
+pub async fn run(ctx: &Ctx, req: &Request, apps: &[AppName]) -> Result<Vec<Body>, StepError> {
+    let tenant = req.tenant_id.as_str();
+    let rec = match ctx.placer.get(tenant).await? {
+        Some(rec) => rec,
+        None => match crate::standby::claim(ctx, tenant, &req.body.region, apps).await? {
+            Some(rec) => rec,
+            None => {
+                ctx.placer
+                    .place(&ctx.fleet, tenant, &req.body.region, apps)
+                    .await?
+            }
+        },
+    };
+    let (bench, _) = ctx.bench(&rec.bench)?;
+    let site = bench
+        .site_name(&req.body.subdomain)
+        .map_err(|e| StepError::Permanent(format!("site name: {e}")))?;
+    let db_name = rec
+        .standby
+        .as_ref()
+        .map_or_else(|| process::db_name_for(tenant), |s| s.db_name.clone());
+    Ok(vec![Body::PlacementChosen(pb::PlacementChosen {
+        tenant_id: tenant.to_owned(),
+        bench: rec.bench.clone(),
+        region: bench.region.clone(),
+        site: site.to_string(),
+        db_name,
+    })])
+}
