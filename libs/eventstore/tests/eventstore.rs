@@ -32,24 +32,6 @@ fn site_created(tenant: &str) -> NewEvent {
     }))
 }
 
-/// Polls `f` until it returns Some, for at most `limit` (a safety net, not a speed assertion).
-async fn eventually<T, F, Fut>(limit: Duration, mut f: F) -> Option<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if let Some(v) = f().await {
-            return Some(v);
-        }
-        if tokio::time::Instant::now() > deadline {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test]
 async fn two_writers_at_one_version_exactly_one_wins() {
     let store = store().await;
@@ -259,7 +241,7 @@ async fn unacked_events_are_redelivered_then_dead_lettered_and_retryable() {
         drop(d);
     }
     let dead_letters = store.dead_letters().await.unwrap();
-    let letter = eventually(Duration::from_secs(30), || async {
+    let letter = testkit::within(Duration::from_secs(30), || async {
         dead_letters.get("worker", seq).await.unwrap()
     })
     .await

@@ -4,13 +4,10 @@
 //! `VAULT_BENCH_CLIENTS` (default 50) and `VAULT_BENCH_OPS` (per client and operation, default
 //! 200) change the load.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-
 use std::time::{Duration, Instant};
 
 use secrecy::SecretSlice;
-use vault::VaultClient;
+use vault_client::VaultClient;
 
 fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -72,7 +69,7 @@ async fn main() -> anyhow::Result<()> {
     let ops = env_or("VAULT_BENCH_OPS", 200);
     // One database connection per client, as a production vault sized for this load would have.
     let vault =
-        common::spawn_vault_pooled(common::ring("k1", &[("k1", 1)]), n_clients as u32).await;
+        testkit::spawn_vault_pooled(testkit::ring("k1", &[("k1", 1)]), n_clients as u32).await;
     // Separate channels, so the 50 clients are 50 HTTP/2 connections, not one multiplexed one.
     let clients: Vec<VaultClient> = (0..n_clients)
         .map(|_| vault.client("provisioner"))

@@ -1,19 +1,17 @@
 //! Black-box tests of the vault against real PostgreSQL and NATS: what a client sees, plus what
 //! an attacker with the database would (not) see.
 
-mod common;
-
 use std::time::Duration;
 
 use base64::Engine as _;
-use common::{ring, spawn_vault, spawn_vault_with};
 use eventstore::{EventStore, StoreConfig};
 use proto::EventContext;
 use proto::v1::event::Body;
 use secrecy::{ExposeSecret, SecretSlice, SecretString};
 use sqlx::Row;
+use testkit::{ring, spawn_vault, spawn_vault_with};
 use tonic::Code;
-use vault::client::{AuditQuery, ClientError, SecretValue};
+use vault_client::{AuditQuery, ClientError, SecretValue};
 
 fn secret(s: &str) -> SecretSlice<u8> {
     SecretSlice::from(s.as_bytes().to_vec())
@@ -410,7 +408,8 @@ async fn unauthenticated_and_unauthorised_calls_are_refused_and_audited() {
         .unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated);
     let forged =
-        vault::VaultClient::connect(vault.endpoint(), &SecretString::from("forged")).unwrap();
+        vault_client::VaultClient::connect(vault.endpoint(), &SecretString::from("forged"))
+            .unwrap();
     assert_eq!(
         code(forged.get("vault://tenant/acme/api", "").await).0,
         Code::Unauthenticated
@@ -723,9 +722,9 @@ async fn client_retries_while_the_vault_is_unavailable() {
     let addr = probe.local_addr().unwrap();
     drop(probe);
     let token = SecretString::from("late-token");
-    let client = vault::VaultClient::connect(format!("http://{addr}"), &token)
+    let client = vault_client::VaultClient::connect(format!("http://{addr}"), &token)
         .unwrap()
-        .with_retry(vault::client::RetryPolicy {
+        .with_retry(vault_client::RetryPolicy {
             attempts: 50,
             initial_backoff: Duration::from_millis(50),
             max_backoff: Duration::from_millis(200),

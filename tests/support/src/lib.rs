@@ -1,12 +1,29 @@
-//! Test support shared by every crate's integration tests.
+//! Test support shared by every crate's integration tests (and benches).
 //!
-//! Tests talk to real servers (NATS with JetStream, PostgreSQL). Each test isolates itself with
-//! its own namespace (stream, subjects and KV buckets carry it) and its own database, so tests
-//! run in parallel and leave nothing behind that another test could see.
+//! Tests talk to real servers (NATS with JetStream, PostgreSQL, MariaDB for frappe-sim). Each
+//! test isolates itself with its own namespace (stream, subjects and KV buckets carry it) and its
+//! own database, so tests run in parallel and leave nothing behind that another test could see.
+//!
+//! - [`spawn_vault`], [`spawn_signup`], [`spawn_projection`]: the real services on port 0.
+//! - [`SimBench`]: a frappe-sim bench directory with its REST server, and its command log.
+//! - [`eventually`] / [`within`]: polling for eventually-visible state.
 
+mod services;
+mod sim;
+mod vault;
+
+use std::future::Future;
 use std::sync::Once;
+use std::time::Duration;
 
 use sqlx::{Connection, Executor, PgConnection, PgPool};
+
+pub use services::{TestProjection, TestSignup, projection_config, spawn_projection, spawn_signup};
+pub use sim::{SimBench, frappe_sim_bin, mariadb_has};
+pub use vault::{
+    CALLERS, TestVault, caller_token, key, ring, spawn_vault, spawn_vault_in, spawn_vault_pooled,
+    spawn_vault_with,
+};
 
 /// NATS server the tests use: `NATS_URL` or the local default.
 pub fn nats_url() -> String {
@@ -25,6 +42,21 @@ pub fn unique_namespace() -> String {
     let id = uuid::Uuid::now_v7().simple().to_string();
     // The random tail of a v7 uuid keeps names short yet unique across parallel tests.
     format!("t{}", &id[id.len() - 16..])
+}
+
+/// An event store in `namespace`.
+pub async fn event_store_in(namespace: &str) -> eventstore::EventStore {
+    eventstore::EventStore::connect(
+        &eventstore::StoreConfig::new(nats_url()).with_namespace(namespace.to_owned()),
+    )
+    .await
+    .expect("NATS with JetStream is reachable")
+}
+
+/// An event store in a fresh namespace.
+pub async fn event_store() -> eventstore::EventStore {
+    init_logging();
+    event_store_in(&unique_namespace()).await
 }
 
 /// A fresh, empty database on the test server. Returns its URL and a pool connected to it.
@@ -70,6 +102,36 @@ pub fn init_logging() {
     });
 }
 
+/// Polls `check` every 25 ms until it returns `Some`, for at most `limit`; `None` if it never did.
+pub async fn within<T, F, Fut>(limit: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = check().await {
+            return Some(v);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Polls `check` until it returns `Some`, for at most a minute — a liveness bound, not a timing
+/// assertion: it only fails a test that would otherwise hang.
+pub async fn eventually<T, F, Fut>(check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    within(Duration::from_secs(60), check)
+        .await
+        .expect("condition not reached within a minute")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,5 +155,21 @@ mod tests {
     #[test]
     fn namespaces_are_unique() {
         assert_ne!(unique_namespace(), unique_namespace());
+    }
+
+    #[tokio::test]
+    async fn within_gives_up_and_eventually_returns_the_value() {
+        assert_eq!(
+            within(Duration::from_millis(60), || async { None::<u8> }).await,
+            None
+        );
+        let mut n = 0;
+        let v = eventually(|| {
+            n += 1;
+            let done = n >= 3;
+            async move { done.then_some(n) }
+        })
+        .await;
+        assert_eq!(v, 3);
     }
 }

@@ -3,13 +3,9 @@
 //! projection spawned on port 0 against a fresh database.
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
 
-use eventstore::{Body, EventStore, NewEvent, RecordedEvent, StoreConfig};
-use projection::{Application, Config, ConsumerStats, Store};
+use eventstore::{Body, EventStore, NewEvent, RecordedEvent};
+use projection::Config;
 use proto::v1 as pb;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -17,23 +13,11 @@ use tenancy::{
     Actor, Command, Email, OrganisationName, PersonName, PlanId, Region, Status, Subdomain,
     TenantId, TenantState, VaultRef,
 };
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 /// A seeded RNG; the seed is printed so a failure can be replayed.
 pub fn rng(seed: u64) -> StdRng {
     eprintln!("random seed: {seed}");
     StdRng::seed_from_u64(seed)
-}
-
-/// An event store in a fresh namespace.
-pub async fn event_store() -> EventStore {
-    testkit::init_logging();
-    EventStore::connect(
-        &StoreConfig::new(testkit::nats_url()).with_namespace(testkit::unique_namespace()),
-    )
-    .await
-    .expect("NATS with JetStream is reachable")
 }
 
 const PLANS: [&str; 4] = ["free", "starter", "pro", "enterprise"];
@@ -43,11 +27,11 @@ fn request(rng: &mut StdRng, n: usize) -> Command {
     let id = TenantId::new();
     Command::RequestTenant {
         tenant_id: id,
-        subdomain: Subdomain::parse(&format!("org{n}x{}", rng.gen_range(0..1000))).unwrap(),
+        subdomain: Subdomain::parse(&format!("org{n}x{}", rng.random_range(0..1000))).unwrap(),
         organisation: OrganisationName::parse(&format!("Org {n}")).unwrap(),
         owner_email: Email::parse(&format!("owner{n}@example.com")).unwrap(),
         owner_name: PersonName::parse(&format!("Owner {n}")).unwrap(),
-        plan: PlanId::parse(PLANS[rng.gen_range(0..PLANS.len())]).unwrap(),
+        plan: PlanId::parse(PLANS[rng.random_range(0..PLANS.len())]).unwrap(),
         region: Region::parse("eu-central").unwrap(),
         password_ref: VaultRef::for_tenant(&id, "owner-password").unwrap(),
         idempotency_key: None,
@@ -69,7 +53,7 @@ fn provisioning_step(t: &str, step: usize, bench: &str, site: &str, rng: &mut St
             site: site.into(),
             db_name: "db".into(),
         }),
-        1 if rng.gen_bool(0.3) => Body::StandbySiteClaimed(pb::StandbySiteClaimed {
+        1 if rng.random_bool(0.3) => Body::StandbySiteClaimed(pb::StandbySiteClaimed {
             tenant_id: t,
             standby_id: "standby-1".into(),
             bench: bench.into(),
@@ -80,7 +64,7 @@ fn provisioning_step(t: &str, step: usize, bench: &str, site: &str, rng: &mut St
             tenant_id: t,
             bench: bench.into(),
             site: site.into(),
-            duration_ms: rng.gen_range(1000..30000),
+            duration_ms: rng.random_range(1000..30000),
             ..Default::default()
         }),
         2 => Body::AppsInstalled(pb::AppsInstalled {
@@ -113,14 +97,14 @@ fn provisioning_step(t: &str, step: usize, bench: &str, site: &str, rng: &mut St
             tenant_id: t,
             site: site.into(),
             user: "automation".into(),
-            activation_ms: rng.gen_range(1..500),
+            activation_ms: rng.random_range(1..500),
         }),
         _ => Body::TenantProvisioned(pb::TenantProvisioned {
             tenant_id: t,
             site: site.into(),
             bench: bench.into(),
             url: format!("https://{site}"),
-            total_ms: rng.gen_range(1000..40000),
+            total_ms: rng.random_range(1000..40000),
             from_standby: false,
         }),
     }
@@ -129,7 +113,7 @@ fn provisioning_step(t: &str, step: usize, bench: &str, site: &str, rng: &mut St
 /// A fact that changes no status, from any context.
 fn side_fact(t: &str, rng: &mut StdRng) -> Body {
     let t = t.to_owned();
-    match rng.gen_range(0..7) {
+    match rng.random_range(0..7) {
         0 => Body::SiteBackedUp(pb::SiteBackedUp {
             tenant_id: t,
             site: "s".into(),
@@ -138,7 +122,7 @@ fn side_fact(t: &str, rng: &mut StdRng) -> Body {
         }),
         1 => Body::UsageRecorded(pb::UsageRecorded {
             tenant_id: t,
-            users: rng.gen_range(1..50),
+            users: rng.random_range(1..50),
             database_mb: 120,
             storage_mb: 80,
             measured_at: None,
@@ -165,7 +149,7 @@ fn side_fact(t: &str, rng: &mut StdRng) -> Body {
         5 => Body::PlanChanged(pb::PlanChanged {
             tenant_id: t,
             from_plan: String::new(),
-            to_plan: PLANS[rng.gen_range(0..PLANS.len())].into(),
+            to_plan: PLANS[rng.random_range(0..PLANS.len())].into(),
         }),
         _ => Body::SubscriptionStarted(pb::SubscriptionStarted {
             tenant_id: t,
@@ -179,7 +163,7 @@ fn side_fact(t: &str, rng: &mut StdRng) -> Body {
 /// A fact that is usually out of place (the fold must ignore it where it is illegal).
 fn stray_fact(t: &str, rng: &mut StdRng) -> Body {
     let t = t.to_owned();
-    match rng.gen_range(0..4) {
+    match rng.random_range(0..4) {
         0 => Body::SiteResumed(pb::SiteResumed {
             tenant_id: t,
             site: "s".into(),
@@ -213,12 +197,12 @@ pub fn lifecycle(rng: &mut StdRng, n: usize, max_events: usize) -> Vec<Body> {
         out.push(b);
     }
     let t = state.tenant_id.clone();
-    let bench = BENCHES[rng.gen_range(0..BENCHES.len())];
+    let bench = BENCHES[rng.random_range(0..BENCHES.len())];
     let site = format!("{}.erp.example.com", state.subdomain);
     let mut step = 0usize;
-    let target = rng.gen_range(1..=max_events.max(1));
+    let target = rng.random_range(1..=max_events.max(1));
     while out.len() < target {
-        let roll: f64 = rng.r#gen();
+        let roll: f64 = rng.random();
         let mut events: Vec<Body> = Vec::new();
         if roll < 0.04 {
             events.push(stray_fact(&t, rng));
@@ -239,7 +223,7 @@ pub fn lifecycle(rng: &mut StdRng, n: usize, max_events: usize) -> Vec<Body> {
                             tenant_id: t.clone(),
                             step: 2,
                             reason: "new-site failed: database exists".into(),
-                            retryable: rng.gen_bool(0.7),
+                            retryable: rng.random_bool(0.7),
                         }));
                     } else {
                         events.push(provisioning_step(&t, step.min(7), bench, &site, rng));
@@ -247,13 +231,13 @@ pub fn lifecycle(rng: &mut StdRng, n: usize, max_events: usize) -> Vec<Body> {
                     }
                 }
                 Status::Active => {
-                    let cmd = match rng.gen_range(0..10) {
+                    let cmd = match rng.random_range(0..10) {
                         0..=2 => Some(Command::Suspend {
                             reason: "unpaid".into(),
                             actor: op(),
                         }),
                         3 => Some(Command::ChangePlan {
-                            plan: PlanId::parse(PLANS[rng.gen_range(0..PLANS.len())]).unwrap(),
+                            plan: PlanId::parse(PLANS[rng.random_range(0..PLANS.len())]).unwrap(),
                             actor: op(),
                         }),
                         4 => Some(Command::Delete {
@@ -264,7 +248,7 @@ pub fn lifecycle(rng: &mut StdRng, n: usize, max_events: usize) -> Vec<Body> {
                     };
                     match cmd {
                         Some(c) => events.extend(tenancy::decide(&state, c).unwrap_or_default()),
-                        None if state.pending.is_some() && rng.gen_bool(0.6) => {
+                        None if state.pending.is_some() && rng.random_bool(0.6) => {
                             events.push(Body::SiteSuspended(pb::SiteSuspended {
                                 tenant_id: t.clone(),
                                 site: site.clone(),
@@ -275,13 +259,13 @@ pub fn lifecycle(rng: &mut StdRng, n: usize, max_events: usize) -> Vec<Body> {
                     }
                 }
                 Status::Suspended => {
-                    if state.pending.is_some() && rng.gen_bool(0.6) {
+                    if state.pending.is_some() && rng.random_bool(0.6) {
                         events.push(Body::SiteResumed(pb::SiteResumed {
                             tenant_id: t.clone(),
                             site: site.clone(),
                         }));
                     } else {
-                        let cmd = if rng.gen_bool(0.8) {
+                        let cmd = if rng.random_bool(0.8) {
                             Command::Resume {
                                 reason: "paid".into(),
                                 actor: op(),
@@ -296,7 +280,7 @@ pub fn lifecycle(rng: &mut StdRng, n: usize, max_events: usize) -> Vec<Body> {
                     }
                 }
                 Status::Failed => {
-                    if rng.gen_bool(0.2) {
+                    if rng.random_bool(0.2) {
                         events.push(Body::SiteRolledBack(pb::SiteRolledBack {
                             tenant_id: t.clone(),
                             bench: bench.into(),
@@ -304,7 +288,7 @@ pub fn lifecycle(rng: &mut StdRng, n: usize, max_events: usize) -> Vec<Body> {
                             method: "directory_removed".into(),
                         }));
                     }
-                    let cmd = if rng.gen_bool(0.8) {
+                    let cmd = if rng.random_bool(0.8) {
                         step = 0;
                         Command::RetryProvisioning {
                             reason: "fixed".into(),
@@ -352,7 +336,7 @@ pub async fn append_interleaved(
         if histories.is_empty() {
             return last;
         }
-        let i = rng.gen_range(0..histories.len());
+        let i = rng.random_range(0..histories.len());
         let body = histories[i].pop().expect("non-empty");
         last = append(store, &mut versions, body).await;
     }
@@ -395,107 +379,20 @@ pub fn fold(events: &[RecordedEvent]) -> TenantState {
     tenancy::fold_events(&envelopes)
 }
 
-/// A running projection.
-pub struct TestProjection {
-    /// gRPC address.
-    pub addr: SocketAddr,
-    /// The read-model store.
-    pub store: Store,
-    /// Consumer counters.
-    pub stats: Arc<ConsumerStats>,
-    /// Database URL.
-    pub database_url: String,
-    stop: Option<oneshot::Sender<()>>,
-    handle: Option<JoinHandle<Result<(), projection::Error>>>,
-}
-
-impl TestProjection {
-    /// `http://<addr>`.
-    pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// A gRPC client.
-    pub async fn client(
-        &self,
-    ) -> pb::tenant_directory_client::TenantDirectoryClient<tonic::transport::Channel> {
-        pb::tenant_directory_client::TenantDirectoryClient::connect(self.endpoint())
-            .await
-            .expect("connect to projection")
-    }
-
-    /// Stops it and waits.
-    pub async fn stop(mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(h) = self.handle.take() {
-            h.await.expect("projection task").expect("projection run");
-        }
-    }
-
-    /// Waits until the active generation has applied `sequence`.
-    pub async fn caught_up(&self, sequence: u64) {
-        self.store
-            .wait_for(sequence, Duration::from_secs(120))
-            .await
-            .expect("projection catches up");
-    }
-}
+#[allow(unused_imports)] // each test binary uses a part
+pub use testkit::{TestProjection, event_store, eventually};
 
 /// A config for `events`' namespace and a fresh database.
 pub async fn config(events: &EventStore) -> Config {
-    let (url, _pool) = testkit::fresh_database().await.expect("fresh database");
-    let mut c = Config::new(url, testkit::nats_url());
-    c.listen_addr = SocketAddr::from(([127, 0, 0, 1], 0));
-    c.nats.namespace = events.config().namespace.clone();
-    c.database_max_connections = 5;
-    c.ack_wait_ms = 1_000;
-    c
+    testkit::projection_config(&events.config().namespace).await
 }
 
 /// The projection on port 0 with `config`.
 pub async fn spawn_with(config: Config) -> TestProjection {
-    let database_url = config.database.database_url.clone();
-    let app = Application::build(config).await.expect("projection builds");
-    let addr = app.local_addr();
-    let store = app.store().clone();
-    let stats = app.stats();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let handle = tokio::spawn(app.run_until_stopped(async move {
-        let _ = stopped.await;
-    }));
-    TestProjection {
-        addr,
-        store,
-        stats,
-        database_url,
-        stop: Some(stop),
-        handle: Some(handle),
-    }
+    testkit::spawn_projection(config).await
 }
 
 /// The projection for `events` on a fresh database.
 pub async fn spawn_projection(events: &EventStore) -> TestProjection {
     spawn_with(config(events).await).await
-}
-
-/// Polls `check` until it returns `Some`, for at most a minute (a liveness bound, not a timing
-/// assertion: it only fails a test that would otherwise hang).
-pub async fn eventually<T, F, Fut>(mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "condition not reached within a minute"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
 }

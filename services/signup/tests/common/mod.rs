@@ -1,23 +1,20 @@
 #![allow(dead_code)] // shared by several test binaries and the bench; each uses a part
 //! `spawn_stack()`: the real vault (fresh PostgreSQL database) and the real signup gateway, both
-//! on 127.0.0.1:0 in one isolated NATS namespace, plus clients and an event-store handle.
+//! on 127.0.0.1:0 in one isolated NATS namespace (from `testkit`), plus what signup tests share:
+//! clients, requests and assertions.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
-use eventstore::{EventContext, EventStore, NewEvent, RecordedEvent, StoreConfig};
+use eventstore::{EventContext, EventStore, NewEvent, RecordedEvent};
 use proto::v1::SignupRequest;
 use proto::v1::event::Body;
 use proto::v1::signup_service_client::SignupServiceClient;
 use proto::v1::tenant_admin_client::TenantAdminClient;
 use secrecy::SecretString;
 use signup::Config;
-use svc::{NatsArgs, Shutdown};
+use testkit::{TestSignup, TestVault};
 use tonic::transport::Channel;
 use tonic::{Code, Status};
-use vault::crypto::KEY_LEN;
-use vault::{AclConfig, KeyRing};
-use zeroize::Zeroizing;
 
 /// The admin token every test stack accepts.
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
@@ -29,27 +26,18 @@ pub const PASSWORD: &str = "violet tractor 19 spoons";
 pub struct TestStack {
     /// Signup gRPC address.
     pub addr: SocketAddr,
-    /// Vault gRPC address.
-    pub vault_addr: SocketAddr,
     /// The namespace both use.
     pub namespace: String,
     /// The event store of that namespace.
     pub store: EventStore,
-    signup_stop: Shutdown,
-    vault_stop: Shutdown,
-}
-
-impl Drop for TestStack {
-    fn drop(&mut self) {
-        self.signup_stop.trigger();
-        self.vault_stop.trigger();
-    }
+    signup: TestSignup,
+    _vault: TestVault,
 }
 
 impl TestStack {
     /// `http://<addr>`.
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        self.signup.endpoint()
     }
 
     /// A typed signup client.
@@ -91,10 +79,9 @@ impl TestStack {
             .expect("append provisioning events")
     }
 
-    /// Stops both services.
+    /// Stops the gateway (the vault stops when the stack is dropped).
     pub fn stop(&self) {
-        self.signup_stop.trigger();
-        self.vault_stop.trigger();
+        self.signup.stop();
     }
 }
 
@@ -161,97 +148,20 @@ pub async fn spawn_stack_pooled(
     max_connections: u32,
 ) -> TestStack {
     testkit::init_logging();
-    let namespace = testkit::unique_namespace();
-    let (vault_addr, token, vault_stop) = spawn_vault(&namespace, max_connections).await;
-    let mut config = Config::new(
-        NatsArgs {
-            nats_url: testkit::nats_url(),
-            namespace: namespace.clone(),
-        },
-        format!("http://{vault_addr}"),
-        token,
-    );
-    config.listen_addr = SocketAddr::from(([127, 0, 0, 1], 0));
-    config.admin_tokens = vec![SecretString::from(ADMIN_TOKEN)];
-    config.cors_origins = vec!["https://app.example.com".to_owned()];
-    tweak(&mut config);
-    let app = signup::Application::build(config)
-        .await
-        .expect("signup builds");
-    let addr = app.local_addr();
-    let signup_stop = Shutdown::new();
-    let stop = signup_stop.clone();
-    tokio::spawn(async move {
-        if let Err(e) = app
-            .run_until_stopped(async move { stop.wait().await })
-            .await
-        {
-            eprintln!("signup stopped with an error: {e}");
-        }
-    });
-    let store = EventStore::connect(
-        &StoreConfig::new(testkit::nats_url()).with_namespace(namespace.clone()),
-    )
-    .await
-    .expect("event store");
+    let vault =
+        testkit::spawn_vault_pooled(testkit::ring("k1", &[("k1", 7)]), max_connections).await;
+    let signup = testkit::spawn_signup(&vault, |config| {
+        config.admin_tokens = vec![SecretString::from(ADMIN_TOKEN)];
+        config.cors_origins = vec!["https://app.example.com".to_owned()];
+        tweak(config);
+    })
+    .await;
+    let store = testkit::event_store_in(&vault.namespace).await;
     TestStack {
-        addr,
-        vault_addr,
-        namespace,
+        addr: signup.addr,
+        namespace: vault.namespace.clone(),
         store,
-        signup_stop,
-        vault_stop,
+        signup,
+        _vault: vault,
     }
-}
-
-/// The real vault on a fresh database, in `namespace`; returns its address, the `signup`
-/// caller's token and its stop signal.
-pub async fn spawn_vault(
-    namespace: &str,
-    max_connections: u32,
-) -> (SocketAddr, SecretString, Shutdown) {
-    let (database_url, _pool) = testkit::fresh_database().await.expect("fresh database");
-    let token = SecretString::from(format!("signup-token-{namespace}"));
-    let acl = AclConfig::default_policy().with_token("signup", &token);
-    let keyring =
-        KeyRing::new("k1", [("k1".to_owned(), Zeroizing::new([7u8; KEY_LEN]))]).expect("key ring");
-    let mut config = vault::Config::new(
-        SecretString::from(database_url),
-        testkit::nats_url(),
-        keyring,
-        acl,
-    );
-    config.listen_addr = SocketAddr::from(([127, 0, 0, 1], 0));
-    config.namespace = namespace.to_owned();
-    config.database_max_connections = max_connections;
-    let app = vault::Application::build(config)
-        .await
-        .expect("vault builds");
-    let addr = app.local_addr();
-    let stop = Shutdown::new();
-    let wait = stop.clone();
-    tokio::spawn(async move {
-        if let Err(e) = app
-            .run_until_stopped(async move { wait.wait().await })
-            .await
-        {
-            eprintln!("vault stopped with an error: {e}");
-        }
-    });
-    (addr, token, stop)
-}
-
-/// Polls `f` until it returns `Some`, for at most ~10 s (for eventually-visible state).
-pub async fn eventually<T, F, Fut>(mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    for _ in 0..200 {
-        if let Some(v) = f().await {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("condition not reached");
 }

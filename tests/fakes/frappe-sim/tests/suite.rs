@@ -6,9 +6,8 @@
 //! uniquely named sites; databases left behind are dropped when the bench is dropped.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
@@ -21,8 +20,7 @@ use frappe::{
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use sqlx::{Connection, Row};
-
-const SIM: &str = env!("CARGO_BIN_EXE_frappe-sim");
+use testkit::SimBench;
 
 fn secret(s: &str) -> SecretString {
     s.to_owned().into()
@@ -40,75 +38,23 @@ struct Target {
     _sim: Option<SimBench>,
 }
 
-/// A frappe-sim bench dir plus its running server; dropping it kills the server and drops
-/// every database the bench's sites still name.
-struct SimBench {
-    dir: tempfile::TempDir,
-    server: Child,
-}
-
-impl Drop for SimBench {
-    fn drop(&mut self) {
-        let _ = self.server.kill();
-        let _ = self.server.wait();
-        let _ = Command::new(SIM)
-            .args(["sim-purge", "--db-root-password="])
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
-}
-
 fn spawn_sim(sim_toml: Option<&str>, env: &[(&str, &str)]) -> Target {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let st = Command::new(SIM)
-        .args(["sim-init", "--apps", "erpnext,provtest"])
-        .current_dir(dir.path())
-        .status()
-        .expect("run frappe-sim sim-init");
-    assert!(st.success());
-    if let Some(toml) = sim_toml {
-        std::fs::write(dir.path().join("sim.toml"), toml).unwrap();
-    }
-    let mut server = Command::new(SIM)
-        .args(["serve", "--port", "0"])
-        .current_dir(dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn frappe-sim serve");
-    let mut line = String::new();
-    BufReader::new(server.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base_url = line
-        .trim()
-        .strip_prefix("Listening on ")
-        .expect("listening line")
-        .to_owned();
+    let sim = SimBench::spawn("erpnext,provtest", sim_toml);
     let env: BTreeMap<String, String> = env
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect();
-    let bench = Bench::new(RunnerConfig::Local {
-        bench_dir: dir.path().to_path_buf(),
-        bench_bin: SIM.into(),
-        env,
-    });
     Target {
         name: "frappe-sim",
-        bench,
-        bench_dir: dir.path().to_path_buf(),
-        base_url,
+        bench: Bench::new(sim.runner_with_env(env)),
+        bench_dir: sim.path().to_path_buf(),
+        base_url: sim.base_url.clone(),
         db_root: DbRoot {
             username: "root".into(),
             password: secret(""),
         },
         extra_app: Some(AppName::parse("provtest").unwrap()),
-        _sim: Some(SimBench { dir, server }),
+        _sim: Some(sim),
     }
 }
 

@@ -1,0 +1,206 @@
+//! `spawn_vault()`: the real vault on 127.0.0.1:0 against a fresh PostgreSQL database, with one
+//! token per caller of the default ACL and a typed client per caller.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use secrecy::SecretString;
+use sqlx::PgPool;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use vault::crypto::KEY_LEN;
+use vault::{AclConfig, Config, KeyRing, VaultError};
+use vault_client::VaultClient;
+use zeroize::Zeroizing;
+
+/// The callers of the default ACL; each gets a token.
+pub const CALLERS: [&str; 5] = [
+    "signup",
+    "provisioner",
+    "identity",
+    "operator",
+    "projection",
+];
+
+/// A test key: 32 copies of `b`.
+pub fn key(b: u8) -> Zeroizing<[u8; KEY_LEN]> {
+    Zeroizing::new([b; KEY_LEN])
+}
+
+/// A key ring with `active` among `keys` (id, byte).
+pub fn ring(active: &str, keys: &[(&str, u8)]) -> KeyRing {
+    KeyRing::new(
+        active,
+        keys.iter().map(|(id, b)| ((*id).to_owned(), key(*b))),
+    )
+    .expect("valid test key ring")
+}
+
+/// The token of `caller` in a test namespace: derived from the namespace, so a restarted vault
+/// (or a service in a child process) can be given the same one.
+pub fn caller_token(namespace: &str, caller: &str) -> SecretString {
+    SecretString::from(format!("test-token-{namespace}-{caller}"))
+}
+
+/// A running vault. Dropping it stops it.
+pub struct TestVault {
+    /// gRPC address.
+    pub addr: SocketAddr,
+    /// PostgreSQL URL of its database.
+    pub database_url: String,
+    /// Pool on its database (tables are in schema `vault`).
+    pub pool: PgPool,
+    /// Event-store namespace.
+    pub namespace: String,
+    /// Token per caller.
+    pub tokens: BTreeMap<String, SecretString>,
+    /// The registry the vault's metrics are in.
+    pub metrics: svc::Metrics,
+    stop: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<Result<(), VaultError>>>,
+}
+
+impl TestVault {
+    /// `http://<addr>`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The token of `caller`.
+    pub fn token(&self, caller: &str) -> SecretString {
+        self.tokens
+            .get(caller)
+            .unwrap_or_else(|| panic!("no caller {caller}"))
+            .clone()
+    }
+
+    /// A typed client authenticated as `caller`.
+    pub fn client(&self, caller: &str) -> VaultClient {
+        VaultClient::connect(self.endpoint(), &self.token(caller)).expect("valid endpoint")
+    }
+
+    /// Stops the vault and waits for it.
+    pub async fn stop(mut self) {
+        self.shutdown().await;
+    }
+
+    async fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(handle) = self.handle.take() {
+            handle
+                .await
+                .expect("vault task panicked")
+                .expect("vault failed");
+        }
+    }
+
+    /// Stops this vault and starts another on the same database and namespace with `keyring`
+    /// (what an operator does to add or remove a key-encryption key).
+    pub async fn restart_with(mut self, keyring: KeyRing) -> TestVault {
+        self.shutdown().await;
+        start(
+            self.database_url.clone(),
+            self.pool.clone(),
+            self.namespace.clone(),
+            keyring,
+            TEST_POOL,
+        )
+        .await
+    }
+}
+
+impl Drop for TestVault {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Pool size of test vaults: small, since many tests run in parallel on one PostgreSQL server.
+const TEST_POOL: u32 = 5;
+
+/// A vault with a one-key ring (`k1`) in a fresh namespace.
+pub async fn spawn_vault() -> TestVault {
+    spawn_vault_with(ring("k1", &[("k1", 1)])).await
+}
+
+/// A vault with a one-key ring in `namespace` (a stack of services sharing one event store).
+pub async fn spawn_vault_in(namespace: &str) -> TestVault {
+    crate::init_logging();
+    let (database_url, pool) = crate::fresh_database().await.expect("fresh database");
+    start(
+        database_url,
+        pool,
+        namespace.to_owned(),
+        ring("k1", &[("k1", 1)]),
+        TEST_POOL,
+    )
+    .await
+}
+
+/// A vault with the given key ring, on a fresh database and namespace.
+pub async fn spawn_vault_with(keyring: KeyRing) -> TestVault {
+    spawn_vault_pooled(keyring, TEST_POOL).await
+}
+
+/// A vault with the given key ring and database pool size, on a fresh database and namespace.
+pub async fn spawn_vault_pooled(keyring: KeyRing, max_connections: u32) -> TestVault {
+    crate::init_logging();
+    let (database_url, pool) = crate::fresh_database().await.expect("fresh database");
+    start(
+        database_url,
+        pool,
+        crate::unique_namespace(),
+        keyring,
+        max_connections,
+    )
+    .await
+}
+
+async fn start(
+    database_url: String,
+    pool: PgPool,
+    namespace: String,
+    keyring: KeyRing,
+    max_connections: u32,
+) -> TestVault {
+    let mut acl = AclConfig::default_policy();
+    let mut tokens = BTreeMap::new();
+    for caller in CALLERS {
+        let t = caller_token(&namespace, caller);
+        acl = acl.with_token(caller, &t);
+        tokens.insert(caller.to_owned(), t);
+    }
+    let mut config = Config::new(
+        SecretString::from(database_url.clone()),
+        crate::nats_url(),
+        keyring,
+        acl,
+    );
+    config.listen_addr = SocketAddr::from(([127, 0, 0, 1], 0));
+    config.namespace = namespace.clone();
+    config.database_max_connections = max_connections;
+    let app = vault::Application::build(config)
+        .await
+        .expect("vault builds");
+    let metrics = svc::Metrics::new();
+    app.register_metrics(&metrics);
+    let addr = app.local_addr();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let handle = tokio::spawn(app.run_until_stopped(async move {
+        let _ = stopped.await;
+    }));
+    TestVault {
+        addr,
+        database_url,
+        pool,
+        namespace,
+        tokens,
+        metrics,
+        stop: Some(stop),
+        handle: Some(handle),
+    }
+}
