@@ -1,120 +1,130 @@
-//! In-process sliding-window rate limits (per client address, per email).
+//! In-process rate limits over string keys (client address, email), on `governor`'s GCRA.
 //!
-//! Each key keeps the instants of its last `limit` accepted requests; a request is accepted when
-//! fewer than `limit` of them fall inside the window. That is exact ("at most N in any window"),
-//! and memory per key is bounded by the limit. The budget lives in this process: with several
-//! gateway instances behind a balancer each one enforces the limit on its own, so the effective
-//! limit is N × instances; a shared budget (NATS KV counters) can replace this later without
-//! changing callers.
+//! A key may spend `limit` requests at once and then earns one back every `window / limit`:
+//! "`limit` per window" without the bursts at window edges that fixed windows allow. The budget
+//! lives in this process: with several gateway instances behind a balancer each enforces it on
+//! its own, so the effective limit is N × instances; a shared budget (NATS KV counters) can
+//! replace this without changing callers.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::num::NonZeroU32;
+use std::time::Duration;
 
-/// How many checks pass between sweeps of idle keys.
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::NoOpMiddleware;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota, RateLimiter as Gcra};
+
+/// How many checks pass between sweeps of keys whose budget is full again.
 const SWEEP_EVERY: u64 = 1024;
 
-/// A sliding-window limiter over string keys. `limit == 0` disables it.
-#[derive(Debug)]
-pub struct RateLimiter {
-    limit: usize,
-    window: Duration,
-    // A plain mutex: the critical section is a few deque operations, never held across an await.
-    state: Mutex<State>,
+/// governor's keyed limiter over `C`.
+type Keyed<C> =
+    Gcra<String, DefaultKeyedStateStore<String>, C, NoOpMiddleware<<C as Clock>::Instant>>;
+
+/// A keyed limiter. `limit == 0` disables it.
+pub struct RateLimiter<C: Clock + Clone = DefaultClock> {
+    // `None` when disabled.
+    inner: Option<Keyed<C>>,
+    clock: C,
+    checks: std::sync::atomic::AtomicU64,
 }
 
-#[derive(Debug, Default)]
-struct State {
-    hits: HashMap<String, VecDeque<Instant>>,
-    checks: u64,
+impl<C: Clock + Clone> std::fmt::Debug for RateLimiter<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimiter")
+            .field("enabled", &self.inner.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl RateLimiter {
-    /// At most `limit` requests per key in any `window`.
+    /// At most `limit` requests per key per `window` (sustained), `limit` at once.
     pub fn new(limit: u32, window: Duration) -> Self {
+        Self::with_clock(limit, window, DefaultClock::default())
+    }
+}
+
+impl<C: Clock + Clone> RateLimiter<C> {
+    /// [`RateLimiter::new`] on another clock (tests use a fake one).
+    pub fn with_clock(limit: u32, window: Duration, clock: C) -> Self {
+        let inner = NonZeroU32::new(limit).and_then(|burst| {
+            let period = (window / burst.get()).max(Duration::from_nanos(1));
+            Quota::with_period(period)
+                .map(|q| Gcra::dashmap_with_clock(q.allow_burst(burst), clock.clone()))
+        });
         Self {
-            limit: limit as usize,
-            window,
-            state: Mutex::new(State::default()),
+            inner,
+            clock,
+            checks: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
-    /// Records a request for `key` at `now`; `Err(retry_after)` when the key is over its limit
-    /// (a refused request does not use up budget).
-    pub fn check(&self, key: &str, now: Instant) -> Result<(), Duration> {
-        if self.limit == 0 {
+    /// Spends one request of `key`'s budget; `Err(retry_after)` when it has none left (a
+    /// refused request does not spend budget).
+    pub fn check(&self, key: &str) -> Result<(), Duration> {
+        let Some(limiter) = &self.inner else {
             return Ok(());
+        };
+        let n = self
+            .checks
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if n % SWEEP_EVERY == SWEEP_EVERY - 1 {
+            // Keys whose budget has refilled hold no information: drop them so memory follows
+            // the number of recently active clients, not every client ever seen.
+            limiter.retain_recent();
         }
-        // A poisoned lock only means another request panicked mid-update; the counters are
-        // still usable, and refusing every signup would be worse.
-        let mut state = self
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        state.checks += 1;
-        if state.checks.is_multiple_of(SWEEP_EVERY) {
-            let window = self.window;
-            state.hits.retain(|_, q| {
-                q.back()
-                    .is_some_and(|last| now.saturating_duration_since(*last) < window)
-            });
-        }
-        let hits = state.hits.entry(key.to_owned()).or_default();
-        while hits
-            .front()
-            .is_some_and(|t| now.saturating_duration_since(*t) >= self.window)
-        {
-            hits.pop_front();
-        }
-        if hits.len() >= self.limit {
-            let oldest = hits.front().copied().unwrap_or(now);
-            let retry_after = self
-                .window
-                .saturating_sub(now.saturating_duration_since(oldest));
-            return Err(retry_after);
-        }
-        hits.push_back(now);
-        Ok(())
+        limiter
+            .check_key(&key.to_owned())
+            .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
+    }
+
+    /// Keys currently tracked (for tests of the sweep).
+    pub fn tracked_keys(&self) -> usize {
+        self.inner.as_ref().map_or(0, Gcra::len)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use governor::clock::FakeRelativeClock;
+
     use super::*;
 
     #[test]
-    fn the_limit_plus_one_is_refused_until_the_window_slides() {
-        let limiter = RateLimiter::new(3, Duration::from_secs(60));
-        let t0 = Instant::now();
-        for i in 0..3 {
-            assert!(limiter.check("a", t0 + Duration::from_secs(i)).is_ok());
+    fn the_limit_plus_one_is_refused_until_budget_is_earned_back() {
+        let clock = FakeRelativeClock::default();
+        let limiter = RateLimiter::with_clock(3, Duration::from_secs(60), clock.clone());
+        for _ in 0..3 {
+            assert!(limiter.check("a").is_ok());
         }
-        let retry = limiter
-            .check("a", t0 + Duration::from_secs(10))
-            .unwrap_err();
-        assert_eq!(retry, Duration::from_secs(50));
+        let retry = limiter.check("a").unwrap_err();
+        // One request is earned back every 20 s.
+        assert_eq!(retry, Duration::from_secs(20));
         // Other keys have their own budget.
-        assert!(limiter.check("b", t0 + Duration::from_secs(10)).is_ok());
-        // The first hit leaves the window at t0 + 60 s.
-        assert!(limiter.check("a", t0 + Duration::from_secs(60)).is_ok());
-        assert!(limiter.check("a", t0 + Duration::from_secs(60)).is_err());
+        assert!(limiter.check("b").is_ok());
+        clock.advance(Duration::from_secs(20));
+        assert!(limiter.check("a").is_ok());
+        assert!(limiter.check("a").is_err());
     }
 
     #[test]
     fn zero_disables_and_idle_keys_are_swept() {
         let off = RateLimiter::new(0, Duration::from_secs(1));
-        let t0 = Instant::now();
-        assert!((0..100).all(|_| off.check("a", t0).is_ok()));
+        assert!((0..100).all(|_| off.check("a").is_ok()));
 
-        let limiter = RateLimiter::new(1, Duration::from_secs(1));
+        let clock = FakeRelativeClock::default();
+        let limiter = RateLimiter::with_clock(1, Duration::from_secs(1), clock.clone());
         for i in 0..SWEEP_EVERY {
-            let _ = limiter.check(&format!("k{i}"), t0);
+            let _ = limiter.check(&format!("k{i}"));
         }
-        let later = t0 + Duration::from_secs(5);
-        for i in 0..SWEEP_EVERY {
-            let _ = limiter.check("same", later + Duration::from_secs(i));
+        clock.advance(Duration::from_secs(5));
+        for _ in 0..SWEEP_EVERY {
+            let _ = limiter.check("same");
         }
-        let keys = limiter.state.lock().unwrap().hits.len();
-        assert!(keys < 10, "{keys} keys kept");
+        assert!(
+            limiter.tracked_keys() < 10,
+            "{} keys kept",
+            limiter.tracked_keys()
+        );
     }
 }

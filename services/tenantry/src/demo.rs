@@ -70,7 +70,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let mut signup = SignupServiceClient::new(connect(&args.signup_url, deadline).await?);
     let mut directory = TenantDirectoryClient::new(connect(&args.directory_url, deadline).await?);
 
-    let suffix: u16 = rand::thread_rng().r#gen();
+    let suffix: u16 = rand::rng().random();
     let organisation = format!("{} {suffix:04x}", args.organisation);
     let check = signup
         .check_subdomain(CheckSubdomainRequest {
@@ -83,8 +83,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let subdomain = check.suggestion;
     let email = format!("owner-{suffix:04x}@example.com");
     // A fresh random password for the demo owner; shown once below so the person can log in.
-    let password: String = rand::thread_rng()
-        .sample_iter(rand::distributions::Alphanumeric)
+    let password: String = rand::rng()
+        .sample_iter(rand::distr::Alphanumeric)
         .take(20)
         .map(char::from)
         .collect();

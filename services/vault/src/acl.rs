@@ -3,9 +3,10 @@
 
 use std::collections::BTreeMap;
 
+use aes_gcm::aead::OsRng;
+use aes_gcm::aead::rand_core::RngCore;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -199,7 +200,7 @@ pub fn token_sha256(token: &SecretString) -> String {
 /// A new random bearer token (256 bits, base64url).
 pub fn generate_token() -> SecretString {
     let mut raw = zeroize::Zeroizing::new([0u8; 32]);
-    rand::rngs::OsRng.fill_bytes(raw.as_mut());
+    OsRng.fill_bytes(raw.as_mut());
     SecretString::from(URL_SAFE_NO_PAD.encode(raw.as_ref()))
 }
 

@@ -187,24 +187,25 @@ pub async fn drop_site_db(root: &mut MySqlConnection, db: &str) -> Result<(), sq
 
 /// `frappe.generate_hash`-style random hex.
 pub fn random_hex(len: usize) -> String {
-    let mut rng = rand::thread_rng();
+    let mut rng = rand::rng();
     (0..len)
-        .map(|_| char::from_digit(rng.gen_range(0..16), 16).unwrap_or('0'))
+        .map(|_| char::from_digit(rng.random_range(0..16), 16).unwrap_or('0'))
         .collect()
 }
 
 /// A random alphanumeric string (DB passwords).
 pub fn random_alnum(len: usize) -> String {
     const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let mut rng = rand::thread_rng();
+    let mut rng = rand::rng();
     (0..len)
-        .map(|_| CHARS[rng.gen_range(0..CHARS.len())] as char)
+        .map(|_| CHARS[rng.random_range(0..CHARS.len())] as char)
         .collect()
 }
 
 /// pbkdf2-sha256 with passlib's default 29000 rounds (what frappe stores), as a PHC string.
 pub fn hash_password(password: &str) -> String {
-    let salt = SaltString::generate(&mut rand::rngs::OsRng);
+    let raw: [u8; 16] = rand::random();
+    let salt = SaltString::encode_b64(&raw).expect("16 bytes make a valid salt");
     let params = pbkdf2::Params {
         rounds: 29_000,
         output_length: 32,
