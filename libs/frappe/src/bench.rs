@@ -11,7 +11,10 @@ use crate::names::{
     UserEmail, UserId, check_secret,
 };
 use crate::parse::{self, BackupSummary, InstallOutcome, NewSiteFailure};
-use crate::runner::{self, Arg, CommandOutput, Invocation, RunError, RunnerConfig};
+use crate::runner::{
+    self, Arg, CommandOutput, Guard, Invocation, LOCK_BUSY_EXIT, RunError, RunnerConfig,
+    TIMEOUT_EXITS,
+};
 
 /// Every bench option the runner passes, per subcommand. The transcript tests check each one
 /// against the real `--help` output; a unit test checks the builders use nothing else.
@@ -74,6 +77,17 @@ pub enum BenchError {
     /// The user already exists on the site.
     #[error("user {0} already exists")]
     UserExists(String),
+    /// Another command holds the site's lock on the bench host (a create, drop or rename of the
+    /// same site is still running, perhaps started by an instance that is gone).
+    #[error(
+        "{op}: another command is working on site {site} on the bench host; try again once it has finished"
+    )]
+    Busy {
+        /// The operation.
+        op: &'static str,
+        /// The locked site.
+        site: String,
+    },
     /// The command did not finish within its timeout and was killed.
     #[error("{op} timed out after {after:?}")]
     Timeout {
@@ -117,7 +131,10 @@ impl BenchError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            Self::Timeout { .. } | Self::CommandFailed { .. } | Self::Spawn { .. }
+            Self::Timeout { .. }
+                | Self::CommandFailed { .. }
+                | Self::Spawn { .. }
+                | Self::Busy { .. }
         )
     }
 }
@@ -160,6 +177,21 @@ mod secs {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         u64::deserialize(d).map(Duration::from_secs)
     }
+}
+
+/// Kinds of bench command, for their time limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BenchOp {
+    /// `new-site`.
+    NewSite,
+    /// `install-app`.
+    InstallApp,
+    /// `backup`.
+    Backup,
+    /// `drop-site`.
+    DropSite,
+    /// Everything else.
+    Other,
 }
 
 /// MariaDB root credentials for `new-site` and `drop-site`.
@@ -288,24 +320,105 @@ impl Bench {
         args: Vec<Arg>,
         timeout: Duration,
     ) -> Result<CommandOutput, BenchError> {
-        let inv = self.runner.bench_invocation(args);
-        self.run_invocation(op, &inv, timeout).await
+        self.run_guarded_bench(op, args, &Guard::timeout(timeout))
+            .await
+    }
+
+    /// `bench --site S …`: holds the site's host-side lock, so two commands never work on one
+    /// site at once — not even one started by an instance that has since died.
+    async fn run_site_bench(
+        &self,
+        op: &'static str,
+        site: &SiteName,
+        args: Vec<Arg>,
+        timeout: Duration,
+    ) -> Result<CommandOutput, BenchError> {
+        let guard = Guard::timeout(timeout).locking(site.as_str());
+        self.run_guarded_bench(op, args, &guard).await
+    }
+
+    /// `bench <args>` fenced by `guard` on the bench host.
+    async fn run_guarded_bench(
+        &self,
+        op: &'static str,
+        args: Vec<Arg>,
+        guard: &Guard,
+    ) -> Result<CommandOutput, BenchError> {
+        let inv = self.runner.guarded_bench(args, guard);
+        self.run_invocation(op, &inv, guard).await
+    }
+
+    /// A plain program in the bench directory, fenced by `guard`.
+    pub(crate) async fn run_guarded_tool(
+        &self,
+        op: &'static str,
+        program: &str,
+        args: Vec<Arg>,
+        guard: &Guard,
+    ) -> Result<CommandOutput, BenchError> {
+        let inv = self.runner.guarded_tool(program, args, guard);
+        self.run_invocation(op, &inv, guard).await
+    }
+
+    /// How long a command of this kind may take on the bench host, `timeout -k` included
+    /// (a lease guarding it must outlive this).
+    pub fn command_limit(&self, op: BenchOp) -> Duration {
+        Guard::timeout(self.timeout_of(op)).outlives()
+    }
+
+    pub(crate) fn timeout_of(&self, op: BenchOp) -> Duration {
+        match op {
+            BenchOp::NewSite => self.timeouts.new_site,
+            BenchOp::InstallApp => self.timeouts.install_app,
+            BenchOp::Backup | BenchOp::DropSite => self.timeouts.backup,
+            BenchOp::Other => self.timeouts.default,
+        }
     }
 
     async fn run_invocation(
         &self,
         op: &'static str,
         inv: &Invocation,
-        timeout: Duration,
+        guard: &Guard,
     ) -> Result<CommandOutput, BenchError> {
-        runner::run(inv, timeout).await.map_err(|e| match e {
+        // The bench host's `timeout` ends the command first; ours is only a backstop for a
+        // runner (ssh, docker) that itself hangs.
+        let backstop = guard.outlives() + Duration::from_secs(5);
+        let out = runner::run(inv, backstop).await.map_err(|e| match e {
             RunError::Spawn { program, source } => BenchError::Spawn {
                 op,
                 program,
                 source,
             },
-            RunError::Timeout { after, .. } => BenchError::Timeout { op, after },
-        })
+            RunError::Timeout { .. } => BenchError::Timeout {
+                op,
+                after: guard.timeout,
+            },
+        })?;
+        match out.exit_code {
+            // `timeout` (or the remote shell) could not start the program.
+            Some(code @ (126 | 127)) => Err(BenchError::Spawn {
+                op,
+                program: inv.redacted().join(" "),
+                source: std::io::Error::new(
+                    if code == 127 {
+                        std::io::ErrorKind::NotFound
+                    } else {
+                        std::io::ErrorKind::PermissionDenied
+                    },
+                    out.stderr.trim().chars().take(200).collect::<String>(),
+                ),
+            }),
+            Some(code) if TIMEOUT_EXITS.contains(&code) => Err(BenchError::Timeout {
+                op,
+                after: guard.timeout,
+            }),
+            Some(LOCK_BUSY_EXIT) if !guard.locked_sites.is_empty() => Err(BenchError::Busy {
+                op,
+                site: guard.locked_sites.join(", "),
+            }),
+            _ => Ok(out),
+        }
     }
 
     fn site_args(site: &SiteName, command: &str) -> Vec<Arg> {
@@ -337,9 +450,8 @@ impl Bench {
         if req.force {
             args.push("--force".into());
         }
-        let out = self
-            .run_bench("new-site", args, self.timeouts.new_site)
-            .await?;
+        let guard = Guard::timeout(self.timeouts.new_site).locking(req.site.as_str());
+        let out = self.run_guarded_bench("new-site", args, &guard).await?;
         if out.success() {
             return Ok(out);
         }
@@ -355,12 +467,14 @@ impl Bench {
     /// Removes `sites/<site>/` left behind by a failed `new-site`, without touching any database
     /// (its `site_config.json` may name another site's database). Idempotent.
     pub async fn remove_leftover_site_dir(&self, site: &SiteName) -> Result<(), BenchError> {
-        let inv = self.runner.tool_invocation(
-            "rm",
-            vec!["-rf".into(), "--".into(), format!("sites/{site}").into()],
-        );
+        let guard = Guard::timeout(self.timeouts.default).locking(site.as_str());
         let out = self
-            .run_invocation("remove-leftover-site-dir", &inv, self.timeouts.default)
+            .run_guarded_tool(
+                "remove-leftover-site-dir",
+                "rm",
+                vec!["-rf".into(), "--".into(), format!("sites/{site}").into()],
+                &guard,
+            )
             .await?;
         if out.success() {
             Ok(())
@@ -378,7 +492,7 @@ impl Bench {
         let mut args = Self::site_args(site, "install-app");
         args.push(app.as_str().into());
         let out = self
-            .run_bench("install-app", args, self.timeouts.install_app)
+            .run_site_bench("install-app", site, args, self.timeouts.install_app)
             .await?;
         if out.success() {
             return Ok(parse::install_outcome(&out.stdout, app.as_str()));
@@ -407,7 +521,7 @@ impl Bench {
             argv.push(format!("--args={lit}").into());
         }
         let out = self
-            .run_bench("execute", argv, self.timeouts.default)
+            .run_site_bench("execute", site, argv, self.timeouts.default)
             .await?;
         if !out.success() {
             if parse::site_does_not_exist(&out.stdout) {
@@ -592,7 +706,9 @@ impl Bench {
         if with_files {
             args.push("--with-files".into());
         }
-        let out = self.run_bench("backup", args, self.timeouts.backup).await?;
+        let out = self
+            .run_site_bench("backup", site, args, self.timeouts.backup)
+            .await?;
         if !out.success() {
             if parse::site_does_not_exist(&out.stdout) {
                 return Err(BenchError::SiteNotFound(site.clone()));
@@ -622,9 +738,8 @@ impl Bench {
         if req.force {
             args.push("--force".into());
         }
-        let out = self
-            .run_bench("drop-site", args, self.timeouts.backup)
-            .await?;
+        let guard = Guard::timeout(self.timeouts.backup).locking(req.site.as_str());
+        let out = self.run_guarded_bench("drop-site", args, &guard).await?;
         if !out.success() {
             if parse::incorrect_site_path(&out.stderr) {
                 return Err(BenchError::SiteNotFound(req.site.clone()));
@@ -650,27 +765,33 @@ impl Bench {
     ) -> Result<(), BenchError> {
         // `mv -n -T` never overwrites and never moves *into* an existing directory; a test
         // afterwards tells whether it did anything (mv -n exits 0 when it skips).
-        let inv = self.runner.tool_invocation(
-            "mv",
-            vec![
-                "-n".into(),
-                "-T".into(),
-                "--".into(),
-                format!("sites/{from}").into(),
-                format!("sites/{to}").into(),
-            ],
-        );
+        let guard = Guard::timeout(self.timeouts.default)
+            .locking(from.as_str())
+            .locking(to.as_str());
         let out = self
-            .run_invocation("rename-site", &inv, self.timeouts.default)
+            .run_guarded_tool(
+                "rename-site",
+                "mv",
+                vec![
+                    "-n".into(),
+                    "-T".into(),
+                    "--".into(),
+                    format!("sites/{from}").into(),
+                    format!("sites/{to}").into(),
+                ],
+                &guard,
+            )
             .await?;
         if !out.success() {
             return Err(failed("rename-site", &out));
         }
-        let check = self
-            .runner
-            .tool_invocation("test", vec!["-e".into(), format!("sites/{from}").into()]);
         let still_there = self
-            .run_invocation("rename-site", &check, self.timeouts.default)
+            .run_guarded_tool(
+                "rename-site",
+                "test",
+                vec!["-e".into(), format!("sites/{from}").into()],
+                &Guard::timeout(self.timeouts.default),
+            )
             .await?;
         if still_there.success() {
             return Err(BenchError::SiteExists(to.clone()));
@@ -686,7 +807,9 @@ impl Bench {
         site: &SiteName,
         args: Vec<Arg>,
     ) -> Result<CommandOutput, BenchError> {
-        let out = self.run_bench(op, args, self.timeouts.default).await?;
+        let out = self
+            .run_site_bench(op, site, args, self.timeouts.default)
+            .await?;
         if out.success() {
             Ok(out)
         } else if parse::site_does_not_exist(&out.stdout) {
@@ -729,11 +852,18 @@ mod tests {
     use super::*;
     use std::collections::BTreeMap;
 
-    /// A bench whose "bench" is `echo`: every op's argv comes back as stdout.
+    /// A bench whose "bench" is `echo`: every op's argv comes back as stdout. Its directory
+    /// has a `sites/` for the host-side site locks.
     fn echo_bench() -> Bench {
+        bench_with("echo")
+    }
+
+    fn bench_with(bin: &str) -> Bench {
+        let dir = std::env::temp_dir().join(format!("frappe-test-bench-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("sites")).unwrap();
         Bench::new(RunnerConfig::Local {
-            bench_dir: ".".into(),
-            bench_bin: "echo".into(),
+            bench_dir: dir,
+            bench_bin: bin.into(),
             env: BTreeMap::new(),
         })
     }
@@ -786,11 +916,7 @@ mod tests {
         for _ in 0..20 {
             deep = json!({"x": deep});
         }
-        let bench = Bench::new(RunnerConfig::Local {
-            bench_dir: ".".into(),
-            bench_bin: "/nonexistent/bench".into(),
-            env: BTreeMap::new(),
-        });
+        let bench = bench_with("/nonexistent/bench");
         let site = SiteName::parse("a.localhost").unwrap();
         let key = ConfigKey::parse("k").unwrap();
         assert!(matches!(

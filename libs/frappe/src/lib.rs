@@ -9,6 +9,7 @@
 //! - [`parse`]: readers for real bench output (see `tests/fixtures/frappe/`).
 
 pub mod bench;
+pub mod inspect;
 pub mod names;
 pub mod parse;
 pub mod rest;
@@ -18,10 +19,11 @@ pub use bench::{
     ApiCredentials, Bench, BenchError, BenchTimeouts, DbRoot, DropSite, NewSite, NewSystemManager,
     SiteDropped,
 };
+pub use inspect::{STANDBY_MARKER, SiteConfig, SiteState, TENANT_MARKER};
 pub use names::{
     AppName, ConfigKey, DbName, HostUrl, MethodPath, NameError, PersonName, PyLiteral, SiteName,
     UserEmail, UserId,
 };
 pub use parse::{BackupFile, BackupKind, BackupSummary, InstallOutcome};
 pub use rest::{FrappeClient, NewUser, RestError, Session, SiteRouting};
-pub use runner::{Arg, CommandOutput, Invocation, RunnerConfig};
+pub use runner::{Arg, CommandOutput, Guard, Invocation, RunnerConfig};

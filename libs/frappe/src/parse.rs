@@ -255,3 +255,16 @@ pub fn list_apps(stdout: &str) -> Vec<String> {
 pub fn site_config(text: &str) -> Result<serde_json::Map<String, Value>, serde_json::Error> {
     serde_json::from_str(text)
 }
+
+/// Whose a site is, from its `site_config.json`: `db_name` and Tenantry's markers. Nothing else
+/// is kept (the file holds the database password).
+pub fn site_ownership(text: &str) -> Result<crate::inspect::SiteConfig, String> {
+    let map =
+        site_config(text).map_err(|e| format!("site_config.json is not a JSON object: {e}"))?;
+    let text_of = |k: &str| map.get(k).and_then(Value::as_str).map(str::to_owned);
+    Ok(crate::inspect::SiteConfig {
+        db_name: text_of("db_name"),
+        tenant_id: text_of(crate::inspect::TENANT_MARKER),
+        standby_id: text_of(crate::inspect::STANDBY_MARKER),
+    })
+}

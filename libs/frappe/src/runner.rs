@@ -179,6 +179,81 @@ impl fmt::Debug for Invocation {
     }
 }
 
+/// How a command is fenced on the bench host itself, so that it cannot outlive its time or run
+/// beside another command on the same site — even when the process that started it is gone
+/// (killed, or a docker/ssh client whose remote side runs on).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Guard {
+    /// Time limit, enforced on the bench host by `timeout -k`: TERM at the limit, KILL
+    /// [`KILL_GRACE`] later.
+    pub timeout: Duration,
+    /// Sites whose host-side lock the command holds for its whole run (`flock -n` on
+    /// `sites/.tenantry-<site>.lock`); a lock held by another command fails at once with
+    /// [`LOCK_BUSY_EXIT`].
+    pub locked_sites: Vec<String>,
+}
+
+/// Time between `timeout`'s TERM and its KILL.
+pub const KILL_GRACE: Duration = Duration::from_secs(10);
+
+/// Exit code of a command whose site lock another command holds.
+pub const LOCK_BUSY_EXIT: i32 = 75;
+
+/// Exit codes of a command `timeout` ended (TERM'd, or KILLed after the grace).
+pub const TIMEOUT_EXITS: [i32; 2] = [124, 137];
+
+impl Guard {
+    /// A time limit and no lock.
+    pub fn timeout(timeout: Duration) -> Self {
+        Self {
+            timeout,
+            locked_sites: Vec::new(),
+        }
+    }
+
+    /// The same guard, also holding `site`'s lock.
+    pub fn locking(mut self, site: &str) -> Self {
+        self.locked_sites.push(site.to_owned());
+        self
+    }
+
+    /// The latest the command can still be running after it starts: a lease guarding it must
+    /// last this long (or outlive it some other way).
+    pub fn outlives(&self) -> Duration {
+        self.timeout + KILL_GRACE
+    }
+
+    /// `flock … timeout -k … <program>`: the words put before the program.
+    fn prefix(&self, program: &str) -> (String, Vec<Arg>) {
+        let mut words: Vec<Arg> = Vec::new();
+        for site in &self.locked_sites {
+            words.extend([
+                "flock".into(),
+                "-n".into(),
+                "-E".into(),
+                LOCK_BUSY_EXIT.to_string().into(),
+                lock_path(site).into(),
+            ]);
+        }
+        let secs = self.timeout.as_secs().max(1);
+        words.extend([
+            "timeout".into(),
+            "-k".into(),
+            format!("{}s", KILL_GRACE.as_secs()).into(),
+            format!("{secs}s").into(),
+            program.into(),
+        ]);
+        let first = words.remove(0);
+        (first.expose(), words)
+    }
+}
+
+/// The host-side lock file of `site`, relative to the bench directory (a dotfile in `sites/`,
+/// which frappe never takes for a site).
+pub fn lock_path(site: &str) -> String {
+    format!("sites/.tenantry-{site}.lock")
+}
+
 /// Quotes one word for a POSIX shell: `'…'` with embedded `'` as `'\''`.
 pub fn shell_quote(word: &str) -> String {
     let mut out = String::with_capacity(word.len() + 2);
@@ -215,6 +290,23 @@ impl RunnerConfig {
             },
             _ => self.tool_invocation(&bench_bin, args),
         }
+    }
+
+    /// `bench <args…>` fenced by `guard` on the bench host.
+    pub fn guarded_bench(&self, args: Vec<Arg>, guard: &Guard) -> Invocation {
+        let bench_bin = match self {
+            Self::Local { bench_bin, .. }
+            | Self::Docker { bench_bin, .. }
+            | Self::Ssh { bench_bin, .. } => bench_bin.display().to_string(),
+        };
+        self.guarded_tool(&bench_bin, args, guard)
+    }
+
+    /// A plain program (e.g. `mv`, `cat`) in the bench directory, fenced by `guard`.
+    pub fn guarded_tool(&self, program: &str, args: Vec<Arg>, guard: &Guard) -> Invocation {
+        let (first, mut words) = guard.prefix(program);
+        words.extend(args);
+        self.tool_invocation(&first, words)
     }
 
     /// Builds the invocation of a plain program (e.g. `mv`, `rm`) run in the bench directory.
@@ -467,6 +559,75 @@ mod tests {
         );
         assert!(!inv.redacted().join(" ").contains("s3cret"));
         assert!(format!("{inv:?}").contains("--admin-password=********"));
+    }
+
+    #[test]
+    fn guarded_commands_end_and_lock_on_the_bench_host() {
+        let guard = Guard::timeout(Duration::from_secs(300)).locking("a.localhost");
+        assert_eq!(guard.outlives(), Duration::from_secs(310));
+        let args = || vec!["new-site".into(), "a.localhost".into()];
+        // Local: flock and timeout wrap bench in the bench directory.
+        let local = RunnerConfig::Local {
+            bench_dir: "/b".into(),
+            bench_bin: "/usr/bin/bench".into(),
+            env: BTreeMap::new(),
+        }
+        .guarded_bench(args(), &guard);
+        assert_eq!(local.program, PathBuf::from("flock"));
+        assert_eq!(local.cwd, Some(PathBuf::from("/b")));
+        assert_eq!(
+            local.exposed_args(),
+            [
+                "-n",
+                "-E",
+                "75",
+                "sites/.tenantry-a.localhost.lock",
+                "timeout",
+                "-k",
+                "10s",
+                "300s",
+                "/usr/bin/bench",
+                "new-site",
+                "a.localhost"
+            ]
+        );
+        // Docker: inside the container, so killing `docker` here cannot leave it running.
+        let docker = RunnerConfig::Docker {
+            compose_file: "/c.yml".into(),
+            service: "backend".into(),
+            workdir: None,
+            user: None,
+            bench_bin: "bench".into(),
+        }
+        .guarded_bench(args(), &Guard::timeout(Duration::from_secs(60)));
+        assert_eq!(
+            docker.exposed_args()[6..],
+            [
+                "timeout",
+                "-k",
+                "10s",
+                "60s",
+                "bench",
+                "new-site",
+                "a.localhost"
+            ]
+        );
+        // ssh: on the remote side, every word quoted.
+        let ssh = RunnerConfig::Ssh {
+            host: "frappe@b1".into(),
+            port: None,
+            identity_file: None,
+            bench_dir: "/home/frappe/bench".into(),
+            bench_bin: "bench".into(),
+        }
+        .guarded_bench(args(), &guard);
+        let line = ssh.exposed_args().join(" ");
+        assert!(
+            line.ends_with(
+                "&& 'flock' '-n' '-E' '75' 'sites/.tenantry-a.localhost.lock' 'timeout' '-k' '10s' '300s' 'bench' 'new-site' 'a.localhost'"
+            ),
+            "{line}"
+        );
     }
 
     #[test]

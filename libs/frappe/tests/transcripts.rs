@@ -475,6 +475,14 @@ fn t13_new_site_with_install_app_and_db_name() {
         parse::site_config(block(&bs, "cat sites/site3.localhost", 0).stdout.trim()).unwrap();
     assert_eq!(config["db_name"], json!("site3_db"));
     assert!(frappe::DbName::parse("site3_db").is_ok());
+    // What the provisioner reads to prove whose a site is: the database name, no marker yet,
+    // and never the database password.
+    let owner =
+        parse::site_ownership(block(&bs, "cat sites/site3.localhost", 0).stdout.trim()).unwrap();
+    assert_eq!(owner.db_name.as_deref(), Some("site3_db"));
+    assert_eq!(owner.tenant_id, None);
+    assert!(!format!("{owner:?}").contains("db_password"));
+    assert!(parse::site_ownership("not json").is_err());
     assert_eq!(
         parse::list_apps(&block(&bs, "list-apps", 0).stdout),
         ["frappe", "provtest"]

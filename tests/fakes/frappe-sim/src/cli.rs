@@ -698,12 +698,11 @@ async fn new_site(ctx: &Ctx, a: &Args) -> i32 {
         return 1;
     }
 
-    ctx.settings
-        .delay(
-            "new-site",
-            timing::NEW_SITE + timing::INSTALL_APP * apps.len() as u32,
-        )
-        .await;
+    // Most of a real new-site is spent creating tables after the database exists; a new-site
+    // killed then leaves a half-made site (config + partial database, no `frappe` installed),
+    // so the wait is split the same way.
+    let total = timing::NEW_SITE + timing::INSTALL_APP * apps.len() as u32;
+    ctx.settings.delay("new-site", total / 5).await;
     if let Some(code) = injected(ctx, "new-site") {
         return code;
     }
@@ -791,6 +790,10 @@ async fn new_site(ctx: &Ctx, a: &Args) -> i32 {
         );
         db.insert_doc("User", "Administrator", &admin).await?;
         db.set_password("Administrator", &admin_password).await?;
+        // Stallable on its own (`new-site-tables`), to leave a half-made site behind in tests.
+        ctx.settings
+            .delay("new-site-tables", total - total / 5)
+            .await;
         db.add_installed_app("frappe").await?;
         for app in &apps {
             db.add_installed_app(app).await?;
