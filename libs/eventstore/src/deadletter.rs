@@ -26,6 +26,10 @@ pub struct DeadLetter {
     pub error: String,
     pub deliveries: u64,
     pub recorded_at: DateTime<Utc>,
+    /// An operator asked for a retry and it has not been acknowledged yet; the record goes
+    /// only once the retried delivery is acked (a failed retry replaces it).
+    #[serde(default)]
+    pub retrying: bool,
 }
 
 /// The dead-letter records and the retry channel of one namespace.
@@ -105,6 +109,7 @@ impl DeadLetters {
             error: error.to_owned(),
             deliveries,
             recorded_at: Utc::now(),
+            retrying: false,
         }
     }
 
@@ -118,10 +123,14 @@ impl DeadLetters {
             )
             .await
             .map_err(StoreError::unavailable)?;
-        tracing::warn!(
-            consumer = %letter.consumer, sequence = letter.stream_sequence, event_type = %letter.event_type,
-            tenant_id = %letter.tenant_id, error = %letter.error, "event dead-lettered"
-        );
+        if letter.retrying {
+            tracing::info!(consumer = %letter.consumer, sequence = letter.stream_sequence, "dead letter sent back to its consumer");
+        } else {
+            tracing::warn!(
+                consumer = %letter.consumer, sequence = letter.stream_sequence, event_type = %letter.event_type,
+                tenant_id = %letter.tenant_id, error = %letter.error, "event dead-lettered"
+            );
+        }
         Ok(())
     }
 
@@ -174,14 +183,17 @@ impl DeadLetters {
         Ok(out)
     }
 
-    /// Sends the event back to its consumer and removes the record. The consumer's running
-    /// subscription delivers it again like a new delivery.
+    /// Sends the event back to its consumer, whose running subscription delivers it again like
+    /// a new delivery. The record stays (marked `retrying`) until that delivery is acked, so a
+    /// retry that fails — or never arrives — loses nothing.
     pub async fn retry(&self, consumer: &str, sequence: u64) -> Result<(), StoreError> {
-        let Some(letter) = self.get(consumer, sequence).await? else {
+        let Some(mut letter) = self.get(consumer, sequence).await? else {
             return Err(StoreError::Invalid(format!(
                 "no dead letter for consumer {consumer} at sequence {sequence}"
             )));
         };
+        letter.retrying = true;
+        self.record(&letter).await?;
         let ack = self
             .js
             .publish(
@@ -191,10 +203,14 @@ impl DeadLetters {
             .await
             .map_err(StoreError::unavailable)?;
         ack.await.map_err(StoreError::unavailable)?;
+        Ok(())
+    }
+
+    /// Removes a record: its retried delivery was handled.
+    pub(crate) async fn forget(&self, consumer: &str, sequence: u64) -> Result<(), StoreError> {
         self.kv
             .delete(Self::key(consumer, sequence))
             .await
-            .map_err(StoreError::unavailable)?;
-        Ok(())
+            .map_err(StoreError::unavailable)
     }
 }

@@ -8,6 +8,7 @@
 
 mod config;
 mod deadletter;
+pub mod drift;
 mod envelope;
 mod error;
 mod replay;

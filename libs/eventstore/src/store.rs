@@ -96,19 +96,7 @@ impl EventStore {
         match self.js.get_stream(&self.stream_name).await {
             Ok(mut existing) => {
                 let info = existing.info().await.map_err(StoreError::unavailable)?;
-                let c = &info.config;
-                if c.subjects != wanted.subjects
-                    || c.duplicate_window != wanted.duplicate_window
-                    || c.allow_direct != wanted.allow_direct
-                {
-                    self.js.update_stream(wanted).await.map_err(|e| {
-                        StoreError::Config(format!(
-                            "cannot update stream {}: {e}",
-                            self.stream_name
-                        ))
-                    })?;
-                }
-                Ok(())
+                crate::drift::reconcile_stream(&self.js, &info.config, wanted).await
             }
             Err(_) => match self.js.create_stream(wanted.clone()).await {
                 Ok(_) => Ok(()),

@@ -7,7 +7,7 @@ use async_nats::jetstream::{
     consumer::{AckPolicy, DeliverPolicy, pull},
     stream::Stream,
 };
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use serde::Deserialize;
 use tokio::task::JoinHandle;
 
@@ -57,7 +57,10 @@ pub enum DeliverFrom {
 pub struct Subscription {
     durable: String,
     max_deliver: u64,
-    main: pull::Stream,
+    consumer: jetstream::consumer::PullConsumer,
+    // Opened on the first `next()`: a `messages()` stream pulls ahead, which `next_one` (one
+    // message per free worker) must not.
+    main: Option<pull::Stream>,
     retries: pull::Stream,
     store: EventStore,
     dead_letters: DeadLetters,
@@ -115,13 +118,7 @@ impl Subscription {
             deliver_policy,
             ..Default::default()
         };
-        let consumer = stream
-            .get_or_create_consumer::<pull::Config>(durable, config)
-            .await
-            .map_err(|e| {
-                StoreError::Config(format!("cannot open durable consumer {durable}: {e}"))
-            })?;
-        let main = consumer.messages().await.map_err(StoreError::unavailable)?;
+        let consumer = open_consumer(&stream, durable, config).await?;
 
         let dead_letters = store.dead_letters().await?;
         let retry_stream = store
@@ -145,7 +142,10 @@ impl Subscription {
             .map_err(|e| {
                 StoreError::Config(format!("cannot open retry consumer {durable}: {e}"))
             })?;
+        // Retried dead letters are rare: a one-message prefetch is all this pulls ahead.
         let retries = retry_consumer
+            .stream()
+            .max_messages_per_batch(1)
             .messages()
             .await
             .map_err(StoreError::unavailable)?;
@@ -156,7 +156,8 @@ impl Subscription {
         Ok(Self {
             durable: durable.to_owned(),
             max_deliver: options.max_deliver,
-            main,
+            consumer,
+            main: None,
             retries,
             store: store.clone(),
             dead_letters,
@@ -169,25 +170,63 @@ impl Subscription {
         &self.durable
     }
 
-    /// The next delivery. An undecodable message is dead-lettered and terminated, and reported
-    /// as an error so the caller can log it and go on.
+    /// The next delivery (pulling ahead of the caller). An undecodable message is dead-lettered
+    /// and terminated, and reported as an error so the caller can log it and go on. `None` when
+    /// the subscription has ended (its consumer or stream is gone): subscribe again.
     pub async fn next(&mut self) -> Option<Result<Delivery, StoreError>> {
+        if self.main.is_none() {
+            match self.consumer.messages().await {
+                Ok(m) => self.main = Some(m),
+                Err(e) => return Some(Err(StoreError::unavailable(e))),
+            }
+        }
+        let main = self.main.as_mut()?;
         // Retried dead letters come first: an operator is waiting on them.
         let (message, from_retry) = tokio::select! {
             biased;
             Some(m) = self.retries.next() => (m, true),
-            m = self.main.next() => (m?, false),
+            m = main.next() => (m?, false),
         };
         let message = match message {
             Ok(m) => m,
             Err(e) => return Some(Err(StoreError::unavailable(e))),
         };
+        Some(self.deliver(message, from_retry).await)
+    }
+
+    /// Pulls exactly one message, waiting up to `wait` for one: for a worker with a free slot,
+    /// so nothing waits in this process's buffer while another instance is idle. `Ok(None)`
+    /// when none came; `Err` when the consumer or its stream is unreachable or gone (the caller
+    /// subscribes again).
+    pub async fn next_one(&mut self, wait: Duration) -> Result<Option<Delivery>, StoreError> {
+        if let Some(Some(message)) = self.retries.next().now_or_never() {
+            let message = message.map_err(StoreError::unavailable)?;
+            return self.deliver(message, true).await.map(Some);
+        }
+        let mut batch = self
+            .consumer
+            .batch()
+            .max_messages(1)
+            .expires(wait)
+            .messages()
+            .await
+            .map_err(StoreError::unavailable)?;
+        match batch.next().await {
+            None => Ok(None),
+            Some(Err(e)) => Err(StoreError::unavailable(e)),
+            Some(Ok(message)) => self.deliver(message, false).await.map(Some),
+        }
+    }
+
+    async fn deliver(
+        &self,
+        message: jetstream::Message,
+        from_retry: bool,
+    ) -> Result<Delivery, StoreError> {
         let (delivered, stream_sequence, published) = match message.info() {
             Ok(i) => (i.delivered.max(1) as u64, i.stream_sequence, i.published),
             Err(e) => {
-                return Some(Err(StoreError::Unavailable(format!(
-                    "malformed delivery: {e}"
-                ))));
+                return Err(StoreError::Unavailable(format!("malformed delivery: {e}")));
             }
         };
         let event = if from_retry {
@@ -203,21 +242,22 @@ impl Subscription {
             .map_err(StoreError::from)
         };
         match event {
-            Ok(event) => Some(Ok(Delivery {
+            Ok(event) => Ok(Delivery {
                 event,
                 message,
                 delivered,
                 max_deliver: self.max_deliver,
                 durable: self.durable.clone(),
                 dead_letters: self.dead_letters.clone(),
-            })),
+                from_retry,
+            }),
             // A retried dead letter whose event cannot be loaded right now: try again later
-            // rather than dropping it (its record was removed when the retry was requested).
+            // rather than dropping it.
             Err(e) if from_retry && e.is_transient() => {
                 let _ = message
                     .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
                     .await;
-                Some(Err(e))
+                Err(e)
             }
             Err(e) => {
                 let letter = crate::DeadLetter {
@@ -230,10 +270,11 @@ impl Subscription {
                     error: e.to_string(),
                     deliveries: delivered,
                     recorded_at: chrono::Utc::now(),
+                    retrying: false,
                 };
                 let _ = self.dead_letters.record(&letter).await;
                 let _ = message.ack_with(AckKind::Term).await;
-                Some(Err(e))
+                Err(e)
             }
         }
     }
@@ -256,6 +297,40 @@ impl Subscription {
     }
 }
 
+/// Opens the durable consumer, creating it, or bringing an existing one whose configuration
+/// drifted back to `config` (see [`crate::drift`]).
+async fn open_consumer(
+    stream: &Stream,
+    durable: &str,
+    config: pull::Config,
+) -> Result<jetstream::consumer::PullConsumer, StoreError> {
+    match stream.consumer_info(durable).await {
+        Ok(info) => {
+            use jetstream::consumer::FromConsumer;
+            let existing =
+                pull::Config::try_from_consumer_config(info.config.clone()).map_err(|e| {
+                    StoreError::Config(format!("durable {durable} is not a pull consumer: {e}"))
+                })?;
+            crate::drift::reconcile_consumer(stream, &existing, config.clone()).await?;
+        }
+        Err(e) => {
+            // "Consumer not found" is the only answer that means "create it"; anything else
+            // (a timeout) is reported rather than guessed at.
+            let not_found = matches!(
+                e.kind(),
+                jetstream::context::ConsumerInfoErrorKind::NotFound
+            );
+            if !not_found {
+                return Err(StoreError::unavailable(e));
+            }
+        }
+    }
+    stream
+        .get_or_create_consumer::<pull::Config>(durable, config)
+        .await
+        .map_err(|e| StoreError::Config(format!("cannot open durable consumer {durable}: {e}")))
+}
+
 /// One delivery of an event. Settle it with exactly one of `ack`, `nak`, `fail` or `term`.
 pub struct Delivery {
     /// The event.
@@ -265,6 +340,8 @@ pub struct Delivery {
     max_deliver: u64,
     durable: String,
     dead_letters: DeadLetters,
+    /// Sent back by `tenantctl dlq retry`: its record goes once this delivery is acked.
+    from_retry: bool,
 }
 
 impl std::fmt::Debug for Delivery {
@@ -288,8 +365,17 @@ impl Delivery {
         self.delivered >= self.max_deliver
     }
 
-    /// Done: the event will not be delivered to this consumer again.
+    /// Done: the event will not be delivered to this consumer again (and a retried dead
+    /// letter's record is removed).
     pub async fn ack(&self) -> Result<(), StoreError> {
+        if self.from_retry {
+            // Confirmed, so the record goes only once the server has the ack.
+            self.ack_confirmed().await?;
+            return self
+                .dead_letters
+                .forget(&self.durable, self.event.sequence)
+                .await;
+        }
         self.message.ack().await.map_err(StoreError::unavailable)
     }
 
@@ -378,6 +464,7 @@ async fn spawn_advisory_listener(
                     error,
                     deliveries: advisory.deliveries,
                     recorded_at: chrono::Utc::now(),
+                    retrying: false,
                 },
             };
             if let Err(e) = dead_letters.record_if_absent(&letter).await {
