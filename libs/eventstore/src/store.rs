@@ -18,6 +18,17 @@ use crate::{
 /// How many times `append_latest` reloads the version after a conflict before giving up.
 const APPEND_LATEST_ATTEMPTS: usize = 16;
 
+/// How a KV bucket is kept.
+#[derive(Debug, Clone)]
+pub struct KvOptions<'a> {
+    /// Values kept per key (1 = the latest only).
+    pub history: i64,
+    /// How long a value lives after its last write; zero = forever.
+    pub max_age: Duration,
+    /// What the bucket is for (shown by `nats kv ls`).
+    pub description: &'a str,
+}
+
 /// The JetStream event store. Cheap to clone; share one per process.
 #[derive(Clone)]
 pub struct EventStore {
@@ -350,15 +361,39 @@ impl EventStore {
         history: i64,
         description: &str,
     ) -> Result<kv::Store, StoreError> {
+        self.key_value_with(
+            name,
+            &KvOptions {
+                history,
+                max_age: Duration::ZERO,
+                description,
+            },
+        )
+        .await
+    }
+
+    /// [`key_value`](Self::key_value) with every option; an existing bucket whose settings
+    /// differ (history, `max_age`, replicas) is brought to them.
+    pub async fn key_value_with(
+        &self,
+        name: &str,
+        options: &KvOptions<'_>,
+    ) -> Result<kv::Store, StoreError> {
         let bucket = self.bucket_name(name);
-        if let Ok(kv) = self.js.get_key_value(&bucket).await {
-            return Ok(kv);
-        }
+        let max_age = options.max_age;
         let config = stream::Config {
             name: format!("KV_{bucket}"),
-            description: Some(description.to_owned()),
+            description: Some(options.description.to_owned()),
             subjects: vec![format!("$KV.{bucket}.>")],
-            max_messages_per_subject: history.max(1),
+            max_messages_per_subject: options.history.max(1),
+            max_age,
+            // What the server would pick, stated so drift checks compare like with like (a
+            // duplicate window may not exceed max_age).
+            duplicate_window: if max_age.is_zero() {
+                Duration::from_secs(120)
+            } else {
+                max_age.min(Duration::from_secs(120))
+            },
             storage: stream::StorageType::File,
             allow_rollup: true,
             deny_delete: true,
@@ -367,6 +402,16 @@ impl EventStore {
             discard: stream::DiscardPolicy::New,
             ..Default::default()
         };
+        if let Ok(kv) = self.js.get_key_value(&bucket).await {
+            let mut existing = self
+                .js
+                .get_stream(&config.name)
+                .await
+                .map_err(StoreError::unavailable)?;
+            let info = existing.info().await.map_err(StoreError::unavailable)?;
+            crate::drift::reconcile_stream(&self.js, &info.config, config).await?;
+            return Ok(kv);
+        }
         if let Err(e) = self.js.create_stream(config).await {
             // Lost a creation race with another process: fine if it exists now.
             if self.js.get_stream(format!("KV_{bucket}")).await.is_err() {

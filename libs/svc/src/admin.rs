@@ -2,9 +2,10 @@
 //! shutting down) and `/metrics` (Prometheus text).
 
 use std::{
+    collections::BTreeMap,
     net::SocketAddr,
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicBool, Ordering},
     },
 };
@@ -14,19 +15,76 @@ use tokio::net::TcpListener;
 
 use crate::{Metrics, Shutdown};
 
-/// Whether the service is ready to take work. Starts not ready.
+/// Whether the service is ready to take work: the service says so ([`Readiness::set`]) and
+/// every part it registered (a consumer, a dependency) is ready. Starts not ready.
 #[derive(Clone, Default, Debug)]
-pub struct Readiness(Arc<AtomicBool>);
+pub struct Readiness(Arc<ReadinessInner>);
+
+#[derive(Default, Debug)]
+struct ReadinessInner {
+    ready: AtomicBool,
+    // A plain mutex: a few map operations, never held across an await.
+    parts: Mutex<BTreeMap<String, bool>>,
+}
 
 impl Readiness {
     /// Marks the service ready (or not).
     pub fn set(&self, ready: bool) {
-        self.0.store(ready, Ordering::Release);
+        self.0.ready.store(ready, Ordering::Release);
+    }
+
+    /// A part that must be ready too (registered as not ready yet), e.g. one consumer.
+    pub fn part(&self, name: impl Into<String>) -> ReadinessPart {
+        let name = name.into();
+        self.parts().insert(name.clone(), false);
+        ReadinessPart {
+            readiness: self.clone(),
+            name,
+        }
+    }
+
+    fn parts(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, bool>> {
+        // A poisoned map is still a valid map of flags.
+        self.0.parts.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Whether it is ready.
     pub fn is_ready(&self) -> bool {
-        self.0.load(Ordering::Acquire)
+        self.0.ready.load(Ordering::Acquire) && self.parts().values().all(|r| *r)
+    }
+
+    /// What is not ready, for `/readyz` and logs.
+    pub fn not_ready(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .parts()
+            .iter()
+            .filter(|(_, ready)| !**ready)
+            .map(|(name, _)| name.clone())
+            .collect();
+        if !self.0.ready.load(Ordering::Acquire) {
+            out.insert(0, "service".to_owned());
+        }
+        out
+    }
+}
+
+/// One part of a service's readiness. Dropping it removes the part.
+#[derive(Debug)]
+pub struct ReadinessPart {
+    readiness: Readiness,
+    name: String,
+}
+
+impl ReadinessPart {
+    /// Marks this part ready (or not).
+    pub fn set(&self, ready: bool) {
+        self.readiness.parts().insert(self.name.clone(), ready);
+    }
+}
+
+impl Drop for ReadinessPart {
+    fn drop(&mut self) {
+        self.readiness.parts().remove(&self.name);
     }
 }
 
@@ -86,9 +144,12 @@ impl AdminServer {
 
 async fn readyz(State(s): State<AdminState>) -> impl IntoResponse {
     if s.readiness.is_ready() {
-        (StatusCode::OK, "ready\n")
+        (StatusCode::OK, "ready\n".to_owned())
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {}\n", s.readiness.not_ready().join(", ")),
+        )
     }
 }
 

@@ -9,7 +9,7 @@ pub mod metrics;
 pub mod shutdown;
 pub mod telemetry;
 
-pub use admin::{AdminServer, Readiness};
+pub use admin::{AdminServer, Readiness, ReadinessPart};
 pub use args::{AdminArgs, DatabaseArgs, NatsArgs, TelemetryArgs};
 pub use auth::TokenAuth;
 pub use metrics::Metrics;

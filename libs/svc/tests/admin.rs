@@ -45,6 +45,17 @@ async fn health_readiness_and_metrics() {
             .status(),
         200
     );
+    // A part (a consumer re-subscribing) that is not ready makes the service not ready, and
+    // the answer says which.
+    let consumer = readiness.part("consumer provisioner-signup");
+    let answer = http.get(format!("{base}/readyz")).send().await.unwrap();
+    assert_eq!(answer.status(), 503);
+    assert!(answer.text().await.unwrap().contains("provisioner-signup"));
+    consumer.set(true);
+    assert!(readiness.is_ready());
+    consumer.set(false);
+    drop(consumer);
+    assert!(readiness.is_ready(), "a dropped part no longer counts");
     let body = http
         .get(format!("{base}/metrics"))
         .send()
