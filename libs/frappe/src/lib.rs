@@ -16,8 +16,8 @@ pub mod rest;
 pub mod runner;
 
 pub use bench::{
-    ApiCredentials, Bench, BenchError, BenchTimeouts, DbRoot, DropSite, NewSite, NewSystemManager,
-    SiteDropped,
+    ApiCredentials, Bench, BenchError, BenchOp, BenchTimeouts, DbRoot, DropSite, NewSite,
+    NewSystemManager, SiteDropped,
 };
 pub use inspect::{STANDBY_MARKER, SiteConfig, SiteState, TENANT_MARKER};
 pub use names::{

@@ -91,6 +91,7 @@ fn percent_before(step: ProvisioningStep) -> u32 {
         P::CreateOwner => 70,
         P::IssueApiCredentials => 80,
         P::VerifyApiAccess => 88,
+        P::Finish => 95,
         _ => 5,
     }
 }
@@ -107,6 +108,7 @@ fn retry_label(step: ProvisioningStep) -> &'static str {
         P::CreateOwner => "Retrying: creating your account",
         P::IssueApiCredentials => "Retrying: connecting services",
         P::VerifyApiAccess => "Retrying: checking everything works",
+        P::Finish => "Retrying: finishing up",
         _ => "Retrying …",
     }
 }

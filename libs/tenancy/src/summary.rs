@@ -361,6 +361,7 @@ fn step_name(step: ProvisioningStep) -> &'static str {
         P::Backup => "backup",
         P::Delete => "deletion",
         P::ClaimStandby => "standby claim",
+        P::Finish => "completion",
     }
 }
 

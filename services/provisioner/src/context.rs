@@ -16,31 +16,53 @@ use crate::metrics::Metrics;
 use crate::placement::Placer;
 use crate::slots::Slots;
 
-/// A test hook: abort the process right before or after an event type is appended, to prove
-/// that a kill at any step boundary loses and duplicates nothing.
+/// A test hook: abort the process at a chosen instruction, to prove that a kill anywhere loses
+/// and duplicates nothing: right before or after an event type is appended, or at a named point
+/// inside a step, between its side effect and its event (`new-site`, `marker`, `rename`,
+/// `owner`, `keys`, `rollback`, `backup`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CrashPoint {
-    /// `true`: after the work, before the append; `false`: right after the append.
-    pub before: bool,
-    /// The event type name, e.g. `SiteCreated`.
-    pub event_type: String,
+pub enum CrashPoint {
+    /// After the work, before the append of this event type.
+    Before(String),
+    /// Right after the append of this event type.
+    After(String),
+    /// At a named point inside a step.
+    At(String),
 }
 
 impl std::str::FromStr for CrashPoint {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let (when, ty) = s
+        let (when, what) = s
             .split_once(':')
-            .ok_or_else(|| "expected before:<EventType> or after:<EventType>".to_owned())?;
-        let before = match when {
-            "before" => true,
-            "after" => false,
-            _ => return Err("expected before:… or after:…".into()),
-        };
-        Ok(Self {
-            before,
-            event_type: ty.to_owned(),
-        })
+            .ok_or_else(|| "expected before:<Event>, after:<Event> or at:<point>".to_owned())?;
+        let what = what.to_owned();
+        match when {
+            "before" => Ok(Self::Before(what)),
+            "after" => Ok(Self::After(what)),
+            "at" => Ok(Self::At(what)),
+            _ => Err("expected before:…, after:… or at:…".into()),
+        }
+    }
+}
+
+/// The proof that this instance may act on a tenant (or standby): the lease the worker took
+/// for it, checked right before every side effect and every append.
+#[derive(Clone, Default)]
+pub struct Fence(Option<Arc<worker::Lease>>);
+
+impl Fence {
+    /// Fenced by `lease`.
+    pub fn of(lease: Option<Arc<worker::Lease>>) -> Self {
+        Self(lease)
+    }
+
+    /// Errors with [`StepError::LeaseLost`] unless the lease is still ours.
+    pub async fn check(&self) -> Result<(), StepError> {
+        match &self.0 {
+            Some(l) => l.check().await.map_err(StepError::from),
+            None => Ok(()),
+        }
     }
 }
 
@@ -83,6 +105,8 @@ pub struct Ctx {
     pub placer: Placer,
     /// Bench operation slots.
     pub slots: Slots,
+    /// Per-tenant (and per-standby-build) leases, shared with the consumers.
+    pub leases: worker::Leases,
     /// Metrics.
     pub metrics: Metrics,
     /// Shared HTTP pool for REST calls.
@@ -92,6 +116,16 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// The crash hook: aborts the process if it is set to `at:<point>`.
+    pub fn crash_at(&self, point: &str) {
+        if let Some(CrashPoint::At(p)) = &self.settings.crash
+            && p == point
+        {
+            tracing::error!(point, "crash hook: aborting inside a step");
+            std::process::abort();
+        }
+    }
+
     /// The bench config and handle.
     pub fn bench(&self, name: &str) -> Result<(&BenchConfig, &Bench), StepError> {
         match (self.fleet.bench(name), self.benches.get(name)) {

@@ -8,7 +8,7 @@ use eventstore::{EventContext, NewEvent, RecordedEvent};
 use proto::v1::{self as pb, event::Body};
 use tokio::time::Instant;
 
-use crate::context::{CrashPoint, Ctx};
+use crate::context::{CrashPoint, Ctx, Fence};
 use crate::error::StepError;
 use crate::process::{self, Next, ProvisioningState, Step};
 use crate::steps::{self, ms};
@@ -50,21 +50,22 @@ pub enum Outcome {
     Failed,
 }
 
-/// Appends `bodies` to `subject` at `version` with deterministic ids, honouring the crash hook.
+/// Appends `bodies` to `subject` at `version` with deterministic ids, after proving the lease
+/// is still ours, honouring the crash hook.
 pub async fn append(
     ctx: &Ctx,
+    fence: &Fence,
     subject: &str,
     version: u64,
     cause: &RecordedEvent,
     bodies: Vec<(uuid::Uuid, Body)>,
 ) -> Result<(), StepError> {
-    let crash = ctx.settings.crash.as_ref();
-    let hit = |c: &CrashPoint| bodies.iter().any(|(_, b)| b.type_name() == c.event_type);
-    if let Some(c) = crash
-        && c.before
-        && hit(c)
+    fence.check().await?;
+    let hit = |ty: &str| bodies.iter().any(|(_, b)| b.type_name() == ty);
+    if let Some(CrashPoint::Before(ty)) = &ctx.settings.crash
+        && hit(ty)
     {
-        tracing::error!(event = %c.event_type, "crash hook: aborting before append");
+        tracing::error!(event = %ty, "crash hook: aborting before append");
         std::process::abort();
     }
     let events: Vec<NewEvent> = bodies
@@ -72,11 +73,10 @@ pub async fn append(
         .map(|(id, b)| NewEvent::new(b.clone()).with_id(*id).following(cause))
         .collect();
     ctx.store.append(subject, version, events).await?;
-    if let Some(c) = crash
-        && !c.before
-        && hit(c)
+    if let Some(CrashPoint::After(ty)) = &ctx.settings.crash
+        && hit(ty)
     {
-        tracing::error!(event = %c.event_type, "crash hook: aborting after append");
+        tracing::error!(event = %ty, "crash hook: aborting after append");
         std::process::abort();
     }
     Ok(())
@@ -104,8 +104,10 @@ pub async fn load_state(ctx: &Ctx, tenant: &str) -> Result<(u64, ProvisioningSta
     Ok((version, process::fold(events.iter().map(|e| &e.body))))
 }
 
-/// Drives one tenant until it is provisioned or its round has failed.
-pub async fn provision(ctx: &Ctx, req: &Request) -> Result<Outcome, StepError> {
+/// Drives one tenant until it is provisioned or its round has failed. Errors that are not the
+/// tenant's (our infrastructure, a busy site lock, a lost lease) end the run without being
+/// recorded: the delivery comes back and resumes from the recorded state.
+pub async fn provision(ctx: &Ctx, fence: &Fence, req: &Request) -> Result<Outcome, StepError> {
     let tenant = req.tenant_id.as_str();
     let subject = ctx.store.subject(EventContext::Provisioning, tenant);
     // Step loop: every pass reloads the subject, so what is decided always follows what is
@@ -124,70 +126,98 @@ pub async fn provision(ctx: &Ctx, req: &Request) -> Result<Outcome, StepError> {
             Next::Done => return Ok(Outcome::Provisioned),
             Next::AwaitRetry => return Ok(Outcome::Failed),
             Next::RollBack(gave_up) => {
-                let events = steps::rollback::roll_back(ctx, req, &state, &gave_up).await?;
+                fence.check().await?;
+                let events = steps::rollback::roll_back(ctx, fence, req, &state, &gave_up).await?;
                 let bodies = events
                     .into_iter()
                     .map(|b| (process::event_id(tenant, round, b.type_name(), 0), b))
                     .collect();
-                append(ctx, &subject, version, &req.cause, bodies).await?;
+                append(ctx, fence, &subject, version, &req.cause, bodies).await?;
                 tracing::warn!(tenant, step = gave_up.step.as_str(), reason = %gave_up.reason, "provisioning failed and was rolled back");
             }
             Next::Run(step) => {
+                fence.check().await?;
                 let attempt = state.attempt(step);
                 let started = Instant::now();
-                let result = steps::run(ctx, req, &state, step).await;
-                match result {
+                match steps::run(ctx, fence, req, &state, step).await {
                     Ok(events) => {
                         ctx.metrics
                             .step_done(step.as_str(), started.elapsed().as_secs_f64());
+                        tracing::info!(
+                            tenant,
+                            step = step.as_str(),
+                            ms = ms(started.elapsed()),
+                            "provisioning step done"
+                        );
                         let bodies = events
                             .into_iter()
                             .map(|b| (process::event_id(tenant, round, b.type_name(), 0), b))
                             .collect();
-                        append(ctx, &subject, version, &req.cause, bodies).await?;
+                        append(ctx, fence, &subject, version, &req.cause, bodies).await?;
                     }
-                    Err(StepError::Infra(m)) => return Err(StepError::Infra(m)),
+                    Err(
+                        e @ (StepError::Infra(_) | StepError::Busy(_) | StepError::LeaseLost(_)),
+                    ) => return Err(e),
                     Err(e) => {
-                        ctx.metrics.step_failed(step.as_str());
-                        let transient = matches!(e, StepError::Transient(_));
-                        let will_retry = transient && attempt < ctx.settings.step_attempts;
-                        let delay = ctx.settings.retry_backoff * 2u32.saturating_pow(attempt - 1);
-                        let proto_step = if step == Step::CreateSite
-                            && ctx
-                                .placer
-                                .get(tenant)
-                                .await?
-                                .is_some_and(|r| r.standby.is_some())
-                        {
-                            pb::ProvisioningStep::ClaimStandby
-                        } else {
-                            step.proto()
-                        };
-                        let reason = e.to_string();
-                        tracing::warn!(tenant, step = step.as_str(), attempt, will_retry, %reason, "provisioning step failed");
-                        let body = Body::ProvisioningStepFailed(pb::ProvisioningStepFailed {
-                            tenant_id: tenant.to_owned(),
-                            step: proto_step as i32,
-                            attempt,
-                            reason,
-                            will_retry,
-                            retry_in_ms: if will_retry { ms(delay) } else { 0 },
-                        });
-                        let id = process::event_id(
-                            tenant,
-                            round,
-                            &format!("ProvisioningStepFailed:{}", step.as_str()),
-                            u64::from(attempt),
-                        );
-                        append(ctx, &subject, version, &req.cause, vec![(id, body)]).await?;
-                        if will_retry {
-                            // Back-off before the next attempt; the delivery is kept alive by
-                            // the in-progress ticker meanwhile.
-                            tokio::time::sleep(delay).await;
-                        }
+                        record_failure(ctx, fence, req, &state, step, attempt, round, version, e)
+                            .await?;
                     }
                 }
             }
         }
     }
+}
+
+/// Records a failed attempt of `step` (ProvisioningStepFailed) and waits out its back-off when
+/// another attempt will follow.
+#[allow(clippy::too_many_arguments)] // one call site: the step loop's locals
+async fn record_failure(
+    ctx: &Ctx,
+    fence: &Fence,
+    req: &Request,
+    state: &ProvisioningState,
+    step: Step,
+    attempt: u32,
+    round: u32,
+    version: u64,
+    e: StepError,
+) -> Result<(), StepError> {
+    let tenant = req.tenant_id.as_str();
+    let subject = ctx.store.subject(EventContext::Provisioning, tenant);
+    ctx.metrics.step_failed(step.as_str());
+    let transient = matches!(e, StepError::Transient(_));
+    let will_retry = transient && attempt < ctx.settings.step_attempts;
+    let delay = ctx.settings.retry_backoff * 2u32.saturating_pow(attempt - 1);
+    let proto_step = if step == Step::CreateSite && state.placement.is_some() && {
+        ctx.placer
+            .get(tenant)
+            .await?
+            .is_some_and(|r| r.standby.is_some())
+    } {
+        pb::ProvisioningStep::ClaimStandby
+    } else {
+        step.proto()
+    };
+    let reason = e.to_string();
+    tracing::warn!(tenant, step = step.as_str(), attempt, will_retry, %reason, "provisioning step failed");
+    let body = Body::ProvisioningStepFailed(pb::ProvisioningStepFailed {
+        tenant_id: tenant.to_owned(),
+        step: proto_step as i32,
+        attempt,
+        reason,
+        will_retry,
+        retry_in_ms: if will_retry { ms(delay) } else { 0 },
+    });
+    let id = process::event_id(
+        tenant,
+        round,
+        &format!("ProvisioningStepFailed:{}", step.as_str()),
+        u64::from(attempt),
+    );
+    append(ctx, fence, &subject, version, &req.cause, vec![(id, body)]).await?;
+    if will_retry {
+        // Back-off before the next attempt; the delivery is kept alive meanwhile.
+        tokio::time::sleep(delay).await;
+    }
+    Ok(())
 }

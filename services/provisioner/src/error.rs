@@ -22,12 +22,32 @@ pub enum StepError {
     /// step's attempt is not counted against the tenant.
     #[error("infrastructure unavailable: {0}")]
     Infra(String),
+    /// Another command holds the site's lock on the bench host (one an instance that died
+    /// started, still running under its time limit): come back later; not an attempt.
+    #[error("{0}")]
+    Busy(String),
+    /// This instance no longer holds the tenant's lease: another one has it and carries on.
+    #[error("{0}")]
+    LeaseLost(String),
+    /// The site by this name is not ours: it belongs to another tenant, a standby, or nobody
+    /// Tenantry knows. Nothing was touched; the round fails and says whose it is.
+    #[error("{0}")]
+    NotOurs(String),
 }
 
 impl StepError {
     /// An infrastructure error from anything printable.
     pub fn infra(e: impl std::fmt::Display) -> Self {
         StepError::Infra(e.to_string())
+    }
+}
+
+impl From<worker::LeaseError> for StepError {
+    fn from(e: worker::LeaseError) -> Self {
+        match e {
+            worker::LeaseError::Lost(_) => StepError::LeaseLost(e.to_string()),
+            worker::LeaseError::Unavailable(_) => StepError::infra(e),
+        }
     }
 }
 
@@ -42,6 +62,7 @@ impl From<PlacerError> for StepError {
         match e {
             PlacerError::NoFit(e) => StepError::Permanent(e.to_string()),
             PlacerError::Unavailable(m) => StepError::Infra(m),
+            e @ PlacerError::Taken { .. } => StepError::NotOurs(e.to_string()),
         }
     }
 }
@@ -56,6 +77,7 @@ pub fn bench_error(context: &str, e: BenchError) -> StepError {
         BenchError::AppNotFound(_) => StepError::Permanent(format!(
             "{msg}; install the app on the bench or fix the plan's apps"
         )),
+        BenchError::Busy { .. } => StepError::Busy(msg),
         BenchError::InvalidInput(_) | BenchError::SiteExists(_) | BenchError::UserExists(_) => {
             StepError::Permanent(msg)
         }

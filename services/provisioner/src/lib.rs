@@ -1,13 +1,14 @@
 //! The Tenantry provisioner: the process manager that turns TenantRequested into a working
 //! Frappe site, and lifecycle requests into suspended, resumed or deleted sites.
 //!
-//! Two durable consumers (nats-server 2.9 has no multi-filter consumers): `provisioner-signup`
-//! on `tenantry.signup.*` and `provisioner-lifecycle` on `tenantry.lifecycle.*`. A delivery runs
-//! its tenant's process to the end ([`driver::provision`]), appending each step's event to
-//! `tenantry.provisioning.<tenant>`, then is acknowledged; a crash redelivers it and the process
-//! resumes from the folded state. One tenant's deliveries run one at a time (a per-tenant lock);
-//! different tenants run concurrently up to `concurrency`; each bench runs at most
-//! `max_concurrent_operations` commands at once across every instance ([`slots`]).
+//! Two durable consumers (nats-server 2.9 has no multi-filter consumers), both on the shared
+//! worker core ([`worker::Worker`]): `provisioner-signup` on `tenantry.signup.*` and
+//! `provisioner-lifecycle` on `tenantry.lifecycle.*`. Every instance pulls one message per free
+//! permit; a delivery first takes its tenant's lease (one instance works on a tenant at a time,
+//! across both consumers), then runs the tenant's process to the end ([`driver::provision`]),
+//! checking the lease before every side effect and append; a crash redelivers it and the process
+//! resumes from the folded state. Each bench runs at most `max_concurrent_operations` commands
+//! at once across every instance ([`slots`]).
 //!
 //! Entry points: [`Application::build`] + [`Application::run_until_stopped`], or [`run`].
 
@@ -17,28 +18,30 @@ pub mod error;
 pub mod fleet;
 pub mod lifecycle;
 pub mod metrics;
+pub mod ownership;
 pub mod placement;
 pub mod process;
 pub mod secrets;
-pub mod site;
+pub mod site_bench;
+pub mod site_rest;
 pub mod slots;
 pub mod standby;
 pub mod steps;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
-use eventstore::{Delivery, EventContext, EventStore, StoreConfig, SubscribeOptions};
+use eventstore::{EventContext, EventStore, StoreConfig};
 use frappe::Bench;
 use secrecy::SecretString;
 use svc::{AdminServer, Readiness, Shutdown};
 use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
+use worker::{Handler, Leases, Outcome, Work, WorkError, Worker, WorkerConfig};
 
-use crate::context::{CrashPoint, Ctx, ProcessSettings};
+use crate::context::{CrashPoint, Ctx, Fence, ProcessSettings};
 use crate::driver::Request;
 use crate::error::StepError;
 use crate::fleet::FleetConfig;
@@ -81,6 +84,12 @@ pub struct Config {
     pub ack_wait: Duration,
     /// Deliveries of one event before it becomes a dead letter.
     pub max_deliver: u64,
+    /// A tenant lease's lifetime between heartbeats (sent every third of it): how soon another
+    /// instance takes over a tenant whose instance died.
+    pub lease_ttl: Duration,
+    /// Longest one delivery may be worked on (the whole provisioning of a tenant) before it is
+    /// abandoned to redelivery.
+    pub deadline: Duration,
     /// Step attempts, back-off, verification timeout and the crash test hook.
     pub process: ProcessSettings,
     /// Bench slot leases.
@@ -110,7 +119,9 @@ impl Config {
             admin_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             concurrency: 16,
             ack_wait: Duration::from_secs(60),
-            max_deliver: 20,
+            max_deliver: 50,
+            lease_ttl: Duration::from_secs(15),
+            deadline: Duration::from_secs(60 * 60),
             process: ProcessSettings::default(),
             slots: SlotConfig::default(),
             standby_refill_every: Duration::from_secs(5),
@@ -166,9 +177,17 @@ pub struct ProvisionerArgs {
         default_value_t = 10_000
     )]
     pub verify_timeout_ms: u64,
-    /// Bench slot lease, seconds.
-    #[arg(long, env = "TENANTRY_PROVISIONER_SLOT_LEASE", default_value_t = 60)]
+    /// Bench slot lease between heartbeats, seconds (a slot whose command may still run on the
+    /// bench host stays taken until that command's time limit has passed).
+    #[arg(long, env = "TENANTRY_PROVISIONER_SLOT_LEASE", default_value_t = 30)]
     pub slot_lease_secs: u64,
+    /// Tenant lease between heartbeats, seconds: how soon another instance takes over a
+    /// tenant whose instance died.
+    #[arg(long, env = "TENANTRY_PROVISIONER_LEASE", default_value_t = 15)]
+    pub lease_secs: u64,
+    /// Longest one delivery (a whole provisioning) may be worked on, seconds.
+    #[arg(long, env = "TENANTRY_PROVISIONER_DEADLINE", default_value_t = 3600)]
+    pub deadline_secs: u64,
     /// Standby refill interval in milliseconds.
     #[arg(long, env = "TENANTRY_PROVISIONER_REFILL_MS", default_value_t = 5000)]
     pub standby_refill_ms: u64,
@@ -204,7 +223,9 @@ impl ProvisionerArgs {
         c.process.retry_backoff = Duration::from_millis(self.retry_backoff_ms);
         c.process.verify_timeout = Duration::from_millis(self.verify_timeout_ms);
         c.process.crash = self.crash_at;
-        c.slots.lease = Duration::from_secs(self.slot_lease_secs.max(3));
+        c.slots.lease = Duration::from_secs(self.slot_lease_secs.max(1));
+        c.lease_ttl = Duration::from_secs(self.lease_secs.max(1));
+        c.deadline = Duration::from_secs(self.deadline_secs.max(10));
         c.standby_refill_every = Duration::from_millis(self.standby_refill_ms.max(10));
         Ok(c)
     }
@@ -216,24 +237,6 @@ pub struct Application {
     config: Config,
     admin: AdminServer,
     readiness: Readiness,
-}
-
-/// Per-tenant locks: one delivery of a tenant at a time in this instance. Weak values, so a
-/// tenant's lock disappears when nobody holds it.
-#[derive(Default, Clone)]
-struct TenantLocks(Arc<Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>>);
-
-impl TenantLocks {
-    fn get(&self, tenant: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(lock) = map.get(tenant).and_then(Weak::upgrade) {
-            return lock;
-        }
-        map.retain(|_, w| w.strong_count() > 0);
-        let lock = Arc::new(tokio::sync::Mutex::new(()));
-        map.insert(tenant.to_owned(), Arc::downgrade(&lock));
-        lock
-    }
 }
 
 impl Application {
@@ -268,6 +271,13 @@ impl Application {
             metrics.clone(),
         )
         .await?;
+        let leases = Leases::open(
+            &store,
+            "PROVISIONER_LEASES",
+            &config.instance_id,
+            config.lease_ttl,
+        )
+        .await?;
         let benches: BTreeMap<String, Bench> = config
             .fleet
             .benches
@@ -291,6 +301,7 @@ impl Application {
             vault,
             placer,
             slots,
+            leases,
             metrics,
             http,
             settings: config.process.clone(),
@@ -316,72 +327,57 @@ impl Application {
             admin,
             readiness,
         } = self;
-        let options = SubscribeOptions {
-            ack_wait: config.ack_wait,
-            max_deliver: config.max_deliver,
-            backoff: Vec::new(),
-            max_ack_pending: (config.concurrency * 4) as i64,
-            ..SubscribeOptions::default()
-        };
-        let signup = ctx
-            .store
-            .subscribe(
-                "provisioner-signup",
-                &ctx.store.context_filter(EventContext::Signup),
-                options.clone(),
-            )
-            .await?;
-        let lifecycle = ctx
-            .store
-            .subscribe(
-                "provisioner-lifecycle",
-                &ctx.store.context_filter(EventContext::Lifecycle),
-                options,
-            )
-            .await?;
         let admin_task = tokio::spawn(admin.serve(shutdown.clone()));
         // Bounds the tenants in flight in this instance (each holds bench slots, HTTP
         // connections and a delivery); shared by both consumers.
         let permits = Arc::new(Semaphore::new(config.concurrency));
-        let locks = TenantLocks::default();
         let refill = tokio::spawn(standby::refill_loop(
             ctx.clone(),
-            config.instance_id.clone(),
             config.standby_refill_every,
             shutdown.clone(),
         ));
         readiness.set(true);
         tracing::info!(instance = %config.instance_id, benches = ctx.fleet.benches.len(), "provisioner consuming");
-        let consumers = [
-            tokio::spawn(consume(
-                ctx.clone(),
-                signup,
-                Kind::Signup,
-                permits.clone(),
-                locks.clone(),
-                config.ack_wait,
-                config.shutdown_grace,
-                shutdown.clone(),
-            )),
-            tokio::spawn(consume(
-                ctx.clone(),
-                lifecycle,
-                Kind::Lifecycle,
-                permits,
-                locks,
-                config.ack_wait,
-                config.shutdown_grace,
-                shutdown.clone(),
-            )),
-        ];
-        for c in consumers {
-            let _ = c.await;
+        let handler = Arc::new(Tenants { ctx: ctx.clone() });
+        let workers = [
+            ("provisioner-signup", EventContext::Signup),
+            ("provisioner-lifecycle", EventContext::Lifecycle),
+        ]
+        .map(|(durable, context)| {
+            let mut wc = WorkerConfig::new(durable, ctx.store.context_filter(context));
+            wc.subscribe.ack_wait = config.ack_wait;
+            wc.subscribe.max_deliver = config.max_deliver;
+            wc.deadline = config.deadline;
+            wc.retry_initial = Duration::from_secs(1);
+            wc.shutdown_grace = config.shutdown_grace;
+            let worker = Worker::new(
+                wc,
+                ctx.store.clone(),
+                Arc::clone(&handler),
+                Some(ctx.leases.clone()),
+                Arc::clone(&permits),
+            );
+            tokio::spawn(worker.run(readiness.part(durable), shutdown.clone()))
+        });
+        let mut failed = None;
+        for w in workers {
+            match w.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => failed = Some(ProvisionerError::from(e)),
+                Err(e) => failed = Some(anyhow::Error::new(e).context("consumer task").into()),
+            }
         }
+        // A consumer that cannot run (a configuration JetStream refuses) stops the service.
+        shutdown.trigger();
         let _ = refill.await;
-        match admin_task.await {
+        let served = match admin_task.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(anyhow::Error::new(e).context("admin server").into()),
             Err(e) => Err(anyhow::Error::new(e).context("admin task").into()),
+        };
+        match failed {
+            Some(e) => Err(e),
+            None => served,
         }
     }
 }
@@ -394,109 +390,46 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), ProvisionerEr
         .await
 }
 
-#[derive(Clone, Copy, Debug)]
-enum Kind {
-    Signup,
-    Lifecycle,
-}
-
-#[allow(clippy::too_many_arguments)] // private plumbing of one consumer loop
-async fn consume(
+/// The provisioner's reaction to its two consumers' events: signups start a tenant's process,
+/// lifecycle events change a live one. Keyed by tenant, so one instance at a time works on it.
+struct Tenants {
     ctx: Ctx,
-    mut sub: eventstore::Subscription,
-    kind: Kind,
-    permits: Arc<Semaphore>,
-    locks: TenantLocks,
-    ack_wait: Duration,
-    grace: Duration,
-    shutdown: Shutdown,
-) {
-    let mut tasks = JoinSet::new();
-    loop {
-        // A permit before pulling, so a busy instance leaves messages to other instances.
-        let permit = tokio::select! {
-            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-            _ = shutdown.wait() => break,
-        };
-        let next = tokio::select! {
-            d = sub.next() => d,
-            _ = shutdown.wait() => break,
-        };
-        while tasks.try_join_next().is_some() {}
-        let delivery = match next {
-            None => break,
-            Some(Err(e)) => {
-                tracing::warn!(error = %e, ?kind, "bad delivery");
-                continue;
-            }
-            Some(Ok(d)) => d,
-        };
-        let ctx = ctx.clone();
-        let locks = locks.clone();
-        tasks.spawn(async move {
-            let _permit = permit;
-            handle(&ctx, kind, delivery, &locks, ack_wait).await;
-        });
-    }
-    // Shutdown: in-flight tenants get the grace period; whatever is left is abandoned and its
-    // message redelivered after ack_wait (every step resumes from the recorded state).
-    let drained =
-        tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
-    if drained.is_err() {
-        tracing::warn!(
-            ?kind,
-            "shutdown grace passed; abandoning in-flight tenants to redelivery"
-        );
-        tasks.abort_all();
-    }
 }
 
-async fn handle(
-    ctx: &Ctx,
-    kind: Kind,
-    delivery: Delivery,
-    locks: &TenantLocks,
-    ack_wait: Duration,
-) {
-    let delivery = Arc::new(delivery);
-    let tenant = delivery.event.tenant_id.clone();
-    // Keeps the message alive while the tenant's steps run (new-site can take minutes).
-    let ticker = {
-        let d = delivery.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(ack_wait / 3).await;
-                if let Err(e) = d.in_progress().await {
-                    tracing::debug!(error = %e, "in-progress ack failed");
-                }
-            }
-        })
-    };
-    let lock = locks.get(&tenant);
-    let result = {
-        let _guard = lock.lock().await;
-        match kind {
-            Kind::Signup => match Request::from_event(&delivery.event) {
-                Some(req) => driver::provision(ctx, &req).await.map(|_| Settle::Ack),
+impl Handler for Tenants {
+    fn lease_key(&self, event: &eventstore::RecordedEvent) -> Option<String> {
+        Some(event.tenant_id.clone())
+    }
+
+    async fn handle(&self, work: Work) -> Result<Outcome, WorkError> {
+        let fence = Fence::of(work.lease.clone());
+        let result = match &work.event.body {
+            eventstore::Body::TenantRequested(_) => match Request::from_event(&work.event) {
+                Some(req) => driver::provision(&self.ctx, &fence, &req)
+                    .await
+                    .map(|_| Settle::Ack),
                 None => Ok(Settle::Ack),
             },
-            Kind::Lifecycle => lifecycle::handle(ctx, &delivery.event).await,
+            _ => lifecycle::handle(&self.ctx, &fence, &work.event).await,
+        };
+        match result {
+            Ok(Settle::Ack) => Ok(Outcome::Done),
+            Ok(Settle::Later(delay)) => Ok(Outcome::Later(delay)),
+            // Another command holds the site's lock on the bench host: not an attempt.
+            Err(StepError::Busy(why)) => {
+                tracing::info!(tenant = %work.event.tenant_id, %why, "site busy; coming back later");
+                Ok(Outcome::Later(BUSY_RETRY))
+            }
+            Err(StepError::LeaseLost(why)) => Err(WorkError::Lease(worker::LeaseError::Lost(why))),
+            Err(e @ (StepError::Infra(_) | StepError::Transient(_))) => {
+                Err(WorkError::Transient(e.to_string()))
+            }
+            Err(e @ (StepError::Permanent(_) | StepError::NotOurs(_))) => {
+                Err(WorkError::Permanent(e.to_string()))
+            }
         }
-    };
-    ticker.abort();
-    let settled = match result {
-        Ok(Settle::Ack) => delivery.ack().await,
-        Ok(Settle::Later(delay)) => delivery.nak(Some(delay)).await,
-        Err(e) => {
-            let delay = match e {
-                StepError::Infra(_) => Duration::from_secs(1),
-                _ => Duration::from_secs(2),
-            };
-            tracing::warn!(tenant, error = %e, event = %delivery.event.event_type, "handling failed; will be redelivered");
-            delivery.fail(&e.to_string(), delay).await
-        }
-    };
-    if let Err(e) = settled {
-        tracing::warn!(tenant, error = %e, "could not settle a delivery; it will be redelivered");
     }
 }
+
+/// When a delivery whose site was locked on the bench host comes back.
+const BUSY_RETRY: Duration = Duration::from_secs(5);

@@ -1,17 +1,19 @@
 //! Lifecycle requests: suspend, resume, delete, plan change, and the operator's provisioning
-//! retry. Each compares the wanted state with what the provisioning subject records, does only
-//! the missing part on the bench, and records it — so redelivery is harmless.
+//! retry. Each compares the wanted state with what the provisioning subject records, proves
+//! the site is the tenant's, does only the missing part on the bench, and records it — so
+//! redelivery is harmless.
 
 use std::time::Duration;
 
 use eventstore::{EventContext, RecordedEvent};
-use frappe::{ConfigKey, SiteName};
+use frappe::{BenchOp, ConfigKey, SiteName};
 use proto::v1::{self as pb, event::Body};
 use serde_json::json;
 
-use crate::context::Ctx;
+use crate::context::{Ctx, Fence};
 use crate::driver::{self, Outcome, Request};
 use crate::error::{StepError, bench_error};
+use crate::ownership::Claimant;
 use crate::process::{self, ProvisioningState};
 
 /// What to do with the delivery.
@@ -27,13 +29,15 @@ pub enum Settle {
 const NOT_YET: Duration = Duration::from_secs(1);
 
 /// Handles one lifecycle event.
-pub async fn handle(ctx: &Ctx, event: &RecordedEvent) -> Result<Settle, StepError> {
+pub async fn handle(ctx: &Ctx, fence: &Fence, event: &RecordedEvent) -> Result<Settle, StepError> {
     let tenant = event.tenant_id.as_str();
     match &event.body {
-        Body::ProvisioningRetryRequested(_) => retry(ctx, tenant).await,
-        Body::SuspensionRequested(_) | Body::ResumeRequested(_) => suspension(ctx, tenant).await,
-        Body::DeletionRequested(_) => delete(ctx, tenant, event).await,
-        Body::PlanChangeRequested(e) => plan_change(ctx, tenant, event, e).await,
+        Body::ProvisioningRetryRequested(_) => retry(ctx, fence, tenant).await,
+        Body::SuspensionRequested(_) | Body::ResumeRequested(_) => {
+            suspension(ctx, fence, tenant).await
+        }
+        Body::DeletionRequested(_) => delete(ctx, fence, tenant, event).await,
+        Body::PlanChangeRequested(e) => plan_change(ctx, fence, tenant, event, e).await,
         _ => Ok(Settle::Ack),
     }
 }
@@ -47,7 +51,7 @@ pub async fn load_request(ctx: &Ctx, tenant: &str) -> Result<Option<Request>, St
     Ok(events.iter().find_map(Request::from_event))
 }
 
-async fn retry(ctx: &Ctx, tenant: &str) -> Result<Settle, StepError> {
+async fn retry(ctx: &Ctx, fence: &Fence, tenant: &str) -> Result<Settle, StepError> {
     let Some(req) = load_request(ctx, tenant).await? else {
         tracing::warn!(
             tenant,
@@ -55,7 +59,7 @@ async fn retry(ctx: &Ctx, tenant: &str) -> Result<Settle, StepError> {
         );
         return Ok(Settle::Ack);
     };
-    match driver::provision(ctx, &req).await? {
+    match driver::provision(ctx, fence, &req).await? {
         Outcome::Provisioned | Outcome::Failed => Ok(Settle::Ack),
     }
 }
@@ -83,7 +87,53 @@ fn site_of(state: &ProvisioningState) -> Result<(String, SiteName), StepError> {
     Ok((p.bench.clone(), site))
 }
 
-async fn suspension(ctx: &Ctx, tenant: &str) -> Result<Settle, StepError> {
+fn tenant_claim(tenant: &str) -> Claimant<'_> {
+    Claimant::Tenant {
+        id: tenant,
+        standby: None,
+    }
+}
+
+/// Writes `values` into the tenant's site config after proving the site is the tenant's.
+async fn set_configs(
+    ctx: &Ctx,
+    fence: &Fence,
+    tenant: &str,
+    bench_name: &str,
+    site: &SiteName,
+    values: &[(ConfigKey, serde_json::Value)],
+    maintenance: Option<bool>,
+) -> Result<(), StepError> {
+    let (bench_cfg, bench) = ctx.bench(bench_name)?;
+    let n = u32::try_from(values.len() + 2).unwrap_or(u32::MAX);
+    let slot = ctx
+        .slots
+        .acquire(bench_cfg, bench.command_limit(BenchOp::Other) * n)
+        .await?;
+    let r = async {
+        ctx.ensure_ours(bench, site, &tenant_claim(tenant)).await?;
+        for (k, v) in values {
+            fence.check().await?;
+            bench
+                .set_config(site, k, v)
+                .await
+                .map_err(|e| bench_error(&format!("set-config {k}"), e))?;
+        }
+        if let Some(on) = maintenance {
+            fence.check().await?;
+            bench
+                .set_maintenance_mode(site, on)
+                .await
+                .map_err(|e| bench_error("set-maintenance-mode", e))?;
+        }
+        Ok::<_, StepError>(())
+    }
+    .await;
+    slot.release().await;
+    r
+}
+
+async fn suspension(ctx: &Ctx, fence: &Fence, tenant: &str) -> Result<Settle, StepError> {
     let (version, state) = driver::load_state(ctx, tenant).await?;
     if let Some(settle) = gate(&state) {
         return Ok(settle);
@@ -109,26 +159,19 @@ async fn suspension(ctx: &Ctx, tenant: &str) -> Result<Settle, StepError> {
         return Ok(Settle::Ack);
     }
     let (bench_name, site) = site_of(&state)?;
-    let (bench_cfg, bench) = ctx.bench(&bench_name)?;
     let flag =
         ConfigKey::parse("tenantry_suspended").map_err(|e| StepError::Permanent(e.to_string()))?;
-    let slot = ctx
-        .slots
-        .acquire(&bench_cfg.name, bench_cfg.max_concurrent_operations)
-        .await;
     let started = std::time::Instant::now();
-    let mut r = bench
-        .set_config(&site, &flag, &json!(i32::from(suspend)))
-        .await
-        .map_err(|e| bench_error("set-config tenantry_suspended", e));
-    if r.is_ok() {
-        r = bench
-            .set_maintenance_mode(&site, suspend)
-            .await
-            .map_err(|e| bench_error("set-maintenance-mode", e));
-    }
-    slot.release().await;
-    r?;
+    set_configs(
+        ctx,
+        fence,
+        tenant,
+        &bench_name,
+        &site,
+        &[(flag, json!(i32::from(suspend)))],
+        Some(suspend),
+    )
+    .await?;
     let step = if suspend { "suspend" } else { "resume" };
     ctx.metrics.step_done(step, started.elapsed().as_secs_f64());
     let body = if suspend {
@@ -145,11 +188,16 @@ async fn suspension(ctx: &Ctx, tenant: &str) -> Result<Settle, StepError> {
     };
     let id = process::event_id(tenant, 0, body.type_name(), latest.sequence);
     let subject = ctx.store.subject(EventContext::Provisioning, tenant);
-    driver::append(ctx, &subject, version, latest, vec![(id, body)]).await?;
+    driver::append(ctx, fence, &subject, version, latest, vec![(id, body)]).await?;
     Ok(Settle::Ack)
 }
 
-async fn delete(ctx: &Ctx, tenant: &str, cause: &RecordedEvent) -> Result<Settle, StepError> {
+async fn delete(
+    ctx: &Ctx,
+    fence: &Fence,
+    tenant: &str,
+    cause: &RecordedEvent,
+) -> Result<Settle, StepError> {
     let subject = ctx.store.subject(EventContext::Provisioning, tenant);
     let (mut version, state) = driver::load_state(ctx, tenant).await?;
     if state.deleted {
@@ -167,38 +215,27 @@ async fn delete(ctx: &Ctx, tenant: &str, cause: &RecordedEvent) -> Result<Settle
         let (bench_cfg, bench) = ctx.bench(&b)?;
         site_name = site.to_string();
         bench_name = b.clone();
-        let limit = bench_cfg.max_concurrent_operations;
         if !state.backed_up {
-            let slot = ctx.slots.acquire(&bench_cfg.name, limit).await;
+            let slot = ctx
+                .slots
+                .acquire(bench_cfg, bench.command_limit(BenchOp::Backup) * 2)
+                .await?;
             let started = std::time::Instant::now();
-            let r = bench.backup(&site, true).await;
+            let r = async {
+                ctx.owned_state(bench, &site, &tenant_claim(tenant)).await?;
+                fence.check().await?;
+                Ok::<_, StepError>(bench.backup(&site, true).await)
+            }
+            .await;
             slot.release().await;
-            match r {
+            match r? {
                 Ok(summary) => {
+                    ctx.crash_at("backup");
                     ctx.metrics
                         .step_done("backup", started.elapsed().as_secs_f64());
-                    let body = Body::SiteBackedUp(pb::SiteBackedUp {
-                        tenant_id: tenant.to_owned(),
-                        site: site.to_string(),
-                        files: summary
-                            .files
-                            .iter()
-                            .map(|f| pb::BackupFile {
-                                kind: match f.kind {
-                                    frappe::BackupKind::Config => "config",
-                                    frappe::BackupKind::Database => "database",
-                                    frappe::BackupKind::Public => "public_files",
-                                    frappe::BackupKind::Private => "private_files",
-                                }
-                                .to_owned(),
-                                path: f.path.clone(),
-                                size_bytes: f.size_bytes,
-                            })
-                            .collect(),
-                        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(0),
-                    });
+                    let body = backed_up(tenant, &site, &summary, started.elapsed());
                     let id = process::event_id(tenant, 0, "SiteBackedUp", cause.sequence);
-                    driver::append(ctx, &subject, version, cause, vec![(id, body)]).await?;
+                    driver::append(ctx, fence, &subject, version, cause, vec![(id, body)]).await?;
                     version = driver::load_state(ctx, tenant).await?.0;
                 }
                 // Already dropped by an earlier, interrupted delete: nothing left to back up.
@@ -206,12 +243,20 @@ async fn delete(ctx: &Ctx, tenant: &str, cause: &RecordedEvent) -> Result<Settle
                 Err(e) => return Err(bench_error("backup", e)),
             }
         }
-        let slot = ctx.slots.acquire(&bench_cfg.name, limit).await;
-        let r = ctx.remove_site(bench_cfg, bench, &site, true).await;
+        let slot = ctx
+            .slots
+            .acquire(bench_cfg, bench.command_limit(BenchOp::DropSite) * 2)
+            .await?;
+        let r = ctx
+            .drop_owned_site(fence, &tenant_claim(tenant), bench_cfg, bench, &site, true)
+            .await;
         slot.release().await;
-        archived = r?.1;
+        archived = r?.map(|r| r.archived_under).unwrap_or_default();
         ctx.revoke_credentials(tenant).await?;
         ctx.placer.release(tenant).await?;
+    }
+    if let Some(req) = load_request(ctx, tenant).await? {
+        ctx.placer.release_name(&req.body.subdomain, tenant).await?;
     }
     ctx.forget_owner_password(tenant).await?;
     let body = Body::SiteDeleted(pb::SiteDeleted {
@@ -221,12 +266,41 @@ async fn delete(ctx: &Ctx, tenant: &str, cause: &RecordedEvent) -> Result<Settle
         archived_path: archived,
     });
     let id = process::event_id(tenant, 0, "SiteDeleted", cause.sequence);
-    driver::append(ctx, &subject, version, cause, vec![(id, body)]).await?;
+    driver::append(ctx, fence, &subject, version, cause, vec![(id, body)]).await?;
     Ok(Settle::Ack)
+}
+
+fn backed_up(
+    tenant: &str,
+    site: &SiteName,
+    summary: &frappe::BackupSummary,
+    took: Duration,
+) -> Body {
+    Body::SiteBackedUp(pb::SiteBackedUp {
+        tenant_id: tenant.to_owned(),
+        site: site.to_string(),
+        files: summary
+            .files
+            .iter()
+            .map(|f| pb::BackupFile {
+                kind: match f.kind {
+                    frappe::BackupKind::Config => "config",
+                    frappe::BackupKind::Database => "database",
+                    frappe::BackupKind::Public => "public_files",
+                    frappe::BackupKind::Private => "private_files",
+                }
+                .to_owned(),
+                path: f.path.clone(),
+                size_bytes: f.size_bytes,
+            })
+            .collect(),
+        duration_ms: u64::try_from(took.as_millis()).unwrap_or(0),
+    })
 }
 
 async fn plan_change(
     ctx: &Ctx,
+    fence: &Fence,
     tenant: &str,
     cause: &RecordedEvent,
     e: &pb::PlanChangeRequested,
@@ -240,28 +314,12 @@ async fn plan_change(
         return Ok(Settle::Ack);
     };
     let (bench_name, site) = site_of(&state)?;
-    let (bench_cfg, bench) = ctx.bench(&bench_name)?;
     let mut values = plan.limit_values();
     values.push((
         ConfigKey::parse("tenantry_plan").map_err(|e| StepError::Permanent(e.to_string()))?,
         json!(e.to_plan),
     ));
-    let slot = ctx
-        .slots
-        .acquire(&bench_cfg.name, bench_cfg.max_concurrent_operations)
-        .await;
-    let mut r = Ok(());
-    for (k, v) in &values {
-        r = bench
-            .set_config(&site, k, v)
-            .await
-            .map_err(|e| bench_error(&format!("set-config {k}"), e));
-        if r.is_err() {
-            break;
-        }
-    }
-    slot.release().await;
-    r?;
+    set_configs(ctx, fence, tenant, &bench_name, &site, &values, None).await?;
     let body = Body::SiteLimitsApplied(pb::SiteLimitsApplied {
         tenant_id: tenant.to_owned(),
         site: site.to_string(),
@@ -270,6 +328,6 @@ async fn plan_change(
     });
     let id = process::event_id(tenant, 0, "SiteLimitsApplied", cause.sequence);
     let subject = ctx.store.subject(EventContext::Provisioning, tenant);
-    driver::append(ctx, &subject, version, cause, vec![(id, body)]).await?;
+    driver::append(ctx, fence, &subject, version, cause, vec![(id, body)]).await?;
     Ok(Settle::Ack)
 }

@@ -4,7 +4,15 @@
 //! `max_sites`, fewest sites first (ties by name). [`Placer`] makes it consistent across
 //! concurrent requests and provisioner instances: per-bench site counters live in the KV bucket
 //! `BENCH_SITES` and are only changed by compare-and-set, and each tenant's placement is recorded
-//! in `PLACEMENTS`, so a redelivered request gets the same bench again.
+//! in `PLACEMENTS`, so a redelivered request gets the same bench again. A placement is released
+//! by deleting its record with a compare-and-set first and only then decrementing the counter,
+//! so two releases (a redelivery, a second instance) can never decrement twice; a crash between
+//! the two counts one site too many (capacity errs on the safe side; `tenantctl recover`
+//! recounts from the log).
+//!
+//! `SITE_NAMES` holds which tenant each subdomain's site belongs to, claimed before placement:
+//! the provisioner's own guard, so a tenant whose subdomain another tenant's site already has
+//! (signup's claims lost or restored from an old backup) fails without touching that site.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -103,6 +111,18 @@ pub enum PlacerError {
     /// NATS KV failed; retry later.
     #[error("placement store unavailable: {0}")]
     Unavailable(String),
+    /// The subdomain's site belongs to another tenant.
+    #[error(
+        "subdomain {subdomain:?} already belongs to tenant {owner}; nothing was touched — \
+         signup's subdomain claims are behind the log (run `tenantctl recover`), and this \
+         tenant must sign up with another subdomain"
+    )]
+    Taken {
+        /// The subdomain.
+        subdomain: String,
+        /// The tenant whose site it is.
+        owner: String,
+    },
 }
 
 fn unavailable(e: impl std::fmt::Display) -> PlacerError {
@@ -114,6 +134,7 @@ fn unavailable(e: impl std::fmt::Display) -> PlacerError {
 pub struct Placer {
     sites: kv::Store,
     placements: kv::Store,
+    names: kv::Store,
 }
 
 /// CAS attempts before giving up on a contended counter.
@@ -134,7 +155,71 @@ impl Placer {
             )
             .await
             .map_err(unavailable)?;
-        Ok(Self { sites, placements })
+        let names = store
+            .key_value(
+                "SITE_NAMES",
+                1,
+                "Tenantry: the tenant each subdomain's site belongs to",
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(Self {
+            sites,
+            placements,
+            names,
+        })
+    }
+
+    /// Claims `subdomain` for `tenant` (idempotent for the same tenant); [`PlacerError::Taken`]
+    /// when another tenant's site has it.
+    pub async fn claim_name(&self, subdomain: &str, tenant: &str) -> Result<(), PlacerError> {
+        for _ in 0..3 {
+            match self
+                .names
+                .create(subdomain, Bytes::from(tenant.to_owned()))
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {}
+                Err(e) => return Err(unavailable(e)),
+            }
+            match self.names.entry(subdomain).await.map_err(unavailable)? {
+                Some(e) if e.operation == kv::Operation::Put => {
+                    let owner = String::from_utf8_lossy(&e.value).into_owned();
+                    return if owner == tenant {
+                        Ok(())
+                    } else {
+                        Err(PlacerError::Taken {
+                            subdomain: subdomain.to_owned(),
+                            owner,
+                        })
+                    };
+                }
+                // Released between our create and our read: create again.
+                _ => continue,
+            }
+        }
+        Err(unavailable(
+            "subdomain claims stayed contended; retry later",
+        ))
+    }
+
+    /// Gives `subdomain` back if `tenant` holds it (its site is gone).
+    pub async fn release_name(&self, subdomain: &str, tenant: &str) -> Result<(), PlacerError> {
+        match self.names.entry(subdomain).await.map_err(unavailable)? {
+            Some(e) if e.operation == kv::Operation::Put && *e.value == *tenant.as_bytes() => {
+                match self
+                    .names
+                    .delete_expect_revision(subdomain, Some(e.revision))
+                    .await
+                {
+                    Ok(()) => Ok(()),
+                    Err(e) if e.kind() == kv::DeleteErrorKind::WrongLastRevision => Ok(()),
+                    Err(e) => Err(unavailable(e)),
+                }
+            }
+            _ => Ok(()),
+        }
     }
 
     /// The recorded placement of `id`, if any.
@@ -272,13 +357,27 @@ impl Placer {
         Err(unavailable("site counters stayed contended; retry later"))
     }
 
-    /// Gives the site of `id` back (rollback, deletion): one fewer on its bench, record removed.
+    /// Gives the site of `id` back (rollback, deletion): the record is removed by a
+    /// compare-and-set, and only the caller that removed it decrements its bench's count.
     pub async fn release(&self, id: &str) -> Result<(), PlacerError> {
-        let Some(rec) = self.get(id).await? else {
+        let Some(entry) = self.placements.entry(id).await.map_err(unavailable)? else {
             return Ok(());
         };
-        self.uncount(&rec.bench).await?;
-        self.forget(id).await
+        if entry.operation != kv::Operation::Put {
+            return Ok(());
+        }
+        let rec: PlacementRecord = serde_json::from_slice(&entry.value)
+            .map_err(|e| unavailable(format!("bad placement record: {e}")))?;
+        match self
+            .placements
+            .delete_expect_revision(id, Some(entry.revision))
+            .await
+        {
+            Ok(()) => self.uncount(&rec.bench).await,
+            // Released (or changed) by someone else first: they own the decrement.
+            Err(e) if e.kind() == kv::DeleteErrorKind::WrongLastRevision => Ok(()),
+            Err(e) => Err(unavailable(e)),
+        }
     }
 
     /// One fewer site on `bench`.

@@ -61,7 +61,8 @@ impl Step {
             Step::Configure => PStep::Configure,
             Step::CreateOwner => PStep::CreateOwner,
             Step::IssueApiCredentials => PStep::IssueApiCredentials,
-            Step::VerifyApiAccess | Step::Finish => PStep::VerifyApiAccess,
+            Step::VerifyApiAccess => PStep::VerifyApiAccess,
+            Step::Finish => PStep::Finish,
         }
     }
 
@@ -90,6 +91,7 @@ impl Step {
             PStep::CreateOwner => Step::CreateOwner,
             PStep::IssueApiCredentials => Step::IssueApiCredentials,
             PStep::VerifyApiAccess => Step::VerifyApiAccess,
+            PStep::Finish => Step::Finish,
             _ => return None,
         })
     }

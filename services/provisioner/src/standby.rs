@@ -7,24 +7,36 @@
 //! then marks it ready; a claim flips ready → claimed by compare-and-set (so two tenants never
 //! get one standby), and the key is deleted once the claim is done, which makes the refill build
 //! a replacement.
+//!
+//! A build holds a lease on its standby id for as long as it runs (taken before its entry is
+//! created), so an entry left "building" by an instance that died is recognised as soon as the
+//! lease lapses — not after a fixed staleness period — and the instance that takes the lease
+//! over discards what the build left (only a site carrying that standby's marker or database).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::kv;
 use bytes::Bytes;
 use eventstore::{EventContext, NewEvent};
-use frappe::{AppName, Bench, ConfigKey, DbName, HostUrl, SiteName};
+use frappe::{
+    AppName, Bench, BenchOp, ConfigKey, DbName, HostUrl, STANDBY_MARKER, SiteName, SiteState,
+    TENANT_MARKER,
+};
 use proto::v1::{self as pb, event::Body};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::time::Instant;
+use worker::Acquire;
 
-use crate::context::Ctx;
+use crate::context::{Ctx, Fence};
 use crate::error::{StepError, bench_error, vault_error};
 use crate::fleet::BenchConfig;
+use crate::ownership::Claimant;
 use crate::placement::{PlacementRecord, StandbyRef};
 use crate::process;
 use crate::secrets::{ADMIN_PASSWORD, API_CREDENTIALS};
+use crate::site_bench::Marker;
 
 /// A pool entry's state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -190,10 +202,13 @@ async fn rekey(ctx: &Ctx, from: &str, to: &str, name: &str, kind: &str) -> Resul
     Ok(())
 }
 
-/// The claim's I/O: re-key the vault entries to the tenant, rename the site directory to the
-/// tenant's host and set `host_name`. Each part checks whether it was done already.
+/// The claim's I/O: re-key the vault entries to the tenant, mark the standby site as the
+/// tenant's, rename its directory to the tenant's host and set `host_name`. Each part checks
+/// whether it was done already, and the site is touched only while it is provably the standby
+/// the placement claimed (or, after the rename, the tenant's).
 pub async fn take_over(
     ctx: &Ctx,
+    fence: &Fence,
     tenant: &str,
     bench_cfg: &BenchConfig,
     bench: &Bench,
@@ -212,36 +227,60 @@ pub async fn take_over(
     ctx.revoke_credentials(&standby.id).await?;
     let host = HostUrl::parse(&bench_cfg.public_url(site.as_str()))
         .map_err(|e| StepError::Permanent(e.to_string()))?;
-    let renamed = bench
-        .site_exists(site)
-        .await
-        .map_err(|e| bench_error("checking the renamed site", e))?;
-    if renamed {
-        let key = ConfigKey::parse("host_name").map_err(|e| StepError::Permanent(e.to_string()))?;
-        bench
-            .set_config(site, &key, &json!(host.as_str()))
-            .await
-            .map_err(|e| bench_error("set-config host_name", e))?;
-    } else {
-        let from =
-            SiteName::parse(&standby.site).map_err(|e| StepError::Permanent(e.to_string()))?;
-        bench
-            .rename_site(&from, site, &host)
-            .await
-            .map_err(|e| bench_error("renaming the standby site", e))?;
+    let claimant = Claimant::Tenant {
+        id: tenant,
+        standby: Some(&standby.id),
+    };
+    let marker = Marker {
+        key: TENANT_MARKER,
+        id: tenant,
+    };
+    match ctx.owned_state(bench, site, &claimant).await? {
+        SiteState::Missing => {
+            let from =
+                SiteName::parse(&standby.site).map_err(|e| StepError::Permanent(e.to_string()))?;
+            let source = ctx.owned_state(bench, &from, &claimant).await?;
+            let Some(config) = source.config() else {
+                return Err(StepError::Permanent(format!(
+                    "the claimed standby site {from} is no longer on bench {}",
+                    bench_cfg.name
+                )));
+            };
+            // Marked first: from here on the site is the tenant's wherever a crash leaves it.
+            ctx.write_marker(fence, bench, &from, marker, Some(config))
+                .await?;
+            fence.check().await?;
+            bench
+                .rename_site(&from, site, &host)
+                .await
+                .map_err(|e| bench_error("renaming the standby site", e))?;
+            ctx.crash_at("rename");
+        }
+        // Renamed by an earlier attempt: make sure it is marked and knows its host.
+        state => {
+            ctx.write_marker(fence, bench, site, marker, state.config())
+                .await?;
+            let key =
+                ConfigKey::parse("host_name").map_err(|e| StepError::Permanent(e.to_string()))?;
+            fence.check().await?;
+            bench
+                .set_config(site, &key, &json!(host.as_str()))
+                .await
+                .map_err(|e| bench_error("set-config host_name", e))?;
+        }
     }
     forget(ctx, &standby.pool_key).await;
     Ok(())
 }
 
 /// Keeps the pool full until `shutdown`.
-pub async fn refill_loop(ctx: Ctx, instance: String, every: Duration, shutdown: svc::Shutdown) {
+pub async fn refill_loop(ctx: Ctx, every: Duration, shutdown: svc::Shutdown) {
     if ctx.fleet.standby.size == 0 {
         return;
     }
     let mut builds = tokio::task::JoinSet::new();
     loop {
-        if let Err(e) = refill_once(&ctx, &instance, &mut builds).await {
+        if let Err(e) = refill_once(&ctx, &mut builds).await {
             tracing::warn!(error = %e, "standby refill pass failed");
         }
         tokio::select! {
@@ -250,19 +289,12 @@ pub async fn refill_loop(ctx: Ctx, instance: String, every: Duration, shutdown: 
         }
         while builds.try_join_next().is_some() {}
     }
-    // Builds in flight are abandoned at shutdown: their entries stay "building" and are
-    // cleaned up as stale by a later refill.
+    // Builds in flight are abandoned at shutdown: their leases lapse, and a later refill (here
+    // or on another instance) discards what they left.
     builds.abort_all();
 }
 
-/// How long a "building" entry may sit before it counts as abandoned.
-const STALE_BUILD: Duration = Duration::from_secs(30 * 60);
-
-async fn refill_once(
-    ctx: &Ctx,
-    instance: &str,
-    builds: &mut tokio::task::JoinSet<()>,
-) -> Result<(), StepError> {
+async fn refill_once(ctx: &Ctx, builds: &mut tokio::task::JoinSet<()>) -> Result<(), StepError> {
     let pool = bucket(ctx).await?;
     let size = ctx.fleet.standby.size;
     for set in ctx.fleet.standby_app_sets() {
@@ -275,17 +307,21 @@ async fn refill_once(
             for n in 0..size {
                 let key = format!("{}.{set_key}.{n}", bench.name);
                 if let Some((entry, revision)) = read(&pool, &key).await {
-                    if let EntryState::Building { since_ms, .. } = entry.state
-                        && chrono::Utc::now().timestamp_millis() - since_ms
-                            > STALE_BUILD.as_millis() as i64
-                        && pool
-                            .delete_expect_revision(&key, Some(revision))
-                            .await
-                            .is_ok()
-                    {
-                        tracing::warn!(standby = %entry.id, "abandoned standby build; cleaning up");
-                        let ctx = ctx.clone();
-                        builds.spawn(async move { discard(&ctx, &entry).await });
+                    if matches!(entry.state, EntryState::Building { .. }) {
+                        // A build whose builder stopped renewing its lease was abandoned: take
+                        // the lease over (so nobody else cleans up at the same time) and
+                        // discard what it left.
+                        if let Acquire::Acquired(lease) = ctx.leases.try_acquire(&entry.id).await? {
+                            let ctx = ctx.clone();
+                            let pool = pool.clone();
+                            builds.spawn(async move {
+                                tracing::warn!(standby = %entry.id, "abandoned standby build; discarding it");
+                                let fence = Fence::of(Some(Arc::new(lease)));
+                                if discard(&ctx, &fence, &entry).await.is_ok() {
+                                    let _ = pool.delete_expect_revision(&key, Some(revision)).await;
+                                }
+                            });
+                        }
                     }
                     continue;
                 }
@@ -294,6 +330,11 @@ async fn refill_once(
                 let site = bench
                     .site_name(&id)
                     .map_err(|e| StepError::Permanent(e.to_string()))?;
+                // The build's lease first: an entry is never "building" without a live lease,
+                // so other instances can tell an abandoned build from a running one.
+                let Acquire::Acquired(lease) = ctx.leases.try_acquire(&id).await? else {
+                    continue;
+                };
                 let entry = Entry {
                     id: id.clone(),
                     bench: bench.name.clone(),
@@ -301,19 +342,21 @@ async fn refill_once(
                     db_name: process::db_name_for(&id),
                     apps: set.iter().map(ToString::to_string).collect(),
                     state: EntryState::Building {
-                        holder: instance.to_owned(),
+                        holder: ctx.leases.holder().to_owned(),
                         since_ms: chrono::Utc::now().timestamp_millis(),
                     },
                 };
                 // Create-only: another instance may be filling the same slot.
                 let Ok(revision) = pool.create(&key, encode(&entry)).await else {
+                    let _ = lease.release().await;
                     continue;
                 };
                 let ctx = ctx.clone();
                 let pool = pool.clone();
                 let set = set.clone();
                 builds.spawn(async move {
-                    build(&ctx, &pool, &key, entry, revision, &set).await;
+                    let fence = Fence::of(Some(Arc::new(lease)));
+                    build(&ctx, &fence, &pool, &key, entry, revision, &set).await;
                 });
             }
         }
@@ -323,6 +366,7 @@ async fn refill_once(
 
 async fn build(
     ctx: &Ctx,
+    fence: &Fence,
     pool: &kv::Store,
     key: &str,
     mut entry: Entry,
@@ -330,12 +374,14 @@ async fn build(
     apps: &[AppName],
 ) {
     let started = Instant::now();
-    match build_site(ctx, &entry, apps).await {
+    match build_site(ctx, fence, &entry, apps).await {
         Ok(()) => {
             entry.state = EntryState::Ready;
-            if pool.update(key, encode(&entry), revision).await.is_err() {
+            if fence.check().await.is_err()
+                || pool.update(key, encode(&entry), revision).await.is_err()
+            {
                 tracing::warn!(standby = %entry.id, "standby entry changed while building; discarding it");
-                discard(ctx, &entry).await;
+                let _ = discard(ctx, fence, &entry).await;
                 return;
             }
             let body = Body::StandbySiteCreated(pb::StandbySiteCreated {
@@ -362,65 +408,109 @@ async fn build(
         Err(e) => {
             ctx.metrics.step_failed("standby_build");
             tracing::warn!(error = %e, standby = %entry.id, "standby build failed; discarding it");
-            discard(ctx, &entry).await;
-            let _ = pool.delete_expect_revision(key, Some(revision)).await;
+            if discard(ctx, fence, &entry).await.is_ok() {
+                let _ = pool.delete_expect_revision(key, Some(revision)).await;
+            }
         }
     }
 }
 
-async fn build_site(ctx: &Ctx, entry: &Entry, apps: &[AppName]) -> Result<(), StepError> {
+async fn build_site(
+    ctx: &Ctx,
+    fence: &Fence,
+    entry: &Entry,
+    apps: &[AppName],
+) -> Result<(), StepError> {
     let (bench_cfg, bench) = ctx.bench(&entry.bench)?;
-    if !ctx.placer.reserve(bench_cfg).await? {
-        return Err(StepError::Permanent(format!(
-            "bench {} is full",
-            bench_cfg.name
-        )));
+    if ctx.placer.get(&entry.id).await?.is_none() {
+        if !ctx.placer.reserve(bench_cfg).await? {
+            return Err(StepError::Permanent(format!(
+                "bench {} is full",
+                bench_cfg.name
+            )));
+        }
+        ctx.placer
+            .record(
+                &entry.id,
+                &PlacementRecord {
+                    bench: entry.bench.clone(),
+                    standby: None,
+                },
+            )
+            .await?;
     }
-    ctx.placer
-        .record(
-            &entry.id,
-            &PlacementRecord {
-                bench: entry.bench.clone(),
-                standby: None,
-            },
-        )
-        .await?;
     let site = SiteName::parse(&entry.site).map_err(|e| StepError::Permanent(e.to_string()))?;
     let db = DbName::parse(&entry.db_name).map_err(|e| StepError::Permanent(e.to_string()))?;
-    let limit = bench_cfg.max_concurrent_operations;
-    let slot = ctx.slots.acquire(&bench_cfg.name, limit).await;
-    let made = ctx.new_site(&entry.id, bench_cfg, bench, &site, &db).await;
+    let slot = ctx
+        .slots
+        .acquire(bench_cfg, bench.command_limit(BenchOp::NewSite) * 2)
+        .await?;
+    let made = ctx
+        .new_site(
+            fence,
+            &Claimant::Standby { id: &entry.id },
+            Marker {
+                key: STANDBY_MARKER,
+                id: &entry.id,
+            },
+            bench_cfg,
+            bench,
+            &site,
+            &db,
+        )
+        .await;
     slot.release().await;
     made?;
     // One app per slot hold, so tenant work interleaves with a long standby build.
     for app in apps {
-        let slot = ctx.slots.acquire(&bench_cfg.name, limit).await;
+        let slot = ctx
+            .slots
+            .acquire(bench_cfg, bench.command_limit(BenchOp::InstallApp) * 2)
+            .await?;
         let r = ctx
-            .install_apps(bench, &site, std::slice::from_ref(app))
+            .install_apps(fence, bench, &site, std::slice::from_ref(app))
             .await;
         slot.release().await;
         r?;
     }
+    fence.check().await?;
     ctx.issue_credentials(&entry.id, bench_cfg, &site).await?;
     ctx.verify_credentials(&entry.id, bench_cfg, &site).await?;
     Ok(())
 }
 
-/// Removes a standby that will not be used: its site, secrets and site count.
-async fn discard(ctx: &Ctx, entry: &Entry) {
-    let Ok((bench_cfg, bench)) = ctx.bench(&entry.bench) else {
-        return;
-    };
-    if let Ok(site) = SiteName::parse(&entry.site) {
-        let slot = ctx
-            .slots
-            .acquire(&bench_cfg.name, bench_cfg.max_concurrent_operations)
-            .await;
-        if let Err(e) = ctx.remove_site(bench_cfg, bench, &site, true).await {
-            tracing::warn!(error = %e, standby = %entry.id, "could not remove a discarded standby site");
+/// Removes a standby that will not be used: its site (only if it is this standby's), secrets
+/// and site count. Errors leave the entry for a later refill to try again.
+async fn discard(ctx: &Ctx, fence: &Fence, entry: &Entry) -> Result<(), StepError> {
+    let (bench_cfg, bench) = ctx.bench(&entry.bench)?;
+    let site = SiteName::parse(&entry.site).map_err(|e| StepError::Permanent(e.to_string()))?;
+    let slot = ctx
+        .slots
+        .acquire(bench_cfg, bench.command_limit(BenchOp::DropSite) * 2)
+        .await?;
+    let r = ctx
+        .drop_owned_site(
+            fence,
+            &Claimant::Standby { id: &entry.id },
+            bench_cfg,
+            bench,
+            &site,
+            true,
+        )
+        .await;
+    slot.release().await;
+    match r {
+        Ok(_) => {}
+        // A tenant's marker is on it: a claim got there first; it is not ours to remove.
+        Err(StepError::NotOurs(why)) => {
+            tracing::warn!(standby = %entry.id, %why, "not discarding a standby site a tenant has claimed");
         }
-        slot.release().await;
+        Err(e) => {
+            tracing::warn!(error = %e, standby = %entry.id, "could not discard a standby site; a later refill retries");
+            return Err(e);
+        }
     }
-    let _ = ctx.revoke_credentials(&entry.id).await;
-    let _ = ctx.placer.release(&entry.id).await;
+    ctx.revoke_credentials(&entry.id).await?;
+    ctx.placer.release(&entry.id).await?;
+    Ok(())
 }

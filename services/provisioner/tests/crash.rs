@@ -104,7 +104,7 @@ async fn killed_at_every_step_boundary_each_tenant_is_provisioned_exactly_once()
             .get_logged_user()
             .await
             .expect("the vaulted key works");
-        assert_eq!(who, provisioner::site::AUTOMATION_USER);
+        assert_eq!(who, provisioner::site_rest::AUTOMATION_USER);
         client
             .login(
                 &frappe::UserId::parse(&format!("owner@{sub}.example.com")).unwrap(),

@@ -11,7 +11,7 @@ use eventstore::Body;
 use frappe::{ApiCredentials, FrappeClient, RestError, SiteName, SiteRouting, UserId};
 use proto::v1::{self as pb, ProvisioningStep};
 use provisioner::secrets::API_CREDENTIALS;
-use provisioner::site::AUTOMATION_USER;
+use provisioner::site_rest::AUTOMATION_USER;
 use secrecy::{ExposeSecret, SecretString};
 
 const PASSWORD: &str = "Correct-Horse-42-Battery";
@@ -382,7 +382,10 @@ async fn a_permanent_failure_at_each_step_rolls_back_and_a_retry_provisions() {
     futures::future::join_all([
         fail_then_retry("new-site", ProvisioningStep::CreateSite),
         fail_then_retry("install-app", ProvisioningStep::InstallApps),
-        fail_then_retry("set-config", ProvisioningStep::Configure),
+        // The owner marker is written right after new-site: a set-config failing there is a
+        // CreateSite failure; a plan limit failing is a Configure one.
+        fail_then_retry("set-config", ProvisioningStep::CreateSite),
+        fail_then_retry("set-config=max_users", ProvisioningStep::Configure),
         fail_then_retry("http-insert", ProvisioningStep::CreateOwner),
         fail_then_retry("http-generate-keys", ProvisioningStep::IssueApiCredentials),
         fail_then_retry("http-get-logged-user", ProvisioningStep::VerifyApiAccess),

@@ -1,20 +1,22 @@
 //! Configure: plan limits and Tenantry's keys (`tenantry_tenant_id`, `tenantry_plan`,
 //! `host_name`) into site_config. `set-config` is idempotent, so nothing is checked first.
 
-use frappe::ConfigKey;
+use frappe::{BenchOp, ConfigKey};
 use proto::v1::{self as pb, event::Body};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::{Placed, ms};
-use crate::context::Ctx;
+use crate::context::{Ctx, Fence};
 use crate::driver::Request;
 use crate::error::{StepError, bench_error};
 use crate::fleet::PlanConfig;
+use crate::ownership::Claimant;
 
 /// Writes the keys; returns SiteConfigured.
 pub async fn run(
     ctx: &Ctx,
+    fence: &Fence,
     req: &Request,
     placed: &Placed<'_>,
     plan: &PlanConfig,
@@ -29,22 +31,33 @@ pub async fn run(
         key("host_name")?,
         json!(placed.bench_cfg.public_url(placed.site.as_str())),
     ));
+    let n = u32::try_from(values.len()).unwrap_or(u32::MAX);
     let slot = ctx
         .slots
-        .acquire(&placed.bench_cfg.name, placed.limit())
-        .await;
-    let mut r = Ok(());
-    for (k, v) in &values {
-        // set-config is idempotent: re-writing a key after a crash changes nothing.
-        r = placed
-            .bench
-            .set_config(&placed.site, k, v)
-            .await
-            .map_err(|e| bench_error(&format!("set-config {k}"), e));
-        if r.is_err() {
-            break;
+        .acquire(placed.bench_cfg, placed.busy(BenchOp::Other, n))
+        .await?;
+    let r = async {
+        ctx.ensure_ours(
+            placed.bench,
+            &placed.site,
+            &Claimant::Tenant {
+                id: tenant,
+                standby: None,
+            },
+        )
+        .await?;
+        for (k, v) in &values {
+            // set-config is idempotent: re-writing a key after a crash changes nothing.
+            fence.check().await?;
+            placed
+                .bench
+                .set_config(&placed.site, k, v)
+                .await
+                .map_err(|e| bench_error(&format!("set-config {k}"), e))?;
         }
+        Ok::<_, StepError>(())
     }
+    .await;
     slot.release().await;
     r?;
     Ok(vec![Body::SiteConfigured(pb::SiteConfigured {

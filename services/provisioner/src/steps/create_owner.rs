@@ -9,7 +9,7 @@ use super::{Placed, ms};
 use crate::context::Ctx;
 use crate::driver::Request;
 use crate::error::{StepError, rest_error};
-use crate::site::ensure_user;
+use crate::site_rest::ensure_user;
 
 /// Makes sure the owner exists with their password; returns OwnerUserCreated.
 pub async fn run(

@@ -1,20 +1,23 @@
-//! CreateSite: `new-site` with the tenant's derived database name — or, when placement took a
-//! standby, the claim (re-key the vault, rename the directory, `host_name`).
+//! CreateSite: `new-site` with the tenant's derived database name and its owner marker — or,
+//! when placement took a standby, the claim (re-key the vault, mark, rename, `host_name`).
 
-use frappe::DbName;
+use frappe::{BenchOp, DbName, TENANT_MARKER};
 use proto::v1::{self as pb, event::Body};
 use tokio::time::Instant;
 
 use super::{Placed, ms};
-use crate::context::Ctx;
+use crate::context::{Ctx, Fence};
 use crate::driver::Request;
 use crate::error::StepError;
+use crate::ownership::Claimant;
 use crate::placement::PlacementRecord;
 use crate::secrets::{ADMIN_PASSWORD, vault_ref};
+use crate::site_bench::Marker;
 
 /// Makes the site (or claims the standby); returns SiteCreated or StandbySiteClaimed.
 pub async fn run(
     ctx: &Ctx,
+    fence: &Fence,
     req: &Request,
     placed: &Placed<'_>,
     started: Instant,
@@ -31,8 +34,12 @@ pub async fn run(
         ..
     }) = ctx.placer.get(tenant).await?
     {
-        let slot = ctx.slots.acquire(&bench_cfg.name, placed.limit()).await;
-        let r = crate::standby::take_over(ctx, tenant, bench_cfg, bench, &standby, site).await;
+        let slot = ctx
+            .slots
+            .acquire(bench_cfg, placed.busy(BenchOp::Other, 4))
+            .await?;
+        let r =
+            crate::standby::take_over(ctx, fence, tenant, bench_cfg, bench, &standby, site).await;
         slot.release().await;
         r?;
         return Ok(vec![Body::StandbySiteClaimed(pb::StandbySiteClaimed {
@@ -45,8 +52,27 @@ pub async fn run(
     }
     let db_name =
         DbName::parse(&placed.db_name).map_err(|e| StepError::Permanent(e.to_string()))?;
-    let slot = ctx.slots.acquire(&bench_cfg.name, placed.limit()).await;
-    let r = ctx.new_site(tenant, bench_cfg, bench, site, &db_name).await;
+    let slot = ctx
+        .slots
+        .acquire(bench_cfg, placed.busy(BenchOp::NewSite, 2))
+        .await?;
+    let r = ctx
+        .new_site(
+            fence,
+            &Claimant::Tenant {
+                id: tenant,
+                standby: None,
+            },
+            Marker {
+                key: TENANT_MARKER,
+                id: tenant,
+            },
+            bench_cfg,
+            bench,
+            site,
+            &db_name,
+        )
+        .await;
     slot.release().await;
     r?;
     Ok(vec![Body::SiteCreated(pb::SiteCreated {

@@ -1,27 +1,31 @@
 //! InstallApps: `install-app` for each of the plan's apps the site does not have yet.
 
-use frappe::AppName;
+use frappe::{AppName, BenchOp};
 use proto::v1::{self as pb, event::Body};
 use tokio::time::Instant;
 
 use super::{Placed, ms};
-use crate::context::Ctx;
+use crate::context::{Ctx, Fence};
 use crate::driver::Request;
 use crate::error::StepError;
 
 /// Installs the missing apps; returns AppsInstalled.
 pub async fn run(
     ctx: &Ctx,
+    fence: &Fence,
     req: &Request,
     placed: &Placed<'_>,
     apps: &[AppName],
     started: Instant,
 ) -> Result<Vec<Body>, StepError> {
+    let n = u32::try_from(apps.len()).unwrap_or(u32::MAX);
     let slot = ctx
         .slots
-        .acquire(&placed.bench_cfg.name, placed.limit())
+        .acquire(placed.bench_cfg, placed.busy(BenchOp::InstallApp, n))
+        .await?;
+    let r = ctx
+        .install_apps(fence, placed.bench, &placed.site, apps)
         .await;
-    let r = ctx.install_apps(placed.bench, &placed.site, apps).await;
     slot.release().await;
     r?;
     Ok(vec![Body::AppsInstalled(pb::AppsInstalled {

@@ -7,7 +7,7 @@ use super::{Placed, ms};
 use crate::context::Ctx;
 use crate::driver::Request;
 use crate::error::StepError;
-use crate::site::AUTOMATION_USER;
+use crate::site_rest::AUTOMATION_USER;
 
 /// Issues (or finds the vaulted) key pair; returns ApiCredentialsIssued.
 pub async fn run(

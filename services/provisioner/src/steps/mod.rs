@@ -15,11 +15,11 @@ pub mod verify;
 
 use std::time::Duration;
 
-use frappe::{Bench, SiteName};
+use frappe::{Bench, BenchOp, SiteName};
 use proto::v1::event::Body;
 use tokio::time::Instant;
 
-use crate::context::Ctx;
+use crate::context::{Ctx, Fence};
 use crate::driver::Request;
 use crate::error::StepError;
 use crate::fleet::{BenchConfig, PlanConfig};
@@ -63,9 +63,10 @@ impl<'a> Placed<'a> {
         })
     }
 
-    /// The bench's limit on concurrent operations.
-    pub fn limit(&self) -> u32 {
-        self.bench_cfg.max_concurrent_operations
+    /// The longest `n` commands of kind `op` (plus one short read) may run on the bench host:
+    /// how long a bench slot guarding them stays busy if this instance dies.
+    pub fn busy(&self, op: BenchOp, n: u32) -> Duration {
+        self.bench.command_limit(op) * n + self.bench.command_limit(BenchOp::Other)
     }
 }
 
@@ -82,6 +83,7 @@ pub fn plan<'a>(ctx: &'a Ctx, req: &Request) -> Result<&'a PlanConfig, StepError
 /// Runs one step; returns the events recording it.
 pub async fn run(
     ctx: &Ctx,
+    fence: &Fence,
     req: &Request,
     state: &ProvisioningState,
     step: Step,
@@ -94,9 +96,11 @@ pub async fn run(
     let placed = Placed::of(ctx, state)?;
     match step {
         Step::Place => Err(StepError::Permanent("placement is handled above".into())),
-        Step::CreateSite => create_site::run(ctx, req, &placed, started).await,
-        Step::InstallApps => install_apps::run(ctx, req, &placed, &plan.app_names(), started).await,
-        Step::Configure => configure::run(ctx, req, &placed, plan, started).await,
+        Step::CreateSite => create_site::run(ctx, fence, req, &placed, started).await,
+        Step::InstallApps => {
+            install_apps::run(ctx, fence, req, &placed, &plan.app_names(), started).await
+        }
+        Step::Configure => configure::run(ctx, fence, req, &placed, plan, started).await,
         Step::CreateOwner => create_owner::run(ctx, req, &placed, started).await,
         Step::IssueApiCredentials => issue_credentials::run(ctx, req, &placed, started).await,
         Step::VerifyApiAccess => verify::run(ctx, req, &placed).await,

@@ -12,6 +12,9 @@ use crate::process;
 /// Chooses (or finds the recorded) placement; returns PlacementChosen.
 pub async fn run(ctx: &Ctx, req: &Request, apps: &[AppName]) -> Result<Vec<Body>, StepError> {
     let tenant = req.tenant_id.as_str();
+    // Before anything is placed or claimed: a subdomain whose site another tenant has stops
+    // here, with nothing to undo.
+    ctx.placer.claim_name(&req.body.subdomain, tenant).await?;
     let rec = match ctx.placer.get(tenant).await? {
         Some(rec) => rec,
         None => match crate::standby::claim(ctx, tenant, &req.body.region, apps).await? {

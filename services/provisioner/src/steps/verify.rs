@@ -7,7 +7,7 @@ use super::{Placed, ms};
 use crate::context::Ctx;
 use crate::driver::Request;
 use crate::error::StepError;
-use crate::site::AUTOMATION_USER;
+use crate::site_rest::AUTOMATION_USER;
 
 /// Verifies the key; returns ApiAccessVerified with how long activation took.
 pub async fn run(ctx: &Ctx, req: &Request, placed: &Placed<'_>) -> Result<Vec<Body>, StepError> {

@@ -941,7 +941,10 @@ async fn set_config(ctx: &Ctx, a: &Args) -> i32 {
         p
     };
     ctx.settings.delay("set-config", timing::SET_CONFIG).await;
-    if let Some(code) = injected(ctx, "set-config") {
+    // `set-config` fails any key; `set-config=<key>` only that one.
+    if let Some(code) =
+        injected(ctx, "set-config").or_else(|| injected(ctx, &format!("set-config={key}")))
+    {
         return code;
     }
     update_config(&path, |c| {

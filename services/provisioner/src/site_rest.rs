@@ -1,18 +1,15 @@
-//! What the provisioner does to a site on its bench and over REST: create it, install apps,
-//! remove it, log in as Administrator, make users, issue and verify the API key pair.
+//! What the provisioner does inside a site over REST: log in as Administrator, make users,
+//! issue and verify the automation user's API key pair.
 
 use std::time::Duration;
 
-use frappe::{
-    AppName, Bench, BenchError, DbName, DropSite, FrappeClient, NewSite, RestError, SiteName,
-    UserEmail, UserId,
-};
+use frappe::{FrappeClient, RestError, SiteName, UserEmail, UserId};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use crate::context::Ctx;
-use crate::error::{StepError, bench_error, rest_error, vault_error};
+use crate::error::{StepError, rest_error, vault_error};
 use crate::fleet::BenchConfig;
 use crate::secrets::{ADMIN_PASSWORD, API_CREDENTIALS, vault_ref};
 
@@ -113,126 +110,6 @@ impl Ctx {
             )));
         }
         Ok(took)
-    }
-
-    /// Drops `site` to the archive if it is complete, or removes its directory if half-made.
-    /// Returns the method used (`dropped` / `directory_removed`) and the archive path.
-    pub async fn remove_site(
-        &self,
-        bench_cfg: &BenchConfig,
-        bench: &Bench,
-        site: &SiteName,
-        no_backup: bool,
-    ) -> Result<(String, String), StepError> {
-        match bench.site_exists(site).await {
-            Ok(true) => {
-                let root = self.db_root(bench_cfg).await?;
-                let dropped = bench
-                    .drop_site(&DropSite {
-                        site: site.clone(),
-                        db_root: root,
-                        no_backup,
-                        force: true,
-                    })
-                    .await
-                    .or_else(|e| match e {
-                        // Dropped between our check and the command (a concurrent redelivery).
-                        BenchError::SiteNotFound(_) => Ok(frappe::SiteDropped {
-                            backup: None,
-                            archived_under: None,
-                        }),
-                        e => Err(bench_error("drop-site", e)),
-                    })?;
-                Ok((
-                    "dropped".to_owned(),
-                    dropped.archived_under.unwrap_or_default(),
-                ))
-            }
-            // Missing, or a leftover directory that does not answer: never drop-site a leftover
-            // (its config may name another database); remove the directory.
-            Ok(false) | Err(_) => {
-                bench
-                    .remove_leftover_site_dir(site)
-                    .await
-                    .map_err(|e| bench_error("removing the site directory", e))?;
-                Ok(("directory_removed".to_owned(), String::new()))
-            }
-        }
-    }
-
-    /// Creates a site from scratch (no apps), for a tenant or a standby. Leaves nothing behind
-    /// when new-site fails.
-    pub async fn new_site(
-        &self,
-        id: &str,
-        bench_cfg: &BenchConfig,
-        bench: &Bench,
-        site: &SiteName,
-        db_name: &DbName,
-    ) -> Result<(), StepError> {
-        let admin_password = self.ensure_admin_password(id).await?;
-        let force = match bench.site_exists(site).await {
-            Ok(true) => return Ok(()),
-            Ok(false) => false,
-            // A half-made site from an earlier attempt of ours: its database (if any) has our
-            // derived name, so --force may replace it.
-            Err(_) => {
-                bench
-                    .remove_leftover_site_dir(site)
-                    .await
-                    .map_err(|e| bench_error("removing a half-made site", e))?;
-                true
-            }
-        };
-        let root = self.db_root(bench_cfg).await?;
-        let mut req = NewSite {
-            site: site.clone(),
-            admin_password,
-            db_root: root,
-            db_name: Some(db_name.clone()),
-            install_apps: vec![],
-            no_mariadb_socket: false,
-            force,
-        };
-        let mut result = bench.new_site(&req).await;
-        if let Err(BenchError::DatabaseExists(_)) = &result {
-            // Our own earlier attempt made the database (the name is derived from our id).
-            let _ = bench.remove_leftover_site_dir(site).await;
-            req.force = true;
-            result = bench.new_site(&req).await;
-        }
-        if let Err(e) = result {
-            // bench leaves sites/<site>/ behind on failure: remove it so the next attempt (or the
-            // rollback) starts clean.
-            if let Err(rm) = bench.remove_leftover_site_dir(site).await {
-                tracing::warn!(error = %rm, %site, "could not remove a failed site's directory");
-            }
-            return Err(bench_error("new-site", e));
-        }
-        Ok(())
-    }
-
-    /// Installs the missing apps one by one.
-    pub async fn install_apps(
-        &self,
-        bench: &Bench,
-        site: &SiteName,
-        apps: &[AppName],
-    ) -> Result<(), StepError> {
-        let installed = bench
-            .list_apps(site)
-            .await
-            .map_err(|e| bench_error("listing installed apps", e))?;
-        for app in apps {
-            if installed.contains(app) {
-                continue;
-            }
-            bench
-                .install_app(site, app)
-                .await
-                .map_err(|e| bench_error(&format!("install-app {app}"), e))?;
-        }
-        Ok(())
     }
 }
 
