@@ -155,6 +155,9 @@ pub struct BenchTimeouts {
     /// Everything else (`execute`, `set-config`, user commands, …; ≈ 0.3–2 s).
     #[serde(with = "secs")]
     pub default: Duration,
+    /// Between the TERM a command gets at its limit and the KILL that follows.
+    #[serde(with = "secs")]
+    pub kill_grace: Duration,
 }
 
 impl Default for BenchTimeouts {
@@ -164,6 +167,7 @@ impl Default for BenchTimeouts {
             install_app: Duration::from_secs(900),
             backup: Duration::from_secs(600),
             default: Duration::from_secs(60),
+            kill_grace: crate::runner::KILL_GRACE,
         }
     }
 }
@@ -320,8 +324,7 @@ impl Bench {
         args: Vec<Arg>,
         timeout: Duration,
     ) -> Result<CommandOutput, BenchError> {
-        self.run_guarded_bench(op, args, &Guard::timeout(timeout))
-            .await
+        self.run_guarded_bench(op, args, &self.guard(timeout)).await
     }
 
     /// `bench --site S …`: holds the site's host-side lock, so two commands never work on one
@@ -333,7 +336,7 @@ impl Bench {
         args: Vec<Arg>,
         timeout: Duration,
     ) -> Result<CommandOutput, BenchError> {
-        let guard = Guard::timeout(timeout).locking(site.as_str());
+        let guard = self.guard(timeout).locking(site.as_str());
         self.run_guarded_bench(op, args, &guard).await
     }
 
@@ -363,7 +366,12 @@ impl Bench {
     /// How long a command of this kind may take on the bench host, `timeout -k` included
     /// (a lease guarding it must outlive this).
     pub fn command_limit(&self, op: BenchOp) -> Duration {
-        Guard::timeout(self.timeout_of(op)).outlives()
+        self.guard(self.timeout_of(op)).outlives()
+    }
+
+    /// A guard of `timeout` with this bench's kill grace.
+    pub(crate) fn guard(&self, timeout: Duration) -> Guard {
+        Guard::timeout(timeout).with_kill_grace(self.timeouts.kill_grace)
     }
 
     pub(crate) fn timeout_of(&self, op: BenchOp) -> Duration {
@@ -450,7 +458,9 @@ impl Bench {
         if req.force {
             args.push("--force".into());
         }
-        let guard = Guard::timeout(self.timeouts.new_site).locking(req.site.as_str());
+        let guard = self
+            .guard(self.timeouts.new_site)
+            .locking(req.site.as_str());
         let out = self.run_guarded_bench("new-site", args, &guard).await?;
         if out.success() {
             return Ok(out);
@@ -467,7 +477,7 @@ impl Bench {
     /// Removes `sites/<site>/` left behind by a failed `new-site`, without touching any database
     /// (its `site_config.json` may name another site's database). Idempotent.
     pub async fn remove_leftover_site_dir(&self, site: &SiteName) -> Result<(), BenchError> {
-        let guard = Guard::timeout(self.timeouts.default).locking(site.as_str());
+        let guard = self.guard(self.timeouts.default).locking(site.as_str());
         let out = self
             .run_guarded_tool(
                 "remove-leftover-site-dir",
@@ -738,7 +748,7 @@ impl Bench {
         if req.force {
             args.push("--force".into());
         }
-        let guard = Guard::timeout(self.timeouts.backup).locking(req.site.as_str());
+        let guard = self.guard(self.timeouts.backup).locking(req.site.as_str());
         let out = self.run_guarded_bench("drop-site", args, &guard).await?;
         if !out.success() {
             if parse::incorrect_site_path(&out.stderr) {
@@ -765,7 +775,8 @@ impl Bench {
     ) -> Result<(), BenchError> {
         // `mv -n -T` never overwrites and never moves *into* an existing directory; a test
         // afterwards tells whether it did anything (mv -n exits 0 when it skips).
-        let guard = Guard::timeout(self.timeouts.default)
+        let guard = self
+            .guard(self.timeouts.default)
             .locking(from.as_str())
             .locking(to.as_str());
         let out = self
@@ -790,7 +801,7 @@ impl Bench {
                 "rename-site",
                 "test",
                 vec!["-e".into(), format!("sites/{from}").into()],
-                &Guard::timeout(self.timeouts.default),
+                &self.guard(self.timeouts.default),
             )
             .await?;
         if still_there.success() {

@@ -7,7 +7,6 @@
 use crate::bench::{Bench, BenchError, BenchOp};
 use crate::names::{AppName, SiteName};
 use crate::parse;
-use crate::runner::Guard;
 
 /// The site_config key holding the id of the tenant a site belongs to.
 pub const TENANT_MARKER: &str = "tenantry_tenant_id";
@@ -52,7 +51,7 @@ impl Bench {
     /// The ownership part of `sites/<site>/site_config.json` (read with `cat`, so it works on a
     /// half-made site); `None` when the file is not there.
     pub async fn site_config(&self, site: &SiteName) -> Result<Option<SiteConfig>, BenchError> {
-        let guard = Guard::timeout(self.timeout_of(BenchOp::Other));
+        let guard = self.guard(self.timeout_of(BenchOp::Other));
         let out = self
             .run_guarded_tool(
                 "read-site-config",
@@ -82,7 +81,7 @@ impl Bench {
     /// Whether `sites/<site>` exists at all (a directory without a config is not a site, but
     /// is in the way of one).
     pub async fn site_dir_exists(&self, site: &SiteName) -> Result<bool, BenchError> {
-        let guard = Guard::timeout(self.timeout_of(BenchOp::Other));
+        let guard = self.guard(self.timeout_of(BenchOp::Other));
         let out = self
             .run_guarded_tool(
                 "site-dir-exists",

@@ -187,6 +187,8 @@ pub struct Guard {
     /// Time limit, enforced on the bench host by `timeout -k`: TERM at the limit, KILL
     /// [`KILL_GRACE`] later.
     pub timeout: Duration,
+    /// Between the TERM at the limit and the KILL.
+    pub kill_grace: Duration,
     /// Sites whose host-side lock the command holds for its whole run (`flock -n` on
     /// `sites/.tenantry-<site>.lock`); a lock held by another command fails at once with
     /// [`LOCK_BUSY_EXIT`].
@@ -203,10 +205,17 @@ pub const LOCK_BUSY_EXIT: i32 = 75;
 pub const TIMEOUT_EXITS: [i32; 2] = [124, 137];
 
 impl Guard {
+    /// The same guard with another grace between TERM and KILL.
+    pub fn with_kill_grace(mut self, grace: Duration) -> Self {
+        self.kill_grace = grace;
+        self
+    }
+
     /// A time limit and no lock.
     pub fn timeout(timeout: Duration) -> Self {
         Self {
             timeout,
+            kill_grace: KILL_GRACE,
             locked_sites: Vec::new(),
         }
     }
@@ -220,7 +229,7 @@ impl Guard {
     /// The latest the command can still be running after it starts: a lease guarding it must
     /// last this long (or outlive it some other way).
     pub fn outlives(&self) -> Duration {
-        self.timeout + KILL_GRACE
+        self.timeout + self.kill_grace
     }
 
     /// `flock … timeout -k … <program>`: the words put before the program.
@@ -239,7 +248,7 @@ impl Guard {
         words.extend([
             "timeout".into(),
             "-k".into(),
-            format!("{}s", KILL_GRACE.as_secs()).into(),
+            format!("{}s", self.kill_grace.as_secs().max(1)).into(),
             format!("{secs}s").into(),
             program.into(),
         ]);
@@ -436,6 +445,26 @@ pub(crate) fn scrub(text: &str, secrets: &[String]) -> String {
     out
 }
 
+/// Kills a process group on drop while armed (`Some(pid)`).
+struct GroupKiller(Option<u32>);
+
+impl Drop for GroupKiller {
+    fn drop(&mut self) {
+        kill_group(self.0);
+    }
+}
+
+fn kill_group(pid: Option<u32>) {
+    if let Some(pid) = pid {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", "--", &format!("-{pid}")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
 /// Runs `inv` with stdin `/dev/null`, capturing output, killing it after `timeout`.
 pub async fn run(inv: &Invocation, timeout: Duration) -> Result<CommandOutput, RunError> {
     let mut cmd = tokio::process::Command::new(&inv.program);
@@ -459,7 +488,12 @@ pub async fn run(inv: &Invocation, timeout: Duration) -> Result<CommandOutput, R
         source,
     })?;
     let pid = child.id();
-    match tokio::time::timeout(timeout, child.wait_with_output()).await {
+    // If this future is dropped before the command ends (a deadline, a cancelled task),
+    // `kill_on_drop` kills only the direct child; this kills the rest of its process group.
+    let mut group = GroupKiller(pid);
+    let waited = tokio::time::timeout(timeout, child.wait_with_output()).await;
+    group.0 = None;
+    match waited {
         Ok(Ok(out)) => {
             let secrets = inv.secrets();
             let output = CommandOutput {
@@ -478,14 +512,7 @@ pub async fn run(inv: &Invocation, timeout: Duration) -> Result<CommandOutput, R
         Err(_) => {
             // The future holding the child was dropped (kill_on_drop kills the leader); also
             // kill the rest of its process group, e.g. bench's Python grandchild.
-            if let Some(pid) = pid {
-                let _ = std::process::Command::new("kill")
-                    .args(["-KILL", "--", &format!("-{pid}")])
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status();
-            }
+            kill_group(pid);
             tracing::warn!(%argv, ?timeout, "bench command timed out and was killed");
             Err(RunError::Timeout {
                 after: timeout,

@@ -15,8 +15,8 @@ use backon::{ExponentialBuilder, Retryable};
 use chrono::{DateTime, Utc};
 use proto::v1::vault_client::VaultClient as Grpc;
 use proto::v1::{
-    AuditEntry, AuditRequest, GetSecretRequest, PutOneTimeRequest, PutSecretRequest,
-    RevokeSecretRequest, RotateRequest, ShredTenantRequest, TakeOneTimeRequest,
+    AuditEntry, AuditRequest, GetSecretRequest, MoveOneTimeRequest, PutOneTimeRequest,
+    PutSecretRequest, RevokeSecretRequest, RotateRequest, ShredTenantRequest, TakeOneTimeRequest,
 };
 use secrecy::{ExposeSecret, SecretSlice, SecretString};
 use tonic::metadata::{AsciiMetadataValue, MetadataValue};
@@ -479,6 +479,33 @@ impl VaultClient {
             )
             .await?;
         Ok(SecretValue::new(r.value, 0, r.kind))
+    }
+
+    /// Moves one-time secret `reference` into the named secret `name` of its tenant, in one
+    /// vault transaction (the one-time secret is gone exactly when `name` exists). Safe to
+    /// retry: a move that happened answers the same.
+    pub async fn move_one_time(
+        &self,
+        reference: &str,
+        name: &str,
+        reason: &str,
+    ) -> Result<Stored, ClientError> {
+        let request = MoveOneTimeRequest {
+            reference: reference.to_owned(),
+            name: name.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let r = self
+            .call(
+                "move_one_time",
+                || request.clone(),
+                |mut c, r| async move { c.move_one_time(r).await },
+            )
+            .await?;
+        Ok(Stored {
+            reference: r.reference,
+            version: r.version,
+        })
     }
 
     /// Crypto-shreds a tenant; returns how many secrets lost their keys.

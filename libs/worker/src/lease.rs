@@ -230,6 +230,7 @@ impl Leases {
             state: Mutex::new(State {
                 revision,
                 busy_until_ms: 0,
+                busy_window: None,
                 expires_ms: now_ms() + ms(self.ttl),
                 lost: false,
             }),
@@ -257,6 +258,8 @@ struct Inner {
 struct State {
     revision: u64,
     busy_until_ms: i64,
+    // Set by `keep_busy`: every heartbeat moves busy_until to now + this.
+    busy_window: Option<Duration>,
     expires_ms: i64,
     lost: bool,
 }
@@ -314,7 +317,10 @@ async fn heartbeat(inner: Arc<Inner>) {
         if state.lost {
             return;
         }
-        let busy = state.busy_until_ms;
+        let busy = match state.busy_window {
+            Some(w) => now_ms() + ms(w),
+            None => state.busy_until_ms,
+        };
         match inner.write(&mut state, busy).await {
             Ok(()) => {}
             Err(LeaseError::Lost(_)) => return,
@@ -381,9 +387,20 @@ impl Lease {
         self.inner.write(&mut state, until).await
     }
 
-    /// The guarded command has finished.
+    /// Marks that commands guarded by this lease may be running, each for up to `window`:
+    /// every heartbeat moves the busy time to `window` from then, so if this process dies the
+    /// lease is not taken over before any command it started can still be running.
+    pub async fn keep_busy(&self, window: Duration) -> Result<(), LeaseError> {
+        let mut state = self.inner.state.lock().await;
+        state.busy_window = Some(window);
+        let until = now_ms() + ms(window);
+        self.inner.write(&mut state, until).await
+    }
+
+    /// The guarded commands have finished.
     pub async fn not_busy(&self) -> Result<(), LeaseError> {
         let mut state = self.inner.state.lock().await;
+        state.busy_window = None;
         self.inner.write(&mut state, 0).await
     }
 

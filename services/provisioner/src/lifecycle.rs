@@ -105,10 +105,9 @@ async fn set_configs(
     maintenance: Option<bool>,
 ) -> Result<(), StepError> {
     let (bench_cfg, bench) = ctx.bench(bench_name)?;
-    let n = u32::try_from(values.len() + 2).unwrap_or(u32::MAX);
     let slot = ctx
         .slots
-        .acquire(bench_cfg, bench.command_limit(BenchOp::Other) * n)
+        .acquire(bench_cfg, bench.command_limit(BenchOp::Other))
         .await?;
     let r = async {
         ctx.ensure_ours(bench, site, &tenant_claim(tenant)).await?;
@@ -218,7 +217,7 @@ async fn delete(
         if !state.backed_up {
             let slot = ctx
                 .slots
-                .acquire(bench_cfg, bench.command_limit(BenchOp::Backup) * 2)
+                .acquire(bench_cfg, bench.command_limit(BenchOp::Backup))
                 .await?;
             let started = std::time::Instant::now();
             let r = async {
@@ -245,7 +244,7 @@ async fn delete(
         }
         let slot = ctx
             .slots
-            .acquire(bench_cfg, bench.command_limit(BenchOp::DropSite) * 2)
+            .acquire(bench_cfg, bench.command_limit(BenchOp::DropSite))
             .await?;
         let r = ctx
             .drop_owned_site(fence, &tenant_claim(tenant), bench_cfg, bench, &site, true)

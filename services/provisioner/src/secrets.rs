@@ -90,9 +90,9 @@ impl Ctx {
         }
     }
 
-    /// The owner's chosen password: the pending copy if an earlier attempt took it, else the
-    /// one-time secret, taken now (right before the insert that uses it) and kept as the
-    /// pending copy until the owner exists.
+    /// The owner's chosen password: the pending copy, made now (right before the insert that
+    /// uses it) by moving the one-time secret into it in one vault transaction — so no crash or
+    /// failure between "taken" and "kept" can lose it — and kept until the owner exists.
     pub async fn owner_password(
         &self,
         tenant: &str,
@@ -102,30 +102,27 @@ impl Ctx {
         if let Some(pw) = self.pending_owner_password(tenant).await? {
             return Ok(pw);
         }
-        let pw = match self.vault.take_one_time(password_ref, reason).await {
-            Ok(v) => v
-                .to_secret_string()
-                .map_err(|e| StepError::Permanent(format!("owner password: {e}")))?,
+        match self
+            .vault
+            .move_one_time(password_ref, OWNER_PASSWORD_PENDING, reason)
+            .await
+        {
+            Ok(_) => {}
             Err(e) if is_not_found(&e) => {
                 return Err(StepError::Permanent(format!(
                     "{OWNER_PASSWORD_GONE} was already used or has expired; the owner must sign up again (or an operator must create the user and send a password reset)"
                 )));
             }
-            Err(e) => return Err(vault_error("taking the owner's password", e)),
-        };
-        // The provisioner's ACL has no put for kind owner_password; site_admin_password is the
-        // closest kind it may write (see the README).
-        self.vault
-            .put_string(
-                tenant,
-                OWNER_PASSWORD_PENDING,
-                "site_admin_password",
-                &pw,
-                reason,
-            )
-            .await
-            .map_err(|e| vault_error("keeping the owner's password until the user exists", e))?;
-        Ok(pw)
+            Err(e) => {
+                return Err(vault_error(
+                    "keeping the owner's password until the user exists",
+                    e,
+                ));
+            }
+        }
+        self.pending_owner_password(tenant).await?.ok_or_else(|| {
+            StepError::Transient("the owner's password was moved but cannot be read yet".into())
+        })
     }
 
     /// The owner's password kept by an earlier attempt, if any.

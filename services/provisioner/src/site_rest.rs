@@ -61,6 +61,7 @@ impl Ctx {
             .generate_keys(&UserId::Email(user))
             .await
             .map_err(|e| rest_error("generating the automation user's API keys", e))?;
+        self.crash_at("keys");
         let value: SecretString = json!({
             "api_key": creds.api_key,
             "api_secret": creds.api_secret.expose_secret(),

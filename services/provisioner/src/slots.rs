@@ -66,12 +66,12 @@ impl Slots {
         })
     }
 
-    /// Waits for a free slot of `bench` and takes it, marked busy for `busy` (the longest the
-    /// commands it will guard may run on the bench host).
+    /// Waits for a free slot of `bench` and takes it, kept busy for `longest` (the longest one
+    /// command it will guard may run on the bench host) beyond its last heartbeat.
     pub async fn acquire(
         &self,
         bench: &BenchConfig,
-        busy: Duration,
+        longest: Duration,
     ) -> Result<SlotGuard, StepError> {
         let mut failures = 0;
         // Polling loop: KV has no blocking "wait until one of these keys is free" on
@@ -81,7 +81,9 @@ impl Slots {
                 let key = format!("{}.{n}", bench.name);
                 match self.leases.try_acquire(&key).await {
                     Ok(Acquire::Acquired(lease)) => {
-                        lease.busy_for(busy).await?;
+                        // A command may start right before a heartbeat that never comes: one
+                        // lease period of slack.
+                        lease.keep_busy(longest + self.config.lease).await?;
                         self.metrics.in_flight(&bench.name, 1);
                         return Ok(SlotGuard {
                             lease: Some(lease),

@@ -443,7 +443,7 @@ async fn build_site(
     let db = DbName::parse(&entry.db_name).map_err(|e| StepError::Permanent(e.to_string()))?;
     let slot = ctx
         .slots
-        .acquire(bench_cfg, bench.command_limit(BenchOp::NewSite) * 2)
+        .acquire(bench_cfg, bench.command_limit(BenchOp::NewSite))
         .await?;
     let made = ctx
         .new_site(
@@ -465,7 +465,7 @@ async fn build_site(
     for app in apps {
         let slot = ctx
             .slots
-            .acquire(bench_cfg, bench.command_limit(BenchOp::InstallApp) * 2)
+            .acquire(bench_cfg, bench.command_limit(BenchOp::InstallApp))
             .await?;
         let r = ctx
             .install_apps(fence, bench, &site, std::slice::from_ref(app))
@@ -486,7 +486,7 @@ async fn discard(ctx: &Ctx, fence: &Fence, entry: &Entry) -> Result<(), StepErro
     let site = SiteName::parse(&entry.site).map_err(|e| StepError::Permanent(e.to_string()))?;
     let slot = ctx
         .slots
-        .acquire(bench_cfg, bench.command_limit(BenchOp::DropSite) * 2)
+        .acquire(bench_cfg, bench.command_limit(BenchOp::DropSite))
         .await?;
     let r = ctx
         .drop_owned_site(

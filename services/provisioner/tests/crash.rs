@@ -1,6 +1,8 @@
 //! Kill-and-restart: the provisioner binary is killed (it aborts itself through its crash hook,
 //! which is a `kill -9` at an exact point) right before and right after each step's event is
-//! recorded, then restarted; every tenant must end provisioned exactly once.
+//! recorded, and inside steps between a side effect and its event (after new-site, after the
+//! owner marker, after the owner user, after generating the API keys), then restarted; every
+//! tenant must end provisioned exactly once, with one new-site per site.
 
 mod common;
 
@@ -27,14 +29,18 @@ async fn killed_at_every_step_boundary_each_tenant_is_provisioned_exactly_once()
     let fleet_file = stack.benches[0].path().join("fleet.toml");
     std::fs::write(&fleet_file, &stack.fleet_toml).unwrap();
     let mut tenants = Vec::new();
-    for (i, point) in POINTS.iter().enumerate() {
-        for when in ["before", "after"] {
-            let sub = format!("crash{i}{}", &when[..1]);
+    let mut hooks: Vec<String> = POINTS
+        .iter()
+        .flat_map(|p| [format!("before:{p}"), format!("after:{p}")])
+        .collect();
+    hooks.extend(["new-site", "marker", "owner", "keys"].map(|p| format!("at:{p}")));
+    for (i, hook) in hooks.iter().enumerate() {
+        {
+            let sub = format!("crash{i:02}");
             let tenant = stack
                 .request_tenant(&sub, "starter", "Pw-For-Crash-Tests-1")
                 .await;
             tenants.push((tenant, sub));
-            let hook = format!("{when}:{point}");
             let mut child = spawn_provisioner_process(
                 &stack,
                 &fleet_file,

@@ -547,7 +547,11 @@ async fn a_signup_claims_a_standby_and_the_pool_refills() {
 
     wait_for_pool(&stack, 3).await;
     let dirs = bench.site_dirs();
-    assert_eq!(dirs.iter().filter(|s| s.starts_with("standby-")).count(), 3);
+    assert_eq!(
+        dirs.iter().filter(|s| s.starts_with("standby-")).count(),
+        3,
+        "{dirs:?}"
+    );
     assert!(dirs.contains(&p.site));
     prov.stop().await;
 }

@@ -28,6 +28,8 @@ pub enum Op {
     PutOneTime,
     /// Take (read and delete) a one-time secret.
     TakeOneTime,
+    /// Move a one-time secret into a named secret of its tenant (same kind).
+    MoveOneTime,
     /// Crypto-shred a tenant.
     Shred,
     /// Query the audit log.
@@ -44,6 +46,7 @@ impl Op {
             Op::Revoke => "revoke",
             Op::PutOneTime => "put_one_time",
             Op::TakeOneTime => "take_one_time",
+            Op::MoveOneTime => "move_one_time",
             Op::Shred => "shred",
             Op::Audit => "audit",
         }
@@ -117,7 +120,7 @@ impl AclConfig {
     /// | service | grants |
     /// |---|---|
     /// | signup | put_one_time(owner_password) |
-    /// | provisioner | put/get/revoke(site_admin_password, api_credentials, db_root_password), take_one_time(owner_password) |
+    /// | provisioner | put/get/revoke(site_admin_password, api_credentials, db_root_password), take_one_time/move_one_time/get/revoke(owner_password) |
     /// | identity | put/get/revoke(oauth_client_secret) |
     /// | operator | audit, rotate, shred |
     /// | projection | nothing |
@@ -140,7 +143,9 @@ impl AclConfig {
                 Grant::new("site_admin_password", &[Put, Get, Revoke]),
                 Grant::new("api_credentials", &[Put, Get, Revoke]),
                 Grant::new("db_root_password", &[Put, Get, Revoke]),
-                Grant::new("owner_password", &[TakeOneTime]),
+                // The owner's password: moved out of its one-time secret into a named one the
+                // moment it is needed, read until the owner exists, then revoked.
+                Grant::new("owner_password", &[TakeOneTime, MoveOneTime, Get, Revoke]),
             ],
         );
         add(

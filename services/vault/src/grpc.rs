@@ -8,7 +8,7 @@ use prometheus_client::metrics::family::Family;
 use proto::v1::vault_server::Vault;
 use proto::v1::{
     AuditEntry, AuditRequest, AuditResponse, GetSecretRequest, GetSecretResponse,
-    PutOneTimeRequest, PutOneTimeResponse, PutSecretRequest, PutSecretResponse,
+    MoveOneTimeRequest, PutOneTimeRequest, PutOneTimeResponse, PutSecretRequest, PutSecretResponse,
     RevokeSecretRequest, RevokeSecretResponse, RotateRequest, RotateResponse, ShredTenantRequest,
     ShredTenantResponse, TakeOneTimeRequest, TakeOneTimeResponse,
 };
@@ -17,7 +17,7 @@ use zeroize::Zeroizing;
 
 use crate::acl::{Caller, Op};
 use crate::error::VaultError;
-use crate::names::{OneTimeRef, SecretKind, SecretRef, TenantId};
+use crate::names::{OneTimeRef, SecretKind, SecretName, SecretRef, TenantId};
 use crate::service::VaultCore;
 use crate::store::{AuditFilter, AuditRecord};
 
@@ -370,6 +370,31 @@ impl Vault for VaultService {
             value: plain.value.to_vec(),
             kind: plain.kind,
         }))
+    }
+
+    async fn move_one_time(
+        &self,
+        request: Request<MoveOneTimeRequest>,
+    ) -> Result<Response<PutSecretResponse>, Status> {
+        let meta = meta(&request);
+        let req = request.into_inner();
+        let mut audit = Audit::new(Op::MoveOneTime, &meta, &req.reason);
+        let result = async {
+            let target = OneTimeRef::parse(&req.reference);
+            if let Ok(r) = &target {
+                audit.record.tenant_id = r.tenant.to_string();
+                audit.record.secret_name = req.name.clone();
+            }
+            let caller = self.authenticate(&meta, &mut audit)?;
+            let r = target?;
+            let name = SecretName::parse(&req.name)?;
+            self.core
+                .move_one_time(&caller, &r, &name, &meta.correlation_id)
+                .await
+        }
+        .await;
+        let (reference, version) = self.finish(audit, result).await?;
+        Ok(Response::new(PutSecretResponse { reference, version }))
     }
 
     async fn shred_tenant(

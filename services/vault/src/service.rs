@@ -15,7 +15,7 @@ use zeroize::Zeroizing;
 use crate::acl::{ANY_KIND, Acl, Caller, Op};
 use crate::crypto::{DataKey, KeyRing, secret_aad};
 use crate::error::VaultError;
-use crate::names::{OneTimeRef, SecretKind, SecretRef, TenantId};
+use crate::names::{OneTimeRef, SecretKind, SecretName, SecretRef, TenantId};
 use crate::store::{AuditFilter, AuditRow, Lookup, Store};
 
 /// Limits and knobs of the core.
@@ -388,6 +388,73 @@ impl VaultCore {
             version: 0,
             kind: taken.kind,
         })
+    }
+
+    /// Moves a one-time secret into the named secret `name` of the same tenant, atomically;
+    /// a retry of a move that happened answers the same.
+    pub async fn move_one_time(
+        &self,
+        caller: &Caller,
+        r: &OneTimeRef,
+        name: &SecretName,
+        correlation_id: &str,
+    ) -> Result<(String, u32), VaultError> {
+        if !caller.may_any(Op::MoveOneTime) {
+            return Err(denied(caller, Op::MoveOneTime, "any one-time secret"));
+        }
+        let t = r.tenant.as_str();
+        let gone = || {
+            VaultError::NotFound(format!(
+                "one-time secret {} does not exist, was already taken, or expired",
+                r.to_uri()
+            ))
+        };
+        // The kind decides the ACL before anything is consumed; a move that already happened
+        // is recognised by the secret it made.
+        let kind = match self.store.one_time_kind(t, r.id).await? {
+            Some(k) => k,
+            None => self
+                .store
+                .moved_kind(t, name.as_str(), r.id)
+                .await?
+                .ok_or_else(gone)?,
+        };
+        if !caller.may(Op::MoveOneTime, &kind) {
+            return Err(denied(
+                caller,
+                Op::MoveOneTime,
+                format!("secrets of kind `{kind}`"),
+            ));
+        }
+        let one_time_name = format!("one-time/{}", r.id);
+        let moved = self
+            .store
+            .move_one_time(t, r.id, &kind, name.as_str(), |taken, version, key_id| {
+                let old = self.ring.unwrap(t, taken.key.0, &taken.key.1)?;
+                let value = old.open(secret_aad(t, &one_time_name, 0).as_bytes(), &taken.sealed)?;
+                let key = DataKey::generate();
+                let wrapped = self.ring.wrap(t, key_id, &key)?;
+                let sealed = key.seal(secret_aad(t, name.as_str(), version).as_bytes(), &value)?;
+                Ok((wrapped, sealed))
+            })
+            .await?
+            .ok_or_else(gone)?;
+        let reference = SecretRef {
+            tenant: r.tenant.clone(),
+            name: name.clone(),
+        }
+        .to_uri();
+        if !moved.again {
+            let body = Body::CredentialStored(CredentialStored {
+                tenant_id: t.to_owned(),
+                name: name.to_string(),
+                kind,
+                version: moved.version,
+                reference: reference.clone(),
+            });
+            self.publish(t, vec![body], correlation_id).await?;
+        }
+        Ok((reference, moved.version))
     }
 
     /// Destroys every data key of a tenant.

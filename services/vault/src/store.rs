@@ -70,6 +70,15 @@ pub struct TakenOneTime {
     pub sealed: Sealed,
 }
 
+/// What a move of a one-time secret did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Moved {
+    /// The named secret's version it made.
+    pub version: u32,
+    /// It had been made by an earlier call (a retry): nothing changed now.
+    pub again: bool,
+}
+
 /// One audit row to write.
 #[derive(Debug, Clone, Default)]
 pub struct AuditRecord {
@@ -233,7 +242,8 @@ impl Store {
              VALUES ($1, $2, $3, $4, $5, $6, $7)
              ON CONFLICT (tenant_id, name) DO UPDATE SET
                kind = EXCLUDED.kind, version = EXCLUDED.version, data_key_id = EXCLUDED.data_key_id,
-               nonce = EXCLUDED.nonce, ciphertext = EXCLUDED.ciphertext, updated_at = now(), revoked_at = NULL",
+               nonce = EXCLUDED.nonce, ciphertext = EXCLUDED.ciphertext, moved_from = NULL,
+               updated_at = now(), revoked_at = NULL",
         )
         .bind(tenant)
         .bind(name)
@@ -425,6 +435,148 @@ impl Store {
                 ciphertext: row.try_get("ciphertext")?,
             },
         }))
+    }
+
+    /// Moves one-time secret `id` (of `kind`) into the named secret `tenant/name`, in one
+    /// transaction: the one-time secret is gone exactly when the new version exists.
+    /// `reseal(taken, version, data_key_id)` decrypts it and encrypts it for the new version.
+    /// A move already made from `id` answers its version again ([`Moved::again`]).
+    pub async fn move_one_time<F>(
+        &self,
+        tenant: &str,
+        id: Uuid,
+        kind: &str,
+        name: &str,
+        reseal: F,
+    ) -> Result<Option<Moved>, VaultError>
+    where
+        F: FnOnce(&TakenOneTime, u32, Uuid) -> Result<(WrappedKey, Sealed), CryptoError>,
+    {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind(format!("vault-secret|{tenant}|{name}"))
+            .execute(&mut *tx)
+            .await?;
+        if let Some(at) = sqlx::query_scalar::<_, DateTime<Utc>>(
+            "SELECT shredded_at FROM shredded_tenants WHERE tenant_id = $1",
+        )
+        .bind(tenant)
+        .fetch_optional(&mut *tx)
+        .await?
+        {
+            return Err(VaultError::Shredded {
+                tenant: tenant.to_owned(),
+                at,
+            });
+        }
+        let previous: Option<(i32, Option<Uuid>, Option<Uuid>, bool)> = sqlx::query_as(
+            "SELECT version, data_key_id, moved_from, revoked_at IS NOT NULL
+             FROM secrets WHERE tenant_id = $1 AND name = $2",
+        )
+        .bind(tenant)
+        .bind(name)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some((v, _, Some(from), false)) = &previous
+            && *from == id
+        {
+            return Ok(Some(Moved {
+                version: version(*v),
+                again: true,
+            }));
+        }
+        let Some(row) = sqlx::query(
+            "DELETE FROM one_time_secrets WHERE id = $1 AND tenant_id = $2 AND kind = $3
+             RETURNING data_key_id, nonce, ciphertext, expires_at <= now() AS expired",
+        )
+        .bind(id)
+        .bind(tenant)
+        .bind(kind)
+        .fetch_optional(&mut *tx)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let one_time_key: Uuid = row.try_get("data_key_id")?;
+        let key = sqlx::query("DELETE FROM data_keys WHERE id = $1 RETURNING id AS key_id, kek_id, wrapped_key, key_nonce")
+            .bind(one_time_key)
+            .fetch_one(&mut *tx)
+            .await?;
+        let taken = TakenOneTime {
+            kind: kind.to_owned(),
+            expired: row.try_get("expired")?,
+            key: wrapped(&key, "key_")?
+                .ok_or_else(|| anyhow::anyhow!("one-time data key vanished"))?,
+            sealed: Sealed {
+                nonce: row.try_get("nonce")?,
+                ciphertext: row.try_get("ciphertext")?,
+            },
+        };
+        if taken.expired {
+            // Gone for good either way: deleting it now saves the purge.
+            tx.commit().await?;
+            return Ok(None);
+        }
+        let next = previous
+            .as_ref()
+            .map_or(1, |(v, ..)| version(*v).saturating_add(1));
+        let key_id = Uuid::now_v7();
+        let (wrapped_key, sealed) =
+            reseal(&taken, next, key_id).map_err(|e| VaultError::from_crypto(tenant, name, e))?;
+        sqlx::query("INSERT INTO data_keys (id, tenant_id, kek_id, wrapped_key, key_nonce) VALUES ($1, $2, $3, $4, $5)")
+            .bind(key_id)
+            .bind(tenant)
+            .bind(&wrapped_key.kek_id)
+            .bind(&wrapped_key.wrapped)
+            .bind(&wrapped_key.nonce)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO secrets (tenant_id, name, kind, version, data_key_id, nonce, ciphertext, moved_from)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (tenant_id, name) DO UPDATE SET
+               kind = EXCLUDED.kind, version = EXCLUDED.version, data_key_id = EXCLUDED.data_key_id,
+               nonce = EXCLUDED.nonce, ciphertext = EXCLUDED.ciphertext, moved_from = EXCLUDED.moved_from,
+               updated_at = now(), revoked_at = NULL",
+        )
+        .bind(tenant)
+        .bind(name)
+        .bind(kind)
+        .bind(i32::try_from(next).unwrap_or(i32::MAX))
+        .bind(key_id)
+        .bind(&sealed.nonce)
+        .bind(&sealed.ciphertext)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        if let Some((_, Some(old_key), _, _)) = previous {
+            sqlx::query("DELETE FROM data_keys WHERE id = $1")
+                .bind(old_key)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(Some(Moved {
+            version: next,
+            again: false,
+        }))
+    }
+
+    /// The kind of a secret made by moving one-time secret `id` into `tenant/name`, if it was.
+    pub async fn moved_kind(
+        &self,
+        tenant: &str,
+        name: &str,
+        id: Uuid,
+    ) -> Result<Option<String>, VaultError> {
+        Ok(sqlx::query_scalar(
+            "SELECT kind FROM secrets WHERE tenant_id = $1 AND name = $2 AND moved_from = $3",
+        )
+        .bind(tenant)
+        .bind(name)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?)
     }
 
     /// Deletes expired one-time secrets (and their data keys). Returns how many.

@@ -552,6 +552,81 @@ async fn unauthenticated_and_unauthorised_calls_are_refused_and_audited() {
 }
 
 #[tokio::test]
+async fn a_one_time_secret_moves_into_a_named_secret_atomically_and_a_retry_answers_the_same() {
+    let vault = spawn_vault().await;
+    let signup = vault.client("signup");
+    let provisioner = vault.client("provisioner");
+    let ot = signup
+        .put_one_time_string(
+            "acme",
+            "owner_password",
+            &SecretString::from("violet tractor"),
+            Duration::from_secs(600),
+            "signup",
+        )
+        .await
+        .unwrap();
+    // A caller without the right can neither move nor destroy it.
+    let (c, _) = code(
+        vault
+            .client("identity")
+            .move_one_time(&ot.reference, "owner-password-pending", "steal")
+            .await,
+    );
+    assert_eq!(c, Code::PermissionDenied);
+
+    let moved = provisioner
+        .move_one_time(&ot.reference, "owner-password-pending", "create owner")
+        .await
+        .unwrap();
+    assert_eq!(
+        moved.reference,
+        "vault://tenant/acme/owner-password-pending"
+    );
+    assert_eq!(moved.version, 1);
+    let kept = provisioner
+        .get(&moved.reference, "create owner")
+        .await
+        .unwrap();
+    assert_eq!(
+        kept.to_secret_string().unwrap().expose_secret(),
+        "violet tractor"
+    );
+    assert_eq!(kept.kind, "owner_password");
+    // The first answer was lost: the retry answers the same and stores nothing twice.
+    let again = provisioner
+        .move_one_time(&ot.reference, "owner-password-pending", "retry")
+        .await
+        .unwrap();
+    assert_eq!(again, moved);
+    // The one-time secret is gone; only the named one holds the value.
+    let (c, _) = code(provisioner.take_one_time(&ot.reference, "again").await);
+    assert_eq!(c, Code::NotFound);
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM vault.one_time_secrets")
+        .fetch_one(&vault.pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 0);
+    let events = testkit::event_store_in(&vault.namespace)
+        .await
+        .load(&format!("{}.tenantry.vault.acme", vault.namespace))
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1, "one CredentialStored for one move");
+    // Once revoked (the owner exists), a late retry finds nothing to move.
+    provisioner
+        .revoke(&moved.reference, "owner exists")
+        .await
+        .unwrap();
+    let (c, _) = code(
+        provisioner
+            .move_one_time(&ot.reference, "owner-password-pending", "late")
+            .await,
+    );
+    assert_eq!(c, Code::NotFound);
+}
+
+#[tokio::test]
 async fn one_time_secrets_are_returned_once_and_expire() {
     let vault = spawn_vault().await;
     let signup = vault.client("signup");

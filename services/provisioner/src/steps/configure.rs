@@ -31,10 +31,9 @@ pub async fn run(
         key("host_name")?,
         json!(placed.bench_cfg.public_url(placed.site.as_str())),
     ));
-    let n = u32::try_from(values.len()).unwrap_or(u32::MAX);
     let slot = ctx
         .slots
-        .acquire(placed.bench_cfg, placed.busy(BenchOp::Other, n))
+        .acquire(placed.bench_cfg, placed.command_limit(BenchOp::Other))
         .await?;
     let r = async {
         ctx.ensure_ours(

@@ -36,7 +36,7 @@ pub async fn run(
     {
         let slot = ctx
             .slots
-            .acquire(bench_cfg, placed.busy(BenchOp::Other, 4))
+            .acquire(bench_cfg, placed.command_limit(BenchOp::Other))
             .await?;
         let r =
             crate::standby::take_over(ctx, fence, tenant, bench_cfg, bench, &standby, site).await;
@@ -54,7 +54,7 @@ pub async fn run(
         DbName::parse(&placed.db_name).map_err(|e| StepError::Permanent(e.to_string()))?;
     let slot = ctx
         .slots
-        .acquire(bench_cfg, placed.busy(BenchOp::NewSite, 2))
+        .acquire(bench_cfg, placed.command_limit(BenchOp::NewSite))
         .await?;
     let r = ctx
         .new_site(

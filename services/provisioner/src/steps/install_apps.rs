@@ -18,10 +18,9 @@ pub async fn run(
     apps: &[AppName],
     started: Instant,
 ) -> Result<Vec<Body>, StepError> {
-    let n = u32::try_from(apps.len()).unwrap_or(u32::MAX);
     let slot = ctx
         .slots
-        .acquire(placed.bench_cfg, placed.busy(BenchOp::InstallApp, n))
+        .acquire(placed.bench_cfg, placed.command_limit(BenchOp::InstallApp))
         .await?;
     let r = ctx
         .install_apps(fence, placed.bench, &placed.site, apps)

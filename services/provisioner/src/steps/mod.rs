@@ -63,10 +63,10 @@ impl<'a> Placed<'a> {
         })
     }
 
-    /// The longest `n` commands of kind `op` (plus one short read) may run on the bench host:
-    /// how long a bench slot guarding them stays busy if this instance dies.
-    pub fn busy(&self, op: BenchOp, n: u32) -> Duration {
-        self.bench.command_limit(op) * n + self.bench.command_limit(BenchOp::Other)
+    /// The longest one command of kind `op` may run on the bench host: how long a bench slot
+    /// guarding it stays busy if this instance dies.
+    pub fn command_limit(&self, op: BenchOp) -> Duration {
+        self.bench.command_limit(op)
     }
 }
 

@@ -42,7 +42,7 @@ pub async fn roll_back(
             id: tenant,
             standby: standby.as_ref().map(|s| s.id.as_str()),
         };
-        let busy = bench.command_limit(BenchOp::DropSite) * 2;
+        let busy = bench.command_limit(BenchOp::DropSite);
         let slot = ctx.slots.acquire(bench_cfg, busy).await?;
         let mut sites: Vec<_> = site.iter().cloned().collect();
         if let Some(s) = &standby {

@@ -37,6 +37,8 @@ pub struct FleetOptions {
     pub region: String,
     /// Vault reference of the MariaDB root password (none: the test server's empty one).
     pub root_ref: Option<String>,
+    /// Every bench command's time limit, seconds.
+    pub command_limit_secs: u64,
 }
 
 impl Default for FleetOptions {
@@ -46,6 +48,7 @@ impl Default for FleetOptions {
             standby: 0,
             region: "eu".into(),
             root_ref: None,
+            command_limit_secs: 15,
         }
     }
 }
@@ -96,7 +99,10 @@ max_concurrent_operations = {ops}
 apps = ["erpnext", "hrms"]
 {root_ref}
 runner = {{ kind = "local", bench_dir = "{dir}", bench_bin = "{bin}" }}
+# Short limits: a slot whose holder was killed stays busy this long after its last heartbeat.
+timeouts = {{ new_site = {limit}, install_app = {limit}, backup = {limit}, default = {limit}, kill_grace = 2 }}
 "#,
+            limit = opts.command_limit_secs,
             region = opts.region,
             root_ref = opts
                 .root_ref
@@ -185,6 +191,8 @@ impl TestStack {
         c.process.retry_backoff = Duration::from_millis(20);
         c.process.verify_timeout = Duration::from_millis(500);
         c.slots.poll = Duration::from_millis(20);
+        c.slots.lease = Duration::from_secs(2);
+        c.lease_ttl = Duration::from_secs(2);
         c.standby_refill_every = Duration::from_millis(100);
         c.shutdown_grace = Duration::from_secs(5);
         c
@@ -380,8 +388,9 @@ pub fn spawn_provisioner_process(
         )
         .env("TENANTRY_FLEET", fleet_file)
         .env("TENANTRY_PROVISIONER_ACK_WAIT", "3")
-        // A killed holder's bench slots come back once their lease expires.
-        .env("TENANTRY_PROVISIONER_SLOT_LEASE", "3")
+        // A killed holder's tenants and bench slots come back once their leases lapse.
+        .env("TENANTRY_PROVISIONER_SLOT_LEASE", "2")
+        .env("TENANTRY_PROVISIONER_LEASE", "2")
         .env("TENANTRY_PROVISIONER_RETRY_BACKOFF_MS", "20")
         .env("TENANTRY_PROVISIONER_VERIFY_TIMEOUT_MS", "2000")
         .env("TENANTRY_ADMIN_ADDR", "127.0.0.1:0")

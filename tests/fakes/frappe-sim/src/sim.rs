@@ -23,18 +23,33 @@ pub enum Profile {
 }
 
 /// Effective settings for one process.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Settings {
     pub profile: Profile,
+    /// Multiplies the realistic profile's durations (`0.05` = twenty times faster), so tests
+    /// keep the real proportions without the real wall time.
+    pub scale: f64,
     /// step → how many times to fail (counted across processes in `sim-state.json`).
     pub fail: BTreeMap<String, u32>,
     /// step → how long to stall before doing the work.
     pub stall: BTreeMap<String, Duration>,
 }
 
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            profile: Profile::default(),
+            scale: 1.0,
+            fail: BTreeMap::new(),
+            stall: BTreeMap::new(),
+        }
+    }
+}
+
 #[derive(Debug, Default, Deserialize)]
 struct FileSettings {
     profile: Option<String>,
+    scale: Option<f64>,
     fail: Option<String>,
     stall: Option<String>,
 }
@@ -50,7 +65,17 @@ impl Settings {
         let profile = env("FRAPPE_SIM_PROFILE").or(file.profile);
         let fail = env("FRAPPE_SIM_FAIL").or(file.fail);
         let stall = env("FRAPPE_SIM_STALL").or(file.stall);
+        let scale = match env("FRAPPE_SIM_SCALE") {
+            Some(s) => s
+                .parse::<f64>()
+                .map_err(|_| anyhow::anyhow!("FRAPPE_SIM_SCALE {s:?} is not a number"))?,
+            None => file.scale.unwrap_or(1.0),
+        };
+        if !(scale.is_finite() && scale >= 0.0) {
+            anyhow::bail!("the latency scale must be a non-negative number, not {scale}");
+        }
         Ok(Self {
+            scale,
             profile: match profile.as_deref() {
                 None | Some("instant") => Profile::Instant,
                 Some("realistic") => Profile::Realistic,
@@ -71,7 +96,7 @@ impl Settings {
             tokio::time::sleep(*stall).await;
         }
         if self.profile == Profile::Realistic {
-            tokio::time::sleep(realistic).await;
+            tokio::time::sleep(realistic.mul_f64(self.scale)).await;
         }
     }
 
