@@ -6,71 +6,16 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{FleetOptions, TestStack, mariadb_has};
+use common::{
+    FleetOptions, PASSWORD, TestStack, assert_site_works, client, mariadb_has, provisioned,
+    vaulted_credentials,
+};
 use eventstore::Body;
-use frappe::{ApiCredentials, FrappeClient, RestError, SiteName, SiteRouting, UserId};
+use frappe::{RestError, UserId};
 use proto::v1::{self as pb, ProvisioningStep};
 use provisioner::secrets::API_CREDENTIALS;
 use provisioner::site_rest::AUTOMATION_USER;
 use secrecy::{ExposeSecret, SecretString};
-
-const PASSWORD: &str = "Correct-Horse-42-Battery";
-
-fn provisioned(events: &[eventstore::RecordedEvent]) -> pb::TenantProvisioned {
-    events
-        .iter()
-        .find_map(|e| match &e.body {
-            Body::TenantProvisioned(p) => Some(p.clone()),
-            _ => None,
-        })
-        .expect("TenantProvisioned")
-}
-
-fn client(base_url: &str, site: &str) -> FrappeClient {
-    FrappeClient::new(
-        base_url,
-        SiteName::parse(site).unwrap(),
-        SiteRouting::Header,
-    )
-    .unwrap()
-}
-
-/// The tenant's API key pair, read from the vault as the provisioner.
-async fn vaulted_credentials(stack: &TestStack, tenant: &str) -> ApiCredentials {
-    let v = stack
-        .vault_client("provisioner")
-        .get_by_name(tenant, API_CREDENTIALS, "test")
-        .await
-        .expect("api credentials in the vault");
-    let json: serde_json::Value =
-        serde_json::from_str(v.to_secret_string().unwrap().expose_secret()).unwrap();
-    ApiCredentials {
-        api_key: json["api_key"].as_str().unwrap().to_owned(),
-        api_secret: json["api_secret"].as_str().unwrap().to_owned().into(),
-    }
-}
-
-/// What the owner and an automation client see on a provisioned tenant's site.
-async fn assert_site_works(
-    stack: &TestStack,
-    base_url: &str,
-    tenant: &str,
-    site: &str,
-    owner: &str,
-) {
-    let c = client(base_url, site);
-    let owner_id = UserId::parse(owner).unwrap();
-    c.login(&owner_id, &SecretString::from(PASSWORD.to_owned()))
-        .await
-        .expect("the owner logs in with their password");
-    let creds = vaulted_credentials(stack, tenant).await;
-    let who = c
-        .with_token(&creds)
-        .get_logged_user()
-        .await
-        .expect("the key answers");
-    assert_eq!(who, AUTOMATION_USER);
-}
 
 fn assert_no_secret_in(events: &[eventstore::RecordedEvent], secrets: &[&str]) {
     for e in events {
@@ -461,24 +406,12 @@ async fn a_transient_failure_is_retried_and_the_attempts_are_recorded() {
 }
 
 async fn ready_standbys(stack: &TestStack) -> usize {
-    let kv = stack
-        .store
-        .key_value("STANDBY_POOL", 1, "test")
+    stack
+        .pool_entries()
         .await
-        .unwrap();
-    let mut n = 0;
-    let keys: Vec<String> = {
-        use futures::TryStreamExt;
-        kv.keys().await.unwrap().try_collect().await.unwrap()
-    };
-    for k in keys {
-        if let Ok(Some(v)) = kv.get(&k).await
-            && serde_json::from_slice::<serde_json::Value>(&v).unwrap()["state"] == "ready"
-        {
-            n += 1;
-        }
-    }
-    n
+        .iter()
+        .filter(|e| e["state"] == "ready")
+        .count()
 }
 
 async fn wait_for_pool(stack: &TestStack, n: usize) {

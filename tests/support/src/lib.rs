@@ -22,7 +22,7 @@ pub use services::{TestProjection, TestSignup, projection_config, spawn_projecti
 pub use sim::{SimBench, frappe_sim_bin, mariadb_has};
 pub use vault::{
     CALLERS, TestVault, caller_token, key, ring, spawn_vault, spawn_vault_in, spawn_vault_pooled,
-    spawn_vault_with,
+    spawn_vault_with, spawn_vault_with_acl,
 };
 
 /// NATS server the tests use: `NATS_URL` or the local default.

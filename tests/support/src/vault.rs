@@ -141,6 +141,23 @@ pub async fn spawn_vault_in(namespace: &str) -> TestVault {
     .await
 }
 
+/// A vault in `namespace` whose ACL is the default policy with `acl_toml` laid over it (e.g.
+/// a caller with fewer grants), tokens as usual.
+pub async fn spawn_vault_with_acl(namespace: &str, acl_toml: &str) -> TestVault {
+    crate::init_logging();
+    let (database_url, pool) = crate::fresh_database().await.expect("fresh database");
+    let acl = AclConfig::parse_toml(acl_toml).expect("valid test ACL");
+    start_with_acl(
+        database_url,
+        pool,
+        namespace.to_owned(),
+        ring("k1", &[("k1", 1)]),
+        TEST_POOL,
+        acl,
+    )
+    .await
+}
+
 /// A vault with the given key ring, on a fresh database and namespace.
 pub async fn spawn_vault_with(keyring: KeyRing) -> TestVault {
     spawn_vault_pooled(keyring, TEST_POOL).await
@@ -167,7 +184,25 @@ async fn start(
     keyring: KeyRing,
     max_connections: u32,
 ) -> TestVault {
-    let mut acl = AclConfig::default_policy();
+    start_with_acl(
+        database_url,
+        pool,
+        namespace,
+        keyring,
+        max_connections,
+        AclConfig::default_policy(),
+    )
+    .await
+}
+
+async fn start_with_acl(
+    database_url: String,
+    pool: PgPool,
+    namespace: String,
+    keyring: KeyRing,
+    max_connections: u32,
+    mut acl: AclConfig,
+) -> TestVault {
     let mut tokens = BTreeMap::new();
     for caller in CALLERS {
         let t = caller_token(&namespace, caller);

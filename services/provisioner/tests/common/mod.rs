@@ -10,6 +10,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use eventstore::{Body, EventContext, EventStore, NewEvent, RecordedEvent, StoreConfig};
+use frappe::{ApiCredentials, FrappeClient, SiteName, SiteRouting, UserId};
+use provisioner::secrets::API_CREDENTIALS;
+use provisioner::site_rest::AUTOMATION_USER;
+use secrecy::ExposeSecret;
 use frappe::RunnerConfig;
 use proto::v1 as pb;
 use provisioner::fleet::FleetConfig;
@@ -39,6 +43,10 @@ pub struct FleetOptions {
     pub root_ref: Option<String>,
     /// Every bench command's time limit, seconds.
     pub command_limit_secs: u64,
+    /// The apps the frappe-sim benches really have (the fleet always claims erpnext and hrms).
+    pub sim_apps: &'static str,
+    /// Laid over the vault's default ACL (TOML), e.g. to take a grant away.
+    pub vault_acl: Option<&'static str>,
 }
 
 impl Default for FleetOptions {
@@ -49,6 +57,8 @@ impl Default for FleetOptions {
             region: "eu".into(),
             root_ref: None,
             command_limit_secs: 15,
+            sim_apps: "erpnext,hrms",
+            vault_acl: None,
         }
     }
 }
@@ -149,9 +159,12 @@ impl TestStack {
         )
         .await
         .expect("event store");
-        let vault = testkit::spawn_vault_in(&namespace).await;
+        let vault = match opts.vault_acl {
+            Some(acl) => testkit::spawn_vault_with_acl(&namespace, acl).await,
+            None => testkit::spawn_vault_in(&namespace).await,
+        };
         let benches: Vec<SimBench> = (0..n)
-            .map(|_| SimBench::spawn("erpnext,hrms", sim_toml))
+            .map(|_| SimBench::spawn(opts.sim_apps, sim_toml))
             .collect();
         let names: Vec<String> = (0..n)
             .map(|i| format!("bench-{}", (b'a' + i as u8) as char))
@@ -203,9 +216,11 @@ impl TestStack {
         let app = Application::build(config)
             .await
             .expect("provisioner builds");
+        let admin = app.admin_addr();
         let shutdown = Shutdown::new();
         let handle = tokio::spawn(app.run_until_stopped(shutdown.clone()));
         RunningProvisioner {
+            admin,
             shutdown,
             handle: Some(handle),
         }
@@ -331,6 +346,29 @@ impl TestStack {
         panic!("the provisioner's consumers did not become idle");
     }
 
+    /// Every entry of the standby pool (JSON: id, bench, site, db_name, state, …).
+    pub async fn pool_entries(&self) -> Vec<serde_json::Value> {
+        use futures::TryStreamExt;
+        let kv = self
+            .store
+            .key_value("STANDBY_POOL", 1, "test")
+            .await
+            .unwrap();
+        let keys: Vec<String> = match kv.keys().await {
+            Ok(k) => k.try_collect().await.unwrap_or_default(),
+            Err(_) => Vec::new(),
+        };
+        let mut out = Vec::new();
+        for k in keys {
+            if let Ok(Some(v)) = kv.get(&k).await
+                && let Ok(entry) = serde_json::from_slice(&v)
+            {
+                out.push(entry);
+            }
+        }
+        out
+    }
+
     /// [`TestStack::wait_for_n`] with n = 1.
     pub async fn wait_for(&self, tenant: &str, ty: &str, secs: u64) -> Vec<RecordedEvent> {
         self.wait_for_n(tenant, ty, 1, secs).await
@@ -349,6 +387,8 @@ fn tenancy_summary(body: &Body) -> String {
 
 /// A provisioner running in this process.
 pub struct RunningProvisioner {
+    /// Its admin HTTP address (`/healthz`, `/readyz`, `/metrics`).
+    pub admin: std::net::SocketAddr,
     shutdown: Shutdown,
     handle: Option<tokio::task::JoinHandle<Result<(), provisioner::ProvisionerError>>>,
 }
@@ -407,3 +447,65 @@ pub fn spawn_provisioner_process(
     }
     cmd.spawn().expect("spawn provisioner")
 }
+
+/// The owner password every test tenant signs up with.
+pub const PASSWORD: &str = "Correct-Horse-42-Battery";
+
+/// The TenantProvisioned among `events`.
+pub fn provisioned(events: &[eventstore::RecordedEvent]) -> pb::TenantProvisioned {
+    events
+        .iter()
+        .find_map(|e| match &e.body {
+            Body::TenantProvisioned(p) => Some(p.clone()),
+            _ => None,
+        })
+        .expect("TenantProvisioned")
+}
+
+/// A REST client of `site` (routed by header).
+pub fn client(base_url: &str, site: &str) -> FrappeClient {
+    FrappeClient::new(
+        base_url,
+        SiteName::parse(site).unwrap(),
+        SiteRouting::Header,
+    )
+    .unwrap()
+}
+
+/// The tenant's API key pair, read from the vault as the provisioner.
+pub async fn vaulted_credentials(stack: &TestStack, tenant: &str) -> ApiCredentials {
+    let v = stack
+        .vault_client("provisioner")
+        .get_by_name(tenant, API_CREDENTIALS, "test")
+        .await
+        .expect("api credentials in the vault");
+    let json: serde_json::Value =
+        serde_json::from_str(v.to_secret_string().unwrap().expose_secret()).unwrap();
+    ApiCredentials {
+        api_key: json["api_key"].as_str().unwrap().to_owned(),
+        api_secret: json["api_secret"].as_str().unwrap().to_owned().into(),
+    }
+}
+
+/// What the owner and an automation client see on a provisioned tenant's site.
+pub async fn assert_site_works(
+    stack: &TestStack,
+    base_url: &str,
+    tenant: &str,
+    site: &str,
+    owner: &str,
+) {
+    let c = client(base_url, site);
+    let owner_id = UserId::parse(owner).unwrap();
+    c.login(&owner_id, &SecretString::from(PASSWORD.to_owned()))
+        .await
+        .expect("the owner logs in with their password");
+    let creds = vaulted_credentials(stack, tenant).await;
+    let who = c
+        .with_token(&creds)
+        .get_logged_user()
+        .await
+        .expect("the key answers");
+    assert_eq!(who, AUTOMATION_USER);
+}
+
