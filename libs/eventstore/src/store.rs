@@ -55,6 +55,9 @@ impl EventStore {
             .name("tenantry")
             .retry_on_initial_connect()
             .connection_timeout(Duration::from_secs(5))
+            // A request (publish ack, KV op) fails after this instead of hanging while the
+            // server is away; callers turn that into a retryable UNAVAILABLE.
+            .request_timeout(Some(Duration::from_secs(5)))
             .connect(config.nats_url.as_str());
         // retry_on_initial_connect would wait forever on a wrong URL; bound the first attempt.
         let client = tokio::time::timeout(Duration::from_secs(10), client)
@@ -119,6 +122,12 @@ impl EventStore {
                 ))),
             },
         }
+    }
+
+    /// Whether the NATS connection is up right now (a request made while it is down waits for
+    /// a reconnect, up to the request timeout: callers answering people fail fast instead).
+    pub fn is_connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
     }
 
     /// The stream's name (`TENANTRY_EVENTS`, prefixed in tests).

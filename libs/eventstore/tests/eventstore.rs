@@ -421,3 +421,64 @@ mod tracing_context {
         store.destroy().await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn a_drifted_consumer_and_stream_are_brought_back_to_what_this_version_needs() {
+    use async_nats::jetstream::{consumer::pull, stream};
+    let store = store().await;
+    let js = store.jetstream();
+    // An older deployment (or a hand edit) left a consumer that may reorder on redelivery and
+    // a stream with a short duplicate window.
+    let s = js.get_stream(store.stream_name()).await.unwrap();
+    s.create_consumer(pull::Config {
+        durable_name: Some("ordered".into()),
+        filter_subject: store.all_filter(),
+        ack_policy: async_nats::jetstream::consumer::AckPolicy::Explicit,
+        max_ack_pending: 64,
+        max_deliver: 5,
+        ack_wait: Duration::from_secs(30),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut info = js.get_stream(store.stream_name()).await.unwrap();
+    let mut drifted = info.info().await.unwrap().config.clone();
+    drifted.duplicate_window = Duration::from_secs(5);
+    js.update_stream(drifted).await.unwrap();
+
+    store.ensure_stream().await.unwrap();
+    let _sub = store
+        .subscribe(
+            "ordered",
+            &store.all_filter(),
+            SubscribeOptions {
+                max_ack_pending: 1,
+                ..SubscribeOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+    let s = js.get_stream(store.stream_name()).await.unwrap();
+    let consumer = s.consumer_info("ordered").await.unwrap();
+    assert_eq!(consumer.config.max_ack_pending, 1);
+    let mut now = js.get_stream(store.stream_name()).await.unwrap();
+    let config: stream::Config = now.info().await.unwrap().config.clone();
+    assert_eq!(config.duplicate_window, Duration::from_secs(120));
+
+    // What JetStream cannot change in place is refused, naming the setting.
+    let kv_stream = format!("KV_{}", store.bucket_name("PINNED"));
+    js.create_stream(stream::Config {
+        name: kv_stream,
+        subjects: vec![format!("$KV.{}.>", store.bucket_name("PINNED"))],
+        storage: stream::StorageType::Memory,
+        max_messages_per_subject: 1,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let err = store.key_value("PINNED", 1, "pinned").await.unwrap_err();
+    assert!(err.to_string().contains("storage"), "{err}");
+}

@@ -103,6 +103,8 @@ pub async fn run(
                     continue;
                 }
                 None => {
+                    // Not ready until subscribed again: reads would go stale meanwhile.
+                    readiness.set(false);
                     tracing::warn!("subscription ended; re-subscribing");
                     break;
                 }

@@ -60,7 +60,12 @@ async fn instances_killed_at_random_provision_every_tenant_exactly_once() {
     loop {
         let mut done = 0;
         for t in &tenants {
-            if stack.types(t).await.iter().any(|e| e == "TenantProvisioned") {
+            if stack
+                .types(t)
+                .await
+                .iter()
+                .any(|e| e == "TenantProvisioned")
+            {
                 done += 1;
             }
         }

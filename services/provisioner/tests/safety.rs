@@ -53,7 +53,9 @@ async fn lost_subdomain_claims_cannot_touch_an_active_tenants_site() {
         .await
         .unwrap()
         .into_inner();
-    let events = stack.wait_for(&first.tenant_id, "TenantProvisioned", 60).await;
+    let events = stack
+        .wait_for(&first.tenant_id, "TenantProvisioned", 60)
+        .await;
     let site = provisioned(&events).site;
     let bench = stack.bench("bench-a");
 
@@ -66,7 +68,11 @@ async fn lost_subdomain_claims_cannot_touch_an_active_tenants_site() {
         .await
         .expect("accepted: signup's claim is gone")
         .into_inner();
-    let failed = failure(&stack.wait_for(&second.tenant_id, "ProvisioningFailed", 60).await);
+    let failed = failure(
+        &stack
+            .wait_for(&second.tenant_id, "ProvisioningFailed", 60)
+            .await,
+    );
     assert!(
         failed.reason.contains(&first.tenant_id) && failed.reason.contains("already belongs"),
         "{}",
@@ -83,10 +89,14 @@ async fn lost_subdomain_claims_cannot_touch_an_active_tenants_site() {
         .await
         .expect("accepted again")
         .into_inner();
-    let events = stack.wait_for(&third.tenant_id, "ProvisioningFailed", 60).await;
+    let events = stack
+        .wait_for(&third.tenant_id, "ProvisioningFailed", 60)
+        .await;
     let failed = failure(&events);
     assert!(
-        failed.reason.contains(&format!("belongs to tenant {}", first.tenant_id)),
+        failed
+            .reason
+            .contains(&format!("belongs to tenant {}", first.tenant_id)),
         "{}",
         failed.reason
     );
@@ -203,7 +213,9 @@ async fn a_failing_finish_is_reported_as_finish_and_rolled_back() {
     )
     .await;
     let prov = stack.start_provisioner(stack.config()).await;
-    let tenant = stack.request_tenant("unfinished", "starter", PASSWORD).await;
+    let tenant = stack
+        .request_tenant("unfinished", "starter", PASSWORD)
+        .await;
     let events = stack.wait_for(&tenant, "ProvisioningFailed", 60).await;
     let step_failures: Vec<i32> = events
         .iter()
@@ -246,9 +258,17 @@ async fn a_site_check_that_times_out_removes_nothing() {
         .await;
     tokio::time::sleep(Duration::from_secs(8)).await;
     let bench = stack.bench("bench-a");
-    assert!(bench.site_dirs().contains(&site), "nothing removed on a guess");
+    assert!(
+        bench.site_dirs().contains(&site),
+        "nothing removed on a guess"
+    );
     assert!(mariadb_has(&db_name_for(&tenant)).await);
-    assert!(!stack.types(&tenant).await.contains(&"SiteDeleted".to_owned()));
+    assert!(
+        !stack
+            .types(&tenant)
+            .await
+            .contains(&"SiteDeleted".to_owned())
+    );
     assert_eq!(bench.started("drop-site", &site), 0);
 
     // Once the bench answers again, the deletion goes through.
@@ -260,7 +280,9 @@ async fn a_site_check_that_times_out_removes_nothing() {
 }
 
 async fn readyz(admin: std::net::SocketAddr) -> (u16, String) {
-    let r = reqwest::get(format!("http://{admin}/readyz")).await.unwrap();
+    let r = reqwest::get(format!("http://{admin}/readyz"))
+        .await
+        .unwrap();
     (r.status().as_u16(), r.text().await.unwrap())
 }
 

@@ -46,6 +46,8 @@ pub struct SignupSettings {
     pub password_ttl: Duration,
     /// Take the client address from the first `x-forwarded-for` entry (behind a trusted proxy).
     pub trust_forwarded_for: bool,
+    /// Longest a signup works before answering UNAVAILABLE.
+    pub deadline: Duration,
 }
 
 /// The signup gateway's shared state. One per process; handlers borrow it.
@@ -103,7 +105,24 @@ impl Gateway {
         let input = validate::signup(&req, &self.settings.catalog).map_err(SignupError::Invalid)?;
         // The request (and its password) is not needed past this point.
         drop(req);
+        // While NATS is away a request would wait for the reconnect: answer now instead, so the
+        // client retries (with its idempotency key) once it is back.
+        if !self.store.is_connected() {
+            return Err(SignupError::Unavailable(
+                "the event store (NATS) is not reachable right now; retry shortly with the same idempotency key".to_owned(),
+            ));
+        }
+        match tokio::time::timeout(self.settings.deadline, self.accept(input)).await {
+            Ok(r) => r,
+            Err(_) => Err(SignupError::Unavailable(format!(
+                "the signup did not finish within {:?}; retry with the same idempotency key",
+                self.settings.deadline
+            ))),
+        }
+    }
 
+    /// Idempotency record → email budget → the tenant, for a validated request.
+    async fn accept(&self, input: SignupInput) -> Result<SignupResponse, SignupError> {
         let fingerprint = input.fingerprint();
         let (tenant, record) = match &input.idempotency_key {
             None => (TenantId::new(), None),

@@ -7,6 +7,16 @@
 //! not remembered; KV `create` succeeds again after a delete, which is exactly what we want here).
 //! A record left `pending` by a crashed gateway is taken over after `stale_after`, keeping its
 //! tenant id, so the resumed signup converges on the same tenant.
+//!
+//! Each attempt writes its own `owner` nonce into the record. When NATS does not answer a
+//! `create` (a blip: the write may have landed after the reconnect), the attempt reads the
+//! record back: its own nonce means it owns the signup after all; if it cannot tell, it answers
+//! UNAVAILABLE and keeps trying in the background to remove the record if it is its own, so the
+//! client's retry starts afresh as soon as NATS is back rather than waiting for staleness. Every
+//! write after the first is a compare-and-set on the revision its writer last saw, so an attempt
+//! that was taken over can neither complete nor remove the new owner's record. Records expire
+//! with the bucket's `max_age` (the subdomain claims, in their own bucket, keep guarding
+//! uniqueness).
 
 use std::time::Duration;
 
@@ -46,6 +56,9 @@ struct Record {
     tenant_id: String,
     started_at: DateTime<Utc>,
     answer: Option<Answer>,
+    /// The attempt that wrote it.
+    #[serde(default)]
+    owner: String,
 }
 
 /// How a request with an idempotency key proceeds.
@@ -75,6 +88,9 @@ pub struct Idempotency {
     stale_after: Duration,
 }
 
+/// How long an attempt that could not tell whether its record landed keeps trying to remove it.
+const CLEANUP_FOR: Duration = Duration::from_secs(120);
+
 fn unavailable(e: impl std::fmt::Display) -> SignupError {
     SignupError::Unavailable(format!(
         "cannot use the idempotency record in NATS KV ({e})"
@@ -92,12 +108,16 @@ impl Idempotency {
         store: &EventStore,
         wait: Duration,
         stale_after: Duration,
+        keep_for: Duration,
     ) -> Result<Self, eventstore::StoreError> {
         let kv = store
-            .key_value(
+            .key_value_with(
                 BUCKET,
-                1,
-                "Tenantry signup idempotency keys: sha256(key) -> answer",
+                &eventstore::KvOptions {
+                    history: 1,
+                    max_age: keep_for,
+                    description: "Tenantry signup idempotency keys: sha256(key) -> answer",
+                },
             )
             .await?;
         Ok(Self {
@@ -116,6 +136,7 @@ impl Idempotency {
         new_tenant: TenantId,
     ) -> Result<Begin, SignupError> {
         let key = hex::encode(Sha256::digest(client_key.as_bytes()));
+        let owner = uuid::Uuid::new_v4().simple().to_string();
         let deadline = tokio::time::Instant::now() + self.wait;
         let mut pause = POLL_START;
         loop {
@@ -124,6 +145,7 @@ impl Idempotency {
                 tenant_id: new_tenant.to_string(),
                 started_at: Utc::now(),
                 answer: None,
+                owner: owner.clone(),
             };
             match self.kv.create(&key, encode(&pending)).await {
                 Ok(revision) => {
@@ -134,7 +156,22 @@ impl Idempotency {
                     });
                 }
                 Err(e) if e.kind() == CreateErrorKind::AlreadyExists => {}
-                Err(e) => return Err(unavailable(e)),
+                Err(e) => {
+                    // No answer: the write may still have landed. Ours if the record says so.
+                    if let Ok(Some(entry)) = self.kv.entry(&key).await
+                        && entry.operation == Operation::Put
+                        && serde_json::from_slice::<Record>(&entry.value)
+                            .is_ok_and(|r| r.owner == owner && r.answer.is_none())
+                    {
+                        return Ok(Begin::Fresh {
+                            key,
+                            revision: entry.revision,
+                            tenant_id: new_tenant,
+                        });
+                    }
+                    self.clean_up_later(key, owner);
+                    return Err(unavailable(e));
+                }
             }
             let entry = self.kv.entry(&key).await.map_err(unavailable)?;
             let Some(entry) = entry.filter(|e| e.operation == Operation::Put) else {
@@ -195,6 +232,30 @@ impl Idempotency {
         }
     }
 
+    /// Removes the record `owner` may have left, once NATS answers again (in the background, for
+    /// a bounded time): its request was answered UNAVAILABLE, so nobody will complete it.
+    fn clean_up_later(&self, key: String, owner: String) {
+        let kv = self.kv.clone();
+        tokio::spawn(async move {
+            let until = tokio::time::Instant::now() + CLEANUP_FOR;
+            while tokio::time::Instant::now() < until {
+                match kv.entry(&key).await {
+                    Ok(Some(entry)) if entry.operation == Operation::Put => {
+                        let ours = serde_json::from_slice::<Record>(&entry.value)
+                            .is_ok_and(|r| r.owner == owner && r.answer.is_none());
+                        if ours {
+                            let _ = kv.delete_expect_revision(&key, Some(entry.revision)).await;
+                        }
+                        return;
+                    }
+                    // Nothing there (it never landed), or someone else's: done.
+                    Ok(_) => return,
+                    Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+                }
+            }
+        });
+    }
+
     /// Records the answer of a finished signup.
     pub async fn complete(
         &self,
@@ -209,6 +270,7 @@ impl Idempotency {
             tenant_id: tenant.to_string(),
             started_at: Utc::now(),
             answer: Some(answer.clone()),
+            owner: String::new(),
         };
         if let Err(e) = self.kv.update(key, encode(&done), revision).await {
             // Waiters will time out with ABORTED and the client retries; a takeover, if one

@@ -132,13 +132,28 @@ pub struct Config {
         default_value_t = 10_000
     )]
     pub idempotency_wait_ms: u64,
-    /// After how long a pending idempotency record is taken over, in seconds.
+    /// After how long a pending idempotency record is taken over, in seconds (longer than a
+    /// signup may take: see `--signup-deadline-ms`).
     #[arg(
         long = "idempotency-stale-secs",
         env = "TENANTRY_SIGNUP_IDEMPOTENCY_STALE_SECS",
-        default_value_t = 60
+        default_value_t = 15
     )]
     pub idempotency_stale_secs: u64,
+    /// How long an idempotency key's answer is kept, in seconds.
+    #[arg(
+        long = "idempotency-keep-secs",
+        env = "TENANTRY_SIGNUP_IDEMPOTENCY_KEEP_SECS",
+        default_value_t = 86_400
+    )]
+    pub idempotency_keep_secs: u64,
+    /// Longest a Signup call works before it answers UNAVAILABLE (retry with the same key).
+    #[arg(
+        long = "signup-deadline-ms",
+        env = "TENANTRY_SIGNUP_DEADLINE_MS",
+        default_value_t = 10_000
+    )]
+    pub signup_deadline_ms: u64,
 }
 
 impl Config {
@@ -165,7 +180,9 @@ impl Config {
             cors_origins: Vec::new(),
             password_ttl_secs: 3600,
             idempotency_wait_ms: 10_000,
-            idempotency_stale_secs: 60,
+            idempotency_stale_secs: 15,
+            idempotency_keep_secs: 86_400,
+            signup_deadline_ms: 10_000,
         }
     }
 
@@ -266,6 +283,7 @@ impl Application {
             &store,
             Duration::from_millis(config.idempotency_wait_ms),
             Duration::from_secs(config.idempotency_stale_secs),
+            Duration::from_secs(config.idempotency_keep_secs.max(60)),
         )
         .await?;
         let window = Duration::from_secs(config.rate_window_secs.max(1));
@@ -281,6 +299,7 @@ impl Application {
                 catalog: catalog.clone(),
                 password_ttl: Duration::from_secs(config.password_ttl_secs),
                 trust_forwarded_for: config.trust_forwarded_for,
+                deadline: Duration::from_millis(config.signup_deadline_ms.max(100)),
             },
             stop.clone(),
         );

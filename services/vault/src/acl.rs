@@ -320,7 +320,9 @@ mod tests {
         assert_eq!(caller.name, "provisioner");
         assert!(caller.may(Op::Get, "api_credentials"));
         assert!(caller.may(Op::TakeOneTime, "owner_password"));
-        assert!(!caller.may(Op::Get, "owner_password"));
+        assert!(caller.may(Op::MoveOneTime, "owner_password"));
+        assert!(!caller.may(Op::Put, "owner_password"));
+        assert!(!caller.may(Op::MoveOneTime, "api_credentials"));
         assert!(!caller.may(Op::Shred, ANY_KIND));
         assert!(acl.authenticate("wrong").is_none());
         assert!(acl.authenticate("").is_none());

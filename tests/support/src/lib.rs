@@ -8,6 +8,7 @@
 //! - [`SimBench`]: a frappe-sim bench directory with its REST server, and its command log.
 //! - [`eventually`] / [`within`]: polling for eventually-visible state.
 
+mod nats;
 mod services;
 mod sim;
 mod vault;
@@ -18,11 +19,12 @@ use std::time::Duration;
 
 use sqlx::{Connection, Executor, PgConnection, PgPool};
 
+pub use nats::NatsServer;
 pub use services::{TestProjection, TestSignup, projection_config, spawn_projection, spawn_signup};
 pub use sim::{SimBench, frappe_sim_bin, mariadb_has};
 pub use vault::{
-    CALLERS, TestVault, caller_token, key, ring, spawn_vault, spawn_vault_in, spawn_vault_pooled,
-    spawn_vault_with, spawn_vault_with_acl,
+    CALLERS, TestVault, caller_token, key, ring, spawn_vault, spawn_vault_in, spawn_vault_on,
+    spawn_vault_pooled, spawn_vault_with, spawn_vault_with_acl,
 };
 
 /// NATS server the tests use: `NATS_URL` or the local default.

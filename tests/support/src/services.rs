@@ -47,7 +47,7 @@ pub async fn spawn_signup(
 ) -> TestSignup {
     let mut config = signup::Config::new(
         NatsArgs {
-            nats_url: crate::nats_url(),
+            nats_url: vault.nats_url.clone(),
             namespace: vault.namespace.clone(),
         },
         vault.endpoint(),

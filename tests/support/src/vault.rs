@@ -52,6 +52,8 @@ pub struct TestVault {
     pub pool: PgPool,
     /// Event-store namespace.
     pub namespace: String,
+    /// The NATS server it publishes to.
+    pub nats_url: String,
     /// Token per caller.
     pub tokens: BTreeMap<String, SecretString>,
     /// The registry the vault's metrics are in.
@@ -100,12 +102,13 @@ impl TestVault {
     /// (what an operator does to add or remove a key-encryption key).
     pub async fn restart_with(mut self, keyring: KeyRing) -> TestVault {
         self.shutdown().await;
-        start(
+        start_with_acl(
             self.database_url.clone(),
             self.pool.clone(),
-            self.namespace.clone(),
+            (self.nats_url.clone(), self.namespace.clone()),
             keyring,
             TEST_POOL,
+            AclConfig::default_policy(),
         )
         .await
     }
@@ -129,14 +132,20 @@ pub async fn spawn_vault() -> TestVault {
 
 /// A vault with a one-key ring in `namespace` (a stack of services sharing one event store).
 pub async fn spawn_vault_in(namespace: &str) -> TestVault {
+    spawn_vault_on(&crate::nats_url(), namespace).await
+}
+
+/// [`spawn_vault_in`] on the NATS server at `nats_url` (a test's own server).
+pub async fn spawn_vault_on(nats_url: &str, namespace: &str) -> TestVault {
     crate::init_logging();
     let (database_url, pool) = crate::fresh_database().await.expect("fresh database");
-    start(
+    start_with_acl(
         database_url,
         pool,
-        namespace.to_owned(),
+        (nats_url.to_owned(), namespace.to_owned()),
         ring("k1", &[("k1", 1)]),
         TEST_POOL,
+        AclConfig::default_policy(),
     )
     .await
 }
@@ -150,7 +159,7 @@ pub async fn spawn_vault_with_acl(namespace: &str, acl_toml: &str) -> TestVault 
     start_with_acl(
         database_url,
         pool,
-        namespace.to_owned(),
+        (crate::nats_url(), namespace.to_owned()),
         ring("k1", &[("k1", 1)]),
         TEST_POOL,
         acl,
@@ -187,7 +196,7 @@ async fn start(
     start_with_acl(
         database_url,
         pool,
-        namespace,
+        (crate::nats_url(), namespace),
         keyring,
         max_connections,
         AclConfig::default_policy(),
@@ -198,7 +207,7 @@ async fn start(
 async fn start_with_acl(
     database_url: String,
     pool: PgPool,
-    namespace: String,
+    (nats_url, namespace): (String, String),
     keyring: KeyRing,
     max_connections: u32,
     mut acl: AclConfig,
@@ -211,7 +220,7 @@ async fn start_with_acl(
     }
     let mut config = Config::new(
         SecretString::from(database_url.clone()),
-        crate::nats_url(),
+        nats_url.clone(),
         keyring,
         acl,
     );
@@ -233,6 +242,7 @@ async fn start_with_acl(
         database_url,
         pool,
         namespace,
+        nats_url,
         tokens,
         metrics,
         stop: Some(stop),

@@ -10,14 +10,14 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use eventstore::{Body, EventContext, EventStore, NewEvent, RecordedEvent, StoreConfig};
-use frappe::{ApiCredentials, FrappeClient, SiteName, SiteRouting, UserId};
-use provisioner::secrets::API_CREDENTIALS;
-use provisioner::site_rest::AUTOMATION_USER;
-use secrecy::ExposeSecret;
 use frappe::RunnerConfig;
+use frappe::{ApiCredentials, FrappeClient, SiteName, SiteRouting, UserId};
 use proto::v1 as pb;
 use provisioner::fleet::FleetConfig;
+use provisioner::secrets::API_CREDENTIALS;
+use provisioner::site_rest::AUTOMATION_USER;
 use provisioner::{Application, Config};
+use secrecy::ExposeSecret;
 use secrecy::SecretString;
 use svc::Shutdown;
 use vault_client::VaultClient;
@@ -47,6 +47,8 @@ pub struct FleetOptions {
     pub sim_apps: &'static str,
     /// Laid over the vault's default ACL (TOML), e.g. to take a grant away.
     pub vault_acl: Option<&'static str>,
+    /// A NATS server of the test's own (default: the shared one).
+    pub nats_url: Option<String>,
 }
 
 impl Default for FleetOptions {
@@ -59,6 +61,7 @@ impl Default for FleetOptions {
             command_limit_secs: 15,
             sim_apps: "erpnext,hrms",
             vault_acl: None,
+            nats_url: None,
         }
     }
 }
@@ -77,6 +80,8 @@ pub struct TestStack {
     pub fleet: FleetConfig,
     /// The fleet as TOML (for the provisioner binary).
     pub fleet_toml: String,
+    /// The NATS server every part uses.
+    pub nats_url: String,
 }
 
 /// The fleet TOML for `benches`.
@@ -154,14 +159,15 @@ impl TestStack {
     pub async fn with_sim(n: usize, opts: FleetOptions, sim_toml: Option<&str>) -> Self {
         testkit::init_logging();
         let namespace = testkit::unique_namespace();
+        let nats_url = opts.nats_url.clone().unwrap_or_else(testkit::nats_url);
         let store = EventStore::connect(
-            &StoreConfig::new(testkit::nats_url()).with_namespace(namespace.clone()),
+            &StoreConfig::new(nats_url.clone()).with_namespace(namespace.clone()),
         )
         .await
         .expect("event store");
         let vault = match opts.vault_acl {
             Some(acl) => testkit::spawn_vault_with_acl(&namespace, acl).await,
-            None => testkit::spawn_vault_in(&namespace).await,
+            None => testkit::spawn_vault_on(&nats_url, &namespace).await,
         };
         let benches: Vec<SimBench> = (0..n)
             .map(|_| SimBench::spawn(opts.sim_apps, sim_toml))
@@ -183,6 +189,7 @@ impl TestStack {
             benches,
             fleet,
             fleet_toml,
+            nats_url,
         }
     }
 
@@ -194,7 +201,7 @@ impl TestStack {
     /// A provisioner config for this stack (fast retries for tests).
     pub fn config(&self) -> Config {
         let mut c = Config::new(
-            testkit::nats_url(),
+            self.nats_url.clone(),
             self.vault.endpoint(),
             token(&self.namespace, "provisioner"),
             self.fleet.clone(),
@@ -419,7 +426,7 @@ pub fn spawn_provisioner_process(
     env: &[(&str, &str)],
 ) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_provisioner"));
-    cmd.env("NATS_URL", testkit::nats_url())
+    cmd.env("NATS_URL", &stack.nats_url)
         .env("TENANTRY_NAMESPACE", &stack.namespace)
         .env("TENANTRY_VAULT_ENDPOINT", stack.vault.endpoint())
         .env(
@@ -508,4 +515,3 @@ pub async fn assert_site_works(
         .expect("the key answers");
     assert_eq!(who, AUTOMATION_USER);
 }
-
