@@ -114,21 +114,13 @@ impl Claims {
             }
             let record: Option<Record> = serde_json::from_slice(&entry.value).ok();
             match record {
-                // Ours already (a resumed signup): written again, so the revision this attempt
-                // holds is its own — an earlier attempt that took it for dead can no longer
-                // release the name under us.
-                Some(r) if r.state == State::Claimed && r.tenant_id == tenant.to_string() => {
-                    match self
-                        .kv
-                        .update(key, Self::encode(tenant, State::Claimed), entry.revision)
-                        .await
-                    {
-                        Ok(revision) => return Ok(Claim::Won { revision }),
-                        Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => continue,
-                        Err(e) => return Err(unavailable("claim the subdomain", e)),
-                    }
-                }
-                Some(r) if r.state == State::Released => {
+                // Released, or ours already (a resumed signup): written (again), so the revision
+                // this attempt holds is its own — an earlier attempt that was taken over can no
+                // longer release the name under us.
+                Some(r)
+                    if r.state == State::Released
+                        || (r.state == State::Claimed && r.tenant_id == tenant.to_string()) =>
+                {
                     match self
                         .kv
                         .update(key, Self::encode(tenant, State::Claimed), entry.revision)

@@ -142,6 +142,61 @@ fn wrapped(
     )))
 }
 
+/// Errors with [`VaultError::Shredded`] when `tenant`'s keys were destroyed: nothing new may be
+/// stored for it.
+async fn refuse_if_shredded(tx: &mut sqlx::PgConnection, tenant: &str) -> Result<(), VaultError> {
+    match sqlx::query_scalar::<_, DateTime<Utc>>(
+        "SELECT shredded_at FROM shredded_tenants WHERE tenant_id = $1",
+    )
+    .bind(tenant)
+    .fetch_optional(&mut *tx)
+    .await?
+    {
+        Some(at) => Err(VaultError::Shredded {
+            tenant: tenant.to_owned(),
+            at,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Deletes a one-time secret (of `kind`) and its data key inside `tx`, returning what was there.
+async fn take_one_time_in(
+    tx: &mut sqlx::PgConnection,
+    tenant: &str,
+    id: Uuid,
+    kind: &str,
+) -> Result<Option<TakenOneTime>, VaultError> {
+    let Some(row) = sqlx::query(
+        "DELETE FROM one_time_secrets WHERE id = $1 AND tenant_id = $2 AND kind = $3
+         RETURNING data_key_id, nonce, ciphertext, expires_at <= now() AS expired",
+    )
+    .bind(id)
+    .bind(tenant)
+    .bind(kind)
+    .fetch_optional(&mut *tx)
+    .await?
+    else {
+        return Ok(None);
+    };
+    let key_id: Uuid = row.try_get("data_key_id")?;
+    let key = sqlx::query(
+        "DELETE FROM data_keys WHERE id = $1 RETURNING id AS key_id, kek_id, wrapped_key, key_nonce",
+    )
+    .bind(key_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    Ok(Some(TakenOneTime {
+        kind: kind.to_owned(),
+        expired: row.try_get("expired")?,
+        key: wrapped(&key, "key_")?.ok_or_else(|| anyhow::anyhow!("one-time data key vanished"))?,
+        sealed: Sealed {
+            nonce: row.try_get("nonce")?,
+            ciphertext: row.try_get("ciphertext")?,
+        },
+    }))
+}
+
 fn version(v: i32) -> u32 {
     u32::try_from(v).unwrap_or(0)
 }
@@ -204,18 +259,7 @@ impl Store {
             .bind(format!("vault-secret|{tenant}|{name}"))
             .execute(&mut *tx)
             .await?;
-        if let Some(at) = sqlx::query_scalar::<_, DateTime<Utc>>(
-            "SELECT shredded_at FROM shredded_tenants WHERE tenant_id = $1",
-        )
-        .bind(tenant)
-        .fetch_optional(&mut *tx)
-        .await?
-        {
-            return Err(VaultError::Shredded {
-                tenant: tenant.to_owned(),
-                at,
-            });
-        }
+        refuse_if_shredded(&mut tx, tenant).await?;
         let previous: Option<(i32, Option<Uuid>)> = sqlx::query_as(
             "SELECT version, data_key_id FROM secrets WHERE tenant_id = $1 AND name = $2",
         )
@@ -345,18 +389,7 @@ impl Store {
         let (wrapped, sealed) = seal(key_id)
             .map_err(|e| VaultError::from_crypto(tenant, &format!("one-time/{id}"), e))?;
         let mut tx = self.pool.begin().await?;
-        if let Some(at) = sqlx::query_scalar::<_, DateTime<Utc>>(
-            "SELECT shredded_at FROM shredded_tenants WHERE tenant_id = $1",
-        )
-        .bind(tenant)
-        .fetch_optional(&mut *tx)
-        .await?
-        {
-            return Err(VaultError::Shredded {
-                tenant: tenant.to_owned(),
-                at,
-            });
-        }
+        refuse_if_shredded(&mut tx, tenant).await?;
         sqlx::query("INSERT INTO data_keys (id, tenant_id, kek_id, wrapped_key, key_nonce) VALUES ($1, $2, $3, $4, $5)")
             .bind(key_id)
             .bind(tenant)
@@ -406,35 +439,9 @@ impl Store {
         kind: &str,
     ) -> Result<Option<TakenOneTime>, VaultError> {
         let mut tx = self.pool.begin().await?;
-        let Some(row) = sqlx::query(
-            "DELETE FROM one_time_secrets WHERE id = $1 AND tenant_id = $2 AND kind = $3
-             RETURNING data_key_id, nonce, ciphertext, expires_at <= now() AS expired",
-        )
-        .bind(id)
-        .bind(tenant)
-        .bind(kind)
-        .fetch_optional(&mut *tx)
-        .await?
-        else {
-            return Ok(None);
-        };
-        let key_id: Uuid = row.try_get("data_key_id")?;
-        let key = sqlx::query("DELETE FROM data_keys WHERE id = $1 RETURNING id AS key_id, kek_id, wrapped_key, key_nonce")
-            .bind(key_id)
-            .fetch_one(&mut *tx)
-            .await?;
+        let taken = take_one_time_in(&mut tx, tenant, id, kind).await?;
         tx.commit().await?;
-        let key =
-            wrapped(&key, "key_")?.ok_or_else(|| anyhow::anyhow!("one-time data key vanished"))?;
-        Ok(Some(TakenOneTime {
-            kind: kind.to_owned(),
-            expired: row.try_get("expired")?,
-            key,
-            sealed: Sealed {
-                nonce: row.try_get("nonce")?,
-                ciphertext: row.try_get("ciphertext")?,
-            },
-        }))
+        Ok(taken)
     }
 
     /// Moves one-time secret `id` (of `kind`) into the named secret `tenant/name`, in one
@@ -457,18 +464,7 @@ impl Store {
             .bind(format!("vault-secret|{tenant}|{name}"))
             .execute(&mut *tx)
             .await?;
-        if let Some(at) = sqlx::query_scalar::<_, DateTime<Utc>>(
-            "SELECT shredded_at FROM shredded_tenants WHERE tenant_id = $1",
-        )
-        .bind(tenant)
-        .fetch_optional(&mut *tx)
-        .await?
-        {
-            return Err(VaultError::Shredded {
-                tenant: tenant.to_owned(),
-                at,
-            });
-        }
+        refuse_if_shredded(&mut tx, tenant).await?;
         let previous: Option<(i32, Option<Uuid>, Option<Uuid>, bool)> = sqlx::query_as(
             "SELECT version, data_key_id, moved_from, revoked_at IS NOT NULL
              FROM secrets WHERE tenant_id = $1 AND name = $2",
@@ -485,32 +481,8 @@ impl Store {
                 again: true,
             }));
         }
-        let Some(row) = sqlx::query(
-            "DELETE FROM one_time_secrets WHERE id = $1 AND tenant_id = $2 AND kind = $3
-             RETURNING data_key_id, nonce, ciphertext, expires_at <= now() AS expired",
-        )
-        .bind(id)
-        .bind(tenant)
-        .bind(kind)
-        .fetch_optional(&mut *tx)
-        .await?
-        else {
+        let Some(taken) = take_one_time_in(&mut tx, tenant, id, kind).await? else {
             return Ok(None);
-        };
-        let one_time_key: Uuid = row.try_get("data_key_id")?;
-        let key = sqlx::query("DELETE FROM data_keys WHERE id = $1 RETURNING id AS key_id, kek_id, wrapped_key, key_nonce")
-            .bind(one_time_key)
-            .fetch_one(&mut *tx)
-            .await?;
-        let taken = TakenOneTime {
-            kind: kind.to_owned(),
-            expired: row.try_get("expired")?,
-            key: wrapped(&key, "key_")?
-                .ok_or_else(|| anyhow::anyhow!("one-time data key vanished"))?,
-            sealed: Sealed {
-                nonce: row.try_get("nonce")?,
-                ciphertext: row.try_get("ciphertext")?,
-            },
         };
         if taken.expired {
             // Gone for good either way: deleting it now saves the purge.
