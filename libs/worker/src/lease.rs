@@ -96,7 +96,7 @@ pub enum Acquire {
 
 impl Leases {
     /// Opens (creating if needed) the bucket `bucket` for `holder`, with leases lasting `ttl`
-    /// between heartbeats (sent every third of it).
+    /// between heartbeats (sent every quarter of it).
     pub async fn open(
         store: &EventStore,
         bucket: &str,
@@ -125,6 +125,11 @@ impl Leases {
     /// How long a lease lasts without a heartbeat.
     pub fn ttl(&self) -> Duration {
         self.ttl
+    }
+
+    /// The margin a holder keeps before its expiry, and a taker waits past it.
+    fn grace_ms(&self) -> i64 {
+        ms(self.ttl / 3)
     }
 
     fn record(&self, nonce: &str, busy_until_ms: i64) -> Record {
@@ -168,7 +173,10 @@ impl Leases {
             let Some((existing, revision)) = self.peek(key).await? else {
                 continue;
             };
-            let now = now_ms();
+            // A lapsed holder checks that a third of the ttl is still left before each side
+            // effect; waiting that long past the expiry (by our clock) keeps a holder whose
+            // clock runs a little behind from acting after we took over.
+            let now = now_ms() - self.grace_ms();
             if existing.free_at_ms() > now {
                 let free_in =
                     Duration::from_millis(u64::try_from(existing.free_at_ms() - now).unwrap_or(0));
@@ -296,6 +304,18 @@ impl Inner {
                 Err(LeaseError::Lost(self.key.clone()))
             }
             Err(e) => {
+                // No answer: the write may have landed. If the stored record is still this
+                // holder's, its revision is ours to continue from.
+                if let Ok(Some((current, revision))) = self.leases.peek(&self.key).await
+                    && current.nonce == self.nonce
+                {
+                    state.revision = revision;
+                    state.busy_until_ms = current.busy_until_ms;
+                    state.expires_ms = current.expires_ms;
+                    if current.expires_ms > now_ms() {
+                        return Ok(());
+                    }
+                }
                 // Unsure whether we still hold it: once our own expiry has passed, we must
                 // assume not.
                 if now_ms() >= state.expires_ms {
@@ -308,9 +328,10 @@ impl Inner {
     }
 }
 
-/// Renews the lease every third of its ttl until it is released or lost.
+/// Renews the lease every quarter of its ttl until it is released or lost (a quarter, so one
+/// late heartbeat still leaves more than the third [`Lease::check`] wants).
 async fn heartbeat(inner: Arc<Inner>) {
-    let every = inner.leases.ttl / 3;
+    let every = inner.leases.ttl / 4;
     loop {
         tokio::time::sleep(every).await;
         let mut state = inner.state.lock().await;
@@ -359,17 +380,19 @@ impl Lease {
     }
 
     /// Proves this process still holds the lease, right before a side effect or an append:
-    /// the stored record is the one we last wrote, and it has not expired.
+    /// the stored record is the one we last wrote, and at least a third of its ttl is left (the
+    /// margin a taker waits past the expiry, so a side effect started now finishes first).
     pub async fn check(&self) -> Result<(), LeaseError> {
         let mut state = self.inner.state.lock().await;
         if state.lost {
             return Err(LeaseError::Lost(self.inner.key.clone()));
         }
         let current = self.inner.leases.peek(&self.inner.key).await?;
+        let margin = self.inner.leases.grace_ms();
         let ours = current.is_some_and(|(record, revision)| {
             revision == state.revision
                 && record.nonce == self.inner.nonce
-                && record.expires_ms > now_ms()
+                && record.expires_ms - margin > now_ms()
         });
         if ours {
             Ok(())

@@ -45,7 +45,9 @@ impl WorkerConfig {
             filter: filter.into(),
             subscribe: SubscribeOptions {
                 ack_wait: Duration::from_secs(60),
-                max_deliver: 50,
+                // Waits (a tenant busy elsewhere, "not yet") spend deliveries too; with their
+                // stretching delays this is hours of waiting before anything is dead-lettered.
+                max_deliver: 500,
                 backoff: Vec::new(),
                 max_ack_pending: 1000,
                 ..SubscribeOptions::default()
@@ -57,6 +59,16 @@ impl WorkerConfig {
             lease_wait: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(30),
         }
+    }
+
+    /// How long a delivery that must wait (its key leased elsewhere, "not yet") is handed back
+    /// for: what the handler asked, stretched by how often it already waited (one second per
+    /// delivery, up to a minute), so a long wait spends few deliveries.
+    fn wait_delay(&self, asked: Duration, delivered: u64) -> Duration {
+        let stretched = Duration::from_secs(delivered.min(60));
+        asked
+            .max(stretched)
+            .clamp(Duration::from_millis(500), Duration::from_secs(60))
     }
 
     fn retry_delay(&self, delivered: u64) -> Duration {
@@ -277,9 +289,17 @@ async fn process<H: Handler>(
                 Ok(Acquire::Acquired(l)) => Some(Arc::new(l)),
                 Ok(Acquire::Held { holder, free_in }) => {
                     ticker.abort();
-                    let delay = free_in.clamp(Duration::from_millis(500), Duration::from_secs(30));
+                    let delay = config.wait_delay(free_in, delivery.delivery_count());
                     tracing::debug!(key, %holder, ?delay, "key leased elsewhere; handing the delivery back");
-                    settle(&delivery, delivery.nak(Some(delay)).await);
+                    settle(
+                        &delivery,
+                        hand_back(
+                            &delivery,
+                            delay,
+                            "its key stayed leased by another instance",
+                        )
+                        .await,
+                    );
                     return;
                 }
                 Err(e) => {
@@ -318,7 +338,10 @@ async fn process<H: Handler>(
     ticker.abort();
     let settled = match &result {
         Ok(Outcome::Done) => delivery.ack().await,
-        Ok(Outcome::Later(delay)) => delivery.nak(Some(*delay)).await,
+        Ok(Outcome::Later(delay)) => {
+            let delay = config.wait_delay(*delay, delivery.delivery_count());
+            hand_back(&delivery, delay, "it was never possible yet (Later)").await
+        }
         Err(WorkError::Transient(m)) => {
             let delay = if shutdown.is_triggered() {
                 Duration::ZERO
@@ -335,7 +358,12 @@ async fn process<H: Handler>(
         // Another instance holds the key now and works on it; this delivery comes back later.
         Err(WorkError::Lease(e)) => {
             tracing::warn!(event = %event.event_type, error = %e, "lease lost mid-work");
-            delivery.nak(Some(Duration::from_secs(1))).await
+            hand_back(
+                &delivery,
+                Duration::from_secs(1),
+                "its lease kept being lost",
+            )
+            .await
         }
     };
     settle(&delivery, settled);
@@ -344,6 +372,23 @@ async fn process<H: Handler>(
         && let Err(e) = lease.release().await
     {
         tracing::debug!(error = %e, "could not release a lease; it will expire");
+    }
+}
+
+/// Hands a delivery back for later; on its last allowed delivery it becomes a dead letter
+/// (recorded here, not left to an advisory nobody may be listening to), so nothing waits
+/// forever unseen.
+async fn hand_back(delivery: &Delivery, delay: Duration, why: &str) -> Result<(), StoreError> {
+    if delivery.is_last_attempt() {
+        tracing::error!(event = %delivery.event.event_type, tenant = %delivery.event.tenant_id, why, "giving up on a delivery; dead-lettered");
+        delivery
+            .term(&format!(
+                "not handled after {} deliveries: {why}",
+                delivery.delivery_count()
+            ))
+            .await
+    } else {
+        delivery.nak(Some(delay)).await
     }
 }
 

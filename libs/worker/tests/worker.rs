@@ -50,7 +50,8 @@ async fn a_lease_is_exclusive_and_a_dead_holder_is_fenced_out() {
     match b.try_acquire("tenant-1").await.unwrap() {
         Acquire::Held { holder, free_in } => {
             assert_eq!(holder, "instance-a");
-            assert!(free_in <= Duration::from_secs(3));
+            // The ttl, plus the third of it a taker waits past the expiry.
+            assert!(free_in <= Duration::from_secs(4), "{free_in:?}");
         }
         Acquire::Acquired(_) => panic!("two holders of one lease"),
     }
@@ -376,6 +377,54 @@ async fn a_consumer_whose_stream_is_recreated_resumes_and_readiness_says_so() {
             .then_some(())
     })
     .await;
+    shutdown.trigger();
+    task.await.unwrap().unwrap();
+}
+
+/// Never possible: always asks to come back later.
+struct NotYet;
+
+impl Handler for NotYet {
+    fn lease_key(&self, _: &RecordedEvent) -> Option<String> {
+        None
+    }
+
+    async fn handle(&self, _: Work) -> Result<Outcome, WorkError> {
+        Ok(Outcome::Later(Duration::from_millis(10)))
+    }
+}
+
+#[tokio::test]
+async fn a_delivery_that_waits_past_its_last_attempt_becomes_a_dead_letter() {
+    let store = testkit::event_store().await;
+    let tenant = uuid::Uuid::now_v7().to_string();
+    append(&store, &tenant, "waiting").await;
+    let mut c = config(&store);
+    c.subscribe.max_deliver = 3;
+    let shutdown = Shutdown::new();
+    let readiness = Readiness::default();
+    let worker = Worker::new(
+        c,
+        store.clone(),
+        Arc::new(NotYet),
+        None,
+        Arc::new(Semaphore::new(1)),
+    );
+    let task = tokio::spawn(worker.run(readiness.part("waiting"), shutdown.clone()));
+    let dlq = store.dead_letters().await.unwrap();
+    // Each wait is handed back for at least half a second.
+    let letters = testkit::eventually(|| async {
+        let l = dlq.list().await.unwrap();
+        (!l.is_empty()).then_some(l)
+    })
+    .await;
+    assert_eq!(letters[0].tenant_id, tenant);
+    assert_eq!(letters[0].deliveries, 3);
+    assert!(
+        letters[0].error.contains("never possible yet"),
+        "{}",
+        letters[0].error
+    );
     shutdown.trigger();
     task.await.unwrap().unwrap();
 }
