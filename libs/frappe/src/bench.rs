@@ -403,7 +403,18 @@ impl Bench {
                 after: guard.timeout,
             },
         })?;
+        // `flock` reports a program it cannot run with 69 and this message.
+        let flock_could_not_run =
+            out.exit_code == Some(69) && out.stderr.contains("flock: failed to execute");
         match out.exit_code {
+            Some(_) if flock_could_not_run => Err(BenchError::Spawn {
+                op,
+                program: inv.redacted().join(" "),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    out.stderr.trim().chars().take(200).collect::<String>(),
+                ),
+            }),
             // `timeout` (or the remote shell) could not start the program.
             Some(code @ (126 | 127)) => Err(BenchError::Spawn {
                 op,

@@ -116,12 +116,43 @@ impl Bench {
                 Ok(SiteState::Complete(config, apps))
             }
             Ok(_) => Ok(SiteState::HalfMade(config)),
-            // Bench ran and could not open the site (its database is missing or partial): the
-            // directory is all there is. Anything else (timeout, spawn) is "don't know".
-            Err(BenchError::SiteNotFound(_) | BenchError::CommandFailed { .. }) => {
+            // Bench ran and MariaDB said the site's database (or its user, made with it) is not
+            // there: the directory is all there is. Anything else — MariaDB down (2003), a
+            // timeout, too many connections — is "don't know", never "half-made".
+            Err(BenchError::SiteNotFound(_)) => Ok(SiteState::HalfMade(config)),
+            Err(BenchError::CommandFailed { ref detail, .. }) if database_missing(detail) => {
                 Ok(SiteState::HalfMade(config))
             }
             Err(e) => Err(e),
         }
+    }
+}
+
+/// Whether a failed bench command's error says the site's database is missing: MariaDB's
+/// 1049 (unknown database) or 1045 (access denied for the site's own user, which new-site
+/// creates together with the database).
+fn database_missing(detail: &str) -> bool {
+    detail.contains("(1049,") || detail.contains("(1045,")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::database_missing;
+
+    #[test]
+    fn only_a_missing_database_counts_as_half_made() {
+        assert!(database_missing(
+            "pymysql.err.OperationalError: (1049, \"Unknown database '_abc'\")"
+        ));
+        assert!(database_missing(
+            "pymysql.err.OperationalError: (1045, \"Access denied for user '_abc'@'localhost'\")"
+        ));
+        // MariaDB down, too many connections: don't know.
+        assert!(!database_missing(
+            "pymysql.err.OperationalError: (2003, \"Can't connect to MySQL server\")"
+        ));
+        assert!(!database_missing(
+            "pymysql.err.OperationalError: (1040, \"Too many connections\")"
+        ));
     }
 }

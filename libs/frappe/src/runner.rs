@@ -232,9 +232,17 @@ impl Guard {
         self.timeout + self.kill_grace
     }
 
-    /// `flock … timeout -k … <program>`: the words put before the program.
+    /// `timeout -k … flock … <program>`: the words put before the program. `timeout` comes
+    /// first: it leads the process group everything below it runs in, so ending that group —
+    /// at the limit on the host, or when a local caller gives up — ends the lock holder and
+    /// the command together.
     fn prefix(&self, program: &str) -> (String, Vec<Arg>) {
-        let mut words: Vec<Arg> = Vec::new();
+        let secs = self.timeout.as_secs().max(1);
+        let mut words: Vec<Arg> = vec![
+            "-k".into(),
+            format!("{}s", self.kill_grace.as_secs().max(1)).into(),
+            format!("{secs}s").into(),
+        ];
         for site in &self.locked_sites {
             words.extend([
                 "flock".into(),
@@ -244,16 +252,8 @@ impl Guard {
                 lock_path(site).into(),
             ]);
         }
-        let secs = self.timeout.as_secs().max(1);
-        words.extend([
-            "timeout".into(),
-            "-k".into(),
-            format!("{}s", self.kill_grace.as_secs().max(1)).into(),
-            format!("{secs}s").into(),
-            program.into(),
-        ]);
-        let first = words.remove(0);
-        (first.expose(), words)
+        words.push(program.into());
+        ("timeout".to_owned(), words)
     }
 }
 
@@ -600,19 +600,19 @@ mod tests {
             env: BTreeMap::new(),
         }
         .guarded_bench(args(), &guard);
-        assert_eq!(local.program, PathBuf::from("flock"));
+        assert_eq!(local.program, PathBuf::from("timeout"));
         assert_eq!(local.cwd, Some(PathBuf::from("/b")));
         assert_eq!(
             local.exposed_args(),
             [
+                "-k",
+                "10s",
+                "300s",
+                "flock",
                 "-n",
                 "-E",
                 "75",
                 "sites/.tenantry-a.localhost.lock",
-                "timeout",
-                "-k",
-                "10s",
-                "300s",
                 "/usr/bin/bench",
                 "new-site",
                 "a.localhost"
@@ -651,7 +651,7 @@ mod tests {
         let line = ssh.exposed_args().join(" ");
         assert!(
             line.ends_with(
-                "&& 'flock' '-n' '-E' '75' 'sites/.tenantry-a.localhost.lock' 'timeout' '-k' '10s' '300s' 'bench' 'new-site' 'a.localhost'"
+                "&& 'timeout' '-k' '10s' '300s' 'flock' '-n' '-E' '75' 'sites/.tenantry-a.localhost.lock' 'bench' 'new-site' 'a.localhost'"
             ),
             "{line}"
         );
