@@ -1,5 +1,7 @@
 //! Ordered reads of the log: rebuilding read models and loading one subject.
 
+use std::time::Duration;
+
 use async_nats::jetstream::{
     consumer::{DeliverPolicy, pull},
     stream::Stream,
@@ -8,9 +10,25 @@ use futures::StreamExt;
 
 use crate::{RecordedEvent, StoreError};
 
+/// Silence after which a replay asks the stream whether anything is left. The `pending` count
+/// on deliveries (our end-of-replay signal) can stay above zero on the last message (seen with
+/// nats-server 2.9 on filtered consumers), so the stream's last sequence has the final word.
+const QUIET: Duration = Duration::from_millis(200);
+/// Silence after which a replay that knows more is coming restarts its consumer: a healthy
+/// ordered consumer delivers continuously, so this means it stalled (a lost flow-control reply,
+/// a server restart). A replay never hangs while its caller holds a lock.
+const STALL: Duration = Duration::from_secs(5);
+/// Restarts in a row without progress before the replay gives up with an error.
+const MAX_RESTARTS: u32 = 3;
+
 /// An ordered, ephemeral read of the stream that ends once it has caught up.
 pub struct Replay {
+    stream: Stream,
+    filter: String,
     messages: Option<pull::Ordered>,
+    /// The stream sequence to read from next.
+    next_from: u64,
+    restarts: u32,
     /// Events matching the filter at the start, for progress reporting.
     total: u64,
     seen: u64,
@@ -22,32 +40,44 @@ impl Replay {
         filter: &str,
         from_sequence: u64,
     ) -> Result<Self, StoreError> {
-        let deliver_policy = if from_sequence <= 1 {
+        let mut replay = Self {
+            stream: stream.clone(),
+            filter: filter.to_owned(),
+            messages: None,
+            next_from: from_sequence.max(1),
+            restarts: 0,
+            total: 0,
+            seen: 0,
+        };
+        replay.total = replay.open().await?;
+        Ok(replay)
+    }
+
+    /// Opens an ordered consumer at `next_from`; answers how many matching events it holds.
+    async fn open(&mut self) -> Result<u64, StoreError> {
+        let deliver_policy = if self.next_from <= 1 {
             DeliverPolicy::All
         } else {
             DeliverPolicy::ByStartSequence {
-                start_sequence: from_sequence,
+                start_sequence: self.next_from,
             }
         };
-        let consumer = stream
+        let consumer = self
+            .stream
             .create_consumer(pull::OrderedConfig {
-                filter_subject: filter.to_owned(),
+                filter_subject: self.filter.clone(),
                 deliver_policy,
                 ..Default::default()
             })
             .await
             .map_err(StoreError::unavailable)?;
-        let total = consumer.cached_info().num_pending;
-        let messages = if total == 0 {
+        let pending = consumer.cached_info().num_pending;
+        self.messages = if pending == 0 {
             None
         } else {
             Some(consumer.messages().await.map_err(StoreError::unavailable)?)
         };
-        Ok(Self {
-            messages,
-            total,
-            seen: 0,
-        })
+        Ok(pending)
     }
 
     /// How many events the replay will yield (those present when it started).
@@ -62,39 +92,95 @@ impl Replay {
 
     /// The next event in stream order, `None` once caught up.
     pub async fn next(&mut self) -> Option<Result<RecordedEvent, StoreError>> {
-        let messages = self.messages.as_mut()?;
-        let message = match messages.next().await? {
-            Ok(m) => m,
-            Err(e) => {
+        loop {
+            let messages = self.messages.as_mut()?;
+            let message = match tokio::time::timeout(QUIET, messages.next()).await {
+                Ok(next) => Ok(next),
+                Err(_) => match self.caught_up().await {
+                    Ok(true) => {
+                        self.messages = None;
+                        return None;
+                    }
+                    Ok(false) => {
+                        let messages = self.messages.as_mut()?;
+                        tokio::time::timeout(STALL - QUIET, messages.next()).await
+                    }
+                    Err(e) => {
+                        self.messages = None;
+                        return Some(Err(e));
+                    }
+                },
+            };
+            let message = match message {
+                Ok(Some(Ok(m))) => m,
+                Ok(Some(Err(e))) => {
+                    self.messages = None;
+                    return Some(Err(StoreError::unavailable(e)));
+                }
+                Ok(None) => {
+                    self.messages = None;
+                    return None;
+                }
+                Err(_) => match self.restart().await {
+                    Ok(()) => continue,
+                    Err(e) => {
+                        self.messages = None;
+                        return Some(Err(e));
+                    }
+                },
+            };
+            let (sequence, pending, published) = match message.info() {
+                Ok(i) => (i.stream_sequence, i.pending, i.published),
+                Err(e) => {
+                    return Some(Err(StoreError::Unavailable(format!(
+                        "malformed delivery: {e}"
+                    ))));
+                }
+            };
+            self.seen += 1;
+            self.restarts = 0;
+            self.next_from = sequence + 1;
+            // pending counts what is left for this consumer right now: 0 means caught up (events
+            // appended during the replay are included, so the end is "caught up", not "the start").
+            if pending == 0 {
                 self.messages = None;
-                return Some(Err(StoreError::unavailable(e)));
             }
-        };
-        let info = match message.info() {
-            Ok(i) => (i.stream_sequence, i.pending, i.published),
-            Err(e) => {
-                return Some(Err(StoreError::Unavailable(format!(
-                    "malformed delivery: {e}"
-                ))));
-            }
-        };
-        let (sequence, pending, published) = info;
-        self.seen += 1;
-        // pending counts what is left for this consumer right now: 0 means caught up (events
-        // appended during the replay are included, so the end is "caught up", not "the start").
-        if pending == 0 {
-            self.messages = None;
+            return Some(
+                RecordedEvent::decode(
+                    &message.subject,
+                    sequence,
+                    message.headers.as_ref(),
+                    &message.payload,
+                    published,
+                )
+                .map_err(StoreError::from),
+            );
         }
-        Some(
-            RecordedEvent::decode(
-                &message.subject,
-                sequence,
-                message.headers.as_ref(),
-                &message.payload,
-                published,
-            )
-            .map_err(StoreError::from),
-        )
+    }
+
+    /// Whether the replay has read up to the stream's last sequence.
+    async fn caught_up(&mut self) -> Result<bool, StoreError> {
+        let info = self
+            .stream
+            .get_info()
+            .await
+            .map_err(StoreError::unavailable)?;
+        Ok(info.state.last_sequence < self.next_from)
+    }
+
+    /// After a stall: ends the replay if nothing matching is left, else reopens where it was.
+    async fn restart(&mut self) -> Result<(), StoreError> {
+        self.restarts += 1;
+        if self.restarts > MAX_RESTARTS {
+            return Err(StoreError::Unavailable(format!(
+                "replay of {} stalled at sequence {} after {MAX_RESTARTS} restarts; check the \
+                 NATS server and retry",
+                self.filter, self.next_from
+            )));
+        }
+        tracing::warn!(filter = %self.filter, from = self.next_from, "replay stalled; reopening it");
+        self.messages = None;
+        self.open().await.map(|_| ())
     }
 
     /// Every remaining event.
