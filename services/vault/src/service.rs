@@ -112,6 +112,27 @@ impl VaultCore {
         Ok(())
     }
 
+    /// Appends one vault event with a deterministic id, so re-publishing it (a retried call
+    /// whose first publish was lost) stores it once.
+    async fn publish_as(
+        &self,
+        tenant: &str,
+        id: Uuid,
+        body: Body,
+        correlation_id: &str,
+    ) -> Result<(), VaultError> {
+        let subject = self.events.subject(EventContext::Vault, tenant);
+        let mut event = NewEvent::new(body).with_id(id);
+        if !correlation_id.is_empty() {
+            event = event.correlated(correlation_id);
+        }
+        self.events
+            .append_latest(&subject, vec![event])
+            .await
+            .map_err(|e| VaultError::Events(e.to_string()))?;
+        Ok(())
+    }
+
     /// Stores a new version of a secret.
     pub async fn put(
         &self,
@@ -444,16 +465,20 @@ impl VaultCore {
             name: name.clone(),
         }
         .to_uri();
-        if !moved.again {
-            let body = Body::CredentialStored(CredentialStored {
-                tenant_id: t.to_owned(),
-                name: name.to_string(),
-                kind,
-                version: moved.version,
-                reference: reference.clone(),
-            });
-            self.publish(t, vec![body], correlation_id).await?;
-        }
+        // Published on a retry too (its first publish may be what failed), under an id derived
+        // from the move, so it is stored once.
+        let body = Body::CredentialStored(CredentialStored {
+            tenant_id: t.to_owned(),
+            name: name.to_string(),
+            kind,
+            version: moved.version,
+            reference: reference.clone(),
+        });
+        let id = Uuid::new_v5(
+            &Uuid::NAMESPACE_OID,
+            format!("tenantry-vault:moved:{}", r.id).as_bytes(),
+        );
+        self.publish_as(t, id, body, correlation_id).await?;
         Ok((reference, moved.version))
     }
 
