@@ -64,7 +64,29 @@ impl Fence {
             None => Ok(()),
         }
     }
+
+    /// Checks the lease, then marks it busy for `limit`: a call that cannot be repeated
+    /// harmlessly (one that rotates a secret) may still be in flight that long if this
+    /// instance dies, so nobody takes the tenant over before then.
+    pub async fn busy_for(&self, limit: Duration) -> Result<(), StepError> {
+        self.check().await?;
+        match &self.0 {
+            Some(l) => l.busy_for(limit).await.map_err(StepError::from),
+            None => Ok(()),
+        }
+    }
+
+    /// The call marked with [`Fence::busy_for`] has returned.
+    pub async fn not_busy(&self) -> Result<(), StepError> {
+        match &self.0 {
+            Some(l) => l.not_busy().await.map_err(StepError::from),
+            None => Ok(()),
+        }
+    }
 }
+
+/// The longest one REST call to a site may take (the HTTP client's timeout).
+pub const REST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Timings and limits of the process.
 #[derive(Debug, Clone)]

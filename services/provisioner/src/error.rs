@@ -78,6 +78,9 @@ pub fn bench_error(context: &str, e: BenchError) -> StepError {
             "{msg}; install the app on the bench or fix the plan's apps"
         )),
         BenchError::Busy { .. } => StepError::Busy(msg),
+        // The bench could not be reached at all (ssh or docker down, binary missing): our
+        // side, not the tenant's — not an attempt of the step.
+        BenchError::Spawn { .. } => StepError::Infra(msg),
         BenchError::InvalidInput(_) | BenchError::SiteExists(_) | BenchError::UserExists(_) => {
             StepError::Permanent(msg)
         }
@@ -97,12 +100,13 @@ pub fn rest_error(context: &str, e: RestError) -> StepError {
     }
 }
 
-/// Classifies a vault error.
+/// Classifies a vault error. A vault that does not answer is our infrastructure: the delivery
+/// comes back, and no step attempt is spent (a blip must not roll a tenant back).
 pub fn vault_error(context: &str, e: ClientError) -> StepError {
     let msg = format!("{context}: {e}");
     match e.code() {
         Some(Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted) | None => {
-            StepError::Transient(msg)
+            StepError::Infra(msg)
         }
         _ => StepError::Permanent(msg),
     }

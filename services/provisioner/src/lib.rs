@@ -119,7 +119,7 @@ impl Config {
             admin_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             concurrency: 16,
             ack_wait: Duration::from_secs(60),
-            max_deliver: 50,
+            max_deliver: 500,
             lease_ttl: Duration::from_secs(15),
             deadline: Duration::from_secs(60 * 60),
             process: ProcessSettings::default(),
@@ -290,7 +290,7 @@ impl Application {
             })
             .collect();
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
+            .timeout(context::REST_TIMEOUT)
             .connect_timeout(Duration::from_secs(5))
             .build()
             .map_err(|e| ProvisionerError::Config(e.to_string()))?;

@@ -251,9 +251,11 @@ async fn delete(
             .await;
         slot.release().await;
         archived = r?.map(|r| r.archived_under).unwrap_or_default();
+        fence.check().await?;
         ctx.revoke_credentials(tenant).await?;
         ctx.placer.release(tenant).await?;
     }
+    fence.check().await?;
     if let Some(req) = load_request(ctx, tenant).await? {
         ctx.placer.release_name(&req.body.subdomain, tenant).await?;
     }
@@ -307,6 +309,21 @@ async fn plan_change(
     let (version, state) = driver::load_state(ctx, tenant).await?;
     if let Some(settle) = gate(&state) {
         return Ok(settle);
+    }
+    // The latest request wins, whatever order redeliveries arrive in: an older one is only
+    // acknowledged, and the latest one is applied once.
+    let lifecycle = ctx
+        .store
+        .load(&ctx.store.subject(EventContext::Lifecycle, tenant))
+        .await?;
+    let latest = lifecycle
+        .iter()
+        .rev()
+        .find(|e| matches!(e.body, Body::PlanChangeRequested(_)));
+    if latest.is_some_and(|l| l.sequence != cause.sequence)
+        || state.limits_plan.as_deref() == Some(e.to_plan.as_str())
+    {
+        return Ok(Settle::Ack);
     }
     let Some(plan) = ctx.fleet.plan(&e.to_plan) else {
         tracing::warn!(tenant, plan = %e.to_plan, "plan change to a plan the fleet does not know; ignored");

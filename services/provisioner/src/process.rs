@@ -156,6 +156,8 @@ pub struct ProvisioningState {
     pub backed_up: bool,
     /// SiteDeleted.
     pub deleted: bool,
+    /// The plan whose limits the latest SiteLimitsApplied wrote into the site.
+    pub limits_plan: Option<String>,
     /// Events folded.
     pub events: u64,
 }
@@ -236,6 +238,7 @@ pub fn apply(mut s: ProvisioningState, event: &Body) -> ProvisioningState {
         Body::SiteResumed(_) => s.suspended = false,
         Body::SiteBackedUp(_) => s.backed_up = true,
         Body::SiteDeleted(_) => s.deleted = true,
+        Body::SiteLimitsApplied(e) => s.limits_plan = Some(e.plan.clone()),
         _ => s.events -= 1,
     }
     s

@@ -8,7 +8,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use crate::context::Ctx;
+use crate::context::{Ctx, Fence, REST_TIMEOUT};
 use crate::error::{StepError, rest_error, vault_error};
 use crate::fleet::BenchConfig;
 use crate::secrets::{ADMIN_PASSWORD, API_CREDENTIALS, vault_ref};
@@ -44,6 +44,7 @@ impl Ctx {
     /// stores it in the vault under `id`. Returns the vault reference.
     pub async fn issue_credentials(
         &self,
+        fence: &Fence,
         id: &str,
         bench: &BenchConfig,
         site: &SiteName,
@@ -54,14 +55,19 @@ impl Ctx {
         let admin = self.admin_session(id, bench, site).await?;
         let user =
             UserEmail::parse(AUTOMATION_USER).map_err(|e| StepError::Permanent(e.to_string()))?;
+        fence.check().await?;
         ensure_user(&admin, &user, "Tenantry", "Automation", None).await?;
         // generate_keys rotates the secret on every call: it runs only when the vault holds no
-        // pair, and the pair is stored right after, so at most one secret is ever live.
+        // pair, and the pair is stored right after, so at most one secret is ever live. The
+        // lease stays busy while the call may be in flight, so no other instance generates a
+        // pair this call's late arrival would invalidate.
+        fence.busy_for(REST_TIMEOUT).await?;
         let creds = admin
             .generate_keys(&UserId::Email(user))
             .await
             .map_err(|e| rest_error("generating the automation user's API keys", e))?;
         self.crash_at("keys");
+        fence.not_busy().await?;
         let value: SecretString = json!({
             "api_key": creds.api_key,
             "api_secret": creds.api_secret.expose_secret(),
@@ -69,6 +75,7 @@ impl Ctx {
         })
         .to_string()
         .into();
+        fence.check().await?;
         let stored = self
             .vault
             .put_string(

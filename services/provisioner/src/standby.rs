@@ -113,6 +113,7 @@ fn encode(entry: &Entry) -> Bytes {
 /// `None` when the pool has none (or is off).
 pub async fn claim(
     ctx: &Ctx,
+    fence: &Fence,
     tenant: &str,
     region: &str,
     apps: &[AppName],
@@ -151,6 +152,7 @@ pub async fn claim(
                         tenant: tenant.to_owned(),
                     };
                     // Lost race: another tenant claimed it first; look further.
+                    fence.check().await?;
                     if pool.update(&key, encode(&entry), revision).await.is_err() {
                         continue;
                     }
@@ -165,6 +167,7 @@ pub async fn claim(
                     }),
                 };
                 // The standby's site count passes to the tenant.
+                fence.check().await?;
                 ctx.placer.record(tenant, &rec).await?;
                 ctx.placer.forget(&entry.id).await?;
                 tracing::info!(tenant, standby = %entry.id, bench = %entry.bench, "claimed a standby site");
@@ -175,17 +178,33 @@ pub async fn claim(
     Ok(None)
 }
 
-/// Removes a pool key (a claim is complete or rolled back), letting the refill replace it.
-pub async fn forget(ctx: &Ctx, pool_key: &str) {
-    if let Ok(pool) = bucket(ctx).await
-        && let Err(e) = pool.delete(pool_key).await
-    {
-        tracing::warn!(error = %e, pool_key, "could not remove a claimed standby's pool entry");
+/// Removes the pool entry of `standby` (its claim is complete or rolled back), letting the
+/// refill replace it — only if the key still holds that standby: once removed, the refill may
+/// already have put a new standby there, which must not be orphaned.
+pub async fn forget(ctx: &Ctx, standby: &StandbyRef) {
+    let Ok(pool) = bucket(ctx).await else {
+        return;
+    };
+    let key = standby.pool_key.as_str();
+    let Ok(Some(entry)) = pool.entry(key).await else {
+        return;
+    };
+    let ours = entry.operation == kv::Operation::Put
+        && serde_json::from_slice::<Entry>(&entry.value).is_ok_and(|e| e.id == standby.id);
+    if ours && let Err(e) = pool.delete_expect_revision(key, Some(entry.revision)).await {
+        tracing::warn!(error = %e, pool_key = key, "could not remove a claimed standby's pool entry");
     }
 }
 
 /// Copies a standby's secret to the tenant (unless already there).
-async fn rekey(ctx: &Ctx, from: &str, to: &str, name: &str, kind: &str) -> Result<(), StepError> {
+async fn rekey(
+    ctx: &Ctx,
+    fence: &Fence,
+    from: &str,
+    to: &str,
+    name: &str,
+    kind: &str,
+) -> Result<(), StepError> {
     let reason = "standby site claimed by a tenant";
     if ctx.vault.get_by_name(to, name, reason).await.is_ok() {
         return Ok(());
@@ -195,6 +214,7 @@ async fn rekey(ctx: &Ctx, from: &str, to: &str, name: &str, kind: &str) -> Resul
         .get_by_name(from, name, reason)
         .await
         .map_err(|e| vault_error(&format!("reading the standby's {name}"), e))?;
+    fence.check().await?;
     ctx.vault
         .put(to, name, kind, &value.value, reason)
         .await
@@ -217,13 +237,23 @@ pub async fn take_over(
 ) -> Result<(), StepError> {
     rekey(
         ctx,
+        fence,
         &standby.id,
         tenant,
         ADMIN_PASSWORD,
         "site_admin_password",
     )
     .await?;
-    rekey(ctx, &standby.id, tenant, API_CREDENTIALS, "api_credentials").await?;
+    rekey(
+        ctx,
+        fence,
+        &standby.id,
+        tenant,
+        API_CREDENTIALS,
+        "api_credentials",
+    )
+    .await?;
+    fence.check().await?;
     ctx.revoke_credentials(&standby.id).await?;
     let host = HostUrl::parse(&bench_cfg.public_url(site.as_str()))
         .map_err(|e| StepError::Permanent(e.to_string()))?;
@@ -269,7 +299,7 @@ pub async fn take_over(
                 .map_err(|e| bench_error("set-config host_name", e))?;
         }
     }
-    forget(ctx, &standby.pool_key).await;
+    forget(ctx, standby).await;
     Ok(())
 }
 
@@ -474,7 +504,8 @@ async fn build_site(
         r?;
     }
     fence.check().await?;
-    ctx.issue_credentials(&entry.id, bench_cfg, &site).await?;
+    ctx.issue_credentials(fence, &entry.id, bench_cfg, &site)
+        .await?;
     ctx.verify_credentials(&entry.id, bench_cfg, &site).await?;
     Ok(())
 }

@@ -8,16 +8,17 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::Child;
 use std::time::{Duration, Instant};
 
-use common::{FleetOptions, TestStack, mariadb_has, spawn_provisioner_process};
+use common::{
+    FleetOptions, ProvisionerProcess, TestStack, mariadb_has, spawn_provisioner_process,
+};
 use eventstore::Body;
 
 const TENANTS: usize = 100;
 const INSTANCES: usize = 3;
 
-fn spawn(stack: &TestStack, fleet: &std::path::Path) -> Child {
+fn spawn(stack: &TestStack, fleet: &std::path::Path) -> ProvisionerProcess {
     spawn_provisioner_process(
         stack,
         fleet,
@@ -43,7 +44,8 @@ async fn instances_killed_at_random_provision_every_tenant_exactly_once() {
     .await;
     let fleet_file = stack.benches[0].path().join("fleet.toml");
     std::fs::write(&fleet_file, &stack.fleet_toml).unwrap();
-    let mut instances: Vec<Child> = (0..INSTANCES).map(|_| spawn(&stack, &fleet_file)).collect();
+    let mut instances: Vec<ProvisionerProcess> =
+        (0..INSTANCES).map(|_| spawn(&stack, &fleet_file)).collect();
 
     let stack_ref = &stack;
     let tenants: Vec<String> = futures::future::join_all((0..TENANTS).map(|i| async move {

@@ -6,7 +6,7 @@ use proto::v1::{self as pb, event::Body};
 use tokio::time::Instant;
 
 use super::{Placed, ms};
-use crate::context::Ctx;
+use crate::context::{Ctx, Fence};
 use crate::driver::Request;
 use crate::error::{StepError, rest_error};
 use crate::site_rest::ensure_user;
@@ -14,6 +14,7 @@ use crate::site_rest::ensure_user;
 /// Makes sure the owner exists with their password; returns OwnerUserCreated.
 pub async fn run(
     ctx: &Ctx,
+    fence: &Fence,
     req: &Request,
     placed: &Placed<'_>,
     started: Instant,
@@ -31,6 +32,7 @@ pub async fn run(
         Err(e) => return Err(rest_error("looking up the owner", e)),
     };
     if !exists {
+        fence.check().await?;
         let pw = ctx.owner_password(tenant, &req.body.password_ref).await?;
         let name = req.body.owner_name.trim();
         let (first, last) = name.split_once(' ').unwrap_or((name, ""));
@@ -39,12 +41,14 @@ pub async fn run(
         } else {
             first
         };
+        fence.check().await?;
         ensure_user(&admin, &email, first, last.trim(), Some(&pw)).await?;
         ctx.crash_at("owner");
     } else if let Some(pw) = ctx.pending_owner_password(tenant).await? {
         // The user exists but this step was not recorded: an interrupted earlier attempt.
         // Setting the password again is harmless and heals a server that stored the user
         // without it.
+        fence.check().await?;
         admin
             .set_user_password(&UserId::Email(email.clone()), &pw)
             .await

@@ -4,7 +4,7 @@ use chrono::Utc;
 use proto::v1::{self as pb, event::Body};
 
 use super::Placed;
-use crate::context::Ctx;
+use crate::context::{Ctx, Fence};
 use crate::driver::Request;
 use crate::error::StepError;
 use crate::process::ProvisioningState;
@@ -12,6 +12,7 @@ use crate::process::ProvisioningState;
 /// Returns TenantProvisioned.
 pub async fn run(
     ctx: &Ctx,
+    fence: &Fence,
     req: &Request,
     state: &ProvisioningState,
     placed: &Placed<'_>,
@@ -19,6 +20,7 @@ pub async fn run(
     let tenant = req.tenant_id.as_str();
     // Kept until now: a later step's rollback drops the site and its owner, and the operator's
     // retry must be able to create the owner again.
+    fence.check().await?;
     ctx.forget_owner_password(tenant).await?;
     let total = Utc::now() - req.requested_at;
     Ok(vec![Body::TenantProvisioned(pb::TenantProvisioned {

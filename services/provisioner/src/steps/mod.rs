@@ -91,7 +91,7 @@ pub async fn run(
     let started = Instant::now();
     let plan = plan(ctx, req)?;
     if step == Step::Place {
-        return place::run(ctx, req, &plan.app_names()).await;
+        return place::run(ctx, fence, req, &plan.app_names()).await;
     }
     let placed = Placed::of(ctx, state)?;
     match step {
@@ -101,9 +101,11 @@ pub async fn run(
             install_apps::run(ctx, fence, req, &placed, &plan.app_names(), started).await
         }
         Step::Configure => configure::run(ctx, fence, req, &placed, plan, started).await,
-        Step::CreateOwner => create_owner::run(ctx, req, &placed, started).await,
-        Step::IssueApiCredentials => issue_credentials::run(ctx, req, &placed, started).await,
+        Step::CreateOwner => create_owner::run(ctx, fence, req, &placed, started).await,
+        Step::IssueApiCredentials => {
+            issue_credentials::run(ctx, fence, req, &placed, started).await
+        }
         Step::VerifyApiAccess => verify::run(ctx, req, &placed).await,
-        Step::Finish => finish::run(ctx, req, state, &placed).await,
+        Step::Finish => finish::run(ctx, fence, req, state, &placed).await,
     }
 }

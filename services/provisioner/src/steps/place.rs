@@ -4,22 +4,29 @@
 use frappe::AppName;
 use proto::v1::{self as pb, event::Body};
 
-use crate::context::Ctx;
+use crate::context::{Ctx, Fence};
 use crate::driver::Request;
 use crate::error::StepError;
 use crate::process;
 
 /// Chooses (or finds the recorded) placement; returns PlacementChosen.
-pub async fn run(ctx: &Ctx, req: &Request, apps: &[AppName]) -> Result<Vec<Body>, StepError> {
+pub async fn run(
+    ctx: &Ctx,
+    fence: &Fence,
+    req: &Request,
+    apps: &[AppName],
+) -> Result<Vec<Body>, StepError> {
     let tenant = req.tenant_id.as_str();
     // Before anything is placed or claimed: a subdomain whose site another tenant has stops
     // here, with nothing to undo.
+    fence.check().await?;
     ctx.placer.claim_name(&req.body.subdomain, tenant).await?;
     let rec = match ctx.placer.get(tenant).await? {
         Some(rec) => rec,
-        None => match crate::standby::claim(ctx, tenant, &req.body.region, apps).await? {
+        None => match crate::standby::claim(ctx, fence, tenant, &req.body.region, apps).await? {
             Some(rec) => rec,
             None => {
+                fence.check().await?;
                 ctx.placer
                     .place(&ctx.fleet, tenant, &req.body.region, apps)
                     .await?

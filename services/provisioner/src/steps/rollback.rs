@@ -74,6 +74,7 @@ pub async fn roll_back(
             e => StepError::Infra(format!("rollback: {e}")),
         })?;
         ctx.crash_at("rollback");
+        fence.check().await?;
         ctx.revoke_credentials(tenant)
             .await
             .map_err(|e| StepError::Infra(e.to_string()))?;
@@ -81,7 +82,7 @@ pub async fn roll_back(
             ctx.revoke_credentials(&s.id)
                 .await
                 .map_err(|e| StepError::Infra(e.to_string()))?;
-            crate::standby::forget(ctx, &s.pool_key).await;
+            crate::standby::forget(ctx, s).await;
         }
         ctx.placer.release(tenant).await?;
         ctx.placer.release_name(&req.body.subdomain, tenant).await?;
@@ -94,6 +95,7 @@ pub async fn roll_back(
     } else if state.placement.is_none() {
         // Placement may have been counted (and the name claimed) without PlacementChosen being
         // recorded.
+        fence.check().await?;
         ctx.placer.release(tenant).await?;
         ctx.placer.release_name(&req.body.subdomain, tenant).await?;
     }

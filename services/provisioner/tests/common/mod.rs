@@ -424,7 +424,7 @@ pub fn spawn_provisioner_process(
     stack: &TestStack,
     fleet_file: &Path,
     env: &[(&str, &str)],
-) -> Child {
+) -> ProvisionerProcess {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_provisioner"));
     cmd.env("NATS_URL", &stack.nats_url)
         .env("TENANTRY_NAMESPACE", &stack.namespace)
@@ -452,7 +452,31 @@ pub fn spawn_provisioner_process(
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.spawn().expect("spawn provisioner")
+    ProvisionerProcess(cmd.spawn().expect("spawn provisioner"))
+}
+
+/// A `provisioner` child process, killed when dropped (a failing test must not leave
+/// instances running that other tests would compete with).
+pub struct ProvisionerProcess(pub Child);
+
+impl std::ops::Deref for ProvisionerProcess {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for ProvisionerProcess {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for ProvisionerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// The owner password every test tenant signs up with.
