@@ -16,7 +16,7 @@ mod store;
 mod subscribe;
 mod trace;
 
-pub use config::StoreConfig;
+pub use config::{NatsAuth, NatsTls, StoreConfig};
 pub use deadletter::{DeadLetter, DeadLetters};
 pub use envelope::{NewEvent, RecordedEvent, headers};
 pub use error::{DecodeError, StoreError};

@@ -51,24 +51,59 @@ impl std::fmt::Debug for EventStore {
 impl EventStore {
     /// Connects to NATS and makes sure the event stream exists.
     pub async fn connect(config: &StoreConfig) -> Result<Self, StoreError> {
-        let client = async_nats::ConnectOptions::new()
+        // The client retries a failed first connection by itself; the last reason it gave is
+        // kept so that a wrong password or CA reads as such, not as "no server".
+        let last_problem = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
+        let problem = std::sync::Arc::clone(&last_problem);
+        let options = async_nats::ConnectOptions::new()
             .name("tenantry")
             .retry_on_initial_connect()
             .connection_timeout(Duration::from_secs(5))
             // A request (publish ack, KV op) fails after this instead of hanging while the
             // server is away; callers turn that into a retryable UNAVAILABLE.
             .request_timeout(Some(Duration::from_secs(5)))
-            .connect(config.nats_url.as_str());
-        // retry_on_initial_connect would wait forever on a wrong URL; bound the first attempt.
-        let client = tokio::time::timeout(Duration::from_secs(10), client)
+            .event_callback(move |event| {
+                let problem = std::sync::Arc::clone(&problem);
+                async move {
+                    let text = match event {
+                        async_nats::Event::ServerError(e) => Some(format!("server said: {e}")),
+                        async_nats::Event::ClientError(e) => Some(e.to_string()),
+                        _ => None,
+                    };
+                    if let Some(text) = text {
+                        tracing::warn!(problem = %text, "NATS connection problem");
+                        *problem.lock().unwrap_or_else(|p| p.into_inner()) = Some(text);
+                    }
+                }
+            });
+        let options = crate::config::secure(options, config).await?;
+        let unreachable = || {
+            let why = last_problem
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+                .unwrap_or_else(|| "no server answered".to_owned());
+            StoreError::Unavailable(format!(
+                "cannot connect to NATS at {} within {} s ({why}); check the URL, the \
+                 credentials and the TLS settings",
+                crate::config::redact(&config.nats_url),
+                config.connect_timeout.as_secs()
+            ))
+        };
+        // With retry_on_initial_connect the client comes back at once and connects in the
+        // background: wait (bounded) for the connection itself, so a wrong URL, password or
+        // CA is reported as such instead of as a later request timeout.
+        let deadline = tokio::time::Instant::now() + config.connect_timeout;
+        let client = tokio::time::timeout_at(deadline, options.connect(config.nats_url.as_str()))
             .await
-            .map_err(|_| {
-                StoreError::Unavailable(format!(
-                    "no NATS server answered at {} within 10 s",
-                    crate::config::redact(&config.nats_url)
-                ))
-            })?
+            .map_err(|_| unreachable())?
             .map_err(StoreError::unavailable)?;
+        while client.connection_state() != async_nats::connection::State::Connected {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(unreachable());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         Self::with_client(client, config).await
     }
 

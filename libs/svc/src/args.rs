@@ -2,20 +2,85 @@
 //! defaults point at a local stack so `tenantry dev` needs no configuration.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
-/// Where NATS is and which namespace to use.
+use eventstore::{NatsAuth, NatsTls, StoreConfig};
+
+use crate::secret;
+
+/// Where NATS is, which namespace to use, and how to authenticate and encrypt.
+///
+/// Secrets come from the environment or files only: `NATS_PASSWORD` / `--nats-password-file`,
+/// `NATS_TOKEN` / `--nats-token-file`, `--nats-nkey-file`, `--nats-creds-file`.
 #[derive(Clone, clap::Args)]
 pub struct NatsArgs {
-    /// NATS server URL.
+    /// NATS server URL (`tls://` forces TLS).
     #[arg(
+        id = "nats-url",
         long = "nats-url",
         env = "NATS_URL",
         default_value = "nats://127.0.0.1:4222"
     )]
     pub nats_url: String,
     /// Prefix for streams, subjects and buckets (isolates deployments sharing one NATS).
-    #[arg(long = "namespace", env = "TENANTRY_NAMESPACE", default_value = "")]
+    #[arg(
+        id = "namespace",
+        long = "namespace",
+        env = "TENANTRY_NAMESPACE",
+        default_value = ""
+    )]
     pub namespace: String,
+    /// NATS user (its password from `NATS_PASSWORD` or `--nats-password-file`).
+    #[arg(id = "nats-user", long = "nats-user", env = "NATS_USER")]
+    pub user: Option<String>,
+    /// File holding the NATS user's password.
+    #[arg(
+        id = "nats-password-file",
+        long = "nats-password-file",
+        env = "NATS_PASSWORD_FILE"
+    )]
+    pub password_file: Option<PathBuf>,
+    /// File holding a NATS token (or set `NATS_TOKEN`).
+    #[arg(
+        id = "nats-token-file",
+        long = "nats-token-file",
+        env = "NATS_TOKEN_FILE"
+    )]
+    pub token_file: Option<PathBuf>,
+    /// File holding an nkey seed.
+    #[arg(id = "nats-nkey-file", long = "nats-nkey-file", env = "NATS_NKEY_FILE")]
+    pub nkey_file: Option<PathBuf>,
+    /// A `.creds` file (JWT + seed).
+    #[arg(
+        id = "nats-creds-file",
+        long = "nats-creds-file",
+        env = "NATS_CREDS_FILE"
+    )]
+    pub creds_file: Option<PathBuf>,
+    /// Refuse to talk to NATS without TLS.
+    #[arg(
+        id = "nats-tls-required",
+        long = "nats-tls-required",
+        env = "NATS_TLS_REQUIRED"
+    )]
+    pub tls_required: bool,
+    /// PEM CA of the NATS server's certificate (implies TLS).
+    #[arg(id = "nats-ca", long = "nats-ca", env = "NATS_CA")]
+    pub ca: Option<PathBuf>,
+    /// PEM client certificate for NATS servers that verify clients.
+    #[arg(
+        id = "nats-client-cert",
+        long = "nats-client-cert",
+        env = "NATS_CLIENT_CERT"
+    )]
+    pub client_cert: Option<PathBuf>,
+    /// PEM key of `--nats-client-cert`.
+    #[arg(
+        id = "nats-client-key",
+        long = "nats-client-key",
+        env = "NATS_CLIENT_KEY"
+    )]
+    pub client_key: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for NatsArgs {
@@ -23,7 +88,11 @@ impl std::fmt::Debug for NatsArgs {
         f.debug_struct("NatsArgs")
             .field("nats_url", &redact_url(&self.nats_url))
             .field("namespace", &self.namespace)
-            .finish()
+            .field("user", &self.user)
+            .field("creds_file", &self.creds_file)
+            .field("tls_required", &self.tls_required)
+            .field("ca", &self.ca)
+            .finish_non_exhaustive()
     }
 }
 
@@ -32,8 +101,99 @@ impl Default for NatsArgs {
         Self {
             nats_url: "nats://127.0.0.1:4222".to_owned(),
             namespace: String::new(),
+            user: None,
+            password_file: None,
+            token_file: None,
+            nkey_file: None,
+            creds_file: None,
+            tls_required: false,
+            ca: None,
+            client_cert: None,
+            client_key: None,
         }
     }
+}
+
+impl NatsArgs {
+    /// A local server, no namespace, no credentials.
+    pub fn local(nats_url: impl Into<String>, namespace: impl Into<String>) -> Self {
+        Self {
+            nats_url: nats_url.into(),
+            namespace: namespace.into(),
+            ..Self::default()
+        }
+    }
+
+    /// The event store configuration: URL, namespace, credentials (read now) and TLS.
+    pub fn store_config(&self) -> Result<StoreConfig, NatsConfigError> {
+        let password = secret::load(
+            "the NATS password",
+            "NATS_PASSWORD",
+            self.password_file.as_deref(),
+        )?;
+        let token = secret::load("the NATS token", "NATS_TOKEN", self.token_file.as_deref())?;
+        let nkey = match &self.nkey_file {
+            Some(p) => secret::load("the NATS nkey seed", "", Some(p))?,
+            None => None,
+        };
+        let mut methods = Vec::new();
+        if let Some(user) = &self.user {
+            let password = password.ok_or_else(|| {
+                NatsConfigError::Conflict(
+                    "--nats-user needs a password: NATS_PASSWORD or --nats-password-file".into(),
+                )
+            })?;
+            methods.push(NatsAuth::UserPassword {
+                user: user.clone(),
+                password,
+            });
+        }
+        if let Some(t) = token {
+            methods.push(NatsAuth::Token(t));
+        }
+        if let Some(n) = nkey {
+            methods.push(NatsAuth::NKey(n));
+        }
+        if let Some(c) = &self.creds_file {
+            methods.push(NatsAuth::CredsFile(c.clone()));
+        }
+        if methods.len() > 1 {
+            return Err(NatsConfigError::Conflict(
+                "give one NATS credential: a user + password, a token, an nkey or a creds file"
+                    .into(),
+            ));
+        }
+        let client_cert = match (&self.client_cert, &self.client_key) {
+            (None, None) => None,
+            (Some(c), Some(k)) => Some((c.clone(), k.clone())),
+            _ => {
+                return Err(NatsConfigError::Conflict(
+                    "--nats-client-cert and --nats-client-key go together".into(),
+                ));
+            }
+        };
+        Ok(StoreConfig::new(self.nats_url.clone())
+            .with_namespace(self.namespace.clone())
+            .with_security(
+                methods.pop().unwrap_or_default(),
+                NatsTls {
+                    required: self.tls_required,
+                    ca: self.ca.clone(),
+                    client_cert,
+                },
+            ))
+    }
+}
+
+/// Errors in the NATS flags.
+#[derive(Debug, thiserror::Error)]
+pub enum NatsConfigError {
+    /// A secret could not be read.
+    #[error(transparent)]
+    Secret(#[from] secret::SecretError),
+    /// Flags that contradict each other.
+    #[error("{0}")]
+    Conflict(String),
 }
 
 /// Where PostgreSQL is.
@@ -41,6 +201,7 @@ impl Default for NatsArgs {
 pub struct DatabaseArgs {
     /// PostgreSQL URL (may hold a password: never printed).
     #[arg(
+        id = "database-url",
         long = "database-url",
         env = "DATABASE_URL",
         default_value = "postgres://postgres@127.0.0.1:5432/tenantry"
@@ -60,10 +221,19 @@ impl std::fmt::Debug for DatabaseArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub struct TelemetryArgs {
     /// `pretty` for people, `json` for log shippers.
-    #[arg(long = "log-format", env = "LOG_FORMAT", default_value = "pretty")]
+    #[arg(
+        id = "log-format",
+        long = "log-format",
+        env = "LOG_FORMAT",
+        default_value = "pretty"
+    )]
     pub log_format: LogFormat,
     /// OTLP/gRPC collector; traces are exported only when set.
-    #[arg(long = "otlp-endpoint", env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    #[arg(
+        id = "otlp-endpoint",
+        long = "otlp-endpoint",
+        env = "OTEL_EXPORTER_OTLP_ENDPOINT"
+    )]
     pub otlp_endpoint: Option<String>,
 }
 
@@ -88,6 +258,7 @@ pub enum LogFormat {
 pub struct AdminArgs {
     /// Address of `/healthz`, `/readyz` and `/metrics` (port 0 picks a free port).
     #[arg(
+        id = "admin-addr",
         long = "admin-addr",
         env = "TENANTRY_ADMIN_ADDR",
         default_value = "127.0.0.1:0"

@@ -5,12 +5,19 @@
 pub mod admin;
 pub mod args;
 pub mod auth;
+#[cfg(feature = "devca")]
+pub mod devca;
+pub mod grpc;
 pub mod metrics;
+pub mod secret;
 pub mod shutdown;
 pub mod telemetry;
+pub mod tls;
 
 pub use admin::{AdminServer, Readiness, ReadinessPart};
-pub use args::{AdminArgs, DatabaseArgs, NatsArgs, TelemetryArgs};
-pub use auth::TokenAuth;
+pub use args::{AdminArgs, DatabaseArgs, NatsArgs, NatsConfigError, TelemetryArgs};
+pub use auth::{Operator, OperatorArgs, OperatorAuth, Role};
+pub use grpc::GrpcServerArgs;
 pub use metrics::Metrics;
 pub use shutdown::Shutdown;
+pub use tls::{ClientTls, ClientTlsArgs, ServerTlsArgs, TlsError};

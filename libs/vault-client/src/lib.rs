@@ -25,6 +25,9 @@ use tonic::{Code, Request, Response, Status};
 
 use proto::metadata::CORRELATION_ID as CORRELATION_HEADER;
 
+/// The reason the vault gives when a tenant's keys were shredded (its secrets are gone for good).
+pub const REASON_TENANT_SHREDDED: &str = "TENANT_SHREDDED";
+
 /// Client errors. A `Status` message from the vault never contains a secret value.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -52,6 +55,19 @@ impl ClientError {
     pub fn code(&self) -> Option<Code> {
         match self {
             ClientError::Status { status, .. } => Some(status.code()),
+            _ => None,
+        }
+    }
+
+    /// The vault's machine-readable reason (`google.rpc.ErrorInfo.reason`), e.g.
+    /// [`REASON_TENANT_SHREDDED`], when it gave one.
+    pub fn reason(&self) -> Option<String> {
+        use tonic_types::StatusExt;
+        match self {
+            ClientError::Status { status, .. } => status
+                .get_error_details()
+                .error_info()
+                .map(|i| i.reason.clone()),
             _ => None,
         }
     }
@@ -190,6 +206,14 @@ impl VaultClient {
     pub fn connect(endpoint: impl Into<String>, token: &SecretString) -> Result<Self, ClientError> {
         let endpoint = Endpoint::from_shared(endpoint.into())
             .map_err(|e| ClientError::Endpoint(e.to_string()))?
+            .connect_timeout(Duration::from_secs(5))
+            .tcp_nodelay(true);
+        Self::from_channel(endpoint.connect_lazy(), token)
+    }
+
+    /// A client for a configured endpoint (TLS, see `svc::ClientTls::endpoint`); connects lazily.
+    pub fn from_endpoint(endpoint: Endpoint, token: &SecretString) -> Result<Self, ClientError> {
+        let endpoint = endpoint
             .connect_timeout(Duration::from_secs(5))
             .tcp_nodelay(true);
         Self::from_channel(endpoint.connect_lazy(), token)

@@ -22,13 +22,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use eventstore::{EventStore, StoreConfig};
+use eventstore::EventStore;
 use proto::v1::projection_admin_server::ProjectionAdminServer;
 use proto::v1::tenant_directory_server::TenantDirectoryServer;
-use secrecy::SecretString;
-use svc::{DatabaseArgs, NatsArgs, Readiness, Shutdown, TokenAuth};
+use svc::{
+    DatabaseArgs, GrpcServerArgs, NatsArgs, OperatorArgs, OperatorAuth, Readiness, Role, Shutdown,
+};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::interceptor::InterceptedService;
 
 pub use consumer::{ConsumerStats, DEFAULT_DURABLE};
 pub use error::Error;
@@ -85,13 +87,16 @@ pub struct Config {
     /// Serve queries without consuming events (e.g. a read-only replica of the API).
     #[arg(long, env = "TENANTRY_PROJECTION_NO_CONSUMER")]
     pub no_consumer: bool,
-    /// Bearer tokens accepted by `ProjectionAdmin` (rebuild), comma-separated; none disables it.
-    #[arg(long = "admin-token", env = "TENANTRY_ADMIN_TOKEN", value_parser = secret, value_delimiter = ',', hide_env_values = true)]
-    pub admin_tokens: Vec<SecretString>,
-}
-
-fn secret(s: &str) -> Result<SecretString, std::convert::Infallible> {
-    Ok(SecretString::from(s.to_owned()))
+    /// TLS, limits and timeout of the listener.
+    #[command(flatten)]
+    pub grpc: GrpcServerArgs,
+    /// Named operators: readers may query `TenantDirectory`, admins may also rebuild.
+    #[command(flatten)]
+    pub operators: OperatorArgs,
+    /// Operators given directly by an embedding program (tests, `tenantry dev`); when set, the
+    /// operators file and `TENANTRY_OPERATORS` are not read.
+    #[arg(skip)]
+    pub operator_auth: Option<OperatorAuth>,
 }
 
 impl Config {
@@ -102,23 +107,17 @@ impl Config {
             database: DatabaseArgs {
                 database_url: database_url.into(),
             },
-            nats: NatsArgs {
-                nats_url: nats_url.into(),
-                namespace: String::new(),
-            },
+            nats: NatsArgs::local(nats_url, ""),
             database_schema: "projection".to_owned(),
             database_max_connections: 10,
             durable: DEFAULT_DURABLE.to_owned(),
             ack_wait_ms: 30_000,
             read_wait_ms: 5_000,
             no_consumer: false,
-            admin_tokens: Vec::new(),
+            grpc: GrpcServerArgs::default(),
+            operators: OperatorArgs::default(),
+            operator_auth: None,
         }
-    }
-
-    /// The event-store configuration.
-    pub fn store_config(&self) -> StoreConfig {
-        StoreConfig::new(self.nats.nats_url.clone()).with_namespace(self.nats.namespace.clone())
     }
 }
 
@@ -129,6 +128,7 @@ pub struct Application {
     store: Store,
     events: EventStore,
     config: Config,
+    operators: OperatorAuth,
     stats: Arc<ConsumerStats>,
     readiness: Readiness,
 }
@@ -141,20 +141,31 @@ impl Application {
             anyhow::Error::new(e).context(format!("cannot listen on {}", config.listen_addr))
         })?;
         let local_addr = listener.local_addr().map_err(anyhow::Error::new)?;
+        // Checked now so a bad certificate stops the start, not the first call.
+        config
+            .grpc
+            .builder("projection")
+            .map_err(anyhow::Error::new)?;
+        let operators = match config.operator_auth.clone() {
+            Some(o) => o,
+            None => config.operators.load().map_err(anyhow::Error::new)?,
+        };
+        let store_config = config.nats.store_config().map_err(anyhow::Error::new)?;
         let store = Store::connect(
             &config.database.database_url,
             &config.database_schema,
             config.database_max_connections,
         )
         .await?;
-        let events = EventStore::connect(&config.store_config()).await?;
-        tracing::info!(%local_addr, schema = %config.database_schema, "projection built");
+        let events = EventStore::connect(&store_config).await?;
+        tracing::info!(%local_addr, schema = %config.database_schema, tls = config.grpc.tls.enabled(), "projection built");
         Ok(Self {
             listener,
             local_addr,
             store,
             events,
             config,
+            operators,
             stats: Arc::default(),
             readiness: Readiness::default(),
         })
@@ -223,21 +234,30 @@ impl Application {
             changes,
             stop.clone(),
         );
-        if self.config.admin_tokens.is_empty() {
+        if self.operators.is_empty() {
             tracing::warn!(
-                "no admin token configured: ProjectionAdmin (rebuild) refuses every call"
+                "no operator configured: TenantDirectory and ProjectionAdmin refuse every call"
             );
         }
-        let auth = TokenAuth::new(&self.config.admin_tokens);
         let admin = ProjectionAdminServer::with_interceptor(
             admin::AdminService::new(self.store.clone(), self.events.clone()),
-            move |r| auth.check(r),
+            self.operators.interceptor(Role::Admin),
+        );
+        // Every owner's email, name and organisation is behind an operator token.
+        let directory = InterceptedService::new(
+            TenantDirectoryServer::new(service),
+            self.operators.interceptor(Role::Reader),
         );
         let stop_serving = stop.clone();
-        let served = tonic::transport::Server::builder()
+        let served = self
+            .config
+            .grpc
+            .builder("projection")
+            .map_err(anyhow::Error::new)?
+            .layer(self.config.grpc.limit())
             .add_service(health_service)
             .add_service(reflection)
-            .add_service(TenantDirectoryServer::new(service))
+            .add_service(directory)
             .add_service(admin)
             .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), async move {
                 stop_serving.wait().await;

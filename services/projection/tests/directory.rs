@@ -320,3 +320,74 @@ async fn watch_sends_the_current_tenants_then_every_change() {
     assert!(futures::FutureExt::now_or_never(active_only.next()).is_none());
     projection.stop().await;
 }
+
+#[tokio::test]
+async fn the_directory_answers_operators_only_and_rebuilds_need_an_admin() {
+    let events = event_store().await;
+    let (_dir, files) = testkit::tls_files();
+    let mut config = config(&events).await;
+    config.grpc.tls = testkit::server_tls(&files, false);
+    let projection = spawn_with(config).await;
+    let url = format!("https://localhost:{}", projection.addr.port());
+    let channel = testkit::client_tls(&files, false)
+        .endpoint(&url)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let list = || pb::ListTenantsRequest::default();
+
+    // No token, a wrong token: every owner's email and organisation stay private.
+    let mut anonymous = pb::tenant_directory_client::TenantDirectoryClient::new(channel.clone());
+    let err = anonymous.list_tenants(list()).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    let mut wrong = pb::tenant_directory_client::TenantDirectoryClient::with_interceptor(
+        channel.clone(),
+        testkit::Bearer::new("not-a-token"),
+    );
+    assert_eq!(
+        wrong.list_tenants(list()).await.unwrap_err().code(),
+        Code::Unauthenticated
+    );
+
+    // A reader reads; only an admin rebuilds.
+    let mut reader = pb::tenant_directory_client::TenantDirectoryClient::with_interceptor(
+        channel.clone(),
+        testkit::Bearer::new(testkit::READER_TOKEN),
+    );
+    reader.list_tenants(list()).await.unwrap();
+    let mut rebuild_as_reader =
+        pb::projection_admin_client::ProjectionAdminClient::with_interceptor(
+            channel.clone(),
+            testkit::Bearer::new(testkit::READER_TOKEN),
+        );
+    let err = rebuild_as_reader
+        .rebuild(pb::RebuildRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    let mut admin = pb::tenant_directory_client::TenantDirectoryClient::with_interceptor(
+        channel,
+        testkit::Bearer::new(testkit::ADMIN_TOKEN),
+    );
+    admin.list_tenants(list()).await.unwrap();
+
+    // And nothing answers in plaintext.
+    let plain = tonic::transport::Endpoint::from_shared(format!("http://{}", projection.addr))
+        .unwrap()
+        .timeout(std::time::Duration::from_secs(5))
+        .connect_lazy();
+    let err = pb::tenant_directory_client::TenantDirectoryClient::with_interceptor(
+        plain,
+        testkit::Bearer::new(testkit::READER_TOKEN),
+    )
+    .list_tenants(list())
+    .await
+    .unwrap_err();
+    assert_ne!(
+        err.code(),
+        Code::Unauthenticated,
+        "plaintext reached the service: {err:?}"
+    );
+    projection.stop().await;
+}

@@ -99,6 +99,9 @@ pub struct ProcessSettings {
     pub verify_timeout: Duration,
     /// Test hook.
     pub crash: Option<CrashPoint>,
+    /// How long a deleted tenant's vault keys are kept before they are crypto-shredded (zero:
+    /// at once; the site's backup is site data, not vault data, so nothing needs them).
+    pub shred_after: Duration,
 }
 
 impl Default for ProcessSettings {
@@ -108,6 +111,7 @@ impl Default for ProcessSettings {
             retry_backoff: Duration::from_secs(1),
             verify_timeout: Duration::from_secs(10),
             crash: None,
+            shred_after: Duration::ZERO,
         }
     }
 }

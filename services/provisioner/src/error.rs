@@ -116,3 +116,9 @@ pub fn vault_error(context: &str, e: ClientError) -> StepError {
 pub fn is_not_found(e: &ClientError) -> bool {
     e.code() == Some(Code::NotFound)
 }
+
+/// Whether the secret is gone: never there, revoked, or its tenant crypto-shredded (a retried
+/// deletion finds the keys already destroyed).
+pub fn is_gone(e: &ClientError) -> bool {
+    is_not_found(e) || e.reason().as_deref() == Some(vault_client::REASON_TENANT_SHREDDED)
+}

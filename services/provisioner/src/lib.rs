@@ -66,12 +66,12 @@ pub enum ProvisionerError {
 /// Everything the provisioner needs. `Debug` never prints the vault token.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// NATS server.
-    pub nats_url: String,
-    /// Event-store namespace ("" in production).
-    pub namespace: String,
-    /// Vault gRPC endpoint, e.g. `http://127.0.0.1:50053`.
+    /// NATS server, namespace, credentials and TLS.
+    pub nats: StoreConfig,
+    /// Vault gRPC endpoint, e.g. `http://127.0.0.1:50053` (`https://` needs `vault_tls`).
     pub vault_endpoint: String,
+    /// What the provisioner trusts (and presents) when calling the vault.
+    pub vault_tls: svc::ClientTls,
     /// The provisioner's vault token.
     pub vault_token: SecretString,
     /// Benches, plans and the standby pool.
@@ -111,9 +111,9 @@ impl Config {
         fleet: FleetConfig,
     ) -> Self {
         Self {
-            nats_url: nats_url.into(),
-            namespace: String::new(),
+            nats: StoreConfig::new(nats_url),
             vault_endpoint: vault_endpoint.into(),
+            vault_tls: svc::ClientTls::default(),
             vault_token,
             fleet,
             admin_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -144,13 +144,15 @@ pub struct ProvisionerArgs {
         default_value = "http://127.0.0.1:50053"
     )]
     pub vault_endpoint: String,
-    /// The provisioner's vault token.
+    /// File holding the provisioner's vault token (or set `TENANTRY_PROVISIONER_VAULT_TOKEN`).
     #[arg(
-        long = "vault-token",
-        env = "TENANTRY_VAULT_TOKEN",
-        hide_env_values = true
+        long = "vault-token-file",
+        env = "TENANTRY_PROVISIONER_VAULT_TOKEN_FILE"
     )]
-    pub vault_token: String,
+    pub vault_token_file: Option<PathBuf>,
+    /// What the provisioner trusts (and presents) when calling the vault.
+    #[command(flatten)]
+    pub vault_tls: svc::ClientTlsArgs,
     /// Fleet file (TOML): benches, plans, standby pool.
     #[arg(long = "fleet", env = "TENANTRY_FLEET")]
     pub fleet: PathBuf,
@@ -188,6 +190,10 @@ pub struct ProvisionerArgs {
     /// Longest one delivery (a whole provisioning) may be worked on, seconds.
     #[arg(long, env = "TENANTRY_PROVISIONER_DEADLINE", default_value_t = 3600)]
     pub deadline_secs: u64,
+    /// How long a deleted tenant's vault keys are kept before they are crypto-shredded, seconds
+    /// (0: right after the site is deleted).
+    #[arg(long, env = "TENANTRY_PROVISIONER_SHRED_AFTER", default_value_t = 0)]
+    pub shred_after_secs: u64,
     /// Standby refill interval in milliseconds.
     #[arg(long, env = "TENANTRY_PROVISIONER_REFILL_MS", default_value_t = 5000)]
     pub standby_refill_ms: u64,
@@ -204,18 +210,27 @@ impl ProvisionerArgs {
     pub fn into_config(self) -> Result<Config, ProvisionerError> {
         let fleet =
             FleetConfig::load(&self.fleet).map_err(|e| ProvisionerError::Config(e.to_string()))?;
-        if self.vault_token.is_empty() {
-            return Err(ProvisionerError::Config(
-                "the vault token is empty; set TENANTRY_VAULT_TOKEN".into(),
-            ));
-        }
+        let config_error = |e: &dyn std::fmt::Display| ProvisionerError::Config(e.to_string());
+        let vault_token = svc::secret::load(
+            "the provisioner's vault token",
+            "TENANTRY_PROVISIONER_VAULT_TOKEN",
+            self.vault_token_file.as_deref(),
+        )
+        .map_err(|e| config_error(&e))?
+        .ok_or_else(|| {
+            ProvisionerError::Config(
+                "the vault token is missing: set TENANTRY_PROVISIONER_VAULT_TOKEN or --vault-token-file"
+                    .into(),
+            )
+        })?;
         let mut c = Config::new(
-            self.nats.nats_url,
+            self.nats.nats_url.clone(),
             self.vault_endpoint,
-            self.vault_token.into(),
+            vault_token,
             fleet,
         );
-        c.namespace = self.nats.namespace;
+        c.nats = self.nats.store_config().map_err(|e| config_error(&e))?;
+        c.vault_tls = self.vault_tls.load().map_err(|e| config_error(&e))?;
         c.admin_addr = self.admin.admin_addr;
         c.concurrency = self.concurrency.max(1);
         c.ack_wait = Duration::from_secs(self.ack_wait_secs.max(3));
@@ -223,6 +238,7 @@ impl ProvisionerArgs {
         c.process.retry_backoff = Duration::from_millis(self.retry_backoff_ms);
         c.process.verify_timeout = Duration::from_millis(self.verify_timeout_ms);
         c.process.crash = self.crash_at;
+        c.process.shred_after = Duration::from_secs(self.shred_after_secs);
         c.slots.lease = Duration::from_secs(self.slot_lease_secs.max(1));
         c.lease_ttl = Duration::from_secs(self.lease_secs.max(1));
         c.deadline = Duration::from_secs(self.deadline_secs.max(10));
@@ -253,14 +269,16 @@ impl Application {
             .map_err(|e| {
                 ProvisionerError::Config(format!("cannot listen on {}: {e}", config.admin_addr))
             })?;
-        let store = EventStore::connect(
-            &StoreConfig::new(config.nats_url.clone()).with_namespace(config.namespace.clone()),
-        )
-        .await?;
+        let store = EventStore::connect(&config.nats).await?;
         let metrics = metrics::Metrics::register(&registry);
-        let vault =
-            vault_client::VaultClient::connect(config.vault_endpoint.clone(), &config.vault_token)
-                .map_err(|e| ProvisionerError::Config(e.to_string()))?;
+        let vault = config
+            .vault_tls
+            .endpoint(&config.vault_endpoint)
+            .map_err(|e| ProvisionerError::Config(e.to_string()))
+            .and_then(|endpoint| {
+                vault_client::VaultClient::from_endpoint(endpoint, &config.vault_token)
+                    .map_err(|e| ProvisionerError::Config(e.to_string()))
+            })?;
         let placer = Placer::open(&store)
             .await
             .map_err(|e| ProvisionerError::Config(e.to_string()))?;

@@ -200,7 +200,7 @@ async fn delete(
     let subject = ctx.store.subject(EventContext::Provisioning, tenant);
     let (mut version, state) = driver::load_state(ctx, tenant).await?;
     if state.deleted {
-        return Ok(Settle::Ack);
+        return shred_when_due(ctx, fence, tenant).await;
     }
     if !state.provisioned && state.failed.is_none() && state.events > 0 {
         // Still provisioning: let that finish (or fail) first.
@@ -268,6 +268,35 @@ async fn delete(
     });
     let id = process::event_id(tenant, 0, "SiteDeleted", cause.sequence);
     driver::append(ctx, fence, &subject, version, cause, vec![(id, body)]).await?;
+    ctx.crash_at("deleted");
+    shred_when_due(ctx, fence, tenant).await
+}
+
+/// Crypto-shreds a deleted tenant's vault keys once the retention after its SiteDeleted has
+/// passed; until then the deletion request comes back when it is due. Repeating it is harmless
+/// (the vault answers a shredded tenant the same).
+async fn shred_when_due(ctx: &Ctx, fence: &Fence, tenant: &str) -> Result<Settle, StepError> {
+    let events = ctx
+        .store
+        .load(&ctx.store.subject(EventContext::Provisioning, tenant))
+        .await?;
+    let Some(deleted) = events
+        .iter()
+        .rev()
+        .find(|e| matches!(e.body, Body::SiteDeleted(_)))
+    else {
+        return Ok(Settle::Ack);
+    };
+    let retention = ctx.settings.shred_after;
+    let age = (chrono::Utc::now() - deleted.stored_at)
+        .to_std()
+        .unwrap_or_default();
+    if age < retention {
+        return Ok(Settle::Later(retention - age));
+    }
+    fence.check().await?;
+    let shredded = ctx.shred_keys(tenant).await?;
+    tracing::info!(tenant, shredded, "deleted tenant's vault keys shredded");
     Ok(Settle::Ack)
 }
 

@@ -7,7 +7,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
 use crate::context::Ctx;
-use crate::error::{StepError, is_not_found, vault_error};
+use crate::error::{StepError, is_gone, is_not_found, vault_error};
 
 /// Vault name of the site's Administrator password.
 pub const ADMIN_PASSWORD: &str = "site-admin-password";
@@ -155,7 +155,7 @@ impl Ctx {
             .await
         {
             Ok(()) => Ok(()),
-            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) if is_gone(&e) => Ok(()),
             Err(e) => Err(vault_error("dropping the pending owner password", e)),
         }
     }
@@ -169,10 +169,20 @@ impl Ctx {
                 .await
             {
                 Ok(()) => {}
-                Err(e) if is_not_found(&e) => {}
+                Err(e) if is_gone(&e) => {}
                 Err(e) => return Err(vault_error("revoking site credentials", e)),
             }
         }
         Ok(())
+    }
+
+    /// Crypto-shreds a deleted tenant: the vault destroys every data key it holds for it, so no
+    /// secret of the tenant can be read again (the vault records TenantKeysShredded). Safe to
+    /// repeat.
+    pub async fn shred_keys(&self, tenant: &str) -> Result<u32, StepError> {
+        self.vault
+            .shred_tenant(tenant, "tenant deleted")
+            .await
+            .map_err(|e| vault_error("shredding the tenant's keys", e))
     }
 }

@@ -10,9 +10,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use common::{
-    FleetOptions, ProvisionerProcess, TestStack, mariadb_has, spawn_provisioner_process,
-};
+use common::{FleetOptions, ProvisionerProcess, TestStack, mariadb_has, spawn_provisioner_process};
 use eventstore::Body;
 
 const TENANTS: usize = 100;

@@ -19,9 +19,6 @@ const CONFLICT_ROUNDS: usize = 5;
 /// Longest reason accepted, in characters.
 const MAX_REASON: usize = 500;
 
-/// Metadata naming the operator for the audit trail (optional).
-pub const OPERATOR_HEADER: &str = "x-tenantry-operator";
-
 /// The operator API.
 pub struct AdminApi {
     store: EventStore,
@@ -113,19 +110,12 @@ fn reason(raw: &str) -> Result<String, SignupError> {
     Ok(r.to_owned())
 }
 
-/// The operator named in metadata, or `operator`.
-fn actor<T>(request: &Request<T>) -> Actor {
-    let name = request
-        .metadata()
-        .get(OPERATOR_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .filter(|n| {
-            (1..=64).contains(&n.len())
-                && n.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"._@-".contains(&b))
-        })
-        .unwrap_or("operator");
-    Actor::operator(name)
+/// The operator bound to the call's token (the interceptor put it there). The name is never
+/// taken from what the caller says about itself.
+fn actor<T>(request: &Request<T>) -> Result<Actor, SignupError> {
+    svc::auth::operator(request)
+        .map(|o| Actor::operator(&o.name))
+        .ok_or(SignupError::Unauthenticated)
 }
 
 fn answer(
@@ -161,7 +151,7 @@ impl TenantAdmin for AdminApi {
         &self,
         request: Request<SuspendTenantRequest>,
     ) -> Result<Response<AdminCommandResponse>, Status> {
-        let actor = actor(&request);
+        let actor = actor(&request).map_err(Status::from)?;
         let req = request.into_inner();
         self.with_reason(&req.tenant_id, &req.reason, actor, |reason, actor| {
             Command::Suspend { reason, actor }
@@ -173,7 +163,7 @@ impl TenantAdmin for AdminApi {
         &self,
         request: Request<ResumeTenantRequest>,
     ) -> Result<Response<AdminCommandResponse>, Status> {
-        let actor = actor(&request);
+        let actor = actor(&request).map_err(Status::from)?;
         let req = request.into_inner();
         self.with_reason(&req.tenant_id, &req.reason, actor, |reason, actor| {
             Command::Resume { reason, actor }
@@ -185,7 +175,7 @@ impl TenantAdmin for AdminApi {
         &self,
         request: Request<DeleteTenantRequest>,
     ) -> Result<Response<AdminCommandResponse>, Status> {
-        let actor = actor(&request);
+        let actor = actor(&request).map_err(Status::from)?;
         let req = request.into_inner();
         answer(
             async {
@@ -212,7 +202,7 @@ impl TenantAdmin for AdminApi {
         &self,
         request: Request<RetryProvisioningRequest>,
     ) -> Result<Response<AdminCommandResponse>, Status> {
-        let actor = actor(&request);
+        let actor = actor(&request).map_err(Status::from)?;
         let req = request.into_inner();
         self.with_reason(&req.tenant_id, &req.reason, actor, |reason, actor| {
             Command::RetryProvisioning { reason, actor }
@@ -224,7 +214,7 @@ impl TenantAdmin for AdminApi {
         &self,
         request: Request<ChangePlanRequest>,
     ) -> Result<Response<AdminCommandResponse>, Status> {
-        let actor = actor(&request);
+        let actor = actor(&request).map_err(Status::from)?;
         let req = request.into_inner();
         answer(
             async {

@@ -38,15 +38,27 @@ pub enum RateScope {
     Address,
     /// Signups for one email address.
     Email,
+    /// Subdomain checks from one client address.
+    Checks,
 }
 
 impl RateScope {
     fn as_str(self) -> &'static str {
         match self {
-            RateScope::Address => "your network address",
-            RateScope::Email => "this email address",
+            RateScope::Address => "signups from your network address",
+            RateScope::Email => "signups for this email address",
+            RateScope::Checks => "subdomain checks from your network address",
         }
     }
+}
+
+/// Which cap an extra `WatchSignup` stream hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamScope {
+    /// Streams from one client address.
+    Address,
+    /// Streams of the whole gateway.
+    Total,
 }
 
 /// Everything the signup gateway and the operator API can answer besides success.
@@ -64,12 +76,23 @@ pub enum SignupError {
         suggestion: Option<String>,
     },
     /// Too many requests in the window (RESOURCE_EXHAUSTED with retry info).
-    #[error("too many signups from {}; try again in {} s", .scope.as_str(), .retry_after.as_secs().max(1))]
+    #[error("too many {}; try again in {} s", .scope.as_str(), .retry_after.as_secs().max(1))]
     RateLimited {
         /// Which budget ran out.
         scope: RateScope,
         /// When the next request will be accepted.
         retry_after: Duration,
+    },
+    /// Too many open `WatchSignup` streams (RESOURCE_EXHAUSTED).
+    #[error("{}", match .scope {
+        StreamScope::Address => format!("too many open progress streams from your network address (at most {limit}); close one and watch again"),
+        StreamScope::Total => format!("the gateway has {limit} progress streams open, its maximum; watch again shortly"),
+    })]
+    TooManyStreams {
+        /// Which cap.
+        scope: StreamScope,
+        /// Its size.
+        limit: usize,
     },
     /// The idempotency key was already used with a different request (FAILED_PRECONDITION).
     #[error(
@@ -107,7 +130,9 @@ impl SignupError {
         match self {
             SignupError::Invalid(_) => Code::InvalidArgument,
             SignupError::SubdomainTaken { .. } => Code::AlreadyExists,
-            SignupError::RateLimited { .. } => Code::ResourceExhausted,
+            SignupError::RateLimited { .. } | SignupError::TooManyStreams { .. } => {
+                Code::ResourceExhausted
+            }
             SignupError::IdempotencyMismatch => Code::FailedPrecondition,
             SignupError::IdempotencyInProgress => Code::Aborted,
             SignupError::TenantNotFound(_) => Code::NotFound,

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use eventstore::{EventContext, EventStore, NewEvent, StoreError};
+use futures::StreamExt;
 use proto::v1::event::Body;
 use proto::v1::signup_service_server::SignupService;
 use proto::v1::{
@@ -28,6 +29,7 @@ use crate::claims::{Claim, Claims};
 use crate::error::{RateScope, SignupError};
 use crate::idempotency::{Answer, Begin, Idempotency};
 use crate::ratelimit::RateLimiter;
+use crate::streams::StreamSlots;
 use crate::validate::{self, Catalog, SignupInput};
 use crate::watch::{self, ProgressStream};
 
@@ -50,6 +52,19 @@ pub struct SignupSettings {
     pub deadline: Duration,
 }
 
+/// The budgets that keep one client from starving the others.
+#[derive(Debug)]
+pub struct Limits {
+    /// Signup attempts per client address.
+    pub per_address: RateLimiter,
+    /// New signups per email address.
+    pub per_email: RateLimiter,
+    /// `CheckSubdomain` calls per client address (each costs ~20 KV reads).
+    pub checks: RateLimiter,
+    /// Open `WatchSignup` streams.
+    pub streams: StreamSlots,
+}
+
 /// The signup gateway's shared state. One per process; handlers borrow it.
 pub struct Gateway {
     store: EventStore,
@@ -58,20 +73,20 @@ pub struct Gateway {
     vault: VaultClient,
     per_address: RateLimiter,
     per_email: RateLimiter,
+    checks: RateLimiter,
+    streams: StreamSlots,
     settings: SignupSettings,
     shutdown: Shutdown,
 }
 
 impl Gateway {
     /// Assembles the gateway from its parts.
-    #[allow(clippy::too_many_arguments)] // one call site, in `Application::build`
     pub fn new(
         store: EventStore,
         claims: Claims,
         idempotency: Idempotency,
         vault: VaultClient,
-        per_address: RateLimiter,
-        per_email: RateLimiter,
+        limits: Limits,
         settings: SignupSettings,
         shutdown: Shutdown,
     ) -> Self {
@@ -80,8 +95,10 @@ impl Gateway {
             claims,
             idempotency,
             vault,
-            per_address,
-            per_email,
+            per_address: limits.per_address,
+            per_email: limits.per_email,
+            checks: limits.checks,
+            streams: limits.streams,
             settings,
             shutdown,
         }
@@ -309,8 +326,16 @@ impl Gateway {
     /// `CheckSubdomain`: validity, availability and a free suggestion.
     pub async fn check_subdomain(
         &self,
+        address: Option<IpAddr>,
         req: CheckSubdomainRequest,
     ) -> Result<CheckSubdomainResponse, SignupError> {
+        let address_key = address.map_or_else(|| "unknown".to_owned(), |a| a.to_string());
+        self.checks
+            .check(&address_key)
+            .map_err(|retry_after| SignupError::RateLimited {
+                scope: RateScope::Checks,
+                retry_after,
+            })?;
         let parsed = if req.subdomain.trim().is_empty() {
             Err("subdomain must not be empty".to_owned())
         } else {
@@ -452,22 +477,31 @@ impl SignupService for SignupApi {
         &self,
         request: Request<WatchSignupRequest>,
     ) -> Result<Response<Self::WatchSignupStream>, Status> {
+        let address = self.gateway.client_address(&request);
         let req = request.into_inner();
         let tenant = TenantId::parse(&req.tenant_id).map_err(|e| {
             Status::from(SignupError::invalid("tenant_id", format!("tenant id {e}")))
         })?;
-        watch::watch(&self.gateway.store, &tenant, self.gateway.shutdown.clone())
+        // Taken before the consumer exists, so a refused stream costs the server nothing.
+        let slot = self.gateway.streams.acquire(address)?;
+        let updates = watch::watch(&self.gateway.store, &tenant, self.gateway.shutdown.clone())
             .await
-            .map(Response::new)
-            .map_err(Status::from)
+            .map_err(Status::from)?;
+        // The slot lives as long as the stream: the client hanging up frees it.
+        let updates: ProgressStream = Box::pin(updates.map(move |u| {
+            let _held = &slot;
+            u
+        }));
+        Ok(Response::new(updates))
     }
 
     async fn check_subdomain(
         &self,
         request: Request<CheckSubdomainRequest>,
     ) -> Result<Response<CheckSubdomainResponse>, Status> {
+        let address = self.gateway.client_address(&request);
         self.gateway
-            .check_subdomain(request.into_inner())
+            .check_subdomain(address, request.into_inner())
             .await
             .map(Response::new)
             .map_err(Status::from)

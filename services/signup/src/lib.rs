@@ -1,6 +1,7 @@
 //! The Tenantry signup gateway: the public gRPC API (`SignupService`: `Signup`, `WatchSignup`,
-//! `CheckSubdomain`) and the operator API (`TenantAdmin`), with gRPC health, reflection and
-//! grpc-web (HTTP/1.1, CORS) on one port.
+//! `CheckSubdomain`) with gRPC health, reflection and grpc-web (HTTP/1.1, CORS) on the public
+//! port, and the operator API (`TenantAdmin`) on a port of its own: no grpc-web, no CORS, every
+//! call authenticated as a named operator.
 //!
 //! Entry points: [`Application::build`] then [`App::run_until_stopped`], or [`run`].
 
@@ -12,19 +13,21 @@ pub mod error;
 pub mod grpc;
 pub mod idempotency;
 pub mod ratelimit;
+pub mod streams;
 pub mod validate;
 pub mod watch;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use eventstore::{EventStore, StoreConfig};
+use eventstore::EventStore;
 use http::{HeaderName, HeaderValue, Method};
 use proto::v1::signup_service_server::SignupServiceServer;
 use proto::v1::tenant_admin_server::TenantAdminServer;
 use secrecy::SecretString;
-use svc::{NatsArgs, Shutdown};
+use svc::{ClientTlsArgs, GrpcServerArgs, NatsArgs, OperatorArgs, OperatorAuth, Role, Shutdown};
 use tenancy::{PlanId, Region};
 use tokio::net::TcpListener;
 use tonic::service::interceptor::InterceptedService;
@@ -35,42 +38,57 @@ pub use error::{ServiceError, SignupError};
 
 use crate::admin::AdminApi;
 use crate::claims::Claims;
-use crate::grpc::{Gateway, SignupApi, SignupSettings};
+use crate::grpc::{Gateway, Limits, SignupApi, SignupSettings};
 use crate::idempotency::Idempotency;
 use crate::ratelimit::RateLimiter;
+use crate::streams::StreamSlots;
 use crate::validate::Catalog;
-use svc::TokenAuth;
 
-/// Default gRPC listen address.
+/// Default public gRPC listen address.
 pub const DEFAULT_LISTEN_ADDR: &str = "127.0.0.1:50051";
+/// Default operator (TenantAdmin) listen address.
+pub const DEFAULT_OPERATOR_ADDR: &str = "127.0.0.1:50054";
 /// Default vault endpoint.
 pub const DEFAULT_VAULT_ENDPOINT: &str = "http://127.0.0.1:50053";
 /// Largest request message accepted, in bytes: a signup is well under 2 KiB.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
-fn secret(s: &str) -> Result<SecretString, std::convert::Infallible> {
-    Ok(SecretString::from(s.to_owned()))
-}
-
-/// Everything the signup gateway needs. Every flag has an env fallback; `Debug` redacts tokens.
+/// Everything the signup gateway needs. Every flag has an env fallback; secrets come only from
+/// the environment or files, and `Debug` redacts them.
 #[derive(Debug, Clone, clap::Parser)]
 #[command(name = "signup", about = "Tenantry signup gateway")]
 pub struct Config {
-    /// gRPC (and grpc-web) listen address; port 0 picks a free port.
+    /// Public gRPC (and grpc-web) listen address; port 0 picks a free port.
     #[arg(long = "listen-addr", env = "TENANTRY_SIGNUP_ADDR", default_value = DEFAULT_LISTEN_ADDR)]
     pub listen_addr: SocketAddr,
-    /// NATS server and namespace.
+    /// Operator API (TenantAdmin) listen address: keep it off the public network.
+    #[arg(long = "operator-addr", env = "TENANTRY_SIGNUP_OPERATOR_ADDR", default_value = DEFAULT_OPERATOR_ADDR)]
+    pub operator_addr: SocketAddr,
+    /// TLS, limits and timeout of both listeners.
+    #[command(flatten)]
+    pub grpc: GrpcServerArgs,
+    /// NATS server, namespace, credentials and TLS.
     #[command(flatten)]
     pub nats: NatsArgs,
-    /// The vault's gRPC endpoint.
+    /// The vault's gRPC endpoint (`https://` with `--tls-ca`).
     #[arg(long = "vault-endpoint", env = "TENANTRY_VAULT_ENDPOINT", default_value = DEFAULT_VAULT_ENDPOINT)]
     pub vault_endpoint: String,
-    /// Bearer token of the `signup` caller at the vault.
-    #[arg(long = "vault-token", env = "TENANTRY_SIGNUP_VAULT_TOKEN", value_parser = secret, hide_env_values = true)]
+    /// What this service trusts (and presents) when calling the vault.
+    #[command(flatten)]
+    pub client_tls: ClientTlsArgs,
+    /// File holding the `signup` caller's vault token (or set `TENANTRY_SIGNUP_VAULT_TOKEN`).
+    #[arg(long = "vault-token-file", env = "TENANTRY_SIGNUP_VAULT_TOKEN_FILE")]
+    pub vault_token_file: Option<PathBuf>,
+    /// The vault token, when given directly by an embedding program (never a flag).
+    #[arg(skip)]
     pub vault_token: Option<SecretString>,
-    /// Bearer tokens accepted by the TenantAdmin API (comma-separated); none disables it.
-    #[arg(long = "admin-token", env = "TENANTRY_ADMIN_TOKEN", value_parser = secret, value_delimiter = ',', hide_env_values = true)]
-    pub admin_tokens: Vec<SecretString>,
+    /// Named operators allowed on the TenantAdmin API.
+    #[command(flatten)]
+    pub operators: OperatorArgs,
+    /// Operators given directly by an embedding program (tests, `tenantry dev`); when set, the
+    /// operators file and `TENANTRY_OPERATORS` are not read.
+    #[arg(skip)]
+    pub operator_auth: Option<OperatorAuth>,
     /// Plan ids a signup may choose.
     #[arg(
         long = "plans",
@@ -108,6 +126,27 @@ pub struct Config {
         default_value_t = 60
     )]
     pub rate_window_secs: u64,
+    /// `CheckSubdomain` calls per client address per window (0 = unlimited).
+    #[arg(
+        long = "check-rate-per-address",
+        env = "TENANTRY_SIGNUP_CHECK_RATE_PER_ADDRESS",
+        default_value_t = 60
+    )]
+    pub check_rate_per_address: u32,
+    /// Open `WatchSignup` streams per client address (0 = unlimited).
+    #[arg(
+        long = "watch-per-address",
+        env = "TENANTRY_SIGNUP_WATCH_PER_ADDRESS",
+        default_value_t = 8
+    )]
+    pub watch_per_address: usize,
+    /// Open `WatchSignup` streams in total (0 = unlimited).
+    #[arg(
+        long = "watch-total",
+        env = "TENANTRY_SIGNUP_WATCH_TOTAL",
+        default_value_t = 2000
+    )]
+    pub watch_total: usize,
     /// Use the first `x-forwarded-for` address as the client's (only behind a trusted proxy).
     #[arg(long = "trust-forwarded-for", env = "TENANTRY_TRUST_FORWARDED_FOR")]
     pub trust_forwarded_for: bool,
@@ -164,18 +203,24 @@ impl Config {
         vault_token: SecretString,
     ) -> Self {
         Self {
-            listen_addr: DEFAULT_LISTEN_ADDR
-                .parse()
-                .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 50051))),
+            listen_addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            operator_addr: SocketAddr::from(([127, 0, 0, 1], 50054)),
+            grpc: GrpcServerArgs::default(),
             nats,
             vault_endpoint: vault_endpoint.into(),
+            client_tls: ClientTlsArgs::default(),
+            vault_token_file: None,
             vault_token: Some(vault_token),
-            admin_tokens: Vec::new(),
+            operators: OperatorArgs::default(),
+            operator_auth: None,
             plans: vec!["starter".into(), "business".into(), "enterprise".into()],
             regions: vec!["eu".into()],
             rate_per_address: 20,
             rate_per_email: 5,
             rate_window_secs: 60,
+            check_rate_per_address: 60,
+            watch_per_address: 8,
+            watch_total: 2000,
             trust_forwarded_for: false,
             cors_origins: Vec::new(),
             password_ttl_secs: 3600,
@@ -234,8 +279,6 @@ impl Config {
                 header("x-grpc-web"),
                 header("x-user-agent"),
                 header("grpc-timeout"),
-                header("authorization"),
-                header(admin::OPERATOR_HEADER),
             ])
             .expose_headers([
                 header("grpc-status"),
@@ -246,38 +289,60 @@ impl Config {
     }
 }
 
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), ServiceError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServiceError::Bind { addr, source })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| ServiceError::Bind { addr, source })?;
+    Ok((listener, local))
+}
+
 /// The entry point: [`Application::build`].
 pub struct Application;
 
 impl Application {
-    /// Binds the listener first (a port conflict fails fast), then checks the configuration
+    /// Binds both listeners first (a port conflict fails fast), then checks the configuration
     /// and connects to NATS (creating the stream and KV buckets when missing).
     pub async fn build(config: Config) -> Result<App, ServiceError> {
-        let listener = TcpListener::bind(config.listen_addr)
-            .await
-            .map_err(|source| ServiceError::Bind {
-                addr: config.listen_addr,
-                source,
-            })?;
-        let local_addr = listener.local_addr().map_err(|source| ServiceError::Bind {
-            addr: config.listen_addr,
-            source,
-        })?;
+        let (listener, local_addr) = bind(config.listen_addr).await?;
+        let (operator_listener, operator_addr) = bind(config.operator_addr).await?;
         let catalog = config.catalog()?;
         let cors = config.cors()?;
-        let token = config.vault_token.clone().ok_or_else(|| {
-            ServiceError::Config(
-                "the vault token is missing: set --vault-token or TENANTRY_SIGNUP_VAULT_TOKEN"
-                    .into(),
+        let config_error = |e: &dyn std::fmt::Display| ServiceError::Config(e.to_string());
+        // Checked now so a bad certificate stops the start, not the first call.
+        config
+            .grpc
+            .builder("signup")
+            .map_err(|e| config_error(&e))?;
+        let token = match config.vault_token.clone() {
+            Some(t) => t,
+            None => svc::secret::load(
+                "the signup's vault token",
+                "TENANTRY_SIGNUP_VAULT_TOKEN",
+                config.vault_token_file.as_deref(),
             )
-        })?;
-        let vault = vault_client::VaultClient::connect(config.vault_endpoint.clone(), &token)
-            .map_err(|e| ServiceError::Config(e.to_string()))?;
-        let store = EventStore::connect(
-            &StoreConfig::new(config.nats.nats_url.clone())
-                .with_namespace(config.nats.namespace.clone()),
-        )
-        .await?;
+            .map_err(|e| config_error(&e))?
+            .ok_or_else(|| {
+                ServiceError::Config(
+                    "the vault token is missing: set TENANTRY_SIGNUP_VAULT_TOKEN or --vault-token-file"
+                        .into(),
+                )
+            })?,
+        };
+        let client_tls = config.client_tls.load().map_err(|e| config_error(&e))?;
+        let vault_endpoint = client_tls
+            .endpoint(&config.vault_endpoint)
+            .map_err(|e| config_error(&e))?;
+        let vault = vault_client::VaultClient::from_endpoint(vault_endpoint, &token)
+            .map_err(|e| config_error(&e))?;
+        let operators = match config.operator_auth.clone() {
+            Some(o) => o,
+            None => config.operators.load().map_err(|e| config_error(&e))?,
+        };
+        let store_config = config.nats.store_config().map_err(|e| config_error(&e))?;
+        let store = EventStore::connect(&store_config).await?;
         let claims = Claims::open(&store).await?;
         let idempotency = Idempotency::open(
             &store,
@@ -293,8 +358,12 @@ impl Application {
             claims,
             idempotency,
             vault,
-            RateLimiter::new(config.rate_per_address, window),
-            RateLimiter::new(config.rate_per_email, window),
+            Limits {
+                per_address: RateLimiter::new(config.rate_per_address, window),
+                per_email: RateLimiter::new(config.rate_per_email, window),
+                checks: RateLimiter::new(config.check_rate_per_address, window),
+                streams: StreamSlots::new(config.watch_per_address, config.watch_total),
+            },
             SignupSettings {
                 catalog: catalog.clone(),
                 password_ttl: Duration::from_secs(config.password_ttl_secs),
@@ -303,39 +372,50 @@ impl Application {
             },
             stop.clone(),
         );
-        if config.admin_tokens.is_empty() {
-            tracing::warn!("no admin token configured: the TenantAdmin API refuses every call");
+        if operators.is_empty() {
+            tracing::warn!("no operator configured: the TenantAdmin API refuses every call");
         }
-        tracing::info!(%local_addr, "signup gateway built");
+        tracing::info!(%local_addr, %operator_addr, tls = config.grpc.tls.enabled(), "signup gateway built");
         Ok(App {
             listener,
             local_addr,
+            operator_listener,
+            operator_addr,
+            grpc: config.grpc,
             signup: SignupApi::new(Arc::new(gateway)),
             admin: AdminApi::new(store, catalog),
-            auth: TokenAuth::new(&config.admin_tokens),
+            operators,
             cors,
             stop,
         })
     }
 }
 
-/// A built gateway: listener bound, NATS connected; serve it with [`App::run_until_stopped`].
+/// A built gateway: listeners bound, NATS connected; serve it with [`App::run_until_stopped`].
 pub struct App {
     listener: TcpListener,
     local_addr: SocketAddr,
+    operator_listener: TcpListener,
+    operator_addr: SocketAddr,
+    grpc: GrpcServerArgs,
     signup: SignupApi,
     admin: AdminApi,
-    auth: TokenAuth,
+    operators: OperatorAuth,
     cors: CorsLayer,
-    /// Internal stop signal: ends the server and every open `WatchSignup` stream (which
+    /// Internal stop signal: ends the servers and every open `WatchSignup` stream (which
     /// would otherwise hold a graceful shutdown open forever).
     stop: Shutdown,
 }
 
 impl App {
-    /// The bound address.
+    /// The bound public address.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The bound operator (TenantAdmin) address.
+    pub fn operator_addr(&self) -> SocketAddr {
+        self.operator_addr
     }
 
     /// Serves until `shutdown` completes, then ends open streams, finishes in-flight calls and
@@ -346,39 +426,65 @@ impl App {
     ) -> Result<(), ServiceError> {
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<SignupServiceServer<SignupApi>>().await;
-        health.set_serving::<TenantAdminServer<AdminApi>>().await;
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()
-            .map_err(|e| ServiceError::Config(format!("cannot build gRPC reflection: {e}")))?;
+        // Each port advertises only what it serves.
+        let reflection = |service: &str| {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                .with_service_name(service)
+                .with_service_name("grpc.health.v1.Health")
+                .build_v1()
+                .map_err(|e| ServiceError::Config(format!("cannot build gRPC reflection: {e}")))
+        };
+        let config_error = |e: svc::TlsError| ServiceError::Config(e.to_string());
 
         let stop = self.stop.clone();
         let relay = tokio::spawn(async move {
             shutdown.await;
             stop.trigger();
         });
-        let auth = self.auth.clone();
         let signup =
             SignupServiceServer::new(self.signup).max_decoding_message_size(MAX_MESSAGE_BYTES);
-        let admin = InterceptedService::new(
-            TenantAdminServer::new(self.admin).max_decoding_message_size(MAX_MESSAGE_BYTES),
-            move |r| auth.check(r),
-        );
-        let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
-        let stop = self.stop.clone();
-        let served = tonic::transport::Server::builder()
+        let public = self
+            .grpc
+            .builder("signup")
+            .map_err(config_error)?
             .accept_http1(true)
+            .layer(self.grpc.limit())
             .layer(self.cors)
             .layer(tonic_web::GrpcWebLayer::new())
             .add_service(health_service)
-            .add_service(reflection)
+            .add_service(reflection("tenantry.v1.SignupService")?)
             .add_service(signup)
-            .add_service(admin)
-            .serve_with_incoming_shutdown(incoming, async move { stop.wait().await })
+            .serve_with_incoming_shutdown(
+                TcpIncoming::from(self.listener).with_nodelay(Some(true)),
+                self.stop.clone().into_future(),
+            );
+
+        let (operator_health, operator_health_service) = tonic_health::server::health_reporter();
+        operator_health
+            .set_serving::<TenantAdminServer<AdminApi>>()
             .await;
+        let admin = InterceptedService::new(
+            TenantAdminServer::new(self.admin).max_decoding_message_size(MAX_MESSAGE_BYTES),
+            self.operators.interceptor(Role::Admin),
+        );
+        let operator = self
+            .grpc
+            .builder("signup operator API")
+            .map_err(config_error)?
+            .layer(self.grpc.limit())
+            .add_service(operator_health_service)
+            .add_service(reflection("tenantry.v1.TenantAdmin")?)
+            .add_service(admin)
+            .serve_with_incoming_shutdown(
+                TcpIncoming::from(self.operator_listener).with_nodelay(Some(true)),
+                self.stop.clone().into_future(),
+            );
+        let (public, operator) = tokio::join!(public, operator);
         relay.abort();
-        served.map_err(ServiceError::from)
+        public.map_err(ServiceError::from)?;
+        operator.map_err(ServiceError::from)
     }
 }
 

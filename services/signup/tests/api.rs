@@ -12,6 +12,7 @@ use proto::v1::{
     DeleteTenantRequest, ResumeTenantRequest, RetryProvisioningRequest, SuspendTenantRequest,
     TenantStatus, WatchSignupRequest,
 };
+use testkit::READER_TOKEN;
 use tonic::Code;
 
 fn provisioning_path(tenant: &str) -> Vec<Body> {
@@ -223,9 +224,56 @@ async fn tenant_admin_needs_the_bearer_token() {
         .metadata_mut()
         .insert("authorization", "Bearer nope".parse().unwrap());
     expect_code(admin.suspend_tenant(wrong).await, Code::Unauthenticated);
+    // The scheme is case-insensitive.
+    let mut lower = tonic::Request::new(req());
+    lower.metadata_mut().insert(
+        "authorization",
+        format!("bearer {ADMIN_TOKEN}").parse().unwrap(),
+    );
+    expect_code(admin.suspend_tenant(lower).await, Code::NotFound);
     expect_code(
         admin.suspend_tenant(authorized(req())).await,
         Code::NotFound,
+    );
+    // A read-only operator may not command.
+    let mut reader = tonic::Request::new(req());
+    reader.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {READER_TOKEN}").parse().unwrap(),
+    );
+    let status = expect_code(admin.suspend_tenant(reader).await, Code::PermissionDenied);
+    assert!(
+        status.message().contains("test-reader"),
+        "{}",
+        status.message()
+    );
+}
+
+#[tokio::test]
+async fn the_public_port_does_not_serve_the_operator_api() {
+    let stack = spawn_stack().await;
+    // TenantAdmin is not routed on the public (grpc-web, CORS) port, even with a valid token.
+    let mut on_public =
+        proto::v1::tenant_admin_client::TenantAdminClient::connect(stack.endpoint())
+            .await
+            .unwrap();
+    expect_code(
+        on_public
+            .suspend_tenant(authorized(SuspendTenantRequest {
+                tenant_id: tenancy::TenantId::new().to_string(),
+                reason: String::new(),
+            }))
+            .await,
+        Code::Unimplemented,
+    );
+    // And the operator port serves nothing public.
+    let mut signup_on_operator =
+        proto::v1::signup_service_client::SignupServiceClient::connect(stack.operator_endpoint())
+            .await
+            .unwrap();
+    expect_code(
+        signup_on_operator.signup(request("wrongport")).await,
+        Code::Unimplemented,
     );
 }
 
@@ -258,9 +306,10 @@ async fn tenant_admin_commands_are_checked_by_the_lifecycle_and_appended() {
     );
 
     stack.provision(&tenant, provisioning_path(&tenant)).await;
+    // The operator is the one the token names, whatever the caller claims about itself.
     let mut op = suspend();
     op.metadata_mut()
-        .insert("x-tenantry-operator", "alice".parse().unwrap());
+        .insert("x-tenantry-operator", "mallory".parse().unwrap());
     let done = admin.suspend_tenant(op).await.unwrap().into_inner();
     assert_eq!(done.status, TenantStatus::Active as i32); // Suspended once the site is
     assert!(done.sequence > 0 && !done.event_id.is_empty());
@@ -348,7 +397,10 @@ async fn tenant_admin_commands_are_checked_by_the_lifecycle_and_appended() {
     match &lifecycle[0].body {
         Body::SuspensionRequested(s) => {
             let by = s.requested_by.as_ref().unwrap();
-            assert_eq!((by.kind.as_str(), by.id.as_str()), ("operator", "alice"));
+            assert_eq!(
+                (by.kind.as_str(), by.id.as_str()),
+                ("operator", "test-admin")
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -402,42 +454,50 @@ async fn services_are_listed_through_reflection_and_report_healthy() {
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 
     let stack = spawn_stack().await;
-    let channel = tonic::transport::Endpoint::from_shared(stack.endpoint())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut reflection = ServerReflectionClient::new(channel.clone());
-    let request = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut responses = reflection
-        .server_reflection_info(futures::stream::iter([request]))
-        .await
-        .unwrap()
-        .into_inner();
-    let response = responses.next().await.unwrap().unwrap();
-    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
-        panic!("unexpected reflection answer");
-    };
-    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-    for want in [
-        "tenantry.v1.SignupService",
-        "tenantry.v1.TenantAdmin",
-        "grpc.health.v1.Health",
+    // Each port lists and reports what it serves, and only that.
+    for (endpoint, served, not_served) in [
+        (
+            stack.endpoint(),
+            "tenantry.v1.SignupService",
+            "tenantry.v1.TenantAdmin",
+        ),
+        (
+            stack.operator_endpoint(),
+            "tenantry.v1.TenantAdmin",
+            "tenantry.v1.SignupService",
+        ),
     ] {
+        let channel = tonic::transport::Endpoint::from_shared(endpoint)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut reflection = ServerReflectionClient::new(channel.clone());
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut responses = reflection
+            .server_reflection_info(futures::stream::iter([request]))
+            .await
+            .unwrap()
+            .into_inner();
+        let response = responses.next().await.unwrap().unwrap();
+        let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+            panic!("unexpected reflection answer");
+        };
+        let mut names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+        names.sort();
         assert!(
-            names.iter().any(|n| n == want),
-            "{want} missing from {names:?}"
+            names.iter().any(|n| n == served) && names.iter().any(|n| n == "grpc.health.v1.Health"),
+            "{names:?}"
         );
-    }
+        assert!(!names.iter().any(|n| n == not_served), "{names:?}");
 
-    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
-    for service in ["tenantry.v1.SignupService", "tenantry.v1.TenantAdmin"] {
+        let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
         let answer = health
             .check(tonic_health::pb::HealthCheckRequest {
-                service: service.into(),
+                service: served.into(),
             })
             .await
             .unwrap()
@@ -446,6 +506,13 @@ async fn services_are_listed_through_reflection_and_report_healthy() {
             answer.status,
             tonic_health::pb::health_check_response::ServingStatus::Serving as i32
         );
+        let unknown = health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: not_served.into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(unknown.code(), Code::NotFound);
     }
 }
 

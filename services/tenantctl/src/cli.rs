@@ -1,6 +1,7 @@
 //! The command line (clap). Every flag has an env fallback where a script would want one.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use secrecy::SecretString;
 
 /// Tenantry operator CLI.
 #[derive(Debug, Clone, Parser)]
@@ -20,17 +21,21 @@ pub struct Cli {
 }
 
 /// Flags every command accepts.
+///
+/// Tokens are read from the environment (`TENANTRY_ADMIN_TOKEN`, `TENANTRY_VAULT_TOKEN`) or
+/// from files (`--admin-token-file`, `--vault-token-file`), never from a flag: flags show in
+/// `ps` to every user of the machine.
 #[derive(Debug, Clone, Args)]
 pub struct Global {
-    /// Signup service (TenantAdmin) URL.
+    /// Operator API of the signup service (TenantAdmin: suspend, resume, delete, retry, plan).
     #[arg(
         long,
-        env = "TENANTRY_SIGNUP_URL",
-        default_value = "http://127.0.0.1:50051",
+        env = "TENANTRY_ADMIN_URL",
+        default_value = "http://127.0.0.1:50054",
         global = true
     )]
-    pub signup_url: String,
-    /// Projection (TenantDirectory) URL.
+    pub admin_url: String,
+    /// Projection (TenantDirectory, ProjectionAdmin) URL.
     #[arg(
         long,
         env = "TENANTRY_DIRECTORY_URL",
@@ -46,33 +51,38 @@ pub struct Global {
         global = true
     )]
     pub vault_url: String,
-    /// Operator token for TenantAdmin (suspend, resume, delete, retry, plan) and ProjectionAdmin (replay).
+    /// File holding your operator token (or set `TENANTRY_ADMIN_TOKEN`).
+    #[arg(long, env = "TENANTRY_ADMIN_TOKEN_FILE", global = true)]
+    pub admin_token_file: Option<std::path::PathBuf>,
+    /// The operator token, when set by an embedding program (never a flag).
+    #[arg(skip)]
+    pub admin_token: Option<SecretString>,
+    /// File holding the vault token of the `operator` caller (or set `TENANTRY_VAULT_TOKEN`).
+    #[arg(long, env = "TENANTRY_VAULT_TOKEN_FILE", global = true)]
+    pub vault_token_file: Option<std::path::PathBuf>,
+    /// The vault token, when set by an embedding program (never a flag).
+    #[arg(skip)]
+    pub vault_token: Option<SecretString>,
+    /// PEM CA that signs the services' certificates (needed for `https://` URLs).
+    #[arg(long = "tls-ca", env = "TENANTRY_TLS_CA", global = true)]
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// PEM client certificate, for services that require mTLS.
     #[arg(
-        long,
-        env = "TENANTRY_ADMIN_TOKEN",
-        hide_env_values = true,
+        long = "tls-client-cert",
+        env = "TENANTRY_TLS_CLIENT_CERT",
         global = true
     )]
-    pub admin_token: Option<String>,
-    /// Vault token of the `operator` caller (vault audit).
+    pub tls_client_cert: Option<std::path::PathBuf>,
+    /// PEM key of `--tls-client-cert`.
     #[arg(
-        long,
-        env = "TENANTRY_VAULT_TOKEN",
-        hide_env_values = true,
+        long = "tls-client-key",
+        env = "TENANTRY_TLS_CLIENT_KEY",
         global = true
     )]
-    pub vault_token: Option<String>,
-    /// NATS server (events tail, dlq).
-    #[arg(
-        long,
-        env = "NATS_URL",
-        default_value = "nats://127.0.0.1:4222",
-        global = true
-    )]
-    pub nats_url: String,
-    /// Event-store namespace ("" in production).
-    #[arg(long, env = "TENANTRY_NAMESPACE", default_value = "", global = true)]
-    pub namespace: String,
+    pub tls_client_key: Option<std::path::PathBuf>,
+    /// NATS (events tail, dlq): URL, namespace, credentials and TLS.
+    #[command(flatten)]
+    pub nats: svc::NatsArgs,
     /// Machine-readable output (JSON; one object per line for `events tail`).
     #[arg(long, global = true)]
     pub json: bool,
@@ -253,6 +263,22 @@ pub struct DlqRetryArgs {
 pub enum VaultCommand {
     /// Who read or changed which secret, newest first.
     Audit(AuditArgs),
+    /// Crypto-shred a tenant: destroy every data key it has, so none of its secrets can ever
+    /// be read again. Needs `--confirm <tenant id>`. Deleting a tenant does this by itself.
+    Shred(ShredArgs),
+}
+
+/// `vault shred`
+#[derive(Debug, Clone, Args)]
+pub struct ShredArgs {
+    /// Tenant id.
+    pub tenant_id: String,
+    /// The tenant id again: there is no undo.
+    #[arg(long)]
+    pub confirm: String,
+    /// Why (kept in the vault's audit log).
+    #[arg(long, default_value = "")]
+    pub reason: String,
 }
 
 /// `vault audit`
@@ -306,5 +332,16 @@ impl From<StatusArg> for tenancy::Status {
             StatusArg::Deleted => S::Deleted,
             StatusArg::Failed => S::Failed,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// The global flag groups (TLS, NATS) must not reuse an argument id.
+    #[test]
+    fn flags_are_unique() {
+        super::Cli::command().debug_assert();
     }
 }

@@ -16,17 +16,18 @@ use std::io::Write;
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{DeliverPolicy, pull};
-use eventstore::{EventStore, RecordedEvent, StoreConfig};
+use eventstore::{EventStore, RecordedEvent};
 use futures::StreamExt;
 use proto::v1 as pb;
+use secrecy::{ExposeSecret, SecretString};
 use tonic::transport::{Channel, Endpoint};
 
 pub use cli::{Cli, Command};
 pub use error::{CliError, ErrorKind};
 
 use crate::cli::{
-    AuditArgs, DlqCommand, EventsCommand, Global, ListArgs, ReplayArgs, TailArgs, TenantsCommand,
-    VaultCommand,
+    AuditArgs, DlqCommand, EventsCommand, Global, ListArgs, ReplayArgs, ShredArgs, TailArgs,
+    TenantsCommand, VaultCommand,
 };
 use crate::output::{AdminResult, EventLine, Output, TenantView};
 
@@ -62,8 +63,7 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<(), CliError>
             let mut c = admin(g).await?;
             let r = c
                 .suspend_tenant(authed(
-                    g.admin_token.as_deref(),
-                    "--admin-token",
+                    &admin_token(g)?,
                     pb::SuspendTenantRequest {
                         tenant_id: a.tenant_id,
                         reason: a.reason,
@@ -76,8 +76,7 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<(), CliError>
             let mut c = admin(g).await?;
             let r = c
                 .resume_tenant(authed(
-                    g.admin_token.as_deref(),
-                    "--admin-token",
+                    &admin_token(g)?,
                     pb::ResumeTenantRequest {
                         tenant_id: a.tenant_id,
                         reason: a.reason,
@@ -96,8 +95,7 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<(), CliError>
             let mut c = admin(g).await?;
             let r = c
                 .delete_tenant(authed(
-                    g.admin_token.as_deref(),
-                    "--admin-token",
+                    &admin_token(g)?,
                     pb::DeleteTenantRequest {
                         tenant_id: a.tenant_id,
                         reason: a.reason,
@@ -111,8 +109,7 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<(), CliError>
             let mut c = admin(g).await?;
             let r = c
                 .retry_provisioning(authed(
-                    g.admin_token.as_deref(),
-                    "--admin-token",
+                    &admin_token(g)?,
                     pb::RetryProvisioningRequest {
                         tenant_id: a.tenant_id,
                         reason: a.reason,
@@ -128,8 +125,7 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<(), CliError>
             let mut c = admin(g).await?;
             let r = c
                 .change_plan(authed(
-                    g.admin_token.as_deref(),
-                    "--admin-token",
+                    &admin_token(g)?,
                     pb::ChangePlanRequest {
                         tenant_id: a.tenant_id,
                         plan: a.plan,
@@ -164,13 +160,14 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<(), CliError>
             o.retried(&args.consumer, args.sequence)
         }
         Command::Vault(VaultCommand::Audit(args)) => vault_audit(g, &args, &mut o).await,
+        Command::Vault(VaultCommand::Shred(args)) => vault_shred(g, &args, &mut o).await,
     }
 }
 
 /// Connects a gRPC channel; a server that is not there is `Unavailable` (exit 5).
-async fn channel(url: &str, what: &str) -> Result<Channel, CliError> {
+async fn channel(g: &Global, url: &str, what: &str) -> Result<Channel, CliError> {
     connect(
-        endpoint(url, what)?.timeout(Duration::from_secs(30)),
+        endpoint(g, url, what)?.timeout(Duration::from_secs(30)),
         url,
         what,
     )
@@ -178,19 +175,26 @@ async fn channel(url: &str, what: &str) -> Result<Channel, CliError> {
 }
 
 /// [`channel`] without a per-call timeout, for streams that run as long as their work.
-async fn channel_without_timeout(url: &str, what: &str) -> Result<Channel, CliError> {
-    connect(endpoint(url, what)?, url, what).await
+async fn channel_without_timeout(g: &Global, url: &str, what: &str) -> Result<Channel, CliError> {
+    connect(endpoint(g, url, what)?, url, what).await
 }
 
-fn endpoint(url: &str, what: &str) -> Result<Endpoint, CliError> {
-    Ok(Endpoint::from_shared(url.to_owned())
-        .map_err(|_| {
-            CliError::new(
-                ErrorKind::Usage,
-                format!("{url:?} is not a valid {what} URL"),
-            )
-        })?
-        .connect_timeout(Duration::from_secs(5)))
+fn endpoint(g: &Global, url: &str, what: &str) -> Result<Endpoint, CliError> {
+    if Endpoint::from_shared(url.to_owned()).is_err() {
+        return Err(CliError::new(
+            ErrorKind::Usage,
+            format!("{url:?} is not a valid {what} URL"),
+        ));
+    }
+    let tls = svc::ClientTlsArgs {
+        ca: g.tls_ca.clone(),
+        cert: g.tls_client_cert.clone(),
+        key: g.tls_client_key.clone(),
+    }
+    .load()
+    .and_then(|tls| tls.endpoint(url))
+    .map_err(|e| CliError::new(ErrorKind::Usage, e.to_string()))?;
+    Ok(tls.connect_timeout(Duration::from_secs(5)))
 }
 
 async fn connect(endpoint: Endpoint, url: &str, what: &str) -> Result<Channel, CliError> {
@@ -202,49 +206,110 @@ async fn connect(endpoint: Endpoint, url: &str, what: &str) -> Result<Channel, C
     })
 }
 
-async fn directory(
-    g: &Global,
-) -> Result<pb::tenant_directory_client::TenantDirectoryClient<Channel>, CliError> {
-    Ok(pb::tenant_directory_client::TenantDirectoryClient::new(
-        channel(&g.directory_url, "directory (projection)").await?,
-    ))
+/// Adds the operator's bearer token to every call of a client.
+#[derive(Clone)]
+struct Bearer(tonic::metadata::AsciiMetadataValue);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut r: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        r.metadata_mut().insert("authorization", self.0.clone());
+        Ok(r)
+    }
+}
+
+/// The directory client, authenticated as the operator.
+type DirectoryClient = pb::tenant_directory_client::TenantDirectoryClient<
+    tonic::service::interceptor::InterceptedService<Channel, Bearer>,
+>;
+
+async fn directory(g: &Global) -> Result<DirectoryClient, CliError> {
+    let auth = Bearer(bearer(&admin_token(g)?)?);
+    Ok(
+        pb::tenant_directory_client::TenantDirectoryClient::with_interceptor(
+            channel(g, &g.directory_url, "directory (projection)").await?,
+            auth,
+        ),
+    )
 }
 
 async fn admin(
     g: &Global,
 ) -> Result<pb::tenant_admin_client::TenantAdminClient<Channel>, CliError> {
     Ok(pb::tenant_admin_client::TenantAdminClient::new(
-        channel(&g.signup_url, "signup service").await?,
+        channel(g, &g.admin_url, "operator API of the signup service").await?,
     ))
 }
 
-/// A request with `authorization: Bearer <token>`; no token is an error before any call.
-fn authed<T>(token: Option<&str>, flag: &str, message: T) -> Result<tonic::Request<T>, CliError> {
-    let token = token
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
+/// A token from the embedding program, else `env`, else `file`; missing is exit 6.
+fn token(
+    given: &Option<SecretString>,
+    what: &str,
+    env: &str,
+    file: Option<&std::path::Path>,
+    file_flag: &str,
+) -> Result<SecretString, CliError> {
+    if let Some(t) = given {
+        return Ok(t.clone());
+    }
+    svc::secret::load(what, env, file)
+        .map_err(|e| CliError::new(ErrorKind::Usage, e.to_string()))?
         .ok_or_else(|| {
             CliError::new(
                 ErrorKind::Unauthorized,
-                format!("this command needs a token: pass {flag} or set its environment variable"),
+                format!("this command needs {what}: set {env} or pass {file_flag} <file>"),
             )
-        })?;
+        })
+}
+
+fn admin_token(g: &Global) -> Result<SecretString, CliError> {
+    token(
+        &g.admin_token,
+        "your operator token",
+        "TENANTRY_ADMIN_TOKEN",
+        g.admin_token_file.as_deref(),
+        "--admin-token-file",
+    )
+}
+
+fn vault_token(g: &Global) -> Result<SecretString, CliError> {
+    token(
+        &g.vault_token,
+        "the vault token of the `operator` caller",
+        "TENANTRY_VAULT_TOKEN",
+        g.vault_token_file.as_deref(),
+        "--vault-token-file",
+    )
+}
+
+fn bearer(token: &SecretString) -> Result<tonic::metadata::AsciiMetadataValue, CliError> {
+    let mut value: tonic::metadata::AsciiMetadataValue =
+        format!("Bearer {}", token.expose_secret().trim())
+            .parse()
+            .map_err(|_| {
+                CliError::new(
+                    ErrorKind::Usage,
+                    "the token holds characters a header cannot carry",
+                )
+            })?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+/// A request with `authorization: Bearer <token>`.
+fn authed<T>(token: &SecretString, message: T) -> Result<tonic::Request<T>, CliError> {
     let mut request = tonic::Request::new(message);
-    let value = format!("Bearer {token}").parse().map_err(|_| {
-        CliError::new(
-            ErrorKind::Usage,
-            format!("{flag} holds characters a header cannot carry"),
-        )
-    })?;
-    request.metadata_mut().insert("authorization", value);
+    request
+        .metadata_mut()
+        .insert("authorization", bearer(token)?);
     Ok(request)
 }
 
 async fn event_store(g: &Global) -> Result<EventStore, CliError> {
-    Ok(EventStore::connect(
-        &StoreConfig::new(g.nats_url.clone()).with_namespace(g.namespace.clone()),
-    )
-    .await?)
+    let config = g
+        .nats
+        .store_config()
+        .map_err(|e| CliError::new(ErrorKind::Usage, e.to_string()))?;
+    Ok(EventStore::connect(&config).await?)
 }
 
 async fn tenants_list(g: &Global, args: &ListArgs, o: &mut Output<'_>) -> Result<(), CliError> {
@@ -354,8 +419,7 @@ fn tracing_free_warn(o: &mut Output<'_>, message: &str) -> Result<(), CliError> 
 
 async fn replay(g: &Global, args: &ReplayArgs, o: &mut Output<'_>) -> Result<(), CliError> {
     let request = authed(
-        g.admin_token.as_deref(),
-        "--admin-token",
+        &admin_token(g)?,
         pb::RebuildRequest {
             from_sequence: args.from_seq,
             batch_size: u32::try_from(args.batch_size.max(1)).unwrap_or(u32::MAX),
@@ -363,7 +427,7 @@ async fn replay(g: &Global, args: &ReplayArgs, o: &mut Output<'_>) -> Result<(),
     )?;
     // No call timeout: a rebuild of a large log runs for minutes, reporting as it goes.
     let mut c = pb::projection_admin_client::ProjectionAdminClient::new(
-        channel_without_timeout(&g.directory_url, "projection").await?,
+        channel_without_timeout(g, &g.directory_url, "projection").await?,
     );
     let mut progress = c.rebuild(request).await?.into_inner();
     let bar = if g.json {
@@ -419,22 +483,25 @@ async fn vault_audit(g: &Global, args: &AuditArgs, o: &mut Output<'_>) -> Result
         until: parse_time("--until", &args.until)?,
         limit: args.limit,
     };
-    let token = g
-        .vault_token
-        .as_deref()
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| {
-            CliError::new(
-                ErrorKind::Unauthorized,
-                "this command needs a token: pass --vault-token or set its environment variable",
-            )
-        })?;
-    let vault = vault_client::VaultClient::from_channel(
-        channel(&g.vault_url, "vault").await?,
-        &secrecy::SecretString::from(token.to_owned()),
-    )
-    .map_err(|e| CliError::new(ErrorKind::Usage, e.to_string()))?;
+    let vault = vault_client(g).await?;
     let entries = vault.audit(&query).await?;
     o.audit(&entries)
+}
+
+async fn vault_client(g: &Global) -> Result<vault_client::VaultClient, CliError> {
+    let token = vault_token(g)?;
+    vault_client::VaultClient::from_channel(channel(g, &g.vault_url, "vault").await?, &token)
+        .map_err(|e| CliError::new(ErrorKind::Usage, e.to_string()))
+}
+
+async fn vault_shred(g: &Global, args: &ShredArgs, o: &mut Output<'_>) -> Result<(), CliError> {
+    if args.confirm != args.tenant_id {
+        return Err(CliError::new(
+            ErrorKind::Usage,
+            "--confirm must repeat the tenant id exactly; nothing was shredded",
+        ));
+    }
+    let vault = vault_client(g).await?;
+    let shredded = vault.shred_tenant(&args.tenant_id, &args.reason).await?;
+    o.shredded(&args.tenant_id, shredded)
 }

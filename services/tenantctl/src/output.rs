@@ -385,6 +385,22 @@ impl<'a> Output<'a> {
         self.print_table(&t)
     }
 
+    /// A tenant's keys were shredded.
+    pub fn shredded(&mut self, tenant: &str, secrets: u32) -> Result<(), CliError> {
+        if self.json {
+            return self.json_line(&serde_json::json!({
+                "tenant_id": tenant,
+                "shredded": true,
+                "secrets_shredded": secrets,
+            }));
+        }
+        writeln!(
+            self.out,
+            "ok: tenant {tenant} shredded; its {secrets} secret(s) can never be read again"
+        )?;
+        Ok(())
+    }
+
     /// `dlq retry`.
     pub fn retried(&mut self, consumer: &str, sequence: u64) -> Result<(), CliError> {
         if self.json {

@@ -8,17 +8,17 @@ use std::time::Duration;
 use clap::Parser;
 use eventstore::{Body, EventStore, NewEvent, SubscribeOptions};
 use proto::v1 as pb;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde_json::Value;
 use tenantctl::{Cli, CliError, ErrorKind};
 
-const ADMIN_TOKEN: &str = "test-admin-token";
+use testkit::ADMIN_TOKEN;
 
 struct Stack {
     namespace: String,
     events: EventStore,
     directory: SocketAddr,
-    signup: SocketAddr,
+    operator: SocketAddr,
     vault: SocketAddr,
     versions: HashMap<String, u64>,
     services: Option<(
@@ -35,17 +35,16 @@ async fn spawn_stack() -> Stack {
     let events = testkit::event_store_in(&namespace).await;
     let vault = testkit::spawn_vault_in(&namespace).await;
     let signup = testkit::spawn_signup(&vault, |c| {
-        c.admin_tokens = vec![SecretString::from(ADMIN_TOKEN)];
+        c.operator_auth = Some(testkit::test_operators());
     })
     .await;
-    let mut config = testkit::projection_config(&namespace).await;
-    config.admin_tokens = vec![SecretString::from(ADMIN_TOKEN)];
+    let config = testkit::projection_config(&namespace).await;
     let projection = testkit::spawn_projection(config).await;
     Stack {
         namespace,
         events,
         directory: projection.addr,
-        signup: signup.addr,
+        operator: signup.operator_addr,
         vault: vault.addr,
         versions: HashMap::new(),
         services: Some((projection, signup, vault)),
@@ -58,23 +57,21 @@ impl Stack {
             "tenantctl".into(),
             "--directory-url".into(),
             format!("http://{}", self.directory),
-            "--signup-url".into(),
-            format!("http://{}", self.signup),
+            "--admin-url".into(),
+            format!("http://{}", self.operator),
             "--vault-url".into(),
             format!("http://{}", self.vault),
-            "--admin-token".into(),
-            ADMIN_TOKEN.into(),
-            "--vault-token".into(),
-            testkit::caller_token(&self.namespace, "operator")
-                .expose_secret()
-                .to_owned(),
             "--nats-url".into(),
             testkit::nats_url(),
             "--namespace".into(),
             self.namespace.clone(),
         ];
         argv.extend(args.iter().map(|s| (*s).to_owned()));
-        Cli::try_parse_from(argv).expect("valid command line")
+        let mut cli = Cli::try_parse_from(argv).expect("valid command line");
+        // Tokens never travel as flags; an embedding program may hand them over directly.
+        cli.global.admin_token = Some(SecretString::from(ADMIN_TOKEN));
+        cli.global.vault_token = Some(testkit::caller_token(&self.namespace, "operator"));
+        cli
     }
 
     async fn run(&self, args: &[&str]) -> Result<String, CliError> {
@@ -315,10 +312,29 @@ async fn lifecycle_commands_go_through_tenant_admin() {
     assert_eq!(err.kind, ErrorKind::Unauthorized);
     let mut cli = stack.cli(&["suspend", &id]);
     cli.global.admin_token = None;
+    cli.global.admin_token_file = Some("/nonexistent/token".into());
     let err = tenantctl::run(cli, &mut out).await.unwrap_err();
-    assert_eq!(err.kind, ErrorKind::Unauthorized);
+    assert_eq!(err.kind, ErrorKind::Usage, "{err}");
+    assert!(err.message.contains("/nonexistent/token"), "{err}");
+    // The token from a file works; as a flag it is not even accepted.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("token");
+    std::fs::write(&file, format!("{ADMIN_TOKEN}\n")).unwrap();
+    let mut cli = stack.cli(&[
+        "tenants",
+        "show",
+        &id,
+        "--admin-token-file",
+        file.to_str().unwrap(),
+        "--json",
+    ]);
+    cli.global.admin_token = None;
+    let mut shown = Vec::new();
+    tenantctl::run(cli, &mut shown).await.unwrap();
+    assert!(String::from_utf8(shown).unwrap().contains(&id));
+    assert!(Cli::try_parse_from(["tenantctl", "--admin-token", "x", "tenants", "list"]).is_err());
     let mut cli = stack.cli(&["suspend", &id]);
-    cli.global.signup_url = "http://127.0.0.1:1".into();
+    cli.global.admin_url = "http://127.0.0.1:1".into();
     let err = tenantctl::run(cli, &mut out).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Unavailable);
     assert_eq!(err.exit_code(), std::process::ExitCode::from(5));
@@ -482,7 +498,10 @@ async fn dlq_lists_and_retries_dead_letters() {
         if d.event.sequence == first {
             break d;
         }
-        assert!(d.event.sequence > first, "only later events besides the retried one");
+        assert!(
+            d.event.sequence > first,
+            "only later events besides the retried one"
+        );
         d.ack().await.unwrap();
     };
     again.ack().await.unwrap();
@@ -542,10 +561,67 @@ async fn an_unreachable_directory_is_unavailable() {
     ])
     .unwrap();
     cli.global.json = true;
+    cli.global.admin_token = Some(SecretString::from(ADMIN_TOKEN));
     let mut out = Vec::new();
     let err = tenantctl::run(cli, &mut out).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Unavailable);
     assert_eq!(err.kind.code(), 5);
     assert!(err.message.contains("127.0.0.1:1"), "{}", err.message);
     assert!(Cli::try_parse_from(["tenantctl", "replay", "--projection", "nope"]).is_err());
+}
+
+#[tokio::test]
+async fn vault_shred_destroys_a_tenants_keys_after_confirmation() {
+    let stack = spawn_stack().await;
+    let tenant = tenancy::TenantId::new().to_string();
+    let provisioner = {
+        let (_, _, vault) = stack.services.as_ref().unwrap();
+        vault.client("provisioner")
+    };
+    provisioner
+        .put_string(
+            &tenant,
+            "site-admin-password",
+            "site_admin_password",
+            &SecretString::from("hunter22".to_owned()),
+            "test",
+        )
+        .await
+        .unwrap();
+
+    // Without the tenant id repeated nothing happens.
+    assert_eq!(
+        stack
+            .fails(&["vault", "shred", &tenant, "--confirm", "yes"])
+            .await,
+        ErrorKind::Usage
+    );
+    let reference = format!("vault://tenant/{tenant}/site-admin-password");
+    provisioner.get(&reference, "still there").await.unwrap();
+
+    let json = stack
+        .json(&[
+            "vault",
+            "shred",
+            &tenant,
+            "--confirm",
+            &tenant,
+            "--reason",
+            "gdpr",
+        ])
+        .await;
+    assert_eq!(json["shredded"], true);
+    assert_eq!(json["secrets_shredded"], 1);
+    let err = provisioner.get(&reference, "gone?").await.unwrap_err();
+    assert_eq!(err.code(), Some(tonic::Code::FailedPrecondition), "{err}");
+    let audit = stack.json(&["vault", "audit", "--tenant", &tenant]).await;
+    assert!(
+        audit["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["operation"] == "shred" && e["caller"] == "operator"),
+        "{audit}"
+    );
+    stack.stop().await;
 }

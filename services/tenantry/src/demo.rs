@@ -10,25 +10,24 @@ use proto::v1::{
     signup_service_client::SignupServiceClient, tenant_directory_client::TenantDirectoryClient,
 };
 use rand::Rng as _;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
-/// Flags of `tenantry demo`.
+/// Flags of `tenantry demo`. Where the stack is, which CA to trust and the operator token come
+/// from the flags or environment, else from the `operator.env` that `tenantry dev` writes.
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
     /// The public signup gateway.
-    #[arg(
-        long,
-        env = "TENANTRY_SIGNUP_URL",
-        default_value = "http://127.0.0.1:50051"
-    )]
-    pub signup_url: String,
+    #[arg(long, env = "TENANTRY_SIGNUP_URL")]
+    pub signup_url: Option<String>,
     /// The TenantDirectory (projection).
-    #[arg(
-        long,
-        env = "TENANTRY_DIRECTORY_URL",
-        default_value = "http://127.0.0.1:50052"
-    )]
-    pub directory_url: String,
+    #[arg(long, env = "TENANTRY_DIRECTORY_URL")]
+    pub directory_url: Option<String>,
+    /// CA of the stack's certificates (for `https://` URLs).
+    #[arg(long = "tls-ca", env = "TENANTRY_TLS_CA")]
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// The dev stack's data directory (its `operator.env` fills in what is not given).
+    #[arg(long, env = "TENANTRY_DEV_DIR", default_value = ".tenantry/dev")]
+    pub dev_dir: std::path::PathBuf,
     /// The bench's HTTP front end (frappe-sim under `tenantry dev`).
     #[arg(
         long,
@@ -48,12 +47,14 @@ pub struct DemoArgs {
 }
 
 /// Connects, retrying while the stack is still starting.
-async fn connect(url: &str, deadline: Instant) -> anyhow::Result<tonic::transport::Channel> {
+async fn connect(
+    tls: &svc::ClientTls,
+    url: &str,
+    deadline: Instant,
+) -> anyhow::Result<tonic::transport::Channel> {
+    let endpoint = tls.endpoint(url)?;
     loop {
-        match tonic::transport::Endpoint::from_shared(url.to_owned())?
-            .connect()
-            .await
-        {
+        match endpoint.connect().await {
             Ok(c) => return Ok(c),
             Err(e) if Instant::now() < deadline => {
                 tracing::debug!(error = %e, url, "not up yet");
@@ -64,11 +65,88 @@ async fn connect(url: &str, deadline: Instant) -> anyhow::Result<tonic::transpor
     }
 }
 
+/// What the demo needs to reach the stack.
+struct Target {
+    signup_url: String,
+    directory_url: String,
+    tls: svc::ClientTls,
+    token: SecretString,
+}
+
+/// Fills in from `operator.env` (waiting for `tenantry dev` to write it) what the flags and
+/// environment do not give.
+async fn target(args: &DemoArgs, deadline: Instant) -> anyhow::Result<Target> {
+    let file = args.dev_dir.join(crate::dev_secrets::OPERATOR_FILE);
+    let env = loop {
+        if let Ok(text) = std::fs::read_to_string(&file) {
+            break text
+                .lines()
+                .filter_map(|l| l.split_once('='))
+                .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+                .collect::<std::collections::BTreeMap<_, _>>();
+        }
+        if std::env::var("TENANTRY_ADMIN_TOKEN").is_ok() || Instant::now() >= deadline {
+            break Default::default();
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let from_file = |key: &str| env.get(key).cloned();
+    let signup_url = args
+        .signup_url
+        .clone()
+        .or_else(|| from_file("TENANTRY_SIGNUP_URL"))
+        .unwrap_or_else(|| "http://127.0.0.1:50051".into());
+    let directory_url = args
+        .directory_url
+        .clone()
+        .or_else(|| from_file("TENANTRY_DIRECTORY_URL"))
+        .unwrap_or_else(|| "http://127.0.0.1:50052".into());
+    let ca = args
+        .tls_ca
+        .clone()
+        .or_else(|| from_file("TENANTRY_TLS_CA").map(Into::into));
+    let tls = svc::ClientTlsArgs {
+        ca,
+        cert: None,
+        key: None,
+    }
+    .load()?;
+    let token = std::env::var("TENANTRY_ADMIN_TOKEN")
+        .ok()
+        .or_else(|| from_file("TENANTRY_ADMIN_TOKEN"))
+        .map(SecretString::from)
+        .with_context(|| {
+            format!(
+                "no operator token: set TENANTRY_ADMIN_TOKEN or start `tenantry dev` (it writes {})",
+                file.display()
+            )
+        })?;
+    Ok(Target {
+        signup_url,
+        directory_url,
+        tls,
+        token,
+    })
+}
+
 /// Runs the demo; exit code 0 when the tenant is provisioned and its owner can log in.
 pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let deadline = Instant::now() + Duration::from_secs(args.wait_secs);
-    let mut signup = SignupServiceClient::new(connect(&args.signup_url, deadline).await?);
-    let mut directory = TenantDirectoryClient::new(connect(&args.directory_url, deadline).await?);
+    let target = target(&args, deadline).await?;
+    let mut signup =
+        SignupServiceClient::new(connect(&target.tls, &target.signup_url, deadline).await?);
+    let mut bearer: tonic::metadata::AsciiMetadataValue =
+        format!("Bearer {}", target.token.expose_secret())
+            .parse()
+            .context("the operator token is not printable ASCII")?;
+    bearer.set_sensitive(true);
+    let mut directory = TenantDirectoryClient::with_interceptor(
+        connect(&target.tls, &target.directory_url, deadline).await?,
+        move |mut r: tonic::Request<()>| {
+            r.metadata_mut().insert("authorization", bearer.clone());
+            Ok(r)
+        },
+    );
 
     let suffix: u16 = rand::rng().random();
     let organisation = format!("{} {suffix:04x}", args.organisation);
@@ -187,8 +265,8 @@ Log in yourself (frappe-sim routes by the X-Frappe-Site-Name header):
   curl -s -X POST {frappe} -H 'X-Frappe-Site-Name: {site}' \
        -H 'Content-Type: application/json' -d '{{"usr":"{email}","pwd":"{password}"}}'
 
-Operate it (tokens for the dev stack are in .tenantry/dev/secrets.env):
-  set -a; . .tenantry/dev/secrets.env; set +a
+Operate it (the operator's tokens, URLs and CA for the dev stack are in .tenantry/dev/operator.env):
+  set -a; . .tenantry/dev/operator.env; set +a
   target/debug/tenantctl tenants list
   target/debug/tenantctl tenants show {tenant_id}
   target/debug/tenantctl tenants history {tenant_id}

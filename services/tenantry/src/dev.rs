@@ -1,18 +1,20 @@
 //! `tenantry dev`: vault, signup, provisioner and projection in one process, on fixed local
-//! ports, with frappe-sim as the bench unless `--fleet` names real benches. Development keys and
-//! tokens are generated once and kept under the data directory (mode 0600), so tenants and their
-//! vaulted secrets survive a restart.
+//! ports, with frappe-sim as the bench unless `--fleet` names real benches. Development keys,
+//! tokens and a throw-away CA are generated once and kept under the data directory (mode 0600),
+//! so tenants and their vaulted secrets survive a restart; every gRPC port speaks TLS unless
+//! `--no-tls`, and the vault requires client certificates (mTLS).
 
-use std::collections::BTreeMap;
 use std::future::IntoFuture as _;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::{Connection, Executor, PgConnection};
-use svc::{DatabaseArgs, NatsArgs, Shutdown, TelemetryArgs};
+use svc::devca::{DevCa, DevCaFiles};
+use svc::{DatabaseArgs, NatsArgs, OperatorAuth, Role, Shutdown, TelemetryArgs};
 
+use crate::dev_secrets::DevSecrets;
 use crate::sim::SimBench;
 
 /// Flags of `tenantry dev`.
@@ -27,9 +29,16 @@ pub struct DevArgs {
     /// Port of frappe-sim's REST server.
     #[arg(long, env = "TENANTRY_DEV_FRAPPE_PORT", default_value_t = 8000)]
     pub frappe_port: u16,
-    /// Public signup gateway (SignupService, TenantAdmin; gRPC and grpc-web).
+    /// Public signup gateway (SignupService; gRPC and grpc-web).
     #[arg(long, env = "TENANTRY_SIGNUP_ADDR", default_value = "127.0.0.1:50051")]
     pub signup_addr: SocketAddr,
+    /// The signup gateway's operator API (TenantAdmin).
+    #[arg(
+        long,
+        env = "TENANTRY_SIGNUP_OPERATOR_ADDR",
+        default_value = "127.0.0.1:50054"
+    )]
+    pub operator_addr: SocketAddr,
     /// TenantDirectory (projection).
     #[arg(
         long,
@@ -40,6 +49,9 @@ pub struct DevArgs {
     /// Vault.
     #[arg(long, env = "TENANTRY_VAULT_ADDR", default_value = "127.0.0.1:50053")]
     pub vault_addr: SocketAddr,
+    /// Serve plaintext gRPC instead of TLS (e.g. for a browser that does not trust the dev CA).
+    #[arg(long, env = "TENANTRY_DEV_NO_TLS")]
+    pub no_tls: bool,
     /// Ready sites kept in the standby pool per plan app set (frappe-sim fleet only).
     #[arg(long, env = "TENANTRY_DEV_STANDBY", default_value_t = 1)]
     pub standby: u32,
@@ -49,77 +61,6 @@ pub struct DevArgs {
     pub database: DatabaseArgs,
     #[command(flatten)]
     pub telemetry: TelemetryArgs,
-}
-
-/// Tokens and the key-encryption key of a dev stack.
-struct DevSecrets {
-    values: BTreeMap<String, String>,
-}
-
-impl DevSecrets {
-    const FILE: &'static str = "secrets.env";
-
-    /// Loads `<dir>/secrets.env`, creating any value that is missing.
-    fn load_or_create(dir: &Path) -> anyhow::Result<Self> {
-        let path = dir.join(Self::FILE);
-        let mut values = BTreeMap::new();
-        if let Ok(text) = std::fs::read_to_string(&path) {
-            for line in text.lines() {
-                if let Some((k, v)) = line.split_once('=') {
-                    values.insert(k.trim().to_owned(), v.trim().to_owned());
-                }
-            }
-        }
-        let mut changed = false;
-        for key in [
-            "TENANTRY_ADMIN_TOKEN",
-            "TENANTRY_VAULT_TOKEN",
-            "SIGNUP_VAULT_TOKEN",
-            "PROVISIONER_VAULT_TOKEN",
-        ] {
-            if !values.contains_key(key) {
-                values.insert(
-                    key.to_owned(),
-                    vault::acl::generate_token().expose_secret().to_owned(),
-                );
-                changed = true;
-            }
-        }
-        if !values.contains_key("VAULT_KEK") {
-            values.insert(
-                "VAULT_KEK".to_owned(),
-                vault::crypto::generate_kek_base64()
-                    .expose_secret()
-                    .to_owned(),
-            );
-            changed = true;
-        }
-        if changed {
-            let text: String = values.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
-            write_private(&path, &text)?;
-        }
-        Ok(Self { values })
-    }
-
-    fn get(&self, key: &str) -> SecretString {
-        SecretString::from(self.values.get(key).cloned().unwrap_or_default())
-    }
-}
-
-/// Writes a file only its owner can read (it holds tokens and key material).
-fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    #[cfg(unix)]
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    options.mode(0o600);
-    let mut f = options
-        .open(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    f.write_all(text.as_bytes())?;
-    Ok(())
 }
 
 /// Creates the database named in `url` when it does not exist yet.
@@ -211,16 +152,35 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         }
     };
 
+    // A throw-away CA: every gRPC port serves TLS, the vault also wants client certificates.
+    let tls = if args.no_tls {
+        None
+    } else {
+        Some(DevCa::load_or_create(&data_dir.join("tls")).context("cannot create the dev CA")?)
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    // Certificates name `localhost`; URLs use it so clients check the name they dial.
+    let url = |addr: SocketAddr| format!("{scheme}://localhost:{}", addr.port());
+    let server_tls = |files: &DevCaFiles, mtls: bool| svc::ServerTlsArgs {
+        cert: Some(files.server_cert.clone()),
+        key: Some(files.server_key.clone()),
+        client_ca: mtls.then(|| files.ca.clone()),
+    };
+    let client_tls = |files: &DevCaFiles| svc::ClientTlsArgs {
+        ca: Some(files.ca.clone()),
+        cert: Some(files.client_cert.clone()),
+        key: Some(files.client_key.clone()),
+    };
+
     // Vault first: the others need it.
-    let kek = secrets.get("VAULT_KEK");
     let keyring = vault::crypto::KeyRing::parse(&format!(
         "active = \"dev\"\n[[keys]]\nid = \"dev\"\nkey = \"{}\"\n",
-        kek.expose_secret()
+        secrets.kek.expose_secret()
     ))?;
     let acl = vault::acl::AclConfig::default_policy()
-        .with_token("signup", &secrets.get("SIGNUP_VAULT_TOKEN"))
-        .with_token("provisioner", &secrets.get("PROVISIONER_VAULT_TOKEN"))
-        .with_token("operator", &secrets.get("TENANTRY_VAULT_TOKEN"));
+        .with_token("signup", &secrets.signup_vault_token)
+        .with_token("provisioner", &secrets.provisioner_vault_token)
+        .with_token("operator", &secrets.operator_vault_token);
     let mut vault_config = vault::Config::new(
         SecretString::from(database_url.clone()),
         &args.nats.nats_url,
@@ -229,14 +189,23 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     );
     vault_config.listen_addr = args.vault_addr;
     vault_config.namespace = args.nats.namespace.clone();
+    if let Some(files) = &tls {
+        vault_config.grpc.tls = server_tls(files, true);
+    }
     let vault_app = vault::Application::build(vault_config)
         .await
         .context("vault did not start")?;
-    let vault_url = format!("http://{}", vault_app.local_addr());
+    let vault_url = url(vault_app.local_addr());
 
+    let operators =
+        OperatorAuth::from_tokens(&[("dev-operator", Role::Admin, &secrets.admin_token)]);
     let mut projection_config = projection::Config::new(database_url.clone(), &args.nats.nats_url);
     projection_config.listen_addr = args.directory_addr;
-    projection_config.nats.namespace = args.nats.namespace.clone();
+    projection_config.nats = args.nats.clone();
+    projection_config.operator_auth = Some(operators.clone());
+    if let Some(files) = &tls {
+        projection_config.grpc.tls = server_tls(files, false);
+    }
     let projection_app = projection::Application::build(projection_config)
         .await
         .context("projection did not start")?;
@@ -244,10 +213,15 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let mut signup_config = signup::Config::new(
         args.nats.clone(),
         &vault_url,
-        secrets.get("SIGNUP_VAULT_TOKEN"),
+        secrets.signup_vault_token.clone(),
     );
     signup_config.listen_addr = args.signup_addr;
-    signup_config.admin_tokens = vec![secrets.get("TENANTRY_ADMIN_TOKEN")];
+    signup_config.operator_addr = args.operator_addr;
+    signup_config.operator_auth = Some(operators);
+    if let Some(files) = &tls {
+        signup_config.grpc.tls = server_tls(files, false);
+        signup_config.client_tls = client_tls(files);
+    }
     let signup_app = signup::Application::build(signup_config)
         .await
         .context("signup did not start")?;
@@ -255,19 +229,42 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let mut provisioner_config = provisioner::Config::new(
         &args.nats.nats_url,
         &vault_url,
-        secrets.get("PROVISIONER_VAULT_TOKEN"),
+        secrets.provisioner_vault_token.clone(),
         fleet,
     );
-    provisioner_config.namespace = args.nats.namespace.clone();
+    provisioner_config.nats = args.nats.store_config()?;
+    if let Some(files) = &tls {
+        provisioner_config.vault_tls = client_tls(files).load()?;
+    }
     let provisioner_app = provisioner::Application::build(provisioner_config)
         .await
         .context("provisioner did not start")?;
 
+    let mut env = vec![
+        ("TENANTRY_SIGNUP_URL", url(signup_app.local_addr())),
+        ("TENANTRY_ADMIN_URL", url(signup_app.operator_addr())),
+        ("TENANTRY_DIRECTORY_URL", url(projection_app.local_addr())),
+        ("TENANTRY_VAULT_URL", vault_url.clone()),
+        ("NATS_URL", args.nats.nats_url.clone()),
+    ];
+    if let Some(files) = &tls {
+        env.push(("TENANTRY_TLS_CA", files.ca.display().to_string()));
+        env.push((
+            "TENANTRY_TLS_CLIENT_CERT",
+            files.client_cert.display().to_string(),
+        ));
+        env.push((
+            "TENANTRY_TLS_CLIENT_KEY",
+            files.client_key.display().to_string(),
+        ));
+    }
+    let operator_env = secrets.write_operator_env(&env)?;
     println!(
-        "tenantry dev is running\n  signup (gRPC + grpc-web)  http://{}\n  directory                 http://{}\n  vault                     {vault_url}\n  operator tokens           {}\n",
-        signup_app.local_addr(),
-        projection_app.local_addr(),
-        data_dir.join(DevSecrets::FILE).display(),
+        "tenantry dev is running\n  signup (gRPC + grpc-web)  {}\n  operator API              {}\n  directory                 {}\n  vault                     {vault_url}\n  for tenantctl             set -a; . {}; set +a\n",
+        url(signup_app.local_addr()),
+        url(signup_app.operator_addr()),
+        url(projection_app.local_addr()),
+        operator_env.display(),
     );
 
     // Any service failing stops the others: a half-running dev stack only confuses.

@@ -5,6 +5,7 @@
 
 pub mod demo;
 pub mod dev;
+pub mod dev_secrets;
 pub mod sim;
 
 use std::future::IntoFuture as _;
@@ -117,5 +118,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             projection::run(cmd.projection, Shutdown::from_signals().into_future()).await?;
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Flattened flag groups (TLS, NATS, operators) must not reuse an argument id; clap only
+    /// notices at parse time, so a clash would kill a service at start.
+    #[test]
+    fn every_subcommand_has_unique_flags() {
+        super::Cli::command().debug_assert();
     }
 }

@@ -2,6 +2,8 @@
 //! `tenantry projection`, `tenantry signup`, `tenantry provisioner`) against real NATS and
 //! PostgreSQL, with frappe-sim as the bench. Signup → WatchSignup to the end → GetTenant shows
 //! the tenant Active with its site and plan → the owner logs in to the site over REST.
+//! Configured as production is: every gRPC port speaks TLS, the vault asks for client
+//! certificates, tokens come from the environment and files, the directory wants an operator.
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -50,18 +52,29 @@ fn spawn(service: &str, envs: &[(&str, String)], log_dir: &Path) -> Child {
         .unwrap_or_else(|e| panic!("cannot start tenantry {service}: {e}"))
 }
 
-async fn connect(url: &str) -> tonic::transport::Channel {
+/// The last lines of every service log, for a failure message.
+fn logs_tail(dir: &Path) -> String {
+    let mut out = String::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "log") {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = lines[lines.len().saturating_sub(15)..].join("\n");
+            out.push_str(&format!("\n--- {} ---\n{tail}\n", path.display()));
+        }
+    }
+    out
+}
+
+async fn connect(tls: &svc::ClientTls, url: &str, logs: &Path) -> tonic::transport::Channel {
     for _ in 0..300 {
-        if let Ok(c) = tonic::transport::Endpoint::from_shared(url.to_owned())
-            .unwrap()
-            .connect()
-            .await
-        {
+        if let Ok(c) = tls.endpoint(url).unwrap().connect().await {
             return c;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("nothing answered at {url} within 30 s (see the service logs)");
+    panic!("nothing answered at {url} within 30 s{}", logs_tail(logs));
 }
 
 #[tokio::test]
@@ -105,7 +118,25 @@ limits = {{ max_users = 25 }}
     // Credentials exactly as production passes them: a key ring and caller token hashes in env.
     let signup_token = format!("signup-{namespace}");
     let provisioner_token = format!("provisioner-{namespace}");
-    let admin_token = format!("admin-{namespace}");
+    let reader_token = format!("reader-{namespace}");
+    let operators = format!(
+        "[operators.e2e-reader]\ntoken_sha256 = \"{}\"\nrole = \"reader\"\n",
+        svc::auth::token_sha256(&reader_token)
+    );
+    // A throw-away CA, as `tenantry dev` makes one; certificates name `localhost`.
+    let ca = svc::devca::DevCa::load_or_create(&work.path().join("tls")).expect("dev CA");
+    let path = |p: &Path| p.display().to_string();
+    let server_tls = vec![
+        ("TENANTRY_TLS_CERT", path(&ca.server_cert)),
+        ("TENANTRY_TLS_KEY", path(&ca.server_key)),
+    ];
+    let client_tls = vec![
+        ("TENANTRY_TLS_CA", path(&ca.ca)),
+        ("TENANTRY_TLS_CLIENT_CERT", path(&ca.client_cert)),
+        ("TENANTRY_TLS_CLIENT_KEY", path(&ca.client_key)),
+    ];
+    let provisioner_token_file = work.path().join("provisioner.token");
+    std::fs::write(&provisioner_token_file, &provisioner_token).unwrap();
     let keyring = "active = \"k1\"\n[[keys]]\nid = \"k1\"\nkey = \"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\"\n".to_owned();
     let callers = format!(
         "[callers.signup]\ntoken_sha256 = \"{}\"\n[callers.provisioner]\ntoken_sha256 = \"{}\"\n",
@@ -114,13 +145,14 @@ limits = {{ max_users = 25 }}
     );
     let nats = testkit::nats_url();
     let (vault_port, directory_port, signup_port) = (free_port(), free_port(), free_port());
-    let vault_url = format!("http://127.0.0.1:{vault_port}");
+    let vault_url = format!("https://localhost:{vault_port}");
     let common = |extra: Vec<(&'static str, String)>| {
         let mut v = vec![
             ("NATS_URL", nats.clone()),
             ("TENANTRY_NAMESPACE", namespace.clone()),
             ("DATABASE_URL", database_url.clone()),
             ("RUST_LOG", "info".to_owned()),
+            ("RUST_BACKTRACE", "0".to_owned()),
         ];
         v.extend(extra);
         v
@@ -128,46 +160,106 @@ limits = {{ max_users = 25 }}
 
     let _vault = spawn(
         "vault",
-        &common(vec![
-            ("TENANTRY_VAULT_LISTEN", format!("127.0.0.1:{vault_port}")),
-            ("TENANTRY_VAULT_KEYRING", keyring),
-            ("TENANTRY_VAULT_CALLERS", callers),
-        ]),
+        &common(
+            vec![
+                ("TENANTRY_VAULT_LISTEN", format!("127.0.0.1:{vault_port}")),
+                ("TENANTRY_VAULT_KEYRING", keyring),
+                ("TENANTRY_VAULT_CALLERS", callers),
+                ("TENANTRY_TLS_CLIENT_CA", path(&ca.ca)),
+            ]
+            .into_iter()
+            .chain(server_tls.clone())
+            .collect(),
+        ),
         logs,
     );
     let _projection = spawn(
         "projection",
-        &common(vec![(
-            "TENANTRY_PROJECTION_LISTEN",
-            format!("127.0.0.1:{directory_port}"),
-        )]),
+        &common(
+            vec![
+                (
+                    "TENANTRY_PROJECTION_LISTEN",
+                    format!("127.0.0.1:{directory_port}"),
+                ),
+                ("TENANTRY_OPERATORS", operators.clone()),
+            ]
+            .into_iter()
+            .chain(server_tls.clone())
+            .collect(),
+        ),
         logs,
     );
     let _signup = spawn(
         "signup",
-        &common(vec![
-            ("TENANTRY_SIGNUP_ADDR", format!("127.0.0.1:{signup_port}")),
-            ("TENANTRY_VAULT_ENDPOINT", vault_url.clone()),
-            ("TENANTRY_SIGNUP_VAULT_TOKEN", signup_token),
-            ("TENANTRY_ADMIN_TOKEN", admin_token),
-        ]),
+        &common(
+            vec![
+                ("TENANTRY_SIGNUP_ADDR", format!("127.0.0.1:{signup_port}")),
+                ("TENANTRY_VAULT_ENDPOINT", vault_url.clone()),
+                ("TENANTRY_SIGNUP_VAULT_TOKEN", signup_token),
+                (
+                    "TENANTRY_SIGNUP_OPERATOR_ADDR",
+                    format!("127.0.0.1:{}", free_port()),
+                ),
+                ("TENANTRY_OPERATORS", operators),
+            ]
+            .into_iter()
+            .chain(server_tls.clone())
+            .chain(client_tls.clone())
+            .collect(),
+        ),
         logs,
     );
     let _provisioner = spawn(
         "provisioner",
-        &common(vec![
-            ("TENANTRY_VAULT_ENDPOINT", vault_url.clone()),
-            ("TENANTRY_VAULT_TOKEN", provisioner_token),
-            ("TENANTRY_FLEET", fleet_path.display().to_string()),
-        ]),
+        &common(
+            vec![
+                ("TENANTRY_VAULT_ENDPOINT", vault_url.clone()),
+                (
+                    "TENANTRY_PROVISIONER_VAULT_TOKEN_FILE",
+                    path(&provisioner_token_file),
+                ),
+                ("TENANTRY_FLEET", fleet_path.display().to_string()),
+            ]
+            .into_iter()
+            .chain(client_tls)
+            .collect(),
+        ),
         logs,
     );
 
     // What a front end does.
-    let mut signup =
-        SignupServiceClient::new(connect(&format!("http://127.0.0.1:{signup_port}")).await);
-    let mut directory =
-        TenantDirectoryClient::new(connect(&format!("http://127.0.0.1:{directory_port}")).await);
+    let tls = svc::ClientTls::with_ca(std::fs::read(&ca.ca).unwrap());
+    let mut signup = SignupServiceClient::new(
+        connect(&tls, &format!("https://localhost:{signup_port}"), logs).await,
+    );
+    // Plaintext is not answered where TLS is configured.
+    let plain = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{signup_port}"))
+        .unwrap()
+        .connect()
+        .await;
+    if let Ok(channel) = plain {
+        let refused = SignupServiceClient::new(channel)
+            .check_subdomain(proto::v1::CheckSubdomainRequest {
+                subdomain: "plain".into(),
+                organisation: String::new(),
+            })
+            .await;
+        assert!(refused.is_err(), "a plaintext call was answered");
+    }
+    let directory_channel =
+        connect(&tls, &format!("https://localhost:{directory_port}"), logs).await;
+    let anonymous = TenantDirectoryClient::new(directory_channel.clone())
+        .get_tenant(GetTenantRequest {
+            tenant_id: "01890a5d-ac96-774b-bcce-b302099a8057".into(),
+            min_sequence: 0,
+        })
+        .await
+        .expect_err("the directory refuses a call without a token");
+    assert_eq!(anonymous.code(), tonic::Code::Unauthenticated);
+    let mut directory = TenantDirectoryClient::with_interceptor(
+        directory_channel,
+        testkit::Bearer::new(&reader_token),
+    );
     let password = "Tq7#mV2!pLx9@wRz-e2e";
     let mut accepted = None;
     // The gateway answers UNAVAILABLE until the vault is up; a front end retries that.

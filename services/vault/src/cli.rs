@@ -29,6 +29,9 @@ pub struct VaultArgs {
     /// NATS and the event-store namespace.
     #[command(flatten)]
     pub nats: svc::NatsArgs,
+    /// TLS, mTLS, limits and timeout of the gRPC listener.
+    #[command(flatten)]
+    pub grpc: svc::GrpcServerArgs,
     /// Schema for the vault's tables.
     #[arg(long, env = "TENANTRY_VAULT_DB_SCHEMA", default_value = "vault")]
     pub database_schema: String,
@@ -94,16 +97,23 @@ impl VaultArgs {
                 .map_err(|e| ConfigError(format!("{CALLERS_ENV}: {e}")))?,
             (None, None) => AclConfig::default_policy(),
         };
+        let nats = self
+            .nats
+            .store_config()
+            .map_err(|e| ConfigError(e.to_string()))?;
         let mut config = Config::new(
             SecretString::from(self.database.database_url),
-            self.nats.nats_url,
+            nats.nats_url,
             keyring,
             acl,
         );
         config.listen_addr = self.listen;
         config.database_schema = self.database_schema;
         config.database_max_connections = self.database_max_connections;
-        config.namespace = self.nats.namespace;
+        config.namespace = nats.namespace;
+        config.nats_auth = nats.auth;
+        config.nats_tls = nats.tls;
+        config.grpc = self.grpc;
         config.default_one_time_ttl = Duration::from_secs(self.one_time_ttl_secs);
         config.max_one_time_ttl = Duration::from_secs(self.max_one_time_ttl_secs);
         Ok(config)

@@ -23,7 +23,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use eventstore::{EventStore, StoreConfig};
+use eventstore::{EventStore, NatsAuth, NatsTls, StoreConfig};
 use proto::v1::vault_server::VaultServer;
 use secrecy::SecretString;
 use tokio::net::TcpListener;
@@ -53,6 +53,13 @@ pub struct Config {
     pub nats_url: String,
     /// Event-store namespace ("" in production; tests isolate themselves with one).
     pub namespace: String,
+    /// NATS credentials (user/password, token, nkey or `.creds` file).
+    pub nats_auth: NatsAuth,
+    /// NATS TLS (CA, client certificate).
+    pub nats_tls: NatsTls,
+    /// TLS (and mTLS when a client CA is set), concurrency limits and request timeout of the
+    /// gRPC listener.
+    pub grpc: svc::GrpcServerArgs,
     /// The key-encryption keys.
     pub keyring: KeyRing,
     /// Callers, their token hashes and grants.
@@ -84,6 +91,9 @@ impl Config {
             database_max_connections: 20,
             nats_url: nats_url.into(),
             namespace: String::new(),
+            nats_auth: NatsAuth::None,
+            nats_tls: NatsTls::default(),
+            grpc: svc::GrpcServerArgs::default(),
             keyring,
             acl,
             default_one_time_ttl: Duration::from_secs(24 * 3600),
@@ -99,6 +109,8 @@ impl Config {
 pub struct Application {
     listener: TcpListener,
     local_addr: SocketAddr,
+    server: tonic::transport::Server,
+    grpc: svc::GrpcServerArgs,
     core: Arc<VaultCore>,
     purge_interval: Duration,
     calls: grpc::CallCounter,
@@ -120,11 +132,16 @@ impl Application {
             config.database_max_connections,
         )
         .await?;
-        let events = EventStore::connect(&StoreConfig {
-            nats_url: config.nats_url.clone(),
-            namespace: config.namespace.clone(),
-            ..StoreConfig::default()
-        })
+        // Loaded now so a bad certificate fails the start, not the first connection.
+        let server = config
+            .grpc
+            .builder("vault")
+            .map_err(|e| anyhow::Error::new(e).context("vault gRPC listener"))?;
+        let events = EventStore::connect(
+            &StoreConfig::new(config.nats_url.clone())
+                .with_namespace(config.namespace.clone())
+                .with_security(config.nats_auth.clone(), config.nats_tls.clone()),
+        )
         .await
         .map_err(|e| VaultError::Events(e.to_string()))?;
         let limits = Limits {
@@ -138,6 +155,8 @@ impl Application {
         Ok(Self {
             listener,
             local_addr,
+            server,
+            grpc: config.grpc.clone(),
             core,
             purge_interval: config.purge_interval,
             calls: grpc::CallCounter::default(),
@@ -190,7 +209,9 @@ impl Application {
             }
         });
 
-        let served = tonic::transport::Server::builder()
+        let server = self.server;
+        let served = server
+            .layer(self.grpc.limit())
             .add_service(health_service)
             .add_service(reflection)
             .add_service(VaultServer::new(VaultService::new(

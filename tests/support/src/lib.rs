@@ -20,7 +20,10 @@ use std::time::Duration;
 use sqlx::{Connection, Executor, PgConnection, PgPool};
 
 pub use nats::NatsServer;
-pub use services::{TestProjection, TestSignup, projection_config, spawn_projection, spawn_signup};
+pub use services::{
+    ADMIN_TOKEN, Bearer, DirectoryClient, READER_TOKEN, TestProjection, TestSignup,
+    projection_config, spawn_projection, spawn_signup, test_operators,
+};
 pub use sim::{SimBench, frappe_sim_bin, mariadb_has};
 pub use vault::{
     CALLERS, TestVault, caller_token, key, ring, spawn_vault, spawn_vault_in, spawn_vault_on,
@@ -132,6 +135,40 @@ where
     within(Duration::from_secs(60), check)
         .await
         .expect("condition not reached within a minute")
+}
+
+/// A throw-away CA with server (localhost, 127.0.0.1) and client certificates, in a temp
+/// directory that lives as long as the returned guard.
+pub fn tls_files() -> (tempfile::TempDir, svc::devca::DevCaFiles) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files = svc::devca::DevCa::generate()
+        .expect("generate a CA")
+        .write_to(dir.path())
+        .expect("write the CA");
+    (dir, files)
+}
+
+/// Server TLS flags for `files` (mTLS when `require_client_certs`).
+pub fn server_tls(
+    files: &svc::devca::DevCaFiles,
+    require_client_certs: bool,
+) -> svc::ServerTlsArgs {
+    svc::ServerTlsArgs {
+        cert: Some(files.server_cert.clone()),
+        key: Some(files.server_key.clone()),
+        client_ca: require_client_certs.then(|| files.ca.clone()),
+    }
+}
+
+/// Client TLS trusting `files`' CA (presenting its client certificate when `with_identity`).
+pub fn client_tls(files: &svc::devca::DevCaFiles, with_identity: bool) -> svc::ClientTls {
+    svc::ClientTlsArgs {
+        ca: Some(files.ca.clone()),
+        cert: with_identity.then(|| files.client_cert.clone()),
+        key: with_identity.then(|| files.client_key.clone()),
+    }
+    .load()
+    .expect("client TLS files")
 }
 
 #[cfg(test)]

@@ -10,6 +10,8 @@ pub struct NatsServer {
     bin: PathBuf,
     port: u16,
     store: tempfile::TempDir,
+    /// Extra configuration (authorization, tls blocks), when started with one.
+    config: Option<String>,
     child: Option<Child>,
 }
 
@@ -39,10 +41,21 @@ fn free_port() -> u16 {
 impl NatsServer {
     /// Starts one and waits until it accepts connections.
     pub async fn start() -> Self {
+        Self::start_configured(None).await
+    }
+
+    /// Starts one with `config` added to its configuration file (e.g. an `authorization { … }`
+    /// or `tls { … }` block).
+    pub async fn start_with(config: &str) -> Self {
+        Self::start_configured(Some(config.to_owned())).await
+    }
+
+    async fn start_configured(config: Option<String>) -> Self {
         let mut server = Self {
             bin: find_binary(),
             port: free_port(),
             store: tempfile::tempdir().expect("tempdir"),
+            config,
             child: None,
         };
         server.run().await;
@@ -55,16 +68,32 @@ impl NatsServer {
     }
 
     async fn run(&mut self) {
-        let child = Command::new(&self.bin)
-            .args([
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-js",
-                "-sd",
-            ])
-            .arg(self.store.path())
+        let mut command = Command::new(&self.bin);
+        if let Some(extra) = &self.config {
+            let file = self.store.path().join("server.conf");
+            std::fs::write(
+                &file,
+                format!(
+                    "listen: 127.0.0.1:{}\njetstream {{ store_dir: {:?} }}\n{extra}\n",
+                    self.port,
+                    self.store.path().join("js")
+                ),
+            )
+            .expect("write nats-server config");
+            command.arg("-c").arg(file);
+        } else {
+            command
+                .args([
+                    "-a",
+                    "127.0.0.1",
+                    "-p",
+                    &self.port.to_string(),
+                    "-js",
+                    "-sd",
+                ])
+                .arg(self.store.path());
+        }
+        let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -7,17 +7,69 @@ use std::time::Duration;
 
 use projection::{ConsumerStats, Store};
 use proto::v1 as pb;
-use svc::{NatsArgs, Shutdown};
+use secrecy::SecretString;
+use svc::{NatsArgs, OperatorAuth, Role, Shutdown};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 
 use crate::TestVault;
 
+/// The admin operator's token in every test stack (operator `test-admin`).
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+/// The read-only operator's token in every test stack (operator `test-reader`).
+pub const READER_TOKEN: &str = "test-reader-token-0123456789";
+
+/// Operators `test-admin` ([`ADMIN_TOKEN`], admin) and `test-reader` ([`READER_TOKEN`], reader).
+pub fn test_operators() -> OperatorAuth {
+    OperatorAuth::from_tokens(&[
+        ("test-admin", Role::Admin, &SecretString::from(ADMIN_TOKEN)),
+        (
+            "test-reader",
+            Role::Reader,
+            &SecretString::from(READER_TOKEN),
+        ),
+    ])
+}
+
+/// Sends `authorization: Bearer <token>` on every call.
+#[derive(Clone)]
+pub struct Bearer(tonic::metadata::AsciiMetadataValue);
+
+impl Bearer {
+    /// For `token`.
+    pub fn new(token: &str) -> Self {
+        Self(
+            format!("Bearer {token}")
+                .parse()
+                .expect("a printable token"),
+        )
+    }
+}
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        request
+            .metadata_mut()
+            .insert("authorization", self.0.clone());
+        Ok(request)
+    }
+}
+
+/// A TenantDirectory client with a bearer token.
+pub type DirectoryClient = pb::tenant_directory_client::TenantDirectoryClient<
+    tonic::service::interceptor::InterceptedService<Channel, Bearer>,
+>;
+
 /// A running signup gateway. Dropping it stops it.
 pub struct TestSignup {
-    /// gRPC address (SignupService, TenantAdmin, health, reflection, grpc-web).
+    /// Public gRPC address (SignupService, health, reflection, grpc-web).
     pub addr: SocketAddr,
+    /// Operator gRPC address (TenantAdmin).
+    pub operator_addr: SocketAddr,
     stop: Shutdown,
 }
 
@@ -25,6 +77,11 @@ impl TestSignup {
     /// `http://<addr>`.
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// `http://<operator_addr>`.
+    pub fn operator_endpoint(&self) -> String {
+        format!("http://{}", self.operator_addr)
     }
 
     /// Stops it.
@@ -46,19 +103,18 @@ pub async fn spawn_signup(
     tweak: impl FnOnce(&mut signup::Config),
 ) -> TestSignup {
     let mut config = signup::Config::new(
-        NatsArgs {
-            nats_url: vault.nats_url.clone(),
-            namespace: vault.namespace.clone(),
-        },
+        NatsArgs::local(vault.nats_url.clone(), vault.namespace.clone()),
         vault.endpoint(),
         vault.token("signup"),
     );
     config.listen_addr = SocketAddr::from(([127, 0, 0, 1], 0));
+    config.operator_addr = SocketAddr::from(([127, 0, 0, 1], 0));
     tweak(&mut config);
     let app = signup::Application::build(config)
         .await
         .expect("signup builds");
     let addr = app.local_addr();
+    let operator_addr = app.operator_addr();
     let stop = Shutdown::new();
     let wait = stop.clone();
     tokio::spawn(async move {
@@ -69,7 +125,11 @@ pub async fn spawn_signup(
             eprintln!("signup stopped with an error: {e}");
         }
     });
-    TestSignup { addr, stop }
+    TestSignup {
+        addr,
+        operator_addr,
+        stop,
+    }
 }
 
 /// A running projection. Dropping it stops it.
@@ -92,11 +152,17 @@ impl TestProjection {
         format!("http://{}", self.addr)
     }
 
-    /// A `TenantDirectory` client.
-    pub async fn client(&self) -> pb::tenant_directory_client::TenantDirectoryClient<Channel> {
-        pb::tenant_directory_client::TenantDirectoryClient::connect(self.endpoint())
+    /// A `TenantDirectory` client authenticated as the reader operator ([`READER_TOKEN`]).
+    pub async fn client(&self) -> DirectoryClient {
+        let channel = Channel::from_shared(self.endpoint())
+            .expect("endpoint")
+            .connect()
             .await
-            .expect("connect to projection")
+            .expect("connect to projection");
+        pb::tenant_directory_client::TenantDirectoryClient::with_interceptor(
+            channel,
+            Bearer::new(READER_TOKEN),
+        )
     }
 
     /// Stops it and waits.
@@ -126,12 +192,14 @@ impl Drop for TestProjection {
     }
 }
 
-/// A projection config for `namespace` on a fresh database (port 0, small pool, 1 s ack wait).
+/// A projection config for `namespace` on a fresh database (port 0, small pool, 1 s ack wait),
+/// accepting the [`test_operators`].
 pub async fn projection_config(namespace: &str) -> projection::Config {
     let (url, _pool) = crate::fresh_database().await.expect("fresh database");
     let mut c = projection::Config::new(url, crate::nats_url());
     c.listen_addr = SocketAddr::from(([127, 0, 0, 1], 0));
     c.nats.namespace = namespace.to_owned();
+    c.operator_auth = Some(test_operators());
     c.database_max_connections = 5;
     c.ack_wait_ms = 1_000;
     c

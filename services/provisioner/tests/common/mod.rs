@@ -206,7 +206,7 @@ impl TestStack {
             token(&self.namespace, "provisioner"),
             self.fleet.clone(),
         );
-        c.namespace = self.namespace.clone();
+        c.nats.namespace = self.namespace.clone();
         c.ack_wait = Duration::from_secs(5);
         c.process.retry_backoff = Duration::from_millis(20);
         c.process.verify_timeout = Duration::from_millis(500);
@@ -430,7 +430,7 @@ pub fn spawn_provisioner_process(
         .env("TENANTRY_NAMESPACE", &stack.namespace)
         .env("TENANTRY_VAULT_ENDPOINT", stack.vault.endpoint())
         .env(
-            "TENANTRY_VAULT_TOKEN",
+            "TENANTRY_PROVISIONER_VAULT_TOKEN",
             format!("test-token-{}-provisioner", stack.namespace),
         )
         .env("TENANTRY_FLEET", fleet_file)

@@ -10,14 +10,13 @@ use proto::v1::SignupRequest;
 use proto::v1::event::Body;
 use proto::v1::signup_service_client::SignupServiceClient;
 use proto::v1::tenant_admin_client::TenantAdminClient;
-use secrecy::SecretString;
 use signup::Config;
 use testkit::{TestSignup, TestVault};
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
-/// The admin token every test stack accepts.
-pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+/// The admin token every test stack accepts (operator `test-admin`).
+pub use testkit::ADMIN_TOKEN;
 
 /// A password that passes the policy for [`request`]'s fields.
 pub const PASSWORD: &str = "violet tractor 19 spoons";
@@ -47,11 +46,16 @@ impl TestStack {
             .expect("signup reachable")
     }
 
-    /// A typed admin client (requests need [`authorized`]).
+    /// `http://<operator addr>`.
+    pub fn operator_endpoint(&self) -> String {
+        self.signup.operator_endpoint()
+    }
+
+    /// A typed admin client on the operator port (requests need [`authorized`]).
     pub async fn admin(&self) -> TenantAdminClient<Channel> {
-        TenantAdminClient::connect(self.endpoint())
+        TenantAdminClient::connect(self.signup.operator_endpoint())
             .await
-            .expect("signup reachable")
+            .expect("signup operator port reachable")
     }
 
     /// Every event of the namespace, in order.
@@ -151,7 +155,7 @@ pub async fn spawn_stack_pooled(
     let vault =
         testkit::spawn_vault_pooled(testkit::ring("k1", &[("k1", 7)]), max_connections).await;
     let signup = testkit::spawn_signup(&vault, |config| {
-        config.admin_tokens = vec![SecretString::from(ADMIN_TOKEN)];
+        config.operator_auth = Some(testkit::test_operators());
         config.cors_origins = vec!["https://app.example.com".to_owned()];
         tweak(config);
     })
