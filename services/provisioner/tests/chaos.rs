@@ -15,6 +15,10 @@ use eventstore::Body;
 
 const TENANTS: usize = 100;
 const INSTANCES: usize = 3;
+/// Instances killed before the survivors are left to finish.
+const MAX_KILLS: usize = 30;
+/// Generous: a 2-core CI machine runs another test beside this one (see .config/nextest.toml).
+const DEADLINE: Duration = Duration::from_secs(540);
 
 fn spawn(stack: &TestStack, fleet: &std::path::Path) -> ProvisionerProcess {
     spawn_provisioner_process(
@@ -23,6 +27,8 @@ fn spawn(stack: &TestStack, fleet: &std::path::Path) -> ProvisionerProcess {
         &[
             ("TENANTRY_PROVISIONER_CONCURRENCY", "8"),
             ("TENANTRY_PROVISIONER_REFILL_MS", "500"),
+            // A killed instance's messages come back after this; in-progress acks keep live work.
+            ("TENANTRY_PROVISIONER_ACK_WAIT", "10"),
         ],
     )
 }
@@ -34,7 +40,9 @@ async fn instances_killed_at_random_provision_every_tenant_exactly_once() {
         FleetOptions {
             ops: 4,
             standby: 1,
-            command_limit_secs: 5,
+            // Well above new-site's scaled latency even on a loaded 2-core CI machine: a timeout
+            // there is a real failure (retried, then rolled back), not what this test is about.
+            command_limit_secs: 20,
             ..Default::default()
         },
         Some("profile = \"realistic\"\nscale = 0.05\n"),
@@ -72,11 +80,31 @@ async fn instances_killed_at_random_provision_every_tenant_exactly_once() {
         if done == TENANTS {
             break;
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(300),
-            "{done} of {TENANTS} tenants provisioned after {kills} kills in 300 s"
-        );
-        if Instant::now() >= next_kill {
+        if started.elapsed() > DEADLINE {
+            let mut stuck = String::new();
+            for t in &tenants {
+                let events = stack.events(t).await;
+                if !events.iter().any(|e| e.event_type == "TenantProvisioned") {
+                    let said: Vec<String> = events
+                        .iter()
+                        .map(|e| match &e.body {
+                            Body::ProvisioningStepFailed(f) => {
+                                format!("StepFailed({}: {})", f.step, f.reason)
+                            }
+                            _ => e.event_type.clone(),
+                        })
+                        .collect();
+                    stuck.push_str(&format!("\n  {t}: {said:?}"));
+                }
+            }
+            panic!(
+                "{done} of {TENANTS} tenants provisioned after {kills} kills in {} s; not done:{stuck}",
+                DEADLINE.as_secs()
+            );
+        }
+        // The chaos phase is bounded, so a slow machine still sees the system converge once
+        // the killing stops; every kill lands while work is in flight.
+        if kills < MAX_KILLS && Instant::now() >= next_kill {
             let victim = kills % INSTANCES;
             let _ = instances[victim].kill();
             let _ = instances[victim].wait();
