@@ -336,6 +336,14 @@ async fn process<H: Handler>(
         ))),
     };
     ticker.abort();
+    // A delivery handed back may come straight back, here or to another instance: its key is
+    // freed first, or the redelivery finds it still leased (by this very delivery) and waits
+    // the lease out. A finished one is acked first, so no duplicate starts while it settles.
+    let done = matches!(result, Ok(Outcome::Done));
+    let mut lease = lease;
+    if !done {
+        release(lease.take()).await;
+    }
     let settled = match &result {
         Ok(Outcome::Done) => delivery.ack().await,
         Ok(Outcome::Later(delay)) => {
@@ -367,6 +375,10 @@ async fn process<H: Handler>(
         }
     };
     settle(&delivery, settled);
+    release(lease).await;
+}
+
+async fn release(lease: Option<Arc<Lease>>) {
     if let Some(lease) = lease
         && let Ok(lease) = Arc::try_unwrap(lease)
         && let Err(e) = lease.release().await
