@@ -282,13 +282,23 @@ impl VaultClient {
             }
             let sent = send(self.inner.clone(), request);
             async move {
-                tokio::time::timeout(per_attempt, sent)
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(Status::deadline_exceeded(format!(
-                            "the vault did not answer within {per_attempt:?}"
-                        )))
-                    })
+                let late = || {
+                    Status::deadline_exceeded(format!(
+                        "the vault did not answer within {per_attempt:?}"
+                    ))
+                };
+                let started = tokio::time::Instant::now();
+                match tokio::time::timeout(per_attempt, sent).await {
+                    Err(_) => Err(late()),
+                    // tonic's own `grpc-timeout` enforcement answers CANCELLED; it is the same
+                    // missed deadline.
+                    Ok(Err(s))
+                        if s.code() == Code::Cancelled && started.elapsed() >= per_attempt =>
+                    {
+                        Err(late())
+                    }
+                    Ok(r) => r,
+                }
             }
         };
         let backoff = ExponentialBuilder::default()
