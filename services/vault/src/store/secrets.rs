@@ -24,6 +24,9 @@ pub struct Rewrap {
     pub event: Option<OutboxEvent>,
 }
 
+/// A move's target as stored: version, data key, `moved_from`, revoked, kind.
+type MoveTarget = (i32, Option<Uuid>, Option<Uuid>, bool, String);
+
 /// Serialises changes of one name, so two concurrent first puts do not race on the primary key
 /// and versions stay gap-free; changes of different names do not wait for each other.
 async fn lock_name(
@@ -189,7 +192,7 @@ impl Store {
         lock_tenant(&mut tx, tenant, false).await?;
         lock_name(&mut tx, tenant, name).await?;
         refuse_if_shredded(&mut tx, tenant).await?;
-        let previous: Option<(i32, Option<Uuid>, Option<Uuid>, bool, String)> = sqlx::query_as(
+        let previous: Option<MoveTarget> = sqlx::query_as(
             "SELECT version, data_key_id, moved_from, revoked_at IS NOT NULL, kind
              FROM secrets WHERE tenant_id = $1 AND name = $2",
         )
