@@ -104,6 +104,19 @@ impl Default for RetryPolicy {
     }
 }
 
+/// Whether an attempt's failure is retried. UNAVAILABLE means the call did not take effect or
+/// may safely be repeated, and so may an attempt that ran out of time or lost its connection
+/// mid-call (tonic reports that as UNKNOWN with a transport error as its source): every vault
+/// call is safe to repeat. Every other code is the vault's answer, returned as is.
+fn retryable(status: &Status) -> bool {
+    match status.code() {
+        Code::Unavailable | Code::DeadlineExceeded => true,
+        Code::Unknown => std::error::Error::source(status)
+            .is_some_and(|s| s.downcast_ref::<tonic::transport::Error>().is_some()),
+        _ => false,
+    }
+}
+
 /// A secret read from the vault.
 pub struct SecretValue {
     /// The value (zeroised on drop).
@@ -306,21 +319,18 @@ impl VaultClient {
             .with_max_delay(self.retry.max_backoff)
             .with_max_times(self.retry.attempts.max(1) as usize - 1);
         let budget = self.retry.budget;
-        let retried = attempt
-            .retry(backoff)
-            // UNAVAILABLE means the call did not take effect or may safely be repeated, and so
-            // may an attempt that ran out of time; every other code is an answer, returned as is.
-            .when(|status: &Status| {
-                matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded)
-            })
-            .notify(|status: &Status, delay: Duration| {
-                tracing::debug!(
-                    operation,
-                    ?delay,
-                    message = status.message(),
-                    "vault unavailable; retrying"
-                );
-            });
+        let retried =
+            attempt
+                .retry(backoff)
+                .when(retryable)
+                .notify(|status: &Status, delay: Duration| {
+                    tracing::debug!(
+                        operation,
+                        ?delay,
+                        message = status.message(),
+                        "vault unavailable; retrying"
+                    );
+                });
         tokio::time::timeout(budget, retried)
             .await
             .unwrap_or_else(|_| {

@@ -166,3 +166,101 @@ async fn a_take_without_request_id_keeps_nothing() {
     let (c, _) = code(p.take_one_time_as(&ot.reference, "", "").await);
     assert_eq!(c, Code::NotFound);
 }
+
+#[tokio::test]
+async fn the_client_retries_a_take_whose_answer_was_lost_under_the_same_request_id() {
+    let vault = spawn_vault().await;
+    let ot = vault
+        .client("signup")
+        .put_one_time(
+            "acme",
+            "owner_password",
+            &secret("lost-answer"),
+            Duration::from_secs(60),
+            "",
+        )
+        .await
+        .unwrap();
+    // A proxy whose first connection delivers requests to the vault but loses every answer,
+    // and is cut once the vault has taken the secret; later connections pass through.
+    let proxy = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy_addr = proxy.local_addr().unwrap();
+    let upstream = vault.addr;
+    let (cut_tx, cut_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let mut cut_rx = Some(cut_rx);
+        loop {
+            let (client, _) = proxy.accept().await.unwrap();
+            let server = tokio::net::TcpStream::connect(upstream).await.unwrap();
+            let (mut cr, mut cw) = client.into_split();
+            let (mut sr, mut sw) = server.into_split();
+            if let Some(cut) = cut_rx.take() {
+                tokio::spawn(async move {
+                    let forward = tokio::io::copy(&mut cr, &mut sw);
+                    let mut sink = tokio::io::sink();
+                    let lose = tokio::io::copy(&mut sr, &mut sink);
+                    tokio::select! {
+                        _ = forward => {}
+                        _ = lose => {}
+                        _ = cut => {}
+                    }
+                    // Dropping every half closes both connections.
+                    drop(cw);
+                });
+            } else {
+                tokio::spawn(async move {
+                    let _ = tokio::join!(
+                        tokio::io::copy(&mut cr, &mut sw),
+                        tokio::io::copy(&mut sr, &mut cw)
+                    );
+                });
+            }
+        }
+    });
+    let client = vault_client::VaultClient::connect(
+        format!("http://{proxy_addr}"),
+        &vault.token("provisioner"),
+    )
+    .unwrap()
+    .with_retry(vault_client::RetryPolicy {
+        attempt_timeout: Duration::from_secs(3),
+        initial_backoff: Duration::from_millis(50),
+        ..Default::default()
+    });
+    let take = tokio::spawn(async move { client.take_one_time(&ot.reference, "").await });
+    let pool = vault.pool.clone();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let taken: i64 = sqlx::query_scalar("SELECT count(*) FROM vault.taken_one_time")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        if taken == 1 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the take never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = cut_tx.send(());
+    let value = take
+        .await
+        .unwrap()
+        .expect("the retry answers the same value");
+    assert_eq!(text(&value), "lost-answer");
+    let outcomes: Vec<_> = audit_rows(&vault.pool, "acme")
+        .await
+        .into_iter()
+        .map(|(_, op, outcome)| format!("{op}:{outcome}"))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            "put_one_time:allowed",
+            "take_one_time:allowed",
+            "take_one_time:allowed"
+        ]
+    );
+}
