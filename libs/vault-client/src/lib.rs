@@ -4,8 +4,10 @@
 //! tenantctl) compile only proto + tonic + secrecy, never the vault's store or crypto.
 //!
 //! Values go in and come out as `secrecy` types; the bearer token is sent as sensitive metadata;
-//! calls that fail with `UNAVAILABLE` (vault restarting, database blip) are retried with
-//! exponential back-off (`backon`).
+//! calls that fail with `UNAVAILABLE` (vault restarting, database blip) or whose attempt ran out
+//! of its deadline are retried with exponential back-off (`backon`), within an overall budget:
+//! a hung vault yields `DEADLINE_EXCEEDED`, never a hang. Every other code (e.g.
+//! `INVALID_ARGUMENT`, `NOT_FOUND`) is an answer and returned at once.
 
 use std::future::Future;
 use std::time::Duration;
@@ -73,7 +75,7 @@ impl ClientError {
     }
 }
 
-/// How `UNAVAILABLE` is retried.
+/// How calls are bounded in time and retried.
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
     /// Total attempts, at least 1.
@@ -82,6 +84,12 @@ pub struct RetryPolicy {
     pub initial_backoff: Duration,
     /// Longest wait between retries.
     pub max_backoff: Duration,
+    /// Deadline of one attempt (also sent as `grpc-timeout`, so the vault gives up too). An
+    /// attempt that runs out of it is retried like `UNAVAILABLE`: every vault call is safe to
+    /// repeat (puts make a new version, takes carry a request id, the rest are idempotent).
+    pub attempt_timeout: Duration,
+    /// Deadline of the whole call, retries and back-off included.
+    pub budget: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -90,7 +98,22 @@ impl Default for RetryPolicy {
             attempts: 5,
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(2),
+            attempt_timeout: Duration::from_secs(5),
+            budget: Duration::from_secs(20),
         }
+    }
+}
+
+/// Whether an attempt's failure is retried. UNAVAILABLE means the call did not take effect or
+/// may safely be repeated, and so may an attempt that ran out of time or lost its connection
+/// mid-call (tonic reports that as UNKNOWN with a transport error as its source): every vault
+/// call is safe to repeat. Every other code is the vault's answer, returned as is.
+fn retryable(status: &Status) -> bool {
+    match status.code() {
+        Code::Unavailable | Code::DeadlineExceeded => true,
+        Code::Unknown => std::error::Error::source(status)
+            .is_some_and(|s| s.downcast_ref::<tonic::transport::Error>().is_some()),
+        _ => false,
     }
 }
 
@@ -258,8 +281,10 @@ impl VaultClient {
         F: Fn(Grpc<Channel>, Request<M>) -> Fut,
         Fut: Future<Output = Result<Response<R>, Status>>,
     {
+        let per_attempt = self.retry.attempt_timeout;
         let attempt = || {
             let mut request = Request::new(make());
+            request.set_timeout(per_attempt);
             request
                 .metadata_mut()
                 .insert("authorization", self.authorization.clone());
@@ -268,26 +293,51 @@ impl VaultClient {
                     .metadata_mut()
                     .insert(CORRELATION_HEADER, id.clone());
             }
-            send(self.inner.clone(), request)
+            let sent = send(self.inner.clone(), request);
+            async move {
+                let late = || {
+                    Status::deadline_exceeded(format!(
+                        "the vault did not answer within {per_attempt:?}"
+                    ))
+                };
+                let started = tokio::time::Instant::now();
+                match tokio::time::timeout(per_attempt, sent).await {
+                    Err(_) => Err(late()),
+                    // tonic's own `grpc-timeout` enforcement answers CANCELLED; it is the same
+                    // missed deadline.
+                    Ok(Err(s))
+                        if s.code() == Code::Cancelled && started.elapsed() >= per_attempt =>
+                    {
+                        Err(late())
+                    }
+                    Ok(r) => r,
+                }
+            }
         };
         let backoff = ExponentialBuilder::default()
             .with_min_delay(self.retry.initial_backoff)
             .with_max_delay(self.retry.max_backoff)
             .with_max_times(self.retry.attempts.max(1) as usize - 1);
-        attempt
-            .retry(backoff)
-            // UNAVAILABLE means the call did not take effect or may safely be repeated; every
-            // other code is an answer, returned as is.
-            .when(|status: &Status| status.code() == Code::Unavailable)
-            .notify(|status: &Status, delay: Duration| {
-                tracing::debug!(
-                    operation,
-                    ?delay,
-                    message = status.message(),
-                    "vault unavailable; retrying"
-                );
-            })
+        let budget = self.retry.budget;
+        let retried =
+            attempt
+                .retry(backoff)
+                .when(retryable)
+                .notify(|status: &Status, delay: Duration| {
+                    tracing::debug!(
+                        operation,
+                        ?delay,
+                        message = status.message(),
+                        "vault unavailable; retrying"
+                    );
+                });
+        tokio::time::timeout(budget, retried)
             .await
+            .unwrap_or_else(|_| {
+                Err(Status::deadline_exceeded(format!(
+                    "the vault did not answer within the call's budget of {budget:?}"
+                )))
+            })
             .map(Response::into_inner)
             .map_err(|status| ClientError::Status { operation, status })
     }
@@ -484,16 +534,30 @@ impl VaultClient {
 
     /// Takes a one-time secret: the first call returns it, later ones fail with `NOT_FOUND`.
     ///
-    /// A retry after `UNAVAILABLE` is safe only because `UNAVAILABLE` means the vault did not
-    /// take it; a taken secret is never handed out twice.
+    /// The call picks one request id and sends it with every retry, so a retry after an answer
+    /// was lost (timeout, reset connection) gets the same value within the vault's replay
+    /// window, while any other take gets `NOT_FOUND`.
     pub async fn take_one_time(
         &self,
         reference: &str,
         reason: &str,
     ) -> Result<SecretValue, ClientError> {
+        self.take_one_time_as(reference, &uuid::Uuid::new_v4().to_string(), reason)
+            .await
+    }
+
+    /// [`take_one_time`](Self::take_one_time) with the caller's own request id (e.g. one kept
+    /// across a process restart); the same id takes the same value again within the window.
+    pub async fn take_one_time_as(
+        &self,
+        reference: &str,
+        request_id: &str,
+        reason: &str,
+    ) -> Result<SecretValue, ClientError> {
         let request = TakeOneTimeRequest {
             reference: reference.to_owned(),
             reason: reason.to_owned(),
+            request_id: request_id.to_owned(),
         };
         let r = self
             .call(

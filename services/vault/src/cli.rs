@@ -62,6 +62,18 @@ pub struct VaultArgs {
         default_value_t = 604_800
     )]
     pub max_one_time_ttl_secs: u64,
+    /// How long a one-time secret taken with a request id can be taken again by a retry of
+    /// that request, in seconds.
+    #[arg(
+        long,
+        env = "TENANTRY_VAULT_TAKE_REPLAY_WINDOW_SECS",
+        default_value_t = 300
+    )]
+    pub take_replay_window_secs: u64,
+    /// How often the outbox relay looks for unpublished events, in milliseconds (it is also
+    /// woken by every commit of this instance).
+    #[arg(long, env = "TENANTRY_VAULT_OUTBOX_POLL_MS", default_value_t = 1000)]
+    pub outbox_poll_ms: u64,
 }
 
 /// Why the configuration cannot be assembled; the message says what to set.
@@ -116,6 +128,8 @@ impl VaultArgs {
         config.grpc = self.grpc;
         config.default_one_time_ttl = Duration::from_secs(self.one_time_ttl_secs);
         config.max_one_time_ttl = Duration::from_secs(self.max_one_time_ttl_secs);
+        config.take_replay_window = Duration::from_secs(self.take_replay_window_secs);
+        config.outbox_poll_interval = Duration::from_millis(self.outbox_poll_ms.max(10));
         Ok(config)
     }
 }

@@ -37,6 +37,21 @@ pub enum VaultError {
         /// When.
         at: DateTime<Utc>,
     },
+    /// A put or move names a stored secret of another kind. A secret's kind never changes: the
+    /// ACL decided who may read it by that kind when it was first stored.
+    #[error(
+        "secret {tenant}/{name} is of kind `{stored}`; it cannot be replaced by a secret of kind `{requested}` (revoke it and use another name)"
+    )]
+    KindMismatch {
+        /// The tenant.
+        tenant: String,
+        /// The secret name.
+        name: String,
+        /// The stored kind.
+        stored: String,
+        /// The kind the call gave.
+        requested: String,
+    },
     /// AEAD authentication failed: the stored row was changed, swapped or corrupted.
     #[error(
         "secret {tenant}/{name} failed its integrity check; it may have been tampered with — restore from backup or re-issue it"

@@ -26,6 +26,11 @@ pub const CORRELATION_HEADER: &str = proto::metadata::CORRELATION_ID;
 
 const MAX_REASON: usize = 1024;
 
+/// `google.rpc.ErrorInfo.reason` of a shredded tenant (the client's `REASON_TENANT_SHREDDED`).
+pub const REASON_TENANT_SHREDDED: &str = "TENANT_SHREDDED";
+/// `google.rpc.ErrorInfo.domain` of the vault's reasons.
+pub const ERROR_DOMAIN: &str = "tenantry.vault";
+
 impl From<VaultError> for Status {
     fn from(e: VaultError) -> Self {
         let msg = e.to_string();
@@ -34,7 +39,21 @@ impl From<VaultError> for Status {
             VaultError::PermissionDenied { .. } => Status::permission_denied(msg),
             VaultError::InvalidArgument(_) => Status::invalid_argument(msg),
             VaultError::NotFound(_) => Status::not_found(msg),
-            VaultError::Shredded { .. } | VaultError::KeyUnavailable { .. } => {
+            // Machine-readable, so callers tell "gone for good" from other preconditions without
+            // parsing the message.
+            VaultError::Shredded { .. } => {
+                use tonic_types::{ErrorDetails, StatusExt};
+                Status::with_error_details(
+                    tonic::Code::FailedPrecondition,
+                    msg,
+                    ErrorDetails::with_error_info(
+                        REASON_TENANT_SHREDDED,
+                        ERROR_DOMAIN,
+                        std::collections::HashMap::<String, String>::new(),
+                    ),
+                )
+            }
+            VaultError::KeyUnavailable { .. } | VaultError::KindMismatch { .. } => {
                 Status::failed_precondition(msg)
             }
             VaultError::Integrity { .. } => Status::data_loss(msg),
@@ -98,6 +117,11 @@ struct Audit {
 }
 
 impl Audit {
+    /// The row a change writes in its transaction (the outcome is set there).
+    fn allowed(&self) -> AuditRecord {
+        self.record.clone()
+    }
+
     fn new(op: Op, meta: &CallMeta, reason: &str) -> Self {
         // Reasons are free text from callers: bounded, so a caller cannot bloat the log.
         let reason: String = reason.chars().take(MAX_REASON).collect();
@@ -139,11 +163,14 @@ impl VaultService {
     }
 
     /// Writes the audit row for a finished call and turns the result into the gRPC answer. If the
-    /// audit row cannot be written, the call fails: nothing leaves the vault unaudited.
+    /// audit row cannot be written, the call fails: nothing leaves the vault unaudited. A change
+    /// that succeeded wrote its row in its own transaction (`in_tx`), so only its refusals and
+    /// failures are written here.
     async fn finish<T>(
         &self,
         mut audit: Audit,
         result: Result<T, VaultError>,
+        in_tx: bool,
     ) -> Result<T, Status> {
         match &result {
             Ok(_) => audit.record.outcome = "allowed".into(),
@@ -159,6 +186,9 @@ impl VaultService {
                 ("outcome".to_owned(), audit.record.outcome.clone()),
             ])
             .inc();
+        if in_tx && result.is_ok() {
+            return result.map_err(Status::from);
+        }
         if let Err(e) = self.core.store.audit(&audit.record).await {
             tracing::error!(error = %e, operation = %audit.record.operation, "cannot write audit row; failing the call");
             return Err(Status::unavailable(
@@ -239,11 +269,11 @@ impl Vault for VaultService {
             let r = target?;
             let kind = SecretKind::parse(&req.kind)?;
             self.core
-                .put(&caller, &r, &kind, &value, &meta.correlation_id)
+                .put(&caller, &r, &kind, &value, &audit.allowed())
                 .await
         }
         .await;
-        let (reference, version) = self.finish(audit, result).await?;
+        let (reference, version) = self.finish(audit, result, true).await?;
         Ok(Response::new(PutSecretResponse { reference, version }))
     }
 
@@ -266,7 +296,7 @@ impl Vault for VaultService {
             self.core.get(&caller, &r).await
         }
         .await;
-        let plain = self.finish(audit, result).await?;
+        let plain = self.finish(audit, result, false).await?;
         // The response needs an owned Vec; this copy is the one tonic encodes and drops.
         Ok(Response::new(GetSecretResponse {
             value: plain.value.to_vec(),
@@ -283,10 +313,11 @@ impl Vault for VaultService {
         let mut audit = Audit::new(Op::Rotate, &meta, "");
         let result = async {
             let caller = self.authenticate(&meta, &mut audit)?;
-            self.core.rotate(&caller, &meta.correlation_id).await
+            self.core.rotate(&caller, &audit.allowed()).await
         }
         .await;
-        let rewrapped = self.finish(audit, result).await?;
+        // Each batch wrote its own row; this one records the whole call's outcome.
+        let rewrapped = self.finish(audit, result, false).await?;
         Ok(Response::new(RotateResponse {
             rewrapped,
             active_kek_id: self.core.ring.active_id().to_owned(),
@@ -309,10 +340,10 @@ impl Vault for VaultService {
             }
             let caller = self.authenticate(&meta, &mut audit)?;
             let r = target?;
-            self.core.revoke(&caller, &r, &meta.correlation_id).await
+            self.core.revoke(&caller, &r, &audit.allowed()).await
         }
         .await;
-        self.finish(audit, result).await?;
+        self.finish(audit, result, true).await?;
         Ok(Response::new(RevokeSecretResponse {}))
     }
 
@@ -332,15 +363,19 @@ impl Vault for VaultService {
             let caller = self.authenticate(&meta, &mut audit)?;
             let tenant = tenant?;
             let kind = SecretKind::parse(&req.kind)?;
-            let (r, expires_at) = self
-                .core
-                .put_one_time(&caller, &tenant, &kind, &value, req.ttl_seconds)
-                .await?;
-            audit.record.secret_name = format!("one-time/{}", r.id);
-            Ok((r, expires_at))
+            self.core
+                .put_one_time(
+                    &caller,
+                    &tenant,
+                    &kind,
+                    &value,
+                    req.ttl_seconds,
+                    &mut audit.record,
+                )
+                .await
         }
         .await;
-        let (r, expires_at) = self.finish(audit, result).await?;
+        let (r, expires_at) = self.finish(audit, result, true).await?;
         Ok(Response::new(PutOneTimeResponse {
             reference: r.to_uri(),
             expires_at: Some(timestamp(expires_at)),
@@ -362,10 +397,12 @@ impl Vault for VaultService {
             }
             let caller = self.authenticate(&meta, &mut audit)?;
             let r = target?;
-            self.core.take_one_time(&caller, &r).await
+            self.core
+                .take_one_time(&caller, &r, &req.request_id, &audit.allowed())
+                .await
         }
         .await;
-        let plain = self.finish(audit, result).await?;
+        let plain = self.finish(audit, result, true).await?;
         Ok(Response::new(TakeOneTimeResponse {
             value: plain.value.to_vec(),
             kind: plain.kind,
@@ -389,11 +426,11 @@ impl Vault for VaultService {
             let r = target?;
             let name = SecretName::parse(&req.name)?;
             self.core
-                .move_one_time(&caller, &r, &name, &meta.correlation_id)
+                .move_one_time(&caller, &r, &name, &audit.allowed())
                 .await
         }
         .await;
-        let (reference, version) = self.finish(audit, result).await?;
+        let (reference, version) = self.finish(audit, result, true).await?;
         Ok(Response::new(PutSecretResponse { reference, version }))
     }
 
@@ -411,12 +448,10 @@ impl Vault for VaultService {
             }
             let caller = self.authenticate(&meta, &mut audit)?;
             let tenant = tenant?;
-            self.core
-                .shred(&caller, &tenant, &meta.correlation_id)
-                .await
+            self.core.shred(&caller, &tenant, &audit.allowed()).await
         }
         .await;
-        let secrets_shredded = self.finish(audit, result).await?;
+        let secrets_shredded = self.finish(audit, result, true).await?;
         Ok(Response::new(ShredTenantResponse { secrets_shredded }))
     }
 
@@ -447,7 +482,7 @@ impl Vault for VaultService {
             self.core.audit(&caller, filter).await
         }
         .await;
-        let rows = self.finish(audit, result).await?;
+        let rows = self.finish(audit, result, false).await?;
         let entries = rows
             .into_iter()
             .map(|row| {

@@ -5,7 +5,8 @@
 //! data key per secret, wrapped by a key-encryption key from a key ring, with associated data that
 //! binds each ciphertext to (tenant, name, version). Callers authenticate with per-service bearer
 //! tokens; an ACL says which service may do what to which kind of secret; every call is audited.
-//! Secret changes are announced as events on `tenantry.vault.<tenant>` (names and versions only).
+//! Secret changes are announced as events on `tenantry.vault.<tenant>` (names and versions only),
+//! through an outbox written in the change's transaction and relayed by [`relay`].
 //!
 //! Entry points: [`Application::build`] + [`Application::run_until_stopped`], or [`run`].
 
@@ -15,6 +16,7 @@ pub mod crypto;
 pub mod error;
 pub mod grpc;
 pub mod names;
+pub mod relay;
 pub mod service;
 pub mod store;
 
@@ -74,6 +76,13 @@ pub struct Config {
     pub rotate_batch_size: u32,
     /// Largest secret value accepted, in bytes.
     pub max_value_bytes: usize,
+    /// How long a one-time secret taken with a request id stays replayable for that request.
+    pub take_replay_window: Duration,
+    /// How often the outbox relay polls when nothing woke it.
+    pub outbox_poll_interval: Duration,
+    /// Whether this instance runs an outbox relay (every instance should; tests turn it off to
+    /// leave a backlog).
+    pub outbox_relay: bool,
 }
 
 impl Config {
@@ -101,6 +110,9 @@ impl Config {
             purge_interval: Duration::from_secs(60),
             rotate_batch_size: 500,
             max_value_bytes: 64 * 1024,
+            take_replay_window: Duration::from_secs(300),
+            outbox_poll_interval: Duration::from_secs(1),
+            outbox_relay: true,
         }
     }
 }
@@ -113,6 +125,7 @@ pub struct Application {
     grpc: svc::GrpcServerArgs,
     core: Arc<VaultCore>,
     purge_interval: Duration,
+    relay: Option<relay::RelaySettings>,
     calls: grpc::CallCounter,
 }
 
@@ -149,6 +162,7 @@ impl Application {
             max_one_time_ttl: config.max_one_time_ttl,
             max_value_bytes: config.max_value_bytes,
             rotate_batch_size: config.rotate_batch_size.max(1),
+            take_replay_window: config.take_replay_window,
         };
         tracing::info!(%local_addr, active_kek = config.keyring.active_id(), "vault built");
         let core = Arc::new(VaultCore::new(store, config.keyring, acl, events, limits));
@@ -159,6 +173,10 @@ impl Application {
             grpc: config.grpc.clone(),
             core,
             purge_interval: config.purge_interval,
+            relay: config.outbox_relay.then(|| relay::RelaySettings {
+                poll_interval: config.outbox_poll_interval,
+                ..relay::RelaySettings::default()
+            }),
             calls: grpc::CallCounter::default(),
         })
     }
@@ -209,6 +227,14 @@ impl Application {
             }
         });
 
+        let relay = self.relay.clone().map(|settings| {
+            tokio::spawn(relay::run(
+                Arc::clone(&self.core),
+                settings,
+                stop_tx.subscribe(),
+            ))
+        });
+
         let server = self.server;
         let served = server
             .layer(self.grpc.limit())
@@ -222,6 +248,9 @@ impl Application {
             .await;
         let _ = stop_tx.send(true);
         let _ = purger.await;
+        if let Some(relay) = relay {
+            let _ = relay.await;
+        }
         served.map_err(|e| {
             VaultError::Unexpected(anyhow::Error::new(e).context("gRPC server failed"))
         })

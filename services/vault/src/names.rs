@@ -59,12 +59,16 @@ macro_rules! name_type {
 }
 
 name_type!(
-    /// A tenant id (or standby id): a-z 0-9 - _ . , at most 128 characters.
-    TenantId, "tenant_id", MAX_LEN, b"-_."
+    /// A tenant id (or standby id): a-z 0-9 - _ , at most 128 characters. The id is a token of
+    /// the event subject `tenantry.vault.<tenant_id>`, so it must pass the event store's
+    /// subject-token rule (alphanumerics, `-`, `_`); a `.`, `*`, `>` or space would split or
+    /// wildcard the subject and leave the change's event unpublishable.
+    TenantId, "tenant_id", MAX_LEN, b"-_"
 );
 name_type!(
-    /// A secret name within a tenant, e.g. `site-admin-password`.
-    SecretName, "name", MAX_LEN, b"-_."
+    /// A secret name within a tenant, e.g. `site-admin-password`: the same alphabet as tenant
+    /// ids, so a reference never needs escaping.
+    SecretName, "name", MAX_LEN, b"-_"
 );
 name_type!(
     /// A secret kind the ACL is written in, e.g. `api_credentials`.
@@ -171,6 +175,10 @@ mod tests {
         assert!(TenantId::parse("").is_err());
         assert!(TenantId::parse("Acme").is_err());
         assert!(TenantId::parse("a|b").is_err());
+        for bad in ["a.b", "a*", "a>", "a b", "a\tb"] {
+            assert!(TenantId::parse(bad).is_err(), "{bad}");
+            assert!(SecretName::parse(bad).is_err(), "{bad}");
+        }
         assert!(TenantId::parse(&"a".repeat(129)).is_err());
         assert!(SecretName::parse("site-admin-password").is_ok());
         assert!(SecretName::parse("x/y").is_err());
@@ -205,7 +213,7 @@ mod tests {
 
     proptest::proptest! {
         #[test]
-        fn parsing_never_panics_and_valid_references_round_trip(raw in ".{0,200}", tenant in "[a-z0-9._-]{1,128}", name in "[a-z0-9._-]{1,128}") {
+        fn parsing_never_panics_and_valid_references_round_trip(raw in ".{0,200}", tenant in "[a-z0-9_-]{1,128}", name in "[a-z0-9_-]{1,128}") {
             let _ = TenantId::parse(&raw);
             let _ = SecretRef::parse(&raw);
             let _ = OneTimeRef::parse(&raw);
@@ -214,7 +222,7 @@ mod tests {
         }
 
         #[test]
-        fn anything_with_a_separator_is_rejected(a in "[a-z]{1,10}", b in "[a-z]{1,10}", sep in "[|/: ]") {
+        fn anything_with_a_separator_is_rejected(a in "[a-z]{1,10}", b in "[a-z]{1,10}", sep in "[|/: .*>]") {
             let joined = format!("{a}{sep}{b}");
             proptest::prop_assert!(TenantId::parse(&joined).is_err());
             proptest::prop_assert!(SecretName::parse(&joined).is_err());

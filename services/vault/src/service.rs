@@ -1,12 +1,11 @@
 //! What each vault operation does, given an authenticated caller and validated input. The gRPC
 //! layer (`grpc`) adds authentication, auditing and status mapping around these.
 
-use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use eventstore::{EventStore, NewEvent};
-use proto::EventContext;
+use eventstore::EventStore;
 use proto::v1::event::Body;
 use proto::v1::{CredentialRevoked, CredentialRotated, CredentialStored, TenantKeysShredded};
 use uuid::Uuid;
@@ -16,7 +15,8 @@ use crate::acl::{ANY_KIND, Acl, Caller, Op};
 use crate::crypto::{DataKey, KeyRing, secret_aad};
 use crate::error::VaultError;
 use crate::names::{OneTimeRef, SecretKind, SecretName, SecretRef, TenantId};
-use crate::store::{AuditFilter, AuditRow, Lookup, Store};
+use crate::store::outbox::OutboxEvent;
+use crate::store::{AuditFilter, AuditRecord, AuditRow, Lookup, Rewrap, Store, Taken};
 
 /// Limits and knobs of the core.
 #[derive(Debug, Clone)]
@@ -29,6 +29,8 @@ pub struct Limits {
     pub max_value_bytes: usize,
     /// Data keys re-wrapped per database round trip by Rotate.
     pub rotate_batch_size: u32,
+    /// How long a one-time secret taken with a request id can be taken again by that request.
+    pub take_replay_window: Duration,
 }
 
 /// A secret read back: the value is zeroised when dropped.
@@ -46,8 +48,10 @@ pub struct VaultCore {
     pub(crate) store: Store,
     pub(crate) ring: KeyRing,
     pub(crate) acl: Acl,
-    events: EventStore,
+    pub(crate) events: EventStore,
     limits: Limits,
+    /// Wakes the outbox relay after a commit, so events follow changes without waiting a poll.
+    pub(crate) relay_wake: Arc<tokio::sync::Notify>,
 }
 
 fn denied(caller: &Caller, op: Op, what: impl Into<String>) -> VaultError {
@@ -55,6 +59,28 @@ fn denied(caller: &Caller, op: Op, what: impl Into<String>) -> VaultError {
         caller: caller.name.clone(),
         op,
         what: what.into(),
+    }
+}
+
+/// Called right after a change committed: wakes the relay, after the hidden crash point the
+/// outbox test uses (`TENANTRY_VAULT_CRASH_AT=after-commit` aborts the process here, between
+/// commit and publish).
+fn committed(wake: &tokio::sync::Notify) {
+    static CRASH: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if *CRASH
+        .get_or_init(|| std::env::var("TENANTRY_VAULT_CRASH_AT").is_ok_and(|v| v == "after-commit"))
+    {
+        std::process::abort();
+    }
+    wake.notify_one();
+}
+
+/// `caller` may run `op` on secrets of `kind`, else the denial the audit log records.
+fn allow(caller: &Caller, op: Op, kind: &str) -> Result<(), VaultError> {
+    if caller.may(op, kind) {
+        Ok(())
+    } else {
+        Err(denied(caller, op, format!("secrets of kind `{kind}`")))
     }
 }
 
@@ -79,92 +105,52 @@ impl VaultCore {
             acl,
             events,
             limits,
+            relay_wake: Arc::new(tokio::sync::Notify::new()),
         }
     }
 
-    /// Appends vault events for one tenant. The event ids are fresh: these are writes whose facts
-    /// do not depend on earlier events, hence `append_latest`.
-    async fn publish(
-        &self,
-        tenant: &str,
-        bodies: Vec<Body>,
-        correlation_id: &str,
-    ) -> Result<(), VaultError> {
-        if bodies.is_empty() {
-            return Ok(());
-        }
-        let subject = self.events.subject(EventContext::Vault, tenant);
-        let events = bodies
-            .into_iter()
-            .map(|b| {
-                let e = NewEvent::new(b);
-                if correlation_id.is_empty() {
-                    e
-                } else {
-                    e.correlated(correlation_id)
-                }
-            })
-            .collect();
-        self.events
-            .append_latest(&subject, events)
-            .await
-            .map_err(|e| VaultError::Events(e.to_string()))?;
-        Ok(())
-    }
-
-    /// Appends one vault event with a deterministic id, so re-publishing it (a retried call
-    /// whose first publish was lost) stores it once.
-    async fn publish_as(
-        &self,
-        tenant: &str,
-        id: Uuid,
-        body: Body,
-        correlation_id: &str,
-    ) -> Result<(), VaultError> {
-        let subject = self.events.subject(EventContext::Vault, tenant);
-        let mut event = NewEvent::new(body).with_id(id);
-        if !correlation_id.is_empty() {
-            event = event.correlated(correlation_id);
-        }
-        self.events
-            .append_latest(&subject, vec![event])
-            .await
-            .map_err(|e| VaultError::Events(e.to_string()))?;
-        Ok(())
-    }
-
-    /// Stores a new version of a secret.
+    /// Stores a new version of a secret. A stored secret's kind never changes.
     pub async fn put(
         &self,
         caller: &Caller,
         r: &SecretRef,
         kind: &SecretKind,
         value: &[u8],
-        correlation_id: &str,
+        audit: &AuditRecord,
     ) -> Result<(String, u32), VaultError> {
-        if !caller.may(Op::Put, kind.as_str()) {
-            return Err(denied(caller, Op::Put, format!("secrets of kind `{kind}`")));
-        }
+        allow(caller, Op::Put, kind.as_str())?;
         check_value(value, self.limits.max_value_bytes)?;
         let (tenant, name) = (r.tenant.as_str(), r.name.as_str());
+        let reference = r.to_uri();
         let version = self
             .store
-            .put_secret(tenant, name, kind.as_str(), |version, key_id| {
-                let key = DataKey::generate();
-                let wrapped = self.ring.wrap(tenant, key_id, &key)?;
-                let sealed = key.seal(secret_aad(tenant, name, version).as_bytes(), value)?;
-                Ok((wrapped, sealed))
-            })
+            .put_secret(
+                tenant,
+                name,
+                kind.as_str(),
+                |stored| allow(caller, Op::Put, stored),
+                |version, key_id| {
+                    let key = DataKey::generate();
+                    let wrapped = self.ring.wrap(tenant, key_id, &key)?;
+                    let sealed = key.seal(secret_aad(tenant, name, version).as_bytes(), value)?;
+                    Ok((wrapped, sealed))
+                },
+                |version| {
+                    OutboxEvent::derived(
+                        &format!("stored:{tenant}/{name}/{version}"),
+                        Body::CredentialStored(CredentialStored {
+                            tenant_id: tenant.to_owned(),
+                            name: name.to_owned(),
+                            kind: kind.to_string(),
+                            version,
+                            reference: reference.clone(),
+                        }),
+                    )
+                },
+                audit,
+            )
             .await?;
-        let reference = r.to_uri();
-        let body = Body::CredentialStored(CredentialStored {
-            tenant_id: tenant.to_owned(),
-            name: name.to_owned(),
-            kind: kind.to_string(),
-            version,
-            reference: reference.clone(),
-        });
-        self.publish(tenant, vec![body], correlation_id).await?;
+        committed(&self.relay_wake);
         Ok((reference, version))
     }
 
@@ -187,13 +173,7 @@ impl VaultCore {
             }
             Lookup::Found(s) => s,
         };
-        if !caller.may(Op::Get, &secret.kind) {
-            return Err(denied(
-                caller,
-                Op::Get,
-                format!("secrets of kind `{}`", secret.kind),
-            ));
-        }
+        allow(caller, Op::Get, &secret.kind)?;
         if secret.revoked {
             return Err(VaultError::NotFound(format!(
                 "secret {tenant}/{name} was revoked"
@@ -223,12 +203,13 @@ impl VaultCore {
         &self,
         caller: &Caller,
         r: &SecretRef,
-        correlation_id: &str,
+        audit: &AuditRecord,
     ) -> Result<(), VaultError> {
         if !caller.may_any(Op::Revoke) {
             return Err(denied(caller, Op::Revoke, "any secret"));
         }
         let (tenant, name) = (r.tenant.as_str(), r.name.as_str());
+        // The kind never changes once stored, so this check holds for the transaction below.
         let kind = match self.store.lookup(tenant, name).await? {
             Lookup::Shredded(at) => {
                 return Err(VaultError::Shredded {
@@ -241,25 +222,33 @@ impl VaultCore {
             }
             Lookup::Found(s) => s.kind,
         };
-        if !caller.may(Op::Revoke, &kind) {
-            return Err(denied(
-                caller,
-                Op::Revoke,
-                format!("secrets of kind `{kind}`"),
-            ));
-        }
-        if self.store.revoke(tenant, name).await? {
-            let body = Body::CredentialRevoked(CredentialRevoked {
-                tenant_id: tenant.to_owned(),
-                name: name.to_owned(),
-            });
-            self.publish(tenant, vec![body], correlation_id).await?;
+        allow(caller, Op::Revoke, &kind)?;
+        let changed = self
+            .store
+            .revoke(
+                tenant,
+                name,
+                |version| {
+                    OutboxEvent::derived(
+                        &format!("revoked:{tenant}/{name}/{version}"),
+                        Body::CredentialRevoked(CredentialRevoked {
+                            tenant_id: tenant.to_owned(),
+                            name: name.to_owned(),
+                        }),
+                    )
+                },
+                audit,
+            )
+            .await?;
+        if changed {
+            committed(&self.relay_wake);
         }
         Ok(())
     }
 
-    /// Re-wraps every data key not under the active KEK. Idempotent; safe while serving.
-    pub async fn rotate(&self, caller: &Caller, correlation_id: &str) -> Result<u32, VaultError> {
+    /// Re-wraps every data key not under the active KEK, one transaction (with its audit row
+    /// and events) per batch. Idempotent; safe while serving.
+    pub async fn rotate(&self, caller: &Caller, audit: &AuditRecord) -> Result<u32, VaultError> {
         if !caller.may(Op::Rotate, ANY_KIND) {
             return Err(denied(caller, Op::Rotate, "the key ring"));
         }
@@ -273,8 +262,7 @@ impl VaultCore {
                 .await?;
             let Some(last) = batch.last() else { break };
             after = last.id;
-            // Events are appended per tenant after each batch, so memory stays bounded by the batch.
-            let mut events: BTreeMap<String, Vec<Body>> = BTreeMap::new();
+            let mut changes = Vec::with_capacity(batch.len());
             for key in batch {
                 let label = key
                     .secret
@@ -287,34 +275,39 @@ impl VaultCore {
                 else {
                     continue;
                 };
-                if !self
-                    .store
-                    .replace_wrapped(key.id, &key.wrapped.kek_id, &new)
-                    .await?
-                {
-                    continue;
-                }
-                rewrapped = rewrapped.saturating_add(1);
-                if let Some((name, version)) = key.secret {
-                    events
-                        .entry(key.tenant_id.clone())
-                        .or_default()
-                        .push(Body::CredentialRotated(CredentialRotated {
-                            tenant_id: key.tenant_id,
+                let event = key.secret.map(|(name, version)| {
+                    OutboxEvent::derived(
+                        &format!("rotated:{}:{active}", key.id),
+                        Body::CredentialRotated(CredentialRotated {
+                            tenant_id: key.tenant_id.clone(),
                             name,
                             version,
                             kek_id: active.clone(),
-                        }));
-                }
+                        }),
+                    )
+                });
+                changes.push(Rewrap {
+                    id: key.id,
+                    tenant: key.tenant_id,
+                    old_kek: key.wrapped.kek_id.clone(),
+                    new,
+                    event,
+                });
             }
-            for (tenant, bodies) in events {
-                self.publish(&tenant, bodies, correlation_id).await?;
+            if changes.is_empty() {
+                continue;
+            }
+            let n = self.store.rewrap_batch(changes, audit).await?;
+            rewrapped = rewrapped.saturating_add(n);
+            if n > 0 {
+                committed(&self.relay_wake);
             }
         }
         Ok(rewrapped)
     }
 
-    /// Stores a one-time secret; returns its reference and expiry.
+    /// Stores a one-time secret; returns its reference and expiry. `audit` gets the secret's
+    /// name once it has one.
     pub async fn put_one_time(
         &self,
         caller: &Caller,
@@ -322,14 +315,9 @@ impl VaultCore {
         kind: &SecretKind,
         value: &[u8],
         ttl_seconds: u32,
+        audit: &mut AuditRecord,
     ) -> Result<(OneTimeRef, DateTime<Utc>), VaultError> {
-        if !caller.may(Op::PutOneTime, kind.as_str()) {
-            return Err(denied(
-                caller,
-                Op::PutOneTime,
-                format!("secrets of kind `{kind}`"),
-            ));
-        }
+        allow(caller, Op::PutOneTime, kind.as_str())?;
         check_value(value, self.limits.max_value_bytes)?;
         let ttl = if ttl_seconds == 0 {
             self.limits.default_one_time_ttl
@@ -348,27 +336,44 @@ impl VaultCore {
             id: Uuid::new_v4(),
         };
         let name = format!("one-time/{}", r.id);
+        audit.secret_name = name.clone();
         let t = tenant.as_str();
         let expires_at = self
             .store
-            .put_one_time(t, r.id, kind.as_str(), ttl, |key_id| {
-                let key = DataKey::generate();
-                let wrapped = self.ring.wrap(t, key_id, &key)?;
-                let sealed = key.seal(secret_aad(t, &name, 0).as_bytes(), value)?;
-                Ok((wrapped, sealed))
-            })
+            .put_one_time(
+                t,
+                r.id,
+                kind.as_str(),
+                ttl,
+                |key_id| {
+                    let key = DataKey::generate();
+                    let wrapped = self.ring.wrap(t, key_id, &key)?;
+                    let sealed = key.seal(secret_aad(t, &name, 0).as_bytes(), value)?;
+                    Ok((wrapped, sealed))
+                },
+                audit,
+            )
             .await?;
+        committed(&self.relay_wake);
         Ok((r, expires_at))
     }
 
-    /// Takes a one-time secret: returns it and deletes it, atomically.
+    /// Takes a one-time secret: returns it and consumes it, atomically. With a request id, a
+    /// retry of the same request by the same caller within the replay window answers the same.
     pub async fn take_one_time(
         &self,
         caller: &Caller,
         r: &OneTimeRef,
+        request_id: &str,
+        audit: &AuditRecord,
     ) -> Result<Plain, VaultError> {
         if !caller.may_any(Op::TakeOneTime) {
             return Err(denied(caller, Op::TakeOneTime, "any one-time secret"));
+        }
+        if request_id.len() > 128 || !request_id.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(VaultError::InvalidArgument(
+                "request_id may hold at most 128 printable ASCII characters".into(),
+            ));
         }
         let t = r.tenant.as_str();
         let gone = || {
@@ -380,35 +385,40 @@ impl VaultCore {
         // The ACL decision needs the kind, and must happen before the secret is consumed, or a
         // caller without rights could destroy it.
         let kind = self.store.one_time_kind(t, r.id).await?.ok_or_else(gone)?;
-        if !caller.may(Op::TakeOneTime, &kind) {
-            return Err(denied(
-                caller,
-                Op::TakeOneTime,
-                format!("secrets of kind `{kind}`"),
-            ));
-        }
+        allow(caller, Op::TakeOneTime, &kind)?;
+        let name = format!("one-time/{}", r.id);
+        let request = crate::store::TakeRequest {
+            request_id,
+            caller: &caller.name,
+            window: self.limits.take_replay_window,
+        };
         let taken = self
             .store
-            .take_one_time(t, r.id, &kind)
-            .await?
-            .ok_or_else(gone)?;
-        if taken.expired {
-            return Err(gone());
+            .take_one_time(
+                t,
+                r.id,
+                &kind,
+                &request,
+                |taken| {
+                    let crypto = |e| VaultError::from_crypto(t, &name, e);
+                    let key = self
+                        .ring
+                        .unwrap(t, taken.key.0, &taken.key.1)
+                        .map_err(crypto)?;
+                    key.open(secret_aad(t, &name, 0).as_bytes(), &taken.sealed)
+                        .map_err(crypto)
+                },
+                audit,
+            )
+            .await?;
+        match taken {
+            Taken::Value(value) => Ok(Plain {
+                value,
+                version: 0,
+                kind,
+            }),
+            Taken::Gone => Err(gone()),
         }
-        let name = format!("one-time/{}", r.id);
-        let crypto = |e| VaultError::from_crypto(t, &name, e);
-        let key = self
-            .ring
-            .unwrap(t, taken.key.0, &taken.key.1)
-            .map_err(crypto)?;
-        let value = key
-            .open(secret_aad(t, &name, 0).as_bytes(), &taken.sealed)
-            .map_err(crypto)?;
-        Ok(Plain {
-            value,
-            version: 0,
-            kind: taken.kind,
-        })
     }
 
     /// Moves a one-time secret into the named secret `name` of the same tenant, atomically;
@@ -418,7 +428,7 @@ impl VaultCore {
         caller: &Caller,
         r: &OneTimeRef,
         name: &SecretName,
-        correlation_id: &str,
+        audit: &AuditRecord,
     ) -> Result<(String, u32), VaultError> {
         if !caller.may_any(Op::MoveOneTime) {
             return Err(denied(caller, Op::MoveOneTime, "any one-time secret"));
@@ -440,65 +450,91 @@ impl VaultCore {
                 .await?
                 .ok_or_else(gone)?,
         };
-        if !caller.may(Op::MoveOneTime, &kind) {
-            return Err(denied(
-                caller,
-                Op::MoveOneTime,
-                format!("secrets of kind `{kind}`"),
-            ));
-        }
+        allow(caller, Op::MoveOneTime, &kind)?;
         let one_time_name = format!("one-time/{}", r.id);
-        let moved = self
-            .store
-            .move_one_time(t, r.id, &kind, name.as_str(), |taken, version, key_id| {
-                let old = self.ring.unwrap(t, taken.key.0, &taken.key.1)?;
-                let value = old.open(secret_aad(t, &one_time_name, 0).as_bytes(), &taken.sealed)?;
-                let key = DataKey::generate();
-                let wrapped = self.ring.wrap(t, key_id, &key)?;
-                let sealed = key.seal(secret_aad(t, name.as_str(), version).as_bytes(), &value)?;
-                Ok((wrapped, sealed))
-            })
-            .await?
-            .ok_or_else(gone)?;
         let reference = SecretRef {
             tenant: r.tenant.clone(),
             name: name.clone(),
         }
         .to_uri();
-        // Published on a retry too (its first publish may be what failed), under an id derived
-        // from the move, so it is stored once.
-        let body = Body::CredentialStored(CredentialStored {
-            tenant_id: t.to_owned(),
-            name: name.to_string(),
-            kind,
-            version: moved.version,
-            reference: reference.clone(),
-        });
-        let id = Uuid::new_v5(
-            &Uuid::NAMESPACE_OID,
-            format!("tenantry-vault:moved:{}", r.id).as_bytes(),
-        );
-        self.publish_as(t, id, body, correlation_id).await?;
+        let moved = self
+            .store
+            .move_one_time(
+                t,
+                r.id,
+                &kind,
+                name.as_str(),
+                |stored| allow(caller, Op::MoveOneTime, stored),
+                |taken, version, key_id| {
+                    let old = self.ring.unwrap(t, taken.key.0, &taken.key.1)?;
+                    let value =
+                        old.open(secret_aad(t, &one_time_name, 0).as_bytes(), &taken.sealed)?;
+                    let key = DataKey::generate();
+                    let wrapped = self.ring.wrap(t, key_id, &key)?;
+                    let sealed =
+                        key.seal(secret_aad(t, name.as_str(), version).as_bytes(), &value)?;
+                    Ok((wrapped, sealed))
+                },
+                // The id is derived from the move (as before the outbox), so the event is the
+                // same whichever instance publishes it.
+                |version| {
+                    OutboxEvent::derived(
+                        &format!("moved:{}", r.id),
+                        Body::CredentialStored(CredentialStored {
+                            tenant_id: t.to_owned(),
+                            name: name.to_string(),
+                            kind: kind.clone(),
+                            version,
+                            reference: reference.clone(),
+                        }),
+                    )
+                },
+                audit,
+            )
+            .await?
+            .ok_or_else(gone)?;
+        if !moved.again {
+            committed(&self.relay_wake);
+        }
         Ok((reference, moved.version))
     }
 
-    /// Destroys every data key of a tenant.
+    /// Destroys every data key of a tenant. Needs a shred grant covering every kind the tenant
+    /// holds (a `*` grant covers all): destroying keys is the strongest write there is, so a
+    /// caller may not do to a kind by shredding what it could not do by revoking. Shredding a
+    /// shredded tenant answers the first count again and records no second event.
     pub async fn shred(
         &self,
         caller: &Caller,
         tenant: &TenantId,
-        correlation_id: &str,
+        audit: &AuditRecord,
     ) -> Result<u32, VaultError> {
-        if !caller.may(Op::Shred, ANY_KIND) {
+        if !caller.may_any(Op::Shred) {
             return Err(denied(caller, Op::Shred, "tenants"));
         }
-        let shredded = self.store.shred_tenant(tenant.as_str()).await?;
-        let body = Body::TenantKeysShredded(TenantKeysShredded {
-            tenant_id: tenant.to_string(),
-            secrets_shredded: shredded,
-        });
-        self.publish(tenant.as_str(), vec![body], correlation_id)
+        let t = tenant.as_str();
+        let mut first = false;
+        let shredded = self
+            .store
+            .shred_tenant(
+                t,
+                |kind| allow(caller, Op::Shred, kind),
+                |count| {
+                    first = true;
+                    OutboxEvent::derived(
+                        &format!("shredded:{t}"),
+                        Body::TenantKeysShredded(TenantKeysShredded {
+                            tenant_id: t.to_owned(),
+                            secrets_shredded: count,
+                        }),
+                    )
+                },
+                audit,
+            )
             .await?;
+        if first {
+            committed(&self.relay_wake);
+        }
         Ok(shredded)
     }
 
@@ -518,7 +554,7 @@ impl VaultCore {
         self.store.audit_query(&filter).await
     }
 
-    /// Deletes expired one-time secrets.
+    /// Deletes expired one-time secrets and taken ones past their replay window.
     pub async fn purge_expired(&self) -> Result<u64, VaultError> {
         self.store.purge_expired().await
     }

@@ -3,85 +3,15 @@
 
 use std::time::Duration;
 
+mod common;
+
 use base64::Engine as _;
-use eventstore::{EventStore, StoreConfig};
-use proto::EventContext;
+use common::{all_cells, code, contains, events, secret, text};
 use proto::v1::event::Body;
-use secrecy::{ExposeSecret, SecretSlice, SecretString};
-use sqlx::Row;
+use secrecy::{ExposeSecret, SecretString};
 use testkit::{ring, spawn_vault, spawn_vault_with};
 use tonic::Code;
-use vault_client::{AuditQuery, ClientError, SecretValue};
-
-fn secret(s: &str) -> SecretSlice<u8> {
-    SecretSlice::from(s.as_bytes().to_vec())
-}
-
-fn text(v: &SecretValue) -> String {
-    String::from_utf8(v.value.expose_secret().to_vec()).unwrap()
-}
-
-fn code(r: Result<impl Sized, ClientError>) -> (Code, String) {
-    match r {
-        Ok(_) => panic!("expected an error"),
-        Err(ClientError::Status { status, .. }) => (status.code(), status.message().to_owned()),
-        Err(e) => panic!("unexpected client error {e}"),
-    }
-}
-
-async fn events(namespace: &str, tenant: &str) -> Vec<eventstore::RecordedEvent> {
-    let store =
-        EventStore::connect(&StoreConfig::new(testkit::nats_url()).with_namespace(namespace))
-            .await
-            .unwrap();
-    store
-        .load(&store.subject(EventContext::Vault, tenant))
-        .await
-        .unwrap()
-}
-
-/// Every value of every column of every table in schema `vault`, as raw bytes (bytea) or text.
-async fn all_cells(pool: &sqlx::PgPool) -> Vec<(String, Vec<u8>)> {
-    let columns = sqlx::query(
-        "SELECT table_name::text, column_name::text, data_type::text FROM information_schema.columns WHERE table_schema = 'vault'",
-    )
-    .fetch_all(pool)
-    .await
-    .unwrap();
-    assert!(
-        columns.len() > 20,
-        "expected the vault tables, found {} columns",
-        columns.len()
-    );
-    let mut cells = Vec::new();
-    for c in columns {
-        let (table, column, ty): (String, String, String) = (c.get(0), c.get(1), c.get(2));
-        let values: Vec<Option<Vec<u8>>> = if ty == "bytea" {
-            sqlx::query_scalar(&format!(r#"SELECT "{column}" FROM vault."{table}""#))
-                .fetch_all(pool)
-                .await
-                .unwrap()
-        } else {
-            sqlx::query_scalar(&format!(
-                r#"SELECT convert_to("{column}"::text, 'UTF8') FROM vault."{table}""#
-            ))
-            .fetch_all(pool)
-            .await
-            .unwrap()
-        };
-        cells.extend(
-            values
-                .into_iter()
-                .flatten()
-                .map(|v| (format!("{table}.{column}"), v)),
-        );
-    }
-    cells
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
+use vault_client::AuditQuery;
 
 #[tokio::test]
 async fn stored_secrets_appear_in_no_column_and_no_event() {
@@ -139,7 +69,7 @@ async fn stored_secrets_appear_in_no_column_and_no_event() {
         }
     }
 
-    let events = events(&vault.namespace, "acme").await;
+    let events = events(&vault, "acme").await;
     assert_eq!(events.len(), 1, "one-time secrets are not events");
     let Body::CredentialStored(e) = &events[0].body else {
         panic!("expected CredentialStored, got {}", events[0].event_type)
@@ -198,7 +128,7 @@ async fn put_makes_a_new_version_and_revoke_removes_it() {
     let (c, _) = code(p.get("vault://tenant/acme/nope", "").await);
     assert_eq!(c, Code::NotFound);
 
-    let types: Vec<String> = events(&vault.namespace, "acme")
+    let types: Vec<String> = events(&vault, "acme")
         .await
         .into_iter()
         .map(|e| e.event_type)
@@ -369,7 +299,7 @@ async fn rotation_rewraps_every_key_so_the_old_key_can_be_removed() {
         "owner"
     );
 
-    let rotated: Vec<_> = events(&vault.namespace, "acme")
+    let rotated: Vec<_> = events(&vault, "acme")
         .await
         .into_iter()
         .filter_map(|e| match e.body {
@@ -753,7 +683,7 @@ async fn shredding_a_tenant_destroys_its_keys_and_nothing_else() {
             .unwrap();
     assert_eq!(keys, 0);
 
-    let last = events(&vault.namespace, "doomed").await.pop().unwrap();
+    let last = events(&vault, "doomed").await.pop().unwrap();
     let Body::TenantKeysShredded(e) = last.body else {
         panic!("expected TenantKeysShredded, got {}", last.event_type)
     };
@@ -803,6 +733,7 @@ async fn client_retries_while_the_vault_is_unavailable() {
             attempts: 50,
             initial_backoff: Duration::from_millis(50),
             max_backoff: Duration::from_millis(200),
+            ..Default::default()
         });
     let call = tokio::spawn(async move {
         client

@@ -210,7 +210,59 @@ async fn start_with_acl(
     (nats_url, namespace): (String, String),
     keyring: KeyRing,
     max_connections: u32,
+    acl: AclConfig,
+) -> TestVault {
+    start_tuned(
+        database_url,
+        pool,
+        (nats_url, namespace),
+        keyring,
+        max_connections,
+        acl,
+        |_| {},
+    )
+    .await
+}
+
+/// A vault on a fresh database and namespace, its config adjusted by `tune` (e.g. TLS, the
+/// replay window, no outbox relay).
+pub async fn spawn_vault_tuned(tune: impl FnOnce(&mut Config)) -> TestVault {
+    crate::init_logging();
+    let (database_url, pool) = crate::fresh_database().await.expect("fresh database");
+    start_tuned(
+        database_url,
+        pool,
+        (crate::nats_url(), crate::unique_namespace()),
+        ring("k1", &[("k1", 1)]),
+        TEST_POOL,
+        AclConfig::default_policy(),
+        tune,
+    )
+    .await
+}
+
+/// Another vault instance on `other`'s database and namespace (same tokens), tuned by `tune`.
+pub async fn spawn_vault_beside(other: &TestVault, tune: impl FnOnce(&mut Config)) -> TestVault {
+    start_tuned(
+        other.database_url.clone(),
+        other.pool.clone(),
+        (other.nats_url.clone(), other.namespace.clone()),
+        ring("k1", &[("k1", 1)]),
+        TEST_POOL,
+        AclConfig::default_policy(),
+        tune,
+    )
+    .await
+}
+
+async fn start_tuned(
+    database_url: String,
+    pool: PgPool,
+    (nats_url, namespace): (String, String),
+    keyring: KeyRing,
+    max_connections: u32,
     mut acl: AclConfig,
+    tune: impl FnOnce(&mut Config),
 ) -> TestVault {
     let mut tokens = BTreeMap::new();
     for caller in CALLERS {
@@ -227,6 +279,10 @@ async fn start_with_acl(
     config.listen_addr = SocketAddr::from(([127, 0, 0, 1], 0));
     config.namespace = namespace.clone();
     config.database_max_connections = max_connections;
+    // Tests look at events right after a change; a short poll keeps a second instance's relay
+    // (which no commit of its own wakes) quick too.
+    config.outbox_poll_interval = std::time::Duration::from_millis(50);
+    tune(&mut config);
     let app = vault::Application::build(config)
         .await
         .expect("vault builds");
