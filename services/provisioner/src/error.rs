@@ -105,9 +105,17 @@ pub fn rest_error(context: &str, e: RestError) -> StepError {
 pub fn vault_error(context: &str, e: ClientError) -> StepError {
     let msg = format!("{context}: {e}");
     match e.code() {
-        Some(Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted) | None => {
-            StepError::Infra(msg)
-        }
+        // A lost connection (UNKNOWN from the transport), a cancelled or aborted call: the vault
+        // may be fine, so these are retried like an outage, never taken as an answer.
+        Some(
+            Code::Unavailable
+            | Code::DeadlineExceeded
+            | Code::ResourceExhausted
+            | Code::Aborted
+            | Code::Cancelled
+            | Code::Unknown,
+        )
+        | None => StepError::Infra(msg),
         _ => StepError::Permanent(msg),
     }
 }

@@ -30,7 +30,7 @@ use tokio::time::Instant;
 use worker::Acquire;
 
 use crate::context::{Ctx, Fence};
-use crate::error::{StepError, bench_error, vault_error};
+use crate::error::{StepError, bench_error, is_not_found, vault_error};
 use crate::fleet::BenchConfig;
 use crate::ownership::Claimant;
 use crate::placement::{PlacementRecord, StandbyRef};
@@ -206,8 +206,12 @@ async fn rekey(
     kind: &str,
 ) -> Result<(), StepError> {
     let reason = "standby site claimed by a tenant";
-    if ctx.vault.get_by_name(to, name, reason).await.is_ok() {
-        return Ok(());
+    // Only a NOT_FOUND means "not copied yet": a timed-out read of a copy that exists must not
+    // send us to the standby's entry, which the claim revokes once both copies are made.
+    match ctx.vault.get_by_name(to, name, reason).await {
+        Ok(_) => return Ok(()),
+        Err(e) if is_not_found(&e) => {}
+        Err(e) => return Err(vault_error(&format!("reading the tenant's {name}"), e)),
     }
     let value = ctx
         .vault
