@@ -10,7 +10,7 @@ use common::{
     FleetOptions, PASSWORD, TestStack, assert_site_works, client, mariadb_has, provisioned,
     vaulted_credentials,
 };
-use eventstore::Body;
+use eventstore::{Body, EventContext};
 use frappe::{RestError, UserId};
 use proto::v1::{self as pb, ProvisioningStep};
 use provisioner::secrets::API_CREDENTIALS;
@@ -561,12 +561,38 @@ async fn suspend_resume_and_delete_are_applied_once_and_recorded() {
     assert_eq!(bench.site_dirs(), Vec::<String>::new());
     assert!(bench.path().join("archived/sites").join(&p.site).exists());
     assert!(!mariadb_has(&provisioner::process::db_name_for(&tenant)).await);
-    let gone = stack
+    // With no retention configured, the tenant's keys are crypto-shredded at once.
+    let vault_subject = stack.store.subject(EventContext::Vault, &tenant);
+    let shreds = || async {
+        stack
+            .store
+            .load(&vault_subject)
+            .await
+            .expect("vault events")
+            .iter()
+            .filter(|e| e.event_type == "TenantKeysShredded")
+            .count()
+    };
+    for _ in 0..150 {
+        if shreds().await > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        shreds().await,
+        1,
+        "the deleted tenant's keys were shredded once"
+    );
+    let shredded = stack
         .vault_client("provisioner")
         .get_by_name(&tenant, API_CREDENTIALS, "test")
         .await
         .unwrap_err();
-    assert_eq!(gone.code(), Some(tonic::Code::NotFound));
+    assert_eq!(
+        shredded.reason().as_deref(),
+        Some(vault_client::REASON_TENANT_SHREDDED)
+    );
 
     // A redelivered deletion changes nothing.
     stack
@@ -581,4 +607,9 @@ async fn suspend_resume_and_delete_are_applied_once_and_recorded() {
     let types = stack.types(&tenant).await;
     assert_eq!(types.iter().filter(|t| *t == "SiteDeleted").count(), 1);
     assert_eq!(types.iter().filter(|t| *t == "SiteBackedUp").count(), 1);
+    assert_eq!(
+        shreds().await,
+        1,
+        "a redelivered deletion shreds nothing again"
+    );
 }

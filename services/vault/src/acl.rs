@@ -146,6 +146,9 @@ impl AclConfig {
                 // The owner's password: moved out of its one-time secret into a named one the
                 // moment it is needed, read until the owner exists, then revoked.
                 Grant::new("owner_password", &[TakeOneTime, MoveOneTime, Get, Revoke]),
+                // Deleting a tenant ends with destroying all its keys, whoever stored them
+                // (identity's OAuth secret too), once the site's retention has passed.
+                Grant::new(ANY_KIND, &[Shred]),
             ],
         );
         add(
@@ -323,7 +326,9 @@ mod tests {
         assert!(caller.may(Op::MoveOneTime, "owner_password"));
         assert!(!caller.may(Op::Put, "owner_password"));
         assert!(!caller.may(Op::MoveOneTime, "api_credentials"));
-        assert!(!caller.may(Op::Shred, ANY_KIND));
+        // Deletion ends with a shred of every kind.
+        assert!(caller.may(Op::Shred, ANY_KIND));
+        assert!(!caller.may(Op::Rotate, ANY_KIND));
         assert!(acl.authenticate("wrong").is_none());
         assert!(acl.authenticate("").is_none());
     }

@@ -14,8 +14,16 @@ use tonic::Code;
 async fn a_thousand_puts_racing_shreds_leave_nothing_readable() {
     // A bigger pool than usual, so puts and shreds really run side by side in PostgreSQL.
     let vault = spawn_vault_pooled(testkit::ring("k1", &[("k1", 1)]), 20).await;
-    let p = vault.client("provisioner");
-    let op = vault.client("operator");
+    // Time is not what this test is about: on a loaded 2-core machine 1,000 puts queue for 20
+    // connections, so every call gets a budget no queue reaches, and each put's answer is the
+    // vault's (stored, or refused as shredded), never the client's deadline.
+    let patient = vault_client::RetryPolicy {
+        attempt_timeout: Duration::from_secs(120),
+        budget: Duration::from_secs(240),
+        ..Default::default()
+    };
+    let p = vault.client("provisioner").with_retry(patient.clone());
+    let op = vault.client("operator").with_retry(patient);
     let tenant = "racing";
     p.put(tenant, "before", "api_credentials", &secret("v"), "")
         .await
