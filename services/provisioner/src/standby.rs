@@ -351,6 +351,14 @@ async fn refill_once(ctx: &Ctx, builds: &mut tokio::task::JoinSet<()>) -> Result
                             builds.spawn(async move {
                                 tracing::warn!(standby = %entry.id, "abandoned standby build; discarding it");
                                 let fence = Fence::of(Some(Arc::new(lease)));
+                                // The entry's revision moves first: a builder that was only
+                                // slow then fails its compare-and-set to Ready, instead of
+                                // marking ready a site that is being discarded.
+                                let Ok(revision) =
+                                    pool.update(&key, encode(&entry), revision).await
+                                else {
+                                    return;
+                                };
                                 if discard(&ctx, &fence, &entry).await.is_ok() {
                                     let _ = pool.delete_expect_revision(&key, Some(revision)).await;
                                 }
@@ -411,9 +419,17 @@ async fn build(
     match build_site(ctx, fence, &entry, apps).await {
         Ok(()) => {
             entry.state = EntryState::Ready;
-            if fence.check().await.is_err()
-                || pool.update(key, encode(&entry), revision).await.is_err()
-            {
+            // An update whose answer was lost may have landed: the entry is read back before
+            // the site is discarded, or the pool would list a ready standby with no site.
+            let marked = fence.check().await.is_ok()
+                && match pool.update(key, encode(&entry), revision).await {
+                    Ok(_) => true,
+                    Err(_) => matches!(
+                        read(pool, key).await,
+                        Some((now, _)) if now.id == entry.id && now.state == EntryState::Ready
+                    ),
+                };
+            if !marked {
                 tracing::warn!(standby = %entry.id, "standby entry changed while building; discarding it");
                 let _ = discard(ctx, fence, &entry).await;
                 return;
