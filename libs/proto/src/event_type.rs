@@ -107,6 +107,7 @@ catalogue! {
     IdentityDisabled => Identity, tenant_id;
     IdentityEnabled => Identity, tenant_id;
     IdentityRemoved => Identity, tenant_id;
+    IdentityStepFailed => Identity, tenant_id;
     SubscriptionStarted => Billing, tenant_id;
     TrialEnded => Billing, tenant_id;
     PlanChanged => Billing, tenant_id;

@@ -6,6 +6,8 @@
 //! - Subdomain suggestions for a signup form ([`suggest_subdomain`], [`suggest_alternatives`]).
 //! - The tenant lifecycle as a state machine over `proto::v1` events: [`apply`] folds facts,
 //!   [`decide`] guards commands.
+//! - Single sign-on ([`Sso`]): the identity service's facts folded, and [`decide_identity`],
+//!   what the identity service does on a trigger.
 //! - Presentation helpers used by read models and `WatchSignup`: [`progress`] and [`summarize`].
 
 #![warn(missing_docs)]
@@ -18,6 +20,9 @@ mod lifecycle_tests;
 mod names;
 mod password;
 mod progress;
+mod sso;
+#[cfg(test)]
+mod sso_tests;
 mod suggest;
 mod summary;
 
@@ -32,5 +37,6 @@ pub use names::{
 };
 pub use password::{Password, PasswordContext};
 pub use progress::{Progress, progress};
+pub use sso::{IdentityAction, IdentityTrigger, Sso, SsoStatus, decide_identity};
 pub use suggest::{suggest_alternatives, suggest_subdomain};
 pub use summary::summarize;

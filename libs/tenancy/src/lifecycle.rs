@@ -16,6 +16,7 @@ use std::fmt;
 use proto::v1::event::Body;
 use proto::v1::{self as pb, TenantStatus};
 
+use crate::sso::{Sso, SsoStatus};
 use crate::{Email, OrganisationName, PersonName, PlanId, Region, Subdomain, TenantId, VaultRef};
 
 /// Where a tenant is in its lifecycle.
@@ -215,6 +216,8 @@ pub struct TenantState {
     pub from_standby: bool,
     /// A requested suspension or resume that has not completed.
     pub pending: Option<Pending>,
+    /// Single sign-on through Authentik (the identity service's facts).
+    pub sso: Sso,
     /// How many events changed this state (ignored ones do not count).
     pub version: u64,
     /// When TenantRequested happened, if folded with [`apply_event`].
@@ -387,6 +390,9 @@ fn apply_in_place(s: &mut TenantState, event: &Body) -> bool {
             s.from_standby |= e.from_standby;
             s.last_error = None;
             s.retryable = false;
+            if s.sso.status == SsoStatus::None {
+                s.sso.status = SsoStatus::Pending;
+            }
             true
         }
 
@@ -422,6 +428,15 @@ fn apply_in_place(s: &mut TenantState, event: &Body) -> bool {
         Body::SiteRolledBack(_) => matches!(s.status, S::Provisioning | S::Failed),
         Body::ProvisioningRetryRequested(_) if s.status == S::Failed => {
             s.status = S::Provisioning;
+            s.retry_count = s.retry_count.saturating_add(1);
+            true
+        }
+        // On a live tenant a retry is for single sign-on whose setup gave up.
+        Body::ProvisioningRetryRequested(_)
+            if matches!(s.status, S::Active | S::Suspended) && s.sso.status == SsoStatus::Failed =>
+        {
+            s.sso.status = SsoStatus::Pending;
+            s.sso.error = None;
             s.retry_count = s.retry_count.saturating_add(1);
             true
         }
@@ -469,6 +484,14 @@ fn apply_in_place(s: &mut TenantState, event: &Body) -> bool {
             true
         }
 
+        // Single sign-on: its own small state next to the status, never changing it.
+        Body::IdentityConfigured(_)
+        | Body::IdentityStepFailed(_)
+        | Body::IdentityConfigurationFailed(_)
+        | Body::IdentityDisabled(_)
+        | Body::IdentityEnabled(_)
+        | Body::IdentityRemoved(_) => s.sso.apply(event),
+
         // Facts that change no status: recorded (counted) while the tenant exists.
         Body::SiteBackedUp(_)
         | Body::SiteLimitsApplied(_)
@@ -476,11 +499,6 @@ fn apply_in_place(s: &mut TenantState, event: &Body) -> bool {
         | Body::CredentialRotated(_)
         | Body::CredentialRevoked(_)
         | Body::TenantKeysShredded(_)
-        | Body::IdentityConfigured(_)
-        | Body::IdentityConfigurationFailed(_)
-        | Body::IdentityDisabled(_)
-        | Body::IdentityEnabled(_)
-        | Body::IdentityRemoved(_)
         | Body::SubscriptionStarted(_)
         | Body::TrialEnded(_)
         | Body::UsageRecorded(_)
@@ -552,6 +570,8 @@ pub enum Command {
         region: Region,
         /// Vault reference to the owner's one-time password secret (never the password).
         password_ref: VaultRef,
+        /// Vault reference to the second copy, for the identity service (none when SSO is off).
+        sso_password_ref: Option<VaultRef>,
         /// The client's idempotency key, if it sent one.
         idempotency_key: Option<String>,
     },
@@ -723,7 +743,7 @@ fn hint(from: Status, command: CommandKind) -> String {
             "provisioning is under way; retry is possible if it fails"
         }
         (C::RetryProvisioning, S::Active | S::Suspended) => {
-            "it is already provisioned; retry applies only to Failed tenants"
+            "it is already provisioned; retry applies only to Failed tenants or failed single sign-on"
         }
         (C::ChangePlan, S::Requested | S::Provisioning) => {
             "the plan can be changed once it is Active"
@@ -752,7 +772,10 @@ pub fn decide(state: &TenantState, command: Command) -> Result<Vec<Body>, Domain
         (_, Status::None) => return Err(DomainError::NotFound),
         _ => {}
     }
-    if !kind.allowed_from().contains(&state.status) {
+    let sso_retry = kind == CommandKind::RetryProvisioning
+        && matches!(state.status, Status::Active | Status::Suspended)
+        && state.sso.status == SsoStatus::Failed;
+    if !kind.allowed_from().contains(&state.status) && !sso_retry {
         return Err(DomainError::InvalidTransition {
             from: state.status,
             command: kind,
@@ -769,6 +792,7 @@ pub fn decide(state: &TenantState, command: Command) -> Result<Vec<Body>, Domain
             plan,
             region,
             password_ref,
+            sso_password_ref,
             idempotency_key,
         } => Body::TenantRequested(pb::TenantRequested {
             tenant_id: tenant_id.to_string(),
@@ -780,6 +804,9 @@ pub fn decide(state: &TenantState, command: Command) -> Result<Vec<Body>, Domain
             region: region.into_string(),
             password_ref: password_ref.into_string(),
             idempotency_key: idempotency_key.unwrap_or_default(),
+            sso_password_ref: sso_password_ref
+                .map(VaultRef::into_string)
+                .unwrap_or_default(),
         }),
         Command::Suspend { reason, actor } => {
             if state.pending == Some(Pending::Suspension) {

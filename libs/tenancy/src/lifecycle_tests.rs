@@ -224,6 +224,10 @@ pub(crate) fn one_of_each(tenant: &str) -> Vec<Body> {
         Body::IdentityRemoved(pb::IdentityRemoved {
             tenant_id: t.clone(),
         }),
+        Body::IdentityStepFailed(pb::IdentityStepFailed {
+            tenant_id: t.clone(),
+            ..Default::default()
+        }),
         Body::SubscriptionStarted(pb::SubscriptionStarted {
             tenant_id: t.clone(),
             plan: "starter".into(),
@@ -272,6 +276,7 @@ fn requested(tenant: &str) -> pb::TenantRequested {
         region: "eu-central".into(),
         password_ref: format!("vault://tenant/{tenant}/owner-password"),
         idempotency_key: String::new(),
+        sso_password_ref: String::new(),
     }
 }
 
@@ -329,6 +334,7 @@ fn command(kind: CommandKind, plan: &str) -> Command {
             plan: PlanId::parse("starter").unwrap(),
             region: Region::parse("eu-central").unwrap(),
             password_ref: VaultRef::parse(&format!("vault://tenant/{T}/owner-password")).unwrap(),
+            sso_password_ref: None,
             idempotency_key: Some("k1".into()),
         },
         CommandKind::Suspend => Command::Suspend {
@@ -681,7 +687,7 @@ fn refusals_say_what_to_do() {
     );
     assert_eq!(
         msg(Status::Active, CommandKind::RetryProvisioning),
-        "tenant is Active; it is already provisioned; retry applies only to Failed tenants"
+        "tenant is Active; it is already provisioned; retry applies only to Failed tenants or failed single sign-on"
     );
     assert_eq!(
         msg(Status::Deleted, CommandKind::Delete),
@@ -781,9 +787,14 @@ proptest! {
                 Step::Fact(event) => state = apply(state, &event),
                 Step::Command(kind, plan) => {
                     let from = state.status;
+                    // A live tenant whose single sign-on failed may be retried; it stays live.
+                    let sso_retry = kind == CommandKind::RetryProvisioning
+                        && matches!(from, Status::Active | Status::Suspended)
+                        && state.sso.status == crate::SsoStatus::Failed;
+                    let allowed = if sso_retry { Some(from) } else { table_allows(kind, from) };
                     match decide(&state, command(kind, plan)) {
                         Ok(events) => {
-                            let to = table_allows(kind, from);
+                            let to = allowed;
                             prop_assert!(to.is_some(), "{} accepted from {}", kind, from);
                             let next = fold_from(state.clone(), &events);
                             prop_assert_eq!(Some(next.status), to);
@@ -794,7 +805,7 @@ proptest! {
                         }
                         Err(DomainError::InvalidTransition { from: f, command }) => {
                             prop_assert_eq!((f, command), (from, kind));
-                            prop_assert!(table_allows(kind, from).is_none());
+                            prop_assert!(allowed.is_none());
                         }
                         Err(DomainError::NotFound) => prop_assert_eq!(from, Status::None),
                         Err(DomainError::AlreadyExists { status }) => {

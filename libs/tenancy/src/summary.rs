@@ -212,6 +212,13 @@ pub fn summarize(body: &Body) -> String {
             plural(e.users_activated as usize, "user", "users")
         ),
         Body::IdentityRemoved(_) => "Single sign-on removed".to_owned(),
+        Body::IdentityStepFailed(e) => format!(
+            "Single sign-on step {} failed (attempt {}){}{}",
+            or_unknown(&e.step),
+            e.attempt,
+            because(&e.reason),
+            if e.will_retry { "; retrying" } else { "" }
+        ),
         Body::SubscriptionStarted(e) => format!(
             "Subscription {} started on plan {}{}",
             or_unknown(&e.subscription_id),

@@ -126,6 +126,7 @@ impl Stack {
             region: "eu".into(),
             password_ref: format!("vault://tenant/{id}/owner-password"),
             idempotency_key: String::new(),
+            sso_password_ref: String::new(),
         }))
         .await;
         self.append(Body::PlacementChosen(pb::PlacementChosen {

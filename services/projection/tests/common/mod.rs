@@ -34,6 +34,7 @@ fn request(rng: &mut StdRng, n: usize) -> Command {
         plan: PlanId::parse(PLANS[rng.random_range(0..PLANS.len())]).unwrap(),
         region: Region::parse("eu-central").unwrap(),
         password_ref: VaultRef::for_tenant(&id, "owner-password").unwrap(),
+        sso_password_ref: None,
         idempotency_key: None,
     }
 }

@@ -263,6 +263,7 @@ impl TestStack {
             region: "eu".into(),
             password_ref: one_time.reference,
             idempotency_key: String::new(),
+            sso_password_ref: String::new(),
         });
         let subject = self.store.subject(EventContext::Signup, &tenant);
         self.store
