@@ -469,6 +469,39 @@ impl FrappeClient {
             delay = (delay * 2).min(Duration::from_secs(1));
         }
     }
+
+    /// `DELETE /api/resource/<doctype>/<name>`. Frappe answers 202 `{"message": "ok"}`; a
+    /// missing document is [`RestError::NotFound`] (callers that only want it gone may treat
+    /// that as done).
+    pub async fn delete_doc(&self, doctype: &str, name: &str) -> Result<(), RestError> {
+        let path = format!(
+            "/api/resource/{}/{}",
+            encode_segment(doctype),
+            encode_segment(name)
+        );
+        self.send(Method::DELETE, &path, &[], None).await.map(drop)
+    }
+
+    /// `GET /api/resource/<doctype>`: the names of every document of `doctype` the caller may
+    /// read, in Frappe's default order.
+    pub async fn list_doc_names(&self, doctype: &str) -> Result<Vec<String>, RestError> {
+        let path = format!("/api/resource/{}", encode_segment(doctype));
+        // Frappe pages lists at 20 rows unless told otherwise; 0 lifts the limit.
+        let query = [("fields", r#"["name"]"#), ("limit_page_length", "0")];
+        let (_, value) = self.send(Method::GET, &path, &query, None).await?;
+        let rows = data_of(value)?;
+        let rows = rows
+            .as_array()
+            .ok_or_else(|| RestError::Decode(format!("{doctype} list: data is not a list")))?;
+        rows.iter()
+            .map(|row| {
+                row.get("name")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+                    .ok_or_else(|| RestError::Decode(format!("{doctype} list: a row has no name")))
+            })
+            .collect()
+    }
 }
 
 fn encode_segment(s: &str) -> String {

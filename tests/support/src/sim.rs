@@ -183,6 +183,38 @@ impl SimBench {
             .count()
     }
 
+    /// The Social Login Key named `name` on `site` as stored, with `client_secret` in clear text
+    /// (REST only ever shows it masked), or `None` if there is no such key. Reads the site's
+    /// database the way frappe-sim keeps it: the document in `tabDoc`, the secret in `__Auth`.
+    pub async fn social_login_key(&self, site: &str, name: &str) -> Option<serde_json::Value> {
+        use sqlx::Connection;
+        // The database name is formatted into the queries as an identifier: no backticks.
+        let db = self.site_config(site)["db_name"].as_str()?.replace('`', "");
+        let url =
+            std::env::var("MARIADB_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into());
+        let mut conn = sqlx::MySqlConnection::connect(&url)
+            .await
+            .expect("connect to MariaDB");
+        let doc: Option<(String,)> = sqlx::query_as(&format!(
+            "SELECT data FROM `{db}`.`tabDoc` WHERE doctype = 'Social Login Key' AND name = ?"
+        ))
+        .bind(name)
+        .fetch_optional(&mut conn)
+        .await
+        .expect("read the site's tabDoc");
+        let mut doc: serde_json::Value = serde_json::from_str(&doc?.0).expect("stored doc is JSON");
+        let secret: Option<(String,)> = sqlx::query_as(&format!(
+            "SELECT password FROM `{db}`.`__Auth` \
+             WHERE doctype = 'Social Login Key' AND name = ? AND fieldname = 'client_secret'"
+        ))
+        .bind(name)
+        .fetch_optional(&mut conn)
+        .await
+        .expect("read the site's __Auth");
+        doc["client_secret"] = secret.map_or(serde_json::Value::Null, |(s,)| s.into());
+        Some(doc)
+    }
+
     /// Commands of one kind (e.g. `new-site`) that finished, for one site.
     pub fn commands(&self, command: &str, site: &str) -> usize {
         self.command_log()

@@ -8,6 +8,7 @@ mod cli;
 mod pylit;
 mod server;
 mod sim;
+mod social_login_key;
 mod store;
 
 use std::process::ExitCode;

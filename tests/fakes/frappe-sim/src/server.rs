@@ -18,6 +18,7 @@ use serde_json::{Map, Value, json};
 use sqlx::MySqlPool;
 
 use crate::sim::Settings;
+use crate::social_login_key::{self as slk, SecretChange};
 use crate::store::{self, Insert, SiteDb};
 
 /// (host, port, database, password) of a site's DB user.
@@ -80,24 +81,65 @@ fn json_response(status: StatusCode, body: Value) -> Response {
 
 /// A Frappe error body: `exception`, `exc_type`, `exc` (a traceback) and optional `message`.
 fn frappe_error(status: StatusCode, exc_type: &str, message: &str, with_message: bool) -> Response {
+    python_error(
+        status,
+        &format!("frappe.exceptions.{exc_type}"),
+        message,
+        (!with_message).then_some(message),
+        with_message.then_some(message),
+    )
+}
+
+/// The error body of any Python exception `class` (dotted path) raised with `text`:
+/// `_server_messages` holds `shown` (what `msgprint` showed, which for some errors, e.g.
+/// `MandatoryError`, is not the exception's text) and `message` holds `message`.
+fn python_error(
+    status: StatusCode,
+    class: &str,
+    text: &str,
+    shown: Option<&str>,
+    message: Option<&str>,
+) -> Response {
+    let exc_type = class.rsplit('.').next().unwrap_or(class);
     let exc = format!(
         "Traceback (most recent call last):\n  File \"apps/frappe/frappe/app.py\", line 114, in application\n    \
-         response = frappe.api.handle(request)\nfrappe.exceptions.{exc_type}: {message}\n"
+         response = frappe.api.handle(request)\n{class}: {text}\n"
     );
     let mut body = json!({
-        "exception": format!("frappe.exceptions.{exc_type}: {message}"),
+        "exception": format!("{class}: {text}"),
         "exc_type": exc_type,
         "exc": serde_json::to_string(&vec![exc]).unwrap_or_default(),
     });
-    if with_message {
-        body["message"] = json!(message);
+    if let Some(m) = message {
+        body["message"] = json!(m);
     }
-    if !with_message && !message.is_empty() {
-        let msg = json!({"message": message, "title": "Message", "indicator": "red", "raise_exception": 1});
+    if let Some(shown) = shown.filter(|s| !s.is_empty()) {
+        let msg =
+            json!({"message": shown, "title": "Message", "indicator": "red", "raise_exception": 1});
         body["_server_messages"] =
             json!(serde_json::to_string(&vec![msg.to_string()]).unwrap_or_default());
     }
     json_response(status, body)
+}
+
+/// A document frappe refused (validation, mandatory, set-only-once, …).
+fn rejected(r: &slk::Rejection) -> Response {
+    python_error(
+        StatusCode::from_u16(r.status).unwrap_or(StatusCode::EXPECTATION_FAILED),
+        &r.class,
+        &r.text,
+        Some(&r.shown),
+        None,
+    )
+}
+
+fn not_found(doctype: &str, name: &str) -> Response {
+    frappe_error(
+        StatusCode::NOT_FOUND,
+        "DoesNotExistError",
+        &format!("{doctype} {name} not found"),
+        false,
+    )
 }
 
 fn auth_failed() -> Response {
@@ -313,6 +355,7 @@ fn step_name(method: &Method, path: &str) -> &'static str {
         (_, "/api/method/frappe.core.doctype.user.user.generate_keys") => "http-generate-keys",
         ("POST", p) if p.starts_with("/api/resource/") => "http-insert",
         ("PUT", p) if p.starts_with("/api/resource/") => "http-update",
+        ("DELETE", p) if p.starts_with("/api/resource/") => "http-delete",
         _ => "http-other",
     }
 }
@@ -453,6 +496,7 @@ async fn route(
         None => (rest.to_owned(), None),
     };
     match (method.as_str(), name) {
+        ("GET", None) => list(db, &doctype, &caller, &params).await,
         ("POST", None) => {
             if !is_system_manager(db, &caller).await? {
                 return Ok(not_permitted());
@@ -460,6 +504,21 @@ async fn route(
             realistic(560).await;
             insert(db, &doctype, params, &caller).await
         }
+        // read_doc loads the document before it checks permission: a missing one is 404 for
+        // anyone.
+        ("GET", Some(name)) if doctype == slk::DOCTYPE => {
+            let Some(doc) = db.get_doc(&doctype, &name).await? else {
+                return Ok(not_found(&doctype, &name));
+            };
+            if !is_system_manager(db, &caller).await? {
+                return Ok(not_permitted());
+            }
+            Ok(json_response(StatusCode::OK, json!({"data": doc})))
+        }
+        ("PUT", Some(name)) if doctype == slk::DOCTYPE => {
+            update_social_login_key(db, &name, &params, &caller).await
+        }
+        ("DELETE", Some(name)) => delete(db, &doctype, &name, &caller).await,
         ("GET", Some(name)) => {
             if doctype == "User" && name != caller && !is_system_manager(db, &caller).await? {
                 return Ok(not_permitted());
@@ -596,6 +655,9 @@ async fn insert(
     params: Map<String, Value>,
     caller: &str,
 ) -> Result<Response, sqlx::Error> {
+    if doctype == slk::DOCTYPE {
+        return insert_social_login_key(db, &params, caller).await;
+    }
     if doctype == "User" {
         let email = params
             .get("email")
@@ -685,4 +747,383 @@ fn duplicate(doctype: &str, name: &str) -> Response {
         &format!("{doctype} {name} already exists"),
         false,
     )
+}
+
+fn now_str() -> String {
+    chrono::Local::now()
+        .format("%Y-%m-%d %H:%M:%S%.6f")
+        .to_string()
+}
+
+/// `POST /api/resource/Social Login Key`: named `scrub(provider_name)`, validated as frappe
+/// does, the secret kept in `__Auth` and masked in the document.
+async fn insert_social_login_key(
+    db: &mut SiteDb<'_>,
+    params: &Map<String, Value>,
+    caller: &str,
+) -> Result<Response, sqlx::Error> {
+    let mut doc = match slk::new_doc(params) {
+        Ok(d) => d,
+        Err(r) => return Ok(rejected(&r)),
+    };
+    // Without a provider name frappe names the document by hash; the mandatory check then
+    // refuses it, naming that hash.
+    let name = slk::autoname(&doc).unwrap_or_else(|| store::random_hex(10));
+    if let Err(r) = slk::validate(&mut doc, &name, None) {
+        return Ok(rejected(&r));
+    }
+    let secret = slk::take_secret(&mut doc);
+    let now = now_str();
+    for (k, v) in [
+        ("name", json!(name)),
+        ("owner", json!(caller)),
+        ("creation", json!(now)),
+        ("modified", json!(now)),
+        ("modified_by", json!(caller)),
+        ("docstatus", json!(0)),
+        ("idx", json!(0)),
+        ("doctype", json!(slk::DOCTYPE)),
+    ] {
+        doc.insert(k.to_owned(), v);
+    }
+    let doc = Value::Object(doc);
+    Ok(match db.insert_doc(slk::DOCTYPE, &name, &doc).await? {
+        Insert::Inserted(doc) => {
+            // Stored only once the row exists, so a duplicate never overwrites the existing
+            // key's secret (frappe rolls the whole request back).
+            if let SecretChange::Set(s) = secret {
+                db.set_auth(slk::DOCTYPE, &name, slk::SECRET_FIELD, &s)
+                    .await?;
+            }
+            json_response(StatusCode::OK, json!({"data": doc}))
+        }
+        Insert::Duplicate => duplicate(slk::DOCTYPE, &name),
+    })
+}
+
+/// `PUT /api/resource/Social Login Key/<name>`: `doc.update(data); doc.save()`. A masked
+/// secret sent back keeps the stored one; an empty one removes it.
+async fn update_social_login_key(
+    db: &mut SiteDb<'_>,
+    name: &str,
+    params: &Map<String, Value>,
+    caller: &str,
+) -> Result<Response, sqlx::Error> {
+    let Some(stored) = db.get_doc(slk::DOCTYPE, name).await? else {
+        return Ok(not_found(slk::DOCTYPE, name));
+    };
+    if !is_system_manager(db, caller).await? {
+        return Ok(not_permitted());
+    }
+    let Value::Object(before) = stored else {
+        return Ok(server_error(&"stored document is not an object"));
+    };
+    let mut doc = before.clone();
+    if let Err(r) = slk::apply(&mut doc, params) {
+        return Ok(rejected(&r));
+    }
+    if let Err(r) = slk::validate(&mut doc, name, Some(&before)) {
+        return Ok(rejected(&r));
+    }
+    match slk::take_secret(&mut doc) {
+        SecretChange::Keep => {}
+        SecretChange::Set(s) => {
+            db.set_auth(slk::DOCTYPE, name, slk::SECRET_FIELD, &s)
+                .await?;
+        }
+        SecretChange::Remove => {
+            db.delete_auth(slk::DOCTYPE, name, slk::SECRET_FIELD)
+                .await?;
+        }
+    }
+    doc.insert("modified".to_owned(), json!(now_str()));
+    doc.insert("modified_by".to_owned(), json!(caller));
+    let doc = Value::Object(doc);
+    db.save_doc(slk::DOCTYPE, name, &doc).await?;
+    Ok(json_response(StatusCode::OK, json!({"data": doc})))
+}
+
+/// `DELETE /api/resource/<doctype>/<name>`: 202 `{"message": "ok"}`. frappe loads the document
+/// before checking the delete permission (System Manager here), so a missing one is 404 for
+/// anyone; its passwords go with it.
+async fn delete(
+    db: &mut SiteDb<'_>,
+    doctype: &str,
+    name: &str,
+    caller: &str,
+) -> Result<Response, sqlx::Error> {
+    if db.get_doc(doctype, name).await?.is_none() {
+        return Ok(not_found(doctype, name));
+    }
+    if !is_system_manager(db, caller).await? {
+        return Ok(frappe_error(
+            StatusCode::FORBIDDEN,
+            "PermissionError",
+            &format!("User not allowed to delete {doctype}: {name}"),
+            false,
+        ));
+    }
+    // User.on_trash refuses the standard users.
+    if doctype == "User" && (name == "Administrator" || name == "Guest") {
+        return Ok(frappe_error(
+            StatusCode::EXPECTATION_FAILED,
+            "ValidationError",
+            &format!("User {name} cannot be deleted"),
+            false,
+        ));
+    }
+    if !db.delete_doc(doctype, name).await? {
+        // Deleted by a concurrent request between the two statements.
+        return Ok(not_found(doctype, name));
+    }
+    Ok(json_response(
+        StatusCode::ACCEPTED,
+        json!({"message": "ok"}),
+    ))
+}
+
+/// `GET /api/resource/<doctype>` (`frappe.client.get_list`): `fields` (JSON list, default
+/// `["name"]`, `"*"` for every column), `filters` (JSON dict or list of `[field, op, value]`),
+/// `order_by` (default `modified desc`), `limit_start`, `limit_page_length` or `limit`
+/// (default 20; 0 = no limit). Answers `{"data": [{…}, …]}`.
+async fn list(
+    db: &mut SiteDb<'_>,
+    doctype: &str,
+    caller: &str,
+    params: &Map<String, Value>,
+) -> Result<Response, sqlx::Error> {
+    // Only System Managers may read these doctypes (other doctypes: any logged-in user, as the
+    // single-document GET allows).
+    if (doctype == "User" || doctype == slk::DOCTYPE) && !is_system_manager(db, caller).await? {
+        return Ok(not_permitted());
+    }
+    let decode_error = |e: &serde_json::Error| {
+        python_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "json.decoder.JSONDecodeError",
+            &e.to_string(),
+            None,
+            None,
+        )
+    };
+    let fields = match json_param(params, "fields") {
+        Ok(Some(Value::Array(fs))) => fs
+            .iter()
+            .map(|f| f.as_str().map_or_else(|| f.to_string(), str::to_owned))
+            .collect(),
+        Ok(Some(Value::String(f))) => vec![f],
+        Ok(_) => vec!["name".to_owned()],
+        Err(e) => return Ok(decode_error(&e)),
+    };
+    let filters = match json_param(params, "filters") {
+        Ok(f) => list_filters(doctype, f),
+        Err(e) => return Ok(decode_error(&e)),
+    };
+    let Some(filters) = filters else {
+        return Ok(frappe_error(
+            StatusCode::EXPECTATION_FAILED,
+            "ValidationError",
+            "Invalid filters",
+            false,
+        ));
+    };
+    let int_param = |key: &str| {
+        params.get(key).map(|v| match v {
+            Value::Number(n) => n.as_i64().unwrap_or(0),
+            Value::String(s) => s.trim().parse::<f64>().map_or(0, |f| f as i64),
+            _ => 0,
+        })
+    };
+    let limit = int_param("limit_page_length")
+        .or_else(|| int_param("limit"))
+        .unwrap_or(20);
+    let start = int_param("limit_start").unwrap_or(0).max(0);
+    let (order_field, descending) =
+        params
+            .get("order_by")
+            .and_then(Value::as_str)
+            .map_or(("modified".to_owned(), true), |o| {
+                let mut words = o.split_whitespace();
+                let f = column_name(doctype, words.next().unwrap_or("modified"));
+                let desc = words.next().is_some_and(|d| d.eq_ignore_ascii_case("desc"));
+                (f, desc)
+            });
+
+    let mut docs: Vec<Value> = db
+        .list_docs(doctype)
+        .await?
+        .into_iter()
+        .filter(|d| filters.iter().all(|f| f.matches(d)))
+        .collect();
+    docs.sort_by(|a, b| {
+        let key = |d: &Value| text_of(d.get(&order_field));
+        let ord = key(a).cmp(&key(b));
+        if descending { ord.reverse() } else { ord }
+    });
+    let rows: Vec<Value> = docs
+        .iter()
+        .skip(usize::try_from(start).unwrap_or(0))
+        .take(if limit > 0 {
+            usize::try_from(limit).unwrap_or(usize::MAX)
+        } else {
+            usize::MAX
+        })
+        .map(|d| project(doctype, d, &fields))
+        .collect();
+    Ok(json_response(StatusCode::OK, json!({"data": rows})))
+}
+
+/// A list parameter that frappe `json.loads` when it arrives as text (query-string parameters
+/// always do); a JSON body may already carry the value itself.
+fn json_param(params: &Map<String, Value>, key: &str) -> Result<Option<Value>, serde_json::Error> {
+    match params.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Ok(None),
+        Some(Value::String(s)) => serde_json::from_str(s).map(Some),
+        Some(v) => Ok(Some(v.clone())),
+    }
+}
+
+/// `name`, `` `tabX`.name `` and `` `name` `` all mean the column `name`.
+fn column_name(doctype: &str, raw: &str) -> String {
+    let table = format!("`tab{doctype}`.");
+    raw.trim()
+        .strip_prefix(&table)
+        .unwrap_or(raw.trim())
+        .trim_matches('`')
+        .to_owned()
+}
+
+/// A column's value as SQL would compare it (NULL as "").
+fn text_of(v: Option<&Value>) -> String {
+    match v {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// One list row: the requested columns (`x as y` renames). Child tables are not columns, so
+/// `*` leaves them out.
+fn project(doctype: &str, doc: &Value, fields: &[String]) -> Value {
+    let mut row = Map::new();
+    for f in fields {
+        if f.trim() == "*" {
+            if let Some(all) = doc.as_object() {
+                for (k, v) in all.iter().filter(|(_, v)| !v.is_array()) {
+                    row.insert(k.clone(), v.clone());
+                }
+            }
+            continue;
+        }
+        let lower = f.to_ascii_lowercase();
+        let (col, alias) = match lower.find(" as ") {
+            Some(i) => (&f[..i], f[i + 4..].trim()),
+            None => (f.as_str(), ""),
+        };
+        let col = column_name(doctype, col);
+        let key = if alias.is_empty() {
+            col.clone()
+        } else {
+            alias.trim_matches('`').to_owned()
+        };
+        row.insert(key, doc.get(&col).cloned().unwrap_or(Value::Null));
+    }
+    Value::Object(row)
+}
+
+/// One `[field, operator, value]` condition of a list request.
+struct ListFilter {
+    field: String,
+    op: String,
+    value: Value,
+}
+
+impl ListFilter {
+    /// Compared as MariaDB does under `utf8mb4_unicode_ci`: case-insensitively, NULL as "".
+    fn matches(&self, doc: &Value) -> bool {
+        let have = text_of(doc.get(&self.field)).to_lowercase();
+        let want = || text_of(Some(&self.value)).to_lowercase();
+        let list = || -> Vec<String> {
+            match &self.value {
+                Value::Array(vs) => vs.iter().map(|v| text_of(Some(v)).to_lowercase()).collect(),
+                v => text_of(Some(v))
+                    .split(',')
+                    .map(|s| s.trim().to_lowercase())
+                    .collect(),
+            }
+        };
+        let numeric = |a: &str, b: &str| match (a.parse::<f64>(), b.parse::<f64>()) {
+            (Ok(x), Ok(y)) => x.partial_cmp(&y),
+            _ => Some(a.cmp(b)),
+        };
+        use std::cmp::Ordering::{Equal, Greater, Less};
+        match self.op.as_str() {
+            "=" => have == want(),
+            "!=" => have != want(),
+            "in" => list().contains(&have),
+            "not in" => !list().contains(&have),
+            "like" => like(&have, &want()),
+            "not like" => !like(&have, &want()),
+            "is" => (want() == "set") != have.is_empty(),
+            ">" => numeric(&have, &want()) == Some(Greater),
+            "<" => numeric(&have, &want()) == Some(Less),
+            ">=" => matches!(numeric(&have, &want()), Some(Greater | Equal)),
+            "<=" => matches!(numeric(&have, &want()), Some(Less | Equal)),
+            _ => false,
+        }
+    }
+}
+
+/// SQL `LIKE` with `%` and `_` (both already lower-cased).
+fn like(text: &str, pattern: &str) -> bool {
+    fn go(t: &[char], p: &[char]) -> bool {
+        match p.split_first() {
+            None => t.is_empty(),
+            Some(('%', rest)) => (0..=t.len()).any(|i| go(&t[i..], rest)),
+            Some(('_', rest)) => !t.is_empty() && go(&t[1..], rest),
+            Some((c, rest)) => t.first() == Some(c) && go(&t[1..], rest),
+        }
+    }
+    let t: Vec<char> = text.chars().collect();
+    let p: Vec<char> = pattern.chars().collect();
+    go(&t, &p)
+}
+
+/// The filters of a list request: `{"field": value}`, `{"field": [op, value]}`, or a list of
+/// `[field, op, value]` / `[doctype, field, op, value]`. `None` if malformed.
+fn list_filters(doctype: &str, raw: Option<Value>) -> Option<Vec<ListFilter>> {
+    let cond = |field: &str, v: &Value| match v {
+        Value::Array(pair) if pair.len() == 2 && pair[0].is_string() => ListFilter {
+            field: column_name(doctype, field),
+            op: pair[0].as_str().unwrap_or("=").trim().to_lowercase(),
+            value: pair[1].clone(),
+        },
+        v => ListFilter {
+            field: column_name(doctype, field),
+            op: "=".to_owned(),
+            value: v.clone(),
+        },
+    };
+    match raw {
+        None => Some(vec![]),
+        Some(Value::Object(m)) => Some(m.iter().map(|(k, v)| cond(k, v)).collect()),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|item| {
+                let parts = item.as_array()?;
+                let parts = match parts.len() {
+                    3 => parts.as_slice(),
+                    4 | 5 => &parts[1..4],
+                    _ => return None,
+                };
+                Some(ListFilter {
+                    field: column_name(doctype, parts[0].as_str()?),
+                    op: parts[1].as_str()?.trim().to_lowercase(),
+                    value: parts[2].clone(),
+                })
+            })
+            .collect(),
+        Some(_) => None,
+    }
 }

@@ -298,6 +298,59 @@ impl SiteDb<'_> {
         Ok(())
     }
 
+    /// Every document of a doctype, in no particular order (callers sort and page).
+    pub async fn list_docs(&mut self, doctype: &str) -> Result<Vec<Value>, sqlx::Error> {
+        let rows = sqlx::query("SELECT data FROM `tabDoc` WHERE doctype = ?")
+            .bind(doctype)
+            .fetch_all(&mut *self.conn)
+            .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| r.try_get::<String, _>(0).ok())
+            .filter_map(|d| serde_json::from_str(&d).ok())
+            .collect())
+    }
+
+    /// Deletes a document with its passwords (`delete_doc` calls `delete_all_passwords_for`)
+    /// and, for a User, its sessions. False if there was no such document.
+    pub async fn delete_doc(&mut self, doctype: &str, name: &str) -> Result<bool, sqlx::Error> {
+        let gone = sqlx::query("DELETE FROM `tabDoc` WHERE doctype = ? AND name = ?")
+            .bind(doctype)
+            .bind(name)
+            .execute(&mut *self.conn)
+            .await?
+            .rows_affected()
+            > 0;
+        sqlx::query("DELETE FROM `__Auth` WHERE doctype = ? AND name = ?")
+            .bind(doctype)
+            .bind(name)
+            .execute(&mut *self.conn)
+            .await?;
+        if doctype == "User" {
+            sqlx::query("DELETE FROM `tabSessions` WHERE user = ?")
+                .bind(name)
+                .execute(&mut *self.conn)
+                .await?;
+        }
+        Ok(gone)
+    }
+
+    /// `remove_encrypted_password`: forgets one stored password.
+    pub async fn delete_auth(
+        &mut self,
+        doctype: &str,
+        name: &str,
+        field: &str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query("DELETE FROM `__Auth` WHERE doctype = ? AND name = ? AND fieldname = ?")
+            .bind(doctype)
+            .bind(name)
+            .bind(field)
+            .execute(&mut *self.conn)
+            .await?;
+        Ok(())
+    }
+
     pub async fn set_auth(
         &mut self,
         doctype: &str,

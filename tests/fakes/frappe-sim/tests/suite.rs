@@ -1029,3 +1029,371 @@ async fn rest_details_match_the_transcripts() {
     assert!(!doc.to_string().contains("pbkdf2"));
     t.drop(&site).await;
 }
+
+const SLK: &str = "Social Login Key";
+
+/// An Authentik provider as Tenantry configures it on a tenant's site.
+fn authentik_key(client_secret: &str) -> Value {
+    json!({
+        "provider_name": "Authentik",
+        "social_login_provider": "Custom",
+        "enable_social_login": 1,
+        "client_id": "tenantry-erp",
+        "client_secret": client_secret,
+        "base_url": "https://auth.example.com",
+        "authorize_url": "/application/o/authorize/",
+        "access_token_url": "/application/o/token/",
+        "redirect_url": "/api/method/frappe.integrations.oauth2_logins.custom/authentik",
+        "api_endpoint": "/application/o/userinfo/",
+        "auth_url_data": "{\"response_type\": \"code\", \"scope\": \"openid email profile\"}",
+        "user_id_property": "email",
+        "sign_ups": "Allow",
+    })
+}
+
+fn with(base: &Value, changes: Value) -> Value {
+    let mut doc = base.clone();
+    for (k, v) in changes.as_object().unwrap() {
+        doc[k] = v.clone();
+    }
+    doc
+}
+
+#[tokio::test]
+async fn social_login_keys_over_rest() {
+    for t in targets() {
+        let site = unique_site("slk");
+        let admin_pw = "Adm1n-pass!";
+        t.create_site(&site, admin_pw).await;
+        let anon = t.client(&site);
+        let admin = anon.with_session(
+            &anon
+                .login(&UserId::Administrator, &secret(admin_pw))
+                .await
+                .unwrap(),
+        );
+        let stored_secret = |name: &'static str| {
+            let (t, site) = (&t, &site);
+            async move {
+                match &t._sim {
+                    Some(sim) => Some(sim.social_login_key(site.as_str(), name).await),
+                    // A real bench encrypts it; the sim-only helper is the way to read it.
+                    None => None,
+                }
+            }
+        };
+
+        // Insert: named scrub(provider_name); the secret comes back masked, same length.
+        let client_secret = "s3cr3t-from-authentik";
+        let key = authentik_key(client_secret);
+        let created = admin.insert_doc(SLK, &key).await.unwrap();
+        assert_eq!(created["name"], json!("authentik"), "[{}]", t.name);
+        let mask = json!("*".repeat(client_secret.len()));
+        assert_eq!(created["client_secret"], mask, "[{}]", t.name);
+        let fetched = admin.get_doc(SLK, "authentik").await.unwrap();
+        assert_eq!(fetched["client_secret"], mask, "[{}]", t.name);
+        assert_eq!(fetched["provider_name"], json!("Authentik"));
+        assert_eq!(fetched["client_id"], json!("tenantry-erp"));
+        assert_eq!(fetched["enable_social_login"], json!(1));
+        assert_eq!(fetched["sign_ups"], json!("Allow"));
+        assert!(!fetched.to_string().contains(client_secret), "[{}]", t.name);
+        if let Some(stored) = stored_secret("authentik").await {
+            assert_eq!(stored.unwrap()["client_secret"], json!(client_secret));
+        }
+
+        // Duplicate name → 409.
+        let dup = admin.insert_doc(SLK, &key).await.unwrap_err();
+        assert!(
+            matches!(dup, RestError::Conflict(_)),
+            "[{}] {dup:?}",
+            t.name
+        );
+        if let Some(stored) = stored_secret("authentik").await {
+            assert_eq!(stored.unwrap()["client_secret"], json!(client_secret));
+        }
+
+        // Validation → 417, with frappe's messages.
+        let refused = |doc: Value, expected: &'static str| {
+            let admin = &admin;
+            let name = t.name;
+            async move {
+                let err = admin.insert_doc(SLK, &doc).await.unwrap_err();
+                match &err {
+                    RestError::Validation(m) => {
+                        assert!(m.contains(expected), "[{name}] {m:?} lacks {expected:?}");
+                    }
+                    other => panic!("[{name}] expected a validation error, got {other:?}"),
+                }
+            }
+        };
+        let other = with(&key, json!({"provider_name": "Other IdP"}));
+        refused(
+            with(&other, json!({"client_secret": null})),
+            "Please enter Client Secret before social login is enabled",
+        )
+        .await;
+        refused(
+            with(&other, json!({"client_id": ""})),
+            "Please enter Client ID before social login is enabled",
+        )
+        .await;
+        refused(
+            with(&other, json!({"authorize_url": null})),
+            "Please enter Authorize URL",
+        )
+        .await;
+        refused(
+            with(&other, json!({"social_login_provider": "Okta"})),
+            "Social Login Provider cannot be \"Okta\"",
+        )
+        .await;
+        refused(
+            with(&key, json!({"provider_name": null})),
+            "Value missing for Social Login Key: Provider Name",
+        )
+        .await;
+
+        // The list has it (and nothing was left behind by the refused inserts).
+        let names = admin.list_doc_names(SLK).await.unwrap();
+        assert!(
+            names.contains(&"authentik".to_owned()),
+            "[{}] {names:?}",
+            t.name
+        );
+        assert!(
+            !names.contains(&"other_idp".to_owned()),
+            "[{}] {names:?}",
+            t.name
+        );
+
+        // Updates: a new secret is stored and masked; the mask sent back keeps it; the
+        // provider name is set only once.
+        let rotated = "rotated-secret";
+        let updated = admin
+            .update_doc(SLK, "authentik", &json!({"client_secret": rotated}))
+            .await
+            .unwrap();
+        assert_eq!(updated["client_secret"], json!("*".repeat(rotated.len())));
+        let updated = admin.update_doc(SLK, "authentik", &updated).await.unwrap();
+        assert_eq!(updated["client_id"], json!("tenantry-erp"));
+        if let Some(stored) = stored_secret("authentik").await {
+            assert_eq!(stored.unwrap()["client_secret"], json!(rotated));
+        }
+        let renamed = admin
+            .update_doc(SLK, "authentik", &json!({"provider_name": "Keycloak"}))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&renamed, RestError::Validation(m) if m.contains("Value cannot be changed for Provider Name")),
+            "[{}] {renamed:?}",
+            t.name
+        );
+        let enabled_without_secret = admin
+            .update_doc(
+                SLK,
+                "authentik",
+                &json!({"enable_social_login": 1, "client_secret": ""}),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(enabled_without_secret, RestError::Validation(_)),
+            "[{}] {enabled_without_secret:?}",
+            t.name
+        );
+
+        // Only System Managers may see or touch it.
+        let clerk = UserEmail::parse("clerk@acme.example.com").unwrap();
+        admin
+            .create_user(&NewUser {
+                email: clerk.clone(),
+                first_name: PersonName::parse("Cleo").unwrap(),
+                last_name: None,
+                roles: vec![],
+            })
+            .await
+            .unwrap();
+        let clerk_id = UserId::from(clerk);
+        let clerk_pw = secret("Clerk-Pass-2024!x");
+        admin.set_user_password(&clerk_id, &clerk_pw).await.unwrap();
+        let clerk = anon.with_session(&anon.login(&clerk_id, &clerk_pw).await.unwrap());
+        for err in [
+            clerk.get_doc(SLK, "authentik").await.unwrap_err(),
+            clerk.list_doc_names(SLK).await.unwrap_err(),
+            clerk.insert_doc(SLK, &other).await.unwrap_err(),
+            clerk.delete_doc(SLK, "authentik").await.unwrap_err(),
+        ] {
+            assert!(
+                matches!(err, RestError::Forbidden(_)),
+                "[{}] {err:?}",
+                t.name
+            );
+        }
+
+        // Delete → 202; then it is gone, and a second delete is 404.
+        admin.delete_doc(SLK, "authentik").await.unwrap();
+        let gone = admin.get_doc(SLK, "authentik").await.unwrap_err();
+        assert!(
+            matches!(gone, RestError::NotFound(_)),
+            "[{}] {gone:?}",
+            t.name
+        );
+        let again = admin.delete_doc(SLK, "authentik").await.unwrap_err();
+        assert!(
+            matches!(again, RestError::NotFound(_)),
+            "[{}] {again:?}",
+            t.name
+        );
+        let names = admin.list_doc_names(SLK).await.unwrap();
+        assert!(
+            !names.contains(&"authentik".to_owned()),
+            "[{}] {names:?}",
+            t.name
+        );
+        if let Some(stored) = stored_secret("authentik").await {
+            assert_eq!(stored, None);
+        }
+
+        // Its secret went with it: a new key of the same name starts without one.
+        admin
+            .insert_doc(
+                SLK,
+                &with(
+                    &key,
+                    json!({"enable_social_login": 0, "client_secret": null}),
+                ),
+            )
+            .await
+            .unwrap();
+        if let Some(stored) = stored_secret("authentik").await {
+            assert_eq!(stored.unwrap()["client_secret"], Value::Null);
+        }
+        admin.delete_doc(SLK, "authentik").await.unwrap();
+
+        t.drop(&site).await;
+    }
+}
+
+/// The wire details a client never sees through `FrappeClient`: statuses, `exc_type`s,
+/// list parameters.
+#[tokio::test]
+async fn social_login_key_wire_details() {
+    let t = spawn_sim(None, &[]);
+    let site = unique_site("slkwire");
+    t.create_site(&site, "admin123").await;
+    let creds: ApiCredentials = t
+        .bench
+        .generate_api_keys(&site, &UserId::Administrator)
+        .await
+        .unwrap();
+    let http = reqwest::Client::new();
+    let url = |p: &str| format!("{}{p}", t.base_url);
+    let token = format!(
+        "token {}:{}",
+        creds.api_key,
+        secrecy::ExposeSecret::expose_secret(&creds.api_secret)
+    );
+    let send = |method: reqwest::Method, path: &str, body: Option<Value>| {
+        let mut req = http
+            .request(method, url(path))
+            .header("Host", site.as_str())
+            .header("Authorization", &token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        async move {
+            let r = req.send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let resource = "/api/resource/Social%20Login%20Key";
+
+    // Controller errors carry their own class; the mandatory error shows the field's label.
+    let (status, body) = send(
+        reqwest::Method::POST,
+        resource,
+        Some(with(&authentik_key(""), json!({"provider_name": "Other"}))),
+    )
+    .await;
+    assert_eq!(status, 417);
+    assert_eq!(body["exc_type"], json!("ClientSecretNotSetError"));
+    let (status, body) = send(
+        reqwest::Method::POST,
+        resource,
+        Some(with(&authentik_key("x"), json!({"provider_name": ""}))),
+    )
+    .await;
+    assert_eq!(status, 417);
+    assert_eq!(body["exc_type"], json!("MandatoryError"));
+    assert!(
+        body["exception"]
+            .as_str()
+            .unwrap()
+            .ends_with("]: provider_name")
+    );
+
+    // Icons come from the provider name; unknown fields are dropped.
+    let (status, body) = send(
+        reqwest::Method::POST,
+        resource,
+        Some(with(
+            &authentik_key("gh-secret"),
+            json!({"provider_name": "GitHub", "social_login_provider": "GitHub", "no_such_field": 1}),
+        )),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["name"], json!("github"));
+    assert_eq!(
+        body["data"]["icon"],
+        json!("/assets/frappe/icons/social/github.svg")
+    );
+    assert!(body["data"].get("no_such_field").is_none());
+    send(reqwest::Method::POST, resource, Some(authentik_key("ak"))).await;
+
+    // Lists: fields, filters, paging, order.
+    let (status, body) = send(reqwest::Method::GET, resource, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body,
+        json!({"data": [{"name": "authentik"}, {"name": "github"}]})
+    );
+    let (_, body) = send(
+        reqwest::Method::GET,
+        &format!(
+            "{resource}?fields=%5B%22name%22%2C%22client_secret%22%5D&filters=%7B%22social_login_provider%22%3A%22GitHub%22%7D"
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(
+        body,
+        json!({"data": [{"name": "github", "client_secret": "*********"}]})
+    );
+    let (_, body) = send(
+        reqwest::Method::GET,
+        &format!(
+            "{resource}?filters=%5B%5B%22name%22%2C%22like%22%2C%22auth%25%22%5D%5D&limit_page_length=1&order_by=name%20asc"
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(body, json!({"data": [{"name": "authentik"}]}));
+
+    // Delete answers 202 "ok"; a second time 404 DoesNotExistError.
+    let (status, body) = send(reqwest::Method::DELETE, &format!("{resource}/github"), None).await;
+    assert_eq!((status, body), (202, json!({"message": "ok"})));
+    let (status, body) = send(reqwest::Method::DELETE, &format!("{resource}/github"), None).await;
+    assert_eq!(status, 404);
+    assert_eq!(body["exc_type"], json!("DoesNotExistError"));
+
+    // Administrator is not deletable.
+    let (status, _) = send(
+        reqwest::Method::DELETE,
+        "/api/resource/User/Administrator",
+        None,
+    )
+    .await;
+    assert_eq!(status, 417);
+    t.drop(&site).await;
+}
