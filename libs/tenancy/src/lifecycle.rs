@@ -433,7 +433,8 @@ fn apply_in_place(s: &mut TenantState, event: &Body) -> bool {
         }
         // On a live tenant a retry is for single sign-on whose setup gave up.
         Body::ProvisioningRetryRequested(_)
-            if matches!(s.status, S::Active | S::Suspended) && s.sso.status == SsoStatus::Failed =>
+            if matches!(s.status, S::Active | S::Suspended)
+                && s.sso.status == SsoStatus::Failed =>
         {
             s.sso.status = SsoStatus::Pending;
             s.sso.error = None;

@@ -743,6 +743,7 @@ fn arb_event() -> impl Strategy<Value = Body> {
 
 /// One thing that can happen next: an operator command, or a fact from another service.
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // test data, built a few thousand times
 enum Step {
     Command(CommandKind, &'static str),
     Fact(Body),

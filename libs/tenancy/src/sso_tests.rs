@@ -51,14 +51,23 @@ fn the_fold_follows_setup_suspension_and_removal() {
     let ready = sso_of(&[configured()]);
     assert_eq!(ready.login_url, "https://acme.example/login");
     assert!(ready.configured());
-    assert_eq!(sso_of(&[configured(), disabled.clone()]).status, S::Disabled);
+    assert_eq!(
+        sso_of(&[configured(), disabled.clone()]).status,
+        S::Disabled
+    );
     assert_eq!(
         sso_of(&[configured(), disabled.clone(), enabled.clone()]).status,
         S::Ready
     );
     // Suspended before setup finished: configured stays disabled; resume then makes it ready.
-    assert_eq!(sso_of(&[disabled.clone(), configured()]).status, S::Disabled);
-    assert_eq!(sso_of(&[disabled.clone(), enabled.clone()]).status, S::Pending);
+    assert_eq!(
+        sso_of(&[disabled.clone(), configured()]).status,
+        S::Disabled
+    );
+    assert_eq!(
+        sso_of(&[disabled.clone(), enabled.clone()]).status,
+        S::Pending
+    );
     assert_eq!(
         sso_of(&[configured(), removed.clone(), configured()]).status,
         S::Removed
@@ -93,15 +102,32 @@ fn other_events_do_not_count() {
 fn with_status(status: S, configured: bool) -> Sso {
     Sso {
         status,
-        client_id: if configured { "c".into() } else { String::new() },
+        client_id: if configured {
+            "c".into()
+        } else {
+            String::new()
+        },
         ..Sso::default()
     }
 }
 
 #[test]
 fn every_trigger_in_every_status_has_one_decision() {
-    let all = [S::None, S::Pending, S::Ready, S::Failed, S::Disabled, S::Removed];
-    let triggers = [T::Provisioned, T::Retry, T::Suspended, T::Resumed, T::Deleted];
+    let all = [
+        S::None,
+        S::Pending,
+        S::Ready,
+        S::Failed,
+        S::Disabled,
+        S::Removed,
+    ];
+    let triggers = [
+        T::Provisioned,
+        T::Retry,
+        T::Suspended,
+        T::Resumed,
+        T::Deleted,
+    ];
     for status in all {
         for configured in [false, true] {
             for suspended in [false, true] {
@@ -112,9 +138,9 @@ fn every_trigger_in_every_status_has_one_decision() {
                         (_, S::Removed) => A::Nothing,
                         (T::Deleted, _) => A::Remove,
                         (T::Provisioned, S::None | S::Pending)
-                        | (T::Retry, S::None | S::Pending | S::Failed) => A::Configure {
-                            active: !suspended,
-                        },
+                        | (T::Retry, S::None | S::Pending | S::Failed) => {
+                            A::Configure { active: !suspended }
+                        }
                         (T::Provisioned | T::Retry, S::Disabled) if !configured => {
                             A::Configure { active: false }
                         }
@@ -124,7 +150,10 @@ fn every_trigger_in_every_status_has_one_decision() {
                         (T::Resumed, S::Disabled) => A::Enable,
                         (T::Resumed, _) => A::Nothing,
                     };
-                    assert_eq!(got, want, "{trigger:?} in {status:?} (configured {configured}, suspended {suspended})");
+                    assert_eq!(
+                        got, want,
+                        "{trigger:?} in {status:?} (configured {configured}, suspended {suspended})"
+                    );
                 }
             }
         }
@@ -134,7 +163,13 @@ fn every_trigger_in_every_status_has_one_decision() {
 #[test]
 fn a_removed_tenant_is_never_configured_again() {
     let sso = with_status(S::Removed, true);
-    for t in [T::Provisioned, T::Retry, T::Resumed, T::Suspended, T::Deleted] {
+    for t in [
+        T::Provisioned,
+        T::Retry,
+        T::Resumed,
+        T::Suspended,
+        T::Deleted,
+    ] {
         assert_eq!(decide_identity(&sso, t, false), A::Nothing);
     }
 }

@@ -124,6 +124,13 @@ pub fn tenant_to_proto(t: &TenantRow) -> Tenant {
             .unwrap_or(0),
         version: u64::try_from(t.last_sequence).unwrap_or(0),
         url: t.url.clone(),
+        sso_status: t.state.sso.status.as_str().to_owned(),
+        sso_login_url: if t.state.sso.status == tenancy::SsoStatus::Ready {
+            t.state.sso.login_url.clone()
+        } else {
+            String::new()
+        },
+        sso_error: t.state.sso.error.clone().unwrap_or_default(),
     }
 }
 

@@ -35,6 +35,8 @@ use crate::watch::{self, ProgressStream};
 
 /// The vault secret kind of the owner's password (the vault ACL grants signup exactly this).
 pub const PASSWORD_KIND: &str = "owner_password";
+/// Vault kind of the owner's password copy for the identity service.
+pub const SSO_PASSWORD_KIND: &str = "sso_owner_password";
 
 /// How many alternatives are tried when suggesting a free subdomain.
 const ALTERNATIVES: usize = 10;
@@ -46,6 +48,8 @@ pub struct SignupSettings {
     pub catalog: Catalog,
     /// How long the owner's one-time password secret lives in the vault.
     pub password_ttl: Duration,
+    /// Also store a one-time copy of the password for the identity service.
+    pub sso: bool,
     /// Take the client address from the first `x-forwarded-for` entry (behind a trusted proxy).
     pub trust_forwarded_for: bool,
     /// Longest a signup works before answering UNAVAILABLE.
@@ -241,12 +245,44 @@ impl Gateway {
                     ))
                 })
             })?;
+        // The identity service's own copy: each consumer takes only its copy (a different
+        // kind), and each copy is gone once its consumer has used it, so no password is kept
+        // once both the site and Authentik have it.
+        let sso_stored = if self.settings.sso {
+            Some(
+                self.vault
+                    .with_correlation_id(&tenant_str)
+                    .put_one_time_string(
+                        &tenant_str,
+                        SSO_PASSWORD_KIND,
+                        &secret,
+                        self.settings.password_ttl,
+                        "owner password chosen at signup, for the identity service (Authentik)",
+                    )
+                    .await
+                    .map_err(|e| {
+                        Failure::Clean(if e.code() == Some(tonic::Code::Unavailable) {
+                            SignupError::Unavailable(
+                                "the credential vault is not reachable".to_owned(),
+                            )
+                        } else {
+                            SignupError::Unexpected(anyhow::anyhow!(
+                                "vault refused to store the password copy for single sign-on: {e}"
+                            ))
+                        })
+                    })?,
+            )
+        } else {
+            None
+        };
         drop(secret);
         // The vault's one-time references look like vault://tenant/<id>/one-time/<uuid>; make
         // sure it names our tenant before it goes into the permanent record.
-        if !stored
-            .reference
-            .starts_with(&format!("vault://tenant/{tenant_str}/"))
+        let prefix = format!("vault://tenant/{tenant_str}/");
+        if !stored.reference.starts_with(&prefix)
+            || sso_stored
+                .as_ref()
+                .is_some_and(|s| !s.reference.starts_with(&prefix))
         {
             return Err(Failure::Clean(SignupError::Unexpected(anyhow::anyhow!(
                 "the vault answered an unexpected reference shape for tenant {tenant_str}"
@@ -262,6 +298,7 @@ impl Gateway {
             region: input.region.into_string(),
             password_ref: stored.reference,
             idempotency_key: input.idempotency_key.unwrap_or_default(),
+            sso_password_ref: sso_stored.map(|s| s.reference).unwrap_or_default(),
         });
         let event = NewEvent::new(body)
             .with_id(requested_event_id(tenant))

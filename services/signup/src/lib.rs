@@ -164,6 +164,15 @@ pub struct Config {
         default_value_t = 3600
     )]
     pub password_ttl_secs: u64,
+    /// Store a second one-time copy of the owner's password for the identity service, which
+    /// sets it as the owner's Authentik password (`false` when no identity service runs).
+    #[arg(
+        long = "sso",
+        env = "TENANTRY_SIGNUP_SSO",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    pub sso: bool,
     /// How long a request waits for a concurrent one with the same idempotency key, in ms.
     #[arg(
         long = "idempotency-wait-ms",
@@ -224,6 +233,7 @@ impl Config {
             trust_forwarded_for: false,
             cors_origins: Vec::new(),
             password_ttl_secs: 3600,
+            sso: true,
             idempotency_wait_ms: 10_000,
             idempotency_stale_secs: 15,
             idempotency_keep_secs: 86_400,
@@ -367,6 +377,7 @@ impl Application {
             SignupSettings {
                 catalog: catalog.clone(),
                 password_ttl: Duration::from_secs(config.password_ttl_secs),
+                sso: config.sso,
                 trust_forwarded_for: config.trust_forwarded_for,
                 deadline: Duration::from_millis(config.signup_deadline_ms.max(100)),
             },

@@ -119,9 +119,9 @@ impl AclConfig {
     ///
     /// | service | grants |
     /// |---|---|
-    /// | signup | put_one_time(owner_password) |
+    /// | signup | put_one_time(owner_password, sso_owner_password) |
     /// | provisioner | put/get/revoke(site_admin_password, api_credentials, db_root_password), take_one_time/move_one_time/get/revoke(owner_password) |
-    /// | identity | put/get/revoke(oauth_client_secret) |
+    /// | identity | put/get/revoke(oauth_client_secret), take_one_time/move_one_time/get/revoke(sso_owner_password), get(api_credentials) |
     /// | operator | audit, rotate, shred |
     /// | projection | nothing |
     pub fn default_policy() -> Self {
@@ -136,7 +136,15 @@ impl AclConfig {
                 },
             );
         };
-        add("signup", vec![Grant::new("owner_password", &[PutOneTime])]);
+        // Two copies of the owner's password, one per consumer (the site's owner user and the
+        // Authentik user): each consumer can take only its own, and each copy is gone once used.
+        add(
+            "signup",
+            vec![
+                Grant::new("owner_password", &[PutOneTime]),
+                Grant::new("sso_owner_password", &[PutOneTime]),
+            ],
+        );
         add(
             "provisioner",
             vec![
@@ -153,7 +161,15 @@ impl AclConfig {
         );
         add(
             "identity",
-            vec![Grant::new("oauth_client_secret", &[Put, Get, Revoke])],
+            vec![
+                Grant::new("oauth_client_secret", &[Put, Get, Revoke]),
+                Grant::new(
+                    "sso_owner_password",
+                    &[TakeOneTime, MoveOneTime, Get, Revoke],
+                ),
+                // The site's API key, to write its Social Login Key.
+                Grant::new("api_credentials", &[Get]),
+            ],
         );
         add(
             "operator",

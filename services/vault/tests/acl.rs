@@ -13,7 +13,8 @@ use tonic::Code;
 use vault::{AclConfig, Op};
 use vault_client::VaultClient;
 
-const KINDS: [&str; 6] = [
+const KINDS: [&str; 7] = [
+    "sso_owner_password",
     "owner_password",
     "site_admin_password",
     "api_credentials",

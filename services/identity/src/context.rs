@@ -1,0 +1,70 @@
+//! What every step needs ([`Ctx`]) and the fence that proves this instance still holds the
+//! tenant.
+
+use std::sync::Arc;
+
+use authentik_client::{Authentik, Directory};
+use eventstore::EventStore;
+use vault_client::VaultClient;
+
+use crate::error::StepError;
+use crate::sites::SiteApi;
+
+/// A test hook: abort the process at a chosen instruction, to prove that a kill anywhere
+/// duplicates and loses nothing: `at:<point>` right after an Authentik or site call
+/// (`group`, `user`, `membership`, `password`, `provider`, `secret`, `application`,
+/// `binding`, `social-login-key`, `disable`, `enable`, `remove`), `before:<Event>` or
+/// `after:<Event>` around an append.
+pub type CrashPoint = String;
+
+/// Everything a step needs. Cheap to clone.
+#[derive(Clone)]
+pub struct Ctx {
+    /// The event store.
+    pub store: EventStore,
+    /// Authentik.
+    pub authentik: Authentik,
+    /// The flows, mappings and key every provider refers to (looked up at start-up).
+    pub directory: Arc<Directory>,
+    /// The vault, as the `identity` caller.
+    pub vault: VaultClient,
+    /// How to reach each bench's sites.
+    pub sites: Arc<SiteApi>,
+    /// Shared HTTP pool for site calls.
+    pub http: reqwest::Client,
+    /// Authentik's public URL, as browsers reach it (`https://auth.example`): the Social Login
+    /// Key's endpoints.
+    pub public_auth_url: String,
+    /// Test hook.
+    pub crash: Option<CrashPoint>,
+}
+
+impl Ctx {
+    /// The crash hook: aborts the process if it is set to `point` (`at:group`, `before:…`).
+    pub fn crash_at(&self, point: &str) {
+        if self.crash.as_deref() == Some(point) {
+            tracing::error!(point, "crash hook: aborting");
+            std::process::abort();
+        }
+    }
+}
+
+/// The proof that this instance may act on a tenant: the lease the worker took for it,
+/// checked right before every side effect and every append.
+#[derive(Clone, Default)]
+pub struct Fence(Option<Arc<worker::Lease>>);
+
+impl Fence {
+    /// Fenced by `lease`.
+    pub fn of(lease: Option<Arc<worker::Lease>>) -> Self {
+        Self(lease)
+    }
+
+    /// Errors with [`StepError::LeaseLost`] unless the lease is still ours.
+    pub async fn check(&self) -> Result<(), StepError> {
+        match &self.0 {
+            Some(l) => l.check().await.map_err(StepError::from),
+            None => Ok(()),
+        }
+    }
+}

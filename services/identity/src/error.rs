@@ -1,0 +1,89 @@
+//! Why a step failed, sorted by what helps: waiting, an operator, or nothing (another instance
+//! took the tenant over).
+
+use authentik_client::AuthentikError;
+use tonic::Code;
+use vault_client::ClientError;
+
+/// A failed identity step.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    /// Authentik, the vault, the site or NATS did not answer: try again after a back-off.
+    #[error("{0}")]
+    Transient(String),
+    /// Another attempt will fail the same way until someone changes something.
+    #[error("{0}")]
+    Permanent(String),
+    /// An object with our derived name exists but does not carry this tenant's id: it is not
+    /// ours to adopt, change or delete.
+    #[error("{0}")]
+    NotOurs(String),
+    /// The tenant's lease was lost: another instance works on it now.
+    #[error("{0}")]
+    LeaseLost(String),
+}
+
+impl StepError {
+    /// Whether another attempt later may help without anyone changing anything.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Transient(_))
+    }
+}
+
+impl From<worker::LeaseError> for StepError {
+    fn from(e: worker::LeaseError) -> Self {
+        match e {
+            worker::LeaseError::Lost(_) => Self::LeaseLost(e.to_string()),
+            worker::LeaseError::Unavailable(_) => Self::Transient(e.to_string()),
+        }
+    }
+}
+
+impl From<eventstore::StoreError> for StepError {
+    fn from(e: eventstore::StoreError) -> Self {
+        if e.is_transient() {
+            Self::Transient(format!("event store: {e}"))
+        } else {
+            Self::Permanent(format!("event store: {e}"))
+        }
+    }
+}
+
+/// Maps an Authentik error met while doing `what`.
+pub fn authentik(what: &str, e: AuthentikError) -> StepError {
+    match e {
+        AuthentikError::Unavailable(_) => StepError::Transient(format!("{what}: {e}")),
+        // A 403 is usually a token or role problem an operator fixes; retrying later is what
+        // finishes the tenant once they have, so it is not dead-lettered at once.
+        AuthentikError::Forbidden(_) => StepError::Transient(format!("{what}: {e}")),
+        _ => StepError::Permanent(format!("{what}: {e}")),
+    }
+}
+
+/// Maps a vault error met while doing `what`.
+pub fn vault(what: &str, e: ClientError) -> StepError {
+    match e.code() {
+        // A lost connection (UNKNOWN from the transport), a cancelled or aborted call: the vault
+        // may be fine, so these are retried like an outage, never taken as an answer.
+        Some(
+            Code::Unavailable
+            | Code::DeadlineExceeded
+            | Code::ResourceExhausted
+            | Code::Aborted
+            | Code::Cancelled
+            | Code::Unknown,
+        )
+        | None => StepError::Transient(format!("{what}: {e}")),
+        _ => StepError::Permanent(format!("{what}: {e}")),
+    }
+}
+
+/// Whether a vault error means the secret is not there.
+pub fn vault_not_found(e: &ClientError) -> bool {
+    e.code() == Some(Code::NotFound)
+}
+
+/// Whether a vault error means the tenant's keys were shredded (it was deleted).
+pub fn vault_shredded(e: &ClientError) -> bool {
+    e.reason().as_deref() == Some(vault_client::REASON_TENANT_SHREDDED)
+}
