@@ -17,7 +17,7 @@ down:
 demo: up
     #!/usr/bin/env bash
     set -euo pipefail
-    cargo build -q -p tenantry -p frappe-sim -p tenantctl
+    cargo build -q -p tenantry -p frappe-sim -p authentik-fake -p tenantctl
     mkdir -p .tenantry
     if [ -f .tenantry/dev.pid ] && kill -0 "$(cat .tenantry/dev.pid)" 2>/dev/null; then
         echo "==> tenantry dev already running (pid $(cat .tenantry/dev.pid)); logs in .tenantry/dev.log"

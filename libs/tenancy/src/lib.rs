@@ -36,7 +36,7 @@ pub use names::{
     Email, OrganisationName, PersonName, PlanId, RESERVED_SUBDOMAINS, Region, Subdomain, VaultRef,
 };
 pub use password::{Password, PasswordContext};
-pub use progress::{Progress, progress};
+pub use progress::{Progress, progress, progress_with_sso};
 pub use sso::{IdentityAction, IdentityTrigger, Sso, SsoStatus, decide_identity};
 pub use suggest::{suggest_alternatives, suggest_subdomain};
 pub use summary::summarize;

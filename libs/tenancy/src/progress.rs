@@ -36,6 +36,41 @@ impl Progress {
     }
 }
 
+/// [`progress`] when single sign-on is part of the signup: the site being ready is not the
+/// end yet (95 %); Authentik being configured is (or, if that gives up, the site alone, with
+/// the reason — password login works either way).
+pub fn progress_with_sso(body: &Body) -> Option<Progress> {
+    Some(match body {
+        Body::TenantProvisioned(e) => Progress {
+            url: e.url.clone(),
+            ..Progress::at(
+                "site_ready",
+                "Your site is ready; setting up single sign-on",
+                95,
+            )
+        },
+        Body::IdentityStepFailed(e) if e.will_retry => Progress {
+            reason: e.reason.clone(),
+            ..Progress::at("sso_retrying", "Retrying: setting up single sign-on", 95)
+        },
+        Body::IdentityConfigured(e) => Progress {
+            done: true,
+            url: e.login_url.clone(),
+            ..Progress::at("sso_ready", "Your site and single sign-on are ready", 100)
+        },
+        Body::IdentityConfigurationFailed(e) => Progress {
+            done: true,
+            reason: e.reason.clone(),
+            ..Progress::at(
+                "sso_failed",
+                "Your site is ready; single sign-on will follow once an operator has fixed it",
+                100,
+            )
+        },
+        other => return progress(other),
+    })
+}
+
 /// Maps an event to a progress update, or `None` for events a signing-up person does not
 /// need to see (billing, vault, identity, standby pool, later lifecycle changes).
 pub fn progress(body: &Body) -> Option<Progress> {
@@ -117,6 +152,57 @@ fn retry_label(step: ProvisioningStep) -> &'static str {
 mod tests {
     use super::*;
     use proto::v1 as pb;
+
+    #[test]
+    fn with_sso_the_site_is_not_the_end_until_authentik_is_configured() {
+        let site = progress_with_sso(&Body::TenantProvisioned(pb::TenantProvisioned {
+            url: "https://acme.example".into(),
+            ..Default::default()
+        }))
+        .unwrap();
+        assert!(!site.done && !site.failed);
+        assert_eq!(site.percent, 95);
+        let retry = progress_with_sso(&Body::IdentityStepFailed(pb::IdentityStepFailed {
+            will_retry: true,
+            reason: "Authentik answered 503".into(),
+            ..Default::default()
+        }))
+        .unwrap();
+        assert!(!retry.done && retry.reason.contains("503"));
+        let last_try = Body::IdentityStepFailed(pb::IdentityStepFailed::default());
+        assert_eq!(
+            progress_with_sso(&last_try),
+            None,
+            "the final failure speaks for it"
+        );
+        let ready = progress_with_sso(&Body::IdentityConfigured(pb::IdentityConfigured {
+            login_url: "https://acme.example/login".into(),
+            ..Default::default()
+        }))
+        .unwrap();
+        assert!(ready.done && !ready.failed);
+        assert_eq!(ready.url, "https://acme.example/login");
+        let gave_up = progress_with_sso(&Body::IdentityConfigurationFailed(
+            pb::IdentityConfigurationFailed {
+                reason: "group taken".into(),
+                ..Default::default()
+            },
+        ))
+        .unwrap();
+        assert!(
+            gave_up.done && !gave_up.failed,
+            "the site works without SSO"
+        );
+        // Everything else is as without SSO.
+        assert_eq!(
+            progress_with_sso(&Body::SiteCreated(Default::default())),
+            progress(&Body::SiteCreated(Default::default()))
+        );
+        assert_eq!(
+            progress(&Body::IdentityConfigured(Default::default())),
+            None
+        );
+    }
 
     #[test]
     fn happy_path_percentages_grow_to_done() {

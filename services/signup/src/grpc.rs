@@ -521,9 +521,14 @@ impl SignupService for SignupApi {
         })?;
         // Taken before the consumer exists, so a refused stream costs the server nothing.
         let slot = self.gateway.streams.acquire(address)?;
-        let updates = watch::watch(&self.gateway.store, &tenant, self.gateway.shutdown.clone())
-            .await
-            .map_err(Status::from)?;
+        let updates = watch::watch(
+            &self.gateway.store,
+            &tenant,
+            self.gateway.settings.sso,
+            self.gateway.shutdown.clone(),
+        )
+        .await
+        .map_err(Status::from)?;
         // The slot lives as long as the stream: the client hanging up frees it.
         let updates: ProgressStream = Box::pin(updates.map(move |u| {
             let _held = &slot;

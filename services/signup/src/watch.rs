@@ -28,6 +28,8 @@ struct Cursor {
     tenant: String,
     /// The latest progress said done or failed.
     terminal: bool,
+    /// Single sign-on is part of the signup (a step after the site).
+    sso: bool,
     /// Nothing more will be yielded.
     finished: bool,
 }
@@ -36,6 +38,7 @@ struct Cursor {
 pub async fn watch(
     store: &EventStore,
     tenant: &TenantId,
+    sso: bool,
     shutdown: Shutdown,
 ) -> Result<ProgressStream, SignupError> {
     let tenant = tenant.to_string();
@@ -67,6 +70,7 @@ pub async fn watch(
         messages,
         tenant,
         terminal: false,
+        sso,
         finished: false,
     };
     let updates = futures::stream::unfold(cursor, next_update).take_until(shutdown.into_future());
@@ -108,7 +112,12 @@ async fn next_update(mut cursor: Cursor) -> Option<(Result<SignupProgress, Statu
             }
         };
         let caught_up = pending == 0;
-        let Some(p) = tenancy::progress(&event.body) else {
+        let p = if cursor.sso {
+            tenancy::progress_with_sso(&event.body)
+        } else {
+            tenancy::progress(&event.body)
+        };
+        let Some(p) = p else {
             if cursor.terminal && caught_up {
                 return None;
             }

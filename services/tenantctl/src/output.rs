@@ -46,6 +46,9 @@ pub struct TenantView {
     updated_at: Option<String>,
     last_error: Option<String>,
     activation_ms: Option<u64>,
+    sso_status: String,
+    sso_login_url: Option<String>,
+    sso_error: Option<String>,
     version: u64,
 }
 
@@ -67,6 +70,9 @@ impl From<&pb::Tenant> for TenantView {
             updated_at: time(t.updated_at),
             last_error: (!t.last_error.is_empty()).then(|| t.last_error.clone()),
             activation_ms: (t.activation_ms > 0).then_some(t.activation_ms),
+            sso_status: t.sso_status.clone(),
+            sso_login_url: (!t.sso_login_url.is_empty()).then(|| t.sso_login_url.clone()),
+            sso_error: (!t.sso_error.is_empty()).then(|| t.sso_error.clone()),
             version: t.version,
         }
     }
@@ -261,6 +267,15 @@ impl<'a> Output<'a> {
             (
                 "Last error",
                 v.last_error.clone().unwrap_or_else(|| "-".into()),
+            ),
+            ("SSO", dash(&v.sso_status).to_owned()),
+            (
+                "SSO login",
+                v.sso_login_url.clone().unwrap_or_else(|| "-".into()),
+            ),
+            (
+                "SSO error",
+                v.sso_error.clone().unwrap_or_else(|| "-".into()),
             ),
             ("Version", v.version.to_string()),
         ];

@@ -182,15 +182,37 @@ async fn tenants_list_show_and_history() {
     let human = stack.ok(&["tenants", "show", &acme]).await;
     assert!(human.contains("Status        Active"), "{human}");
     assert!(human.contains("https://acme.erp.example"));
+    assert!(human.contains("SSO           pending"), "{human}");
     let json = stack.json(&["tenants", "show", &acme]).await;
     assert_eq!(json["tenant_id"], acme.as_str());
     assert_eq!(json["plan"], "starter");
+
+    // Single sign-on configured: `show` prints where to sign in.
+    let seq = stack
+        .append(Body::IdentityConfigured(pb::IdentityConfigured {
+            tenant_id: acme.clone(),
+            application_slug: "tenant-acme".into(),
+            client_id: "tenant-acme".into(),
+            login_url: "https://acme.erp.example/login".into(),
+            ..Default::default()
+        }))
+        .await;
+    let human = stack
+        .ok(&["tenants", "show", &acme, "--min-seq", &seq.to_string()])
+        .await;
+    assert!(human.contains("SSO           ready"), "{human}");
+    assert!(
+        human.contains("SSO login     https://acme.erp.example/login"),
+        "{human}"
+    );
+    let json = stack.json(&["tenants", "show", &acme]).await;
+    assert_eq!(json["sso_login_url"], "https://acme.erp.example/login");
 
     let human = stack.ok(&["tenants", "history", &acme]).await;
     assert!(human.contains("TenantRequested") && human.contains("TenantProvisioned"));
     let json = stack.json(&["tenants", "history", &acme]).await;
     let entries = json["entries"].as_array().unwrap();
-    assert_eq!(entries.len(), 3);
+    assert_eq!(entries.len(), 4);
     assert_eq!(entries[0]["event_type"], "TenantRequested");
     assert!(entries[0]["summary"].as_str().unwrap().contains("acme"));
 

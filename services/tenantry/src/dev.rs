@@ -1,5 +1,6 @@
-//! `tenantry dev`: vault, signup, provisioner and projection in one process, on fixed local
-//! ports, with frappe-sim as the bench unless `--fleet` names real benches. Development keys,
+//! `tenantry dev`: vault, signup, provisioner, projection and identity in one process, on fixed local
+//! ports, with frappe-sim as the bench unless `--fleet` names real benches and the Authentik fake
+//! unless `--authentik-url` names a real Authentik. Development keys,
 //! tokens and a throw-away CA are generated once and kept under the data directory (mode 0600),
 //! so tenants and their vaulted secrets survive a restart; every gRPC port speaks TLS unless
 //! `--no-tls`, and the vault requires client certificates (mTLS).
@@ -15,7 +16,7 @@ use svc::devca::{DevCa, DevCaFiles};
 use svc::{DatabaseArgs, NatsArgs, OperatorAuth, Role, Shutdown, TelemetryArgs};
 
 use crate::dev_secrets::DevSecrets;
-use crate::sim::SimBench;
+use crate::sim::{AuthentikFake, SimBench};
 
 /// Flags of `tenantry dev`.
 #[derive(Debug, clap::Args)]
@@ -52,6 +53,15 @@ pub struct DevArgs {
     /// Serve plaintext gRPC instead of TLS (e.g. for a browser that does not trust the dev CA).
     #[arg(long, env = "TENANTRY_DEV_NO_TLS")]
     pub no_tls: bool,
+    /// A real Authentik (`https://auth.example`); without it the Authentik fake runs.
+    #[arg(long, env = "TENANTRY_AUTHENTIK_URL")]
+    pub authentik_url: Option<String>,
+    /// File holding the real Authentik's API token (or set `TENANTRY_AUTHENTIK_TOKEN`).
+    #[arg(long, env = "TENANTRY_AUTHENTIK_TOKEN_FILE")]
+    pub authentik_token_file: Option<PathBuf>,
+    /// Port of the Authentik fake.
+    #[arg(long, env = "TENANTRY_DEV_AUTHENTIK_PORT", default_value_t = 9000)]
+    pub authentik_port: u16,
     /// Ready sites kept in the standby pool per plan app set (frappe-sim fleet only).
     #[arg(long, env = "TENANTRY_DEV_STANDBY", default_value_t = 1)]
     pub standby: u32,
@@ -141,14 +151,44 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let shutdown = Shutdown::from_signals();
 
     // The bench: real ones from a fleet file, or frappe-sim.
-    let (fleet, _sim) = match &args.fleet {
-        Some(path) => (provisioner::fleet::FleetConfig::load(path)?, None),
+    let (fleet, fleet_path, _sim) = match &args.fleet {
+        Some(path) => (
+            provisioner::fleet::FleetConfig::load(path)?,
+            path.clone(),
+            None,
+        ),
         None => {
             let bench =
                 SimBench::start(&data_dir.join("bench"), args.frappe_port, "erpnext,hrms").await?;
             let toml = sim_fleet(&bench, args.standby);
-            std::fs::write(data_dir.join("fleet.toml"), &toml)?;
-            (provisioner::fleet::FleetConfig::parse(&toml)?, Some(bench))
+            let path = data_dir.join("fleet.toml");
+            std::fs::write(&path, &toml)?;
+            (
+                provisioner::fleet::FleetConfig::parse(&toml)?,
+                path,
+                Some(bench),
+            )
+        }
+    };
+
+    // Authentik: a real one, or the fake.
+    let (authentik_url, authentik_token, _fake) = match &args.authentik_url {
+        Some(url) => {
+            let token = svc::secret::load(
+                "the Authentik API token",
+                "TENANTRY_AUTHENTIK_TOKEN",
+                args.authentik_token_file.as_deref(),
+            )?
+            .context("a real Authentik needs its API token: set TENANTRY_AUTHENTIK_TOKEN or --authentik-token-file")?;
+            (url.clone(), token, None)
+        }
+        None => {
+            let fake = AuthentikFake::start(args.authentik_port, &secrets.authentik_token).await?;
+            (
+                fake.base_url.clone(),
+                secrets.authentik_token.clone(),
+                Some(fake),
+            )
         }
     };
 
@@ -180,6 +220,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let acl = vault::acl::AclConfig::default_policy()
         .with_token("signup", &secrets.signup_vault_token)
         .with_token("provisioner", &secrets.provisioner_vault_token)
+        .with_token("identity", &secrets.identity_vault_token)
         .with_token("operator", &secrets.operator_vault_token);
     let mut vault_config = vault::Config::new(
         SecretString::from(database_url.clone()),
@@ -240,6 +281,21 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .await
         .context("provisioner did not start")?;
 
+    let mut identity_config = identity::Config::new(
+        &args.nats.nats_url,
+        &vault_url,
+        secrets.identity_vault_token.clone(),
+        authentik_client::AuthentikConfig::new(&authentik_url, authentik_token),
+        identity::sites::SiteApi::load(&fleet_path)?,
+    );
+    identity_config.nats = args.nats.store_config()?;
+    if let Some(files) = &tls {
+        identity_config.vault_tls = client_tls(files).load()?;
+    }
+    let identity_app = identity::Application::build(identity_config)
+        .await
+        .context("identity did not start")?;
+
     let mut env = vec![
         ("TENANTRY_SIGNUP_URL", url(signup_app.local_addr())),
         ("TENANTRY_ADMIN_URL", url(signup_app.operator_addr())),
@@ -260,10 +316,15 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     }
     let operator_env = secrets.write_operator_env(&env)?;
     println!(
-        "tenantry dev is running\n  signup (gRPC + grpc-web)  {}\n  operator API              {}\n  directory                 {}\n  vault                     {vault_url}\n  for tenantctl             set -a; . {}; set +a\n",
+        "tenantry dev is running\n  signup (gRPC + grpc-web)  {}\n  operator API              {}\n  directory                 {}\n  vault                     {vault_url}\n  Authentik                 {authentik_url}{}\n  for tenantctl             set -a; . {}; set +a\n",
         url(signup_app.local_addr()),
         url(signup_app.operator_addr()),
         url(projection_app.local_addr()),
+        if args.authentik_url.is_none() {
+            " (fake)"
+        } else {
+            ""
+        },
         operator_env.display(),
     );
 
@@ -274,7 +335,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         }
         r
     };
-    let (a, b, c, d) = tokio::join!(
+    let (a, b, c, d, e) = tokio::join!(
         async {
             stop_all(
                 vault_app
@@ -311,6 +372,15 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
                 &shutdown,
             )
         },
+        async {
+            stop_all(
+                identity_app
+                    .run_until_stopped(shutdown.clone())
+                    .await
+                    .context("identity"),
+                &shutdown,
+            )
+        },
     );
-    a.and(b).and(c).and(d)
+    a.and(b).and(c).and(d).and(e)
 }

@@ -32,6 +32,10 @@ pub struct DevSecrets {
     pub signup_vault_token: SecretString,
     /// The `provisioner` caller's vault token.
     pub provisioner_vault_token: SecretString,
+    /// The `identity` caller's vault token.
+    pub identity_vault_token: SecretString,
+    /// The API token of the dev Authentik fake (what a real Authentik's API token would be).
+    pub authentik_token: SecretString,
     /// The KEK, base64.
     pub kek: SecretString,
     dir: PathBuf,
@@ -85,15 +89,20 @@ impl DevSecrets {
                 "PROVISIONER_VAULT_TOKEN",
             )
             .into(),
+            identity_vault_token: pick(&services, "IDENTITY_VAULT_TOKEN", "IDENTITY_VAULT_TOKEN")
+                .into(),
+            authentik_token: pick(&services, "AUTHENTIK_FAKE_TOKEN", "AUTHENTIK_FAKE_TOKEN").into(),
             kek: kek.into(),
             dir: dir.to_owned(),
         };
         write_private(
             &dir.join(SERVICES_FILE),
             &format!(
-                "SIGNUP_VAULT_TOKEN={}\nPROVISIONER_VAULT_TOKEN={}\n",
+                "SIGNUP_VAULT_TOKEN={}\nPROVISIONER_VAULT_TOKEN={}\nIDENTITY_VAULT_TOKEN={}\nAUTHENTIK_FAKE_TOKEN={}\n",
                 secrets.signup_vault_token.expose_secret(),
-                secrets.provisioner_vault_token.expose_secret()
+                secrets.provisioner_vault_token.expose_secret(),
+                secrets.identity_vault_token.expose_secret(),
+                secrets.authentik_token.expose_secret()
             ),
         )?;
         write_private(

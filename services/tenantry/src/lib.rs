@@ -41,6 +41,17 @@ pub enum Command {
     Provisioner(ProvisionerCmd),
     /// The tenant read model and TenantDirectory API.
     Projection(ProjectionCmd),
+    /// Single sign-on through Authentik for every tenant.
+    Identity(IdentityCmd),
+}
+
+/// `tenantry identity`.
+#[derive(Debug, clap::Args)]
+pub struct IdentityCmd {
+    #[command(flatten)]
+    pub identity: identity::IdentityArgs,
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
 }
 
 /// `tenantry vault`.
@@ -111,6 +122,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = cmd.provisioner.into_config()?;
             let _guard = svc::telemetry::init("provisioner", &cmd.telemetry)?;
             provisioner::run(config, Shutdown::from_signals()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Identity(cmd) => {
+            let config = cmd.identity.into_config()?;
+            let _guard = svc::telemetry::init("identity", &cmd.telemetry)?;
+            identity::run(config, Shutdown::from_signals()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Projection(cmd) => {

@@ -10,14 +10,19 @@ use tokio::process::{Child, Command};
 /// Where the frappe-sim binary is: `FRAPPE_SIM_BIN`, else next to this executable (cargo puts
 /// every workspace binary in the same target directory; tests run from its `deps/`).
 pub fn locate_frappe_sim() -> anyhow::Result<PathBuf> {
-    if let Some(p) = std::env::var_os("FRAPPE_SIM_BIN") {
+    locate("frappe-sim", "FRAPPE_SIM_BIN")
+}
+
+/// Where the `name` binary is: `$env`, else next to this executable (or one directory up).
+fn locate(name: &str, env: &str) -> anyhow::Result<PathBuf> {
+    if let Some(p) = std::env::var_os(env) {
         return Ok(PathBuf::from(p));
     }
     let exe = std::env::current_exe().context("cannot locate the running executable")?;
     let mut dir = exe.parent().map(Path::to_path_buf);
     for _ in 0..2 {
         if let Some(d) = &dir {
-            let candidate = d.join("frappe-sim");
+            let candidate = d.join(name);
             if candidate.is_file() {
                 return Ok(candidate);
             }
@@ -25,7 +30,7 @@ pub fn locate_frappe_sim() -> anyhow::Result<PathBuf> {
         }
     }
     bail!(
-        "frappe-sim not found next to {}; build it with `cargo build -p frappe-sim` or set FRAPPE_SIM_BIN",
+        "{name} not found next to {}; build it with `cargo build -p {name}` or set {env}",
         exe.display()
     )
 }
@@ -90,6 +95,57 @@ impl SimBench {
         Ok(Self {
             dir: dir.to_path_buf(),
             bin,
+            base_url,
+            _server: server,
+        })
+    }
+}
+
+/// The Authentik double (`authentik-fake`) as the dev Authentik, when no real one is configured.
+/// Its objects live in memory: a restart of `tenantry dev` forgets them.
+pub struct AuthentikFake {
+    /// Its API base URL (the API is under `/api/v3/`).
+    pub base_url: String,
+    _server: Child,
+}
+
+impl AuthentikFake {
+    /// Starts `authentik-fake --listen 127.0.0.1:<port>` with `token` as its API token.
+    pub async fn start(port: u16, token: &secrecy::SecretString) -> anyhow::Result<Self> {
+        use secrecy::ExposeSecret as _;
+        let bin = locate("authentik-fake", "AUTHENTIK_FAKE_BIN")?;
+        let mut server = Command::new(&bin)
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--page-size",
+                "20",
+            ])
+            .env("AUTHENTIK_FAKE_TOKEN", token.expose_secret())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .context("cannot start authentik-fake")?;
+        let stdout = server
+            .stdout
+            .take()
+            .context("authentik-fake has no stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let first = tokio::time::timeout(std::time::Duration::from_secs(20), lines.next_line())
+            .await
+            .context("authentik-fake did not start within 20 s")??
+            .unwrap_or_default();
+        let Some(base_url) = first
+            .trim()
+            .strip_prefix("listening on ")
+            .map(str::to_owned)
+        else {
+            bail!("authentik-fake did not start (is port {port} free?)");
+        };
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(Self {
             base_url,
             _server: server,
         })

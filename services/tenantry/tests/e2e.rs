@@ -135,13 +135,19 @@ limits = {{ max_users = 25 }}
         ("TENANTRY_TLS_CLIENT_CERT", path(&ca.client_cert)),
         ("TENANTRY_TLS_CLIENT_KEY", path(&ca.client_key)),
     ];
+    // Authentik: the double, held to its OpenAPI schema, as `tenantry dev` runs it.
+    let authentik = authentik_fake::FakeAuthentik::start(authentik_fake::FakeConfig::default())
+        .await
+        .expect("authentik fake");
+    let identity_token = format!("identity-{namespace}");
     let provisioner_token_file = work.path().join("provisioner.token");
     std::fs::write(&provisioner_token_file, &provisioner_token).unwrap();
     let keyring = "active = \"k1\"\n[[keys]]\nid = \"k1\"\nkey = \"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\"\n".to_owned();
     let callers = format!(
-        "[callers.signup]\ntoken_sha256 = \"{}\"\n[callers.provisioner]\ntoken_sha256 = \"{}\"\n",
+        "[callers.signup]\ntoken_sha256 = \"{}\"\n[callers.provisioner]\ntoken_sha256 = \"{}\"\n[callers.identity]\ntoken_sha256 = \"{}\"\n",
         sha256_hex(&signup_token),
-        sha256_hex(&provisioner_token)
+        sha256_hex(&provisioner_token),
+        sha256_hex(&identity_token)
     );
     let nats = testkit::nats_url();
     let (vault_port, directory_port, signup_port) = (free_port(), free_port(), free_port());
@@ -217,6 +223,25 @@ limits = {{ max_users = 25 }}
                 (
                     "TENANTRY_PROVISIONER_VAULT_TOKEN_FILE",
                     path(&provisioner_token_file),
+                ),
+                ("TENANTRY_FLEET", fleet_path.display().to_string()),
+            ]
+            .into_iter()
+            .chain(client_tls.clone())
+            .collect(),
+        ),
+        logs,
+    );
+    let _identity = spawn(
+        "identity",
+        &common(
+            vec![
+                ("TENANTRY_VAULT_ENDPOINT", vault_url.clone()),
+                ("TENANTRY_IDENTITY_VAULT_TOKEN", identity_token),
+                ("TENANTRY_AUTHENTIK_URL", authentik.base_url()),
+                (
+                    "TENANTRY_AUTHENTIK_TOKEN",
+                    authentik_fake::FakeConfig::default().token,
                 ),
                 ("TENANTRY_FLEET", fleet_path.display().to_string()),
             ]
@@ -313,6 +338,14 @@ limits = {{ max_users = 25 }}
         "provisioning ended with {last:?}"
     );
     assert_eq!(last.percent, 100);
+    assert_eq!(
+        last.step, "sso_ready",
+        "the signup ends with single sign-on ready"
+    );
+    assert!(
+        updates.iter().any(|u| u.step == "site_ready"),
+        "the site being ready is a step before it"
+    );
     let percents: Vec<u32> = updates.iter().map(|u| u.percent).collect();
     assert!(
         percents.windows(2).all(|w| w[0] <= w[1]),
@@ -332,6 +365,13 @@ limits = {{ max_users = 25 }}
     assert_eq!(tenant.site, "cobol-works.erp.localhost");
     assert_eq!(tenant.bench, "e2e-bench");
     assert_eq!(tenant.owner_email, "grace@example.com");
+    assert_eq!(tenant.sso_status, "ready");
+    assert_eq!(
+        tenant.sso_login_url,
+        format!("{}/login", tenant.url.trim_end_matches('/'))
+    );
+    // The owner signs in through Authentik with the same password.
+    assert!(authentik.can_sign_in("tenant-cobol-works", "grace@example.com", password));
 
     // The owner logs in to their new site with the password they chose.
     let site = frappe::SiteName::parse(&tenant.site).unwrap();

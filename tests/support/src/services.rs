@@ -109,6 +109,9 @@ pub async fn spawn_signup(
     );
     config.listen_addr = SocketAddr::from(([127, 0, 0, 1], 0));
     config.operator_addr = SocketAddr::from(([127, 0, 0, 1], 0));
+    // Most tests run no identity service: the signup ends with the site (tests that run one
+    // turn this on).
+    config.sso = false;
     tweak(&mut config);
     let app = signup::Application::build(config)
         .await
