@@ -157,9 +157,14 @@ impl Authentik {
                 detail(parsed(), status)
             ))),
             StatusCode::BAD_REQUEST => Err(AuthentikError::Invalid(fields(parsed()))),
-            s if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS => Err(
-                AuthentikError::Unavailable(format!("{method} {path} answered {s}")),
-            ),
+            s if s.is_server_error()
+                || s == StatusCode::TOO_MANY_REQUESTS
+                || s == StatusCode::REQUEST_TIMEOUT =>
+            {
+                Err(AuthentikError::Unavailable(format!(
+                    "{method} {path} answered {s}"
+                )))
+            }
             s => Err(AuthentikError::Unexpected(format!(
                 "{method} {path} answered {s}: {}",
                 detail(parsed(), status)
@@ -203,7 +208,12 @@ impl Authentik {
             let mut query: Vec<(&str, &str)> = filters.to_vec();
             query.push(("page", &page_text));
             query.push(("page_size", &page_size));
-            let p: Page<T> = self.get_json(path, &query).await?;
+            let p: Page<T> = match self.get_json(path, &query).await {
+                Ok(p) => p,
+                // The list shrank while we paged: what we have is all there is.
+                Err(e) if e.is_not_found() && page > 1 => return Ok(all),
+                Err(e) => return Err(e),
+            };
             all.extend(p.results);
             if p.pagination.next == 0 || p.pagination.next <= page {
                 return Ok(all);
@@ -311,6 +321,20 @@ impl Authentik {
         .map(|_| ())
     }
 
+    /// Replaces a user's attributes.
+    pub async fn set_user_attributes(
+        &self,
+        pk: i64,
+        attributes: &Value,
+    ) -> Result<User, AuthentikError> {
+        self.write(
+            Method::PATCH,
+            &format!("core/users/{pk}/"),
+            &json!({ "attributes": attributes }),
+        )
+        .await
+    }
+
     /// Deletes a user.
     pub async fn delete_user(&self, pk: i64) -> Result<(), AuthentikError> {
         self.delete(&format!("core/users/{pk}/")).await
@@ -368,6 +392,21 @@ impl Authentik {
         app: &NewApplication,
     ) -> Result<Application, AuthentikError> {
         self.write(Method::POST, "core/applications/", app).await
+    }
+
+    /// Binds an application to a provider, or unbinds it (`None`: no OIDC endpoints, so
+    /// nobody can sign in through it).
+    pub async fn set_application_provider(
+        &self,
+        slug: &str,
+        provider: Option<i64>,
+    ) -> Result<Application, AuthentikError> {
+        self.write(
+            Method::PATCH,
+            &format!("core/applications/{}/", seg(slug)?),
+            &json!({ "provider": provider }),
+        )
+        .await
     }
 
     /// Deletes an application (its bindings go with it).

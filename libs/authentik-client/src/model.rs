@@ -186,8 +186,9 @@ pub struct NewApplication {
     pub name: String,
     /// Slug.
     pub slug: String,
-    /// Provider id.
-    pub provider: i64,
+    /// Provider id; `None` creates it unbound (no OIDC endpoints, so nobody can sign in)
+    /// until its binding exists.
+    pub provider: Option<i64>,
     /// Where the launch tile points.
     pub meta_launch_url: String,
     /// Description; ours carries the tenant marker (applications have no attributes).

@@ -390,9 +390,7 @@ fn apply_in_place(s: &mut TenantState, event: &Body) -> bool {
             s.from_standby |= e.from_standby;
             s.last_error = None;
             s.retryable = false;
-            if s.sso.status == SsoStatus::None {
-                s.sso.status = SsoStatus::Pending;
-            }
+            s.sso.site_provisioned();
             true
         }
 
@@ -433,11 +431,9 @@ fn apply_in_place(s: &mut TenantState, event: &Body) -> bool {
         }
         // On a live tenant a retry is for single sign-on whose setup gave up.
         Body::ProvisioningRetryRequested(_)
-            if matches!(s.status, S::Active | S::Suspended)
-                && s.sso.status == SsoStatus::Failed =>
+            if matches!(s.status, S::Active | S::Suspended) && s.sso.setup == SsoStatus::Failed =>
         {
-            s.sso.status = SsoStatus::Pending;
-            s.sso.error = None;
+            s.sso.retry();
             s.retry_count = s.retry_count.saturating_add(1);
             true
         }
@@ -775,7 +771,7 @@ pub fn decide(state: &TenantState, command: Command) -> Result<Vec<Body>, Domain
     }
     let sso_retry = kind == CommandKind::RetryProvisioning
         && matches!(state.status, Status::Active | Status::Suspended)
-        && state.sso.status == SsoStatus::Failed;
+        && state.sso.setup == SsoStatus::Failed;
     if !kind.allowed_from().contains(&state.status) && !sso_retry {
         return Err(DomainError::InvalidTransition {
             from: state.status,

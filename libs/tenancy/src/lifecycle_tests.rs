@@ -791,7 +791,7 @@ proptest! {
                     // A live tenant whose single sign-on failed may be retried; it stays live.
                     let sso_retry = kind == CommandKind::RetryProvisioning
                         && matches!(from, Status::Active | Status::Suspended)
-                        && state.sso.status == crate::SsoStatus::Failed;
+                        && state.sso.setup == crate::SsoStatus::Failed;
                     let allowed = if sso_retry { Some(from) } else { table_allows(kind, from) };
                     match decide(&state, command(kind, plan)) {
                         Ok(events) => {

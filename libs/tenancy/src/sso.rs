@@ -1,16 +1,15 @@
 //! Single sign-on: the fold of a tenant's identity facts ([`Sso`]) and what the identity
 //! service does when something happens to the tenant ([`decide_identity`]).
 //!
-//! ```text
-//!   None ─TenantProvisioned→ Pending ─IdentityConfigured→ Ready ⇄ Disabled
-//!                              │  ↑ retry                   │        │
-//!                              ↓  │                         ↓        ↓
-//!                             Failed ───────────────────→ Removed ←──╯
-//! ```
+//! Two things are tracked apart, because they change for different reasons: how far *setup*
+//! got (`None → Pending → Ready`, or `Failed` until an operator retries) and whether the
+//! tenant's users are *disabled* (they follow the tenant's suspension). Deletion ends both.
+//! A suspension or resume is a sync towards the tenant's state *now*, not a replay of the
+//! trigger, so a late or redelivered SiteSuspended never locks out a resumed tenant.
 
 use proto::v1::event::Body;
 
-/// Where a tenant's single sign-on stands.
+/// Where a tenant's single sign-on stands, as people read it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[cfg_attr(
     feature = "serde",
@@ -27,7 +26,7 @@ pub enum SsoStatus {
     Ready,
     /// Setup gave up; `tenantctl retry` tries again.
     Failed,
-    /// The tenant is suspended: its Authentik users are deactivated.
+    /// Set up, and the tenant is suspended: its Authentik users are deactivated.
     Disabled,
     /// The tenant was deleted: its Authentik objects are gone.
     Removed,
@@ -55,8 +54,14 @@ impl SsoStatus {
     serde(default)
 )]
 pub struct Sso {
-    /// Where it stands.
+    /// Where it stands (derived from `setup`, `users_disabled` and `removed`).
     pub status: SsoStatus,
+    /// How far setup got: `None`, `Pending`, `Ready` or `Failed`.
+    pub setup: SsoStatus,
+    /// The tenant's Authentik users are deactivated (it is suspended).
+    pub users_disabled: bool,
+    /// Everything was removed (the tenant was deleted).
+    pub removed: bool,
     /// Application slug, once configured.
     pub application_slug: String,
     /// OAuth2 client id, once configured.
@@ -79,12 +84,9 @@ impl Sso {
         match body {
             Body::IdentityConfigured(e) => {
                 // A late "configured" after a removal does not bring SSO back.
-                if self.status != SsoStatus::Removed {
-                    self.status = if self.status == SsoStatus::Disabled {
-                        SsoStatus::Disabled
-                    } else {
-                        SsoStatus::Ready
-                    };
+                if !self.removed {
+                    self.setup = SsoStatus::Ready;
+                    self.users_disabled = e.users_inactive;
                 }
                 e.application_slug.clone_into(&mut self.application_slug);
                 e.client_id.clone_into(&mut self.client_id);
@@ -99,33 +101,48 @@ impl Sso {
                 self.failed_attempts = self.failed_attempts.saturating_add(1);
             }
             Body::IdentityConfigurationFailed(e) => {
-                if matches!(self.status, SsoStatus::None | SsoStatus::Pending) {
-                    self.status = SsoStatus::Failed;
+                if self.setup != SsoStatus::Ready {
+                    self.setup = SsoStatus::Failed;
                 }
                 self.error = Some(format!("{}: {}", e.step, e.reason));
                 self.retryable = e.retryable;
             }
-            Body::IdentityDisabled(_) => {
-                if self.status != SsoStatus::Removed {
-                    self.status = SsoStatus::Disabled;
-                }
-            }
-            Body::IdentityEnabled(_) => {
-                if self.status == SsoStatus::Disabled {
-                    self.status = if self.client_id.is_empty() {
-                        SsoStatus::Pending
-                    } else {
-                        SsoStatus::Ready
-                    };
-                }
-            }
+            Body::IdentityDisabled(_) => self.users_disabled = true,
+            Body::IdentityEnabled(_) => self.users_disabled = false,
             Body::IdentityRemoved(_) => {
-                self.status = SsoStatus::Removed;
+                self.removed = true;
                 self.error = None;
             }
             _ => return false,
         }
+        self.derive_status();
         true
+    }
+
+    /// The site was provisioned: setup is due.
+    pub(crate) fn site_provisioned(&mut self) {
+        if self.setup == SsoStatus::None {
+            self.setup = SsoStatus::Pending;
+        }
+        self.derive_status();
+    }
+
+    /// An operator asked to retry a failed setup.
+    pub(crate) fn retry(&mut self) {
+        self.setup = SsoStatus::Pending;
+        self.error = None;
+        self.failed_attempts = 0;
+        self.derive_status();
+    }
+
+    fn derive_status(&mut self) {
+        self.status = if self.removed {
+            SsoStatus::Removed
+        } else if self.users_disabled && self.setup == SsoStatus::Ready {
+            SsoStatus::Disabled
+        } else {
+            self.setup
+        };
     }
 
     /// Whether IdentityConfigured was ever recorded.
@@ -153,7 +170,7 @@ pub enum IdentityTrigger {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IdentityAction {
     /// Create or adopt every object, then record IdentityConfigured. `active` says whether the
-    /// owner starts active (false when the tenant was suspended meanwhile).
+    /// users start active (false while the tenant is suspended).
     Configure {
         /// Users start active.
         active: bool,
@@ -169,30 +186,32 @@ pub enum IdentityAction {
 }
 
 /// Decides the identity service's action. Pure: `sso` is the fold of the tenant's identity
-/// subject, `suspended` whether the tenant is suspended now (its lifecycle facts).
+/// facts, `suspended` whether the tenant is suspended *now* (its lifecycle facts).
 ///
-/// Redelivery is harmless: a trigger whose result is already recorded decides `Nothing`, except
-/// that configure, disable, enable and remove are idempotent themselves, so a crash between the
-/// work and its event simply repeats the work.
+/// Every action is idempotent, so a crash between the work and its event simply repeats it.
 pub fn decide_identity(sso: &Sso, trigger: IdentityTrigger, suspended: bool) -> IdentityAction {
     use IdentityAction as A;
     use IdentityTrigger as T;
     use SsoStatus as S;
-    match (trigger, sso.status) {
-        (_, S::Removed) => A::Nothing,
-        (T::Deleted, _) => A::Remove,
-        (T::Provisioned, S::None | S::Pending) | (T::Retry, S::None | S::Pending | S::Failed) => {
-            A::Configure { active: !suspended }
-        }
-        // Suspended before setup finished: finish it, with the users inactive.
-        (T::Provisioned | T::Retry, S::Disabled) if !sso.configured() => {
-            A::Configure { active: false }
-        }
-        // Done, or gave up (only an operator's retry starts it again).
-        (T::Provisioned | T::Retry, S::Ready | S::Disabled | S::Failed) => A::Nothing,
-        (T::Suspended, S::Disabled) => A::Nothing,
-        (T::Suspended, _) => A::Disable,
-        (T::Resumed, S::Disabled) => A::Enable,
-        (T::Resumed, _) => A::Nothing,
+    if sso.removed {
+        return A::Nothing;
+    }
+    match trigger {
+        T::Deleted => A::Remove,
+        T::Provisioned => match sso.setup {
+            S::None | S::Pending => A::Configure { active: !suspended },
+            // Done, or gave up (only an operator's retry starts it again).
+            _ => A::Nothing,
+        },
+        T::Retry => match sso.setup {
+            S::Ready => A::Nothing,
+            _ => A::Configure { active: !suspended },
+        },
+        // A sync towards the tenant's state now, whichever event woke us.
+        T::Suspended | T::Resumed => match (sso.users_disabled, suspended) {
+            (false, true) => A::Disable,
+            (true, false) => A::Enable,
+            _ => A::Nothing,
+        },
     }
 }

@@ -59,15 +59,18 @@ fn the_fold_follows_setup_suspension_and_removal() {
         sso_of(&[configured(), disabled.clone(), enabled.clone()]).status,
         S::Ready
     );
-    // Suspended before setup finished: configured stays disabled; resume then makes it ready.
-    assert_eq!(
-        sso_of(&[disabled.clone(), configured()]).status,
-        S::Disabled
-    );
-    assert_eq!(
-        sso_of(&[disabled.clone(), enabled.clone()]).status,
-        S::Pending
-    );
+    // Configured while suspended: the users start inactive, so it reads as disabled.
+    let inactive = Body::IdentityConfigured(pb::IdentityConfigured {
+        users_inactive: true,
+        client_id: "c".into(),
+        ..Default::default()
+    });
+    assert_eq!(sso_of(std::slice::from_ref(&inactive)).status, S::Disabled);
+    assert_eq!(sso_of(&[inactive, enabled.clone()]).status, S::Ready);
+    // Suspended before setup finished: setup is still what people see.
+    let s = sso_of(std::slice::from_ref(&disabled));
+    assert!(s.users_disabled);
+    assert_eq!(s.status, S::None);
     assert_eq!(
         sso_of(&[configured(), removed.clone(), configured()]).status,
         S::Removed
@@ -78,7 +81,6 @@ fn the_fold_follows_setup_suspension_and_removal() {
 #[test]
 fn failures_are_kept_until_a_success() {
     let sso = sso_of(&[step_failed(), step_failed()]);
-    assert_eq!(sso.status, S::None);
     assert_eq!(sso.failed_attempts, 2);
     assert_eq!(sso.error.as_deref(), Some("provider: timed out"));
     let sso = sso_of(&[step_failed(), failed(true)]);
@@ -90,6 +92,13 @@ fn failures_are_kept_until_a_success() {
     assert_eq!(sso.failed_attempts, 0);
     // A failure after success (e.g. a late one) does not unmake a ready SSO.
     assert_eq!(sso_of(&[configured(), failed(false)]).status, S::Ready);
+    // Failed stays failed through a suspension and a resume: the retry stays possible.
+    let cycle = [
+        failed(true),
+        Body::IdentityDisabled(pb::IdentityDisabled::default()),
+        Body::IdentityEnabled(pb::IdentityEnabled::default()),
+    ];
+    assert_eq!(sso_of(&cycle).setup, S::Failed);
 }
 
 #[test]
@@ -99,28 +108,18 @@ fn other_events_do_not_count() {
     assert_eq!(sso, Sso::default());
 }
 
-fn with_status(status: S, configured: bool) -> Sso {
+fn sso(setup: S, users_disabled: bool, removed: bool) -> Sso {
     Sso {
-        status,
-        client_id: if configured {
-            "c".into()
-        } else {
-            String::new()
-        },
+        setup,
+        users_disabled,
+        removed,
         ..Sso::default()
     }
 }
 
 #[test]
-fn every_trigger_in_every_status_has_one_decision() {
-    let all = [
-        S::None,
-        S::Pending,
-        S::Ready,
-        S::Failed,
-        S::Disabled,
-        S::Removed,
-    ];
+fn every_trigger_in_every_state_has_one_decision() {
+    let setups = [S::None, S::Pending, S::Ready, S::Failed];
     let triggers = [
         T::Provisioned,
         T::Retry,
@@ -128,32 +127,37 @@ fn every_trigger_in_every_status_has_one_decision() {
         T::Resumed,
         T::Deleted,
     ];
-    for status in all {
-        for configured in [false, true] {
-            for suspended in [false, true] {
-                let sso = with_status(status, configured);
-                for trigger in triggers {
-                    let got = decide_identity(&sso, trigger, suspended);
-                    let want = match (trigger, status) {
-                        (_, S::Removed) => A::Nothing,
-                        (T::Deleted, _) => A::Remove,
-                        (T::Provisioned, S::None | S::Pending)
-                        | (T::Retry, S::None | S::Pending | S::Failed) => {
-                            A::Configure { active: !suspended }
-                        }
-                        (T::Provisioned | T::Retry, S::Disabled) if !configured => {
-                            A::Configure { active: false }
-                        }
-                        (T::Provisioned | T::Retry, _) => A::Nothing,
-                        (T::Suspended, S::Disabled) => A::Nothing,
-                        (T::Suspended, _) => A::Disable,
-                        (T::Resumed, S::Disabled) => A::Enable,
-                        (T::Resumed, _) => A::Nothing,
-                    };
-                    assert_eq!(
-                        got, want,
-                        "{trigger:?} in {status:?} (configured {configured}, suspended {suspended})"
-                    );
+    for setup in setups {
+        for users_disabled in [false, true] {
+            for removed in [false, true] {
+                for suspended in [false, true] {
+                    let state = sso(setup, users_disabled, removed);
+                    for trigger in triggers {
+                        let got = decide_identity(&state, trigger, suspended);
+                        let want = if removed {
+                            A::Nothing
+                        } else {
+                            match trigger {
+                                T::Deleted => A::Remove,
+                                T::Provisioned if matches!(setup, S::None | S::Pending) => {
+                                    A::Configure { active: !suspended }
+                                }
+                                T::Retry if setup != S::Ready => {
+                                    A::Configure { active: !suspended }
+                                }
+                                T::Provisioned | T::Retry => A::Nothing,
+                                T::Suspended | T::Resumed => match (users_disabled, suspended) {
+                                    (false, true) => A::Disable,
+                                    (true, false) => A::Enable,
+                                    _ => A::Nothing,
+                                },
+                            }
+                        };
+                        assert_eq!(
+                            got, want,
+                            "{trigger:?} with setup {setup:?}, disabled {users_disabled}, removed {removed}, suspended {suspended}"
+                        );
+                    }
                 }
             }
         }
@@ -161,8 +165,18 @@ fn every_trigger_in_every_status_has_one_decision() {
 }
 
 #[test]
+fn a_late_suspension_never_locks_out_a_resumed_tenant() {
+    // SiteSuspended redelivered after SiteResumed was handled: the tenant is not suspended now.
+    let resumed = sso(S::Ready, false, false);
+    assert_eq!(decide_identity(&resumed, T::Suspended, false), A::Nothing);
+    // And a late SiteResumed never re-enables a tenant that is suspended again.
+    let suspended = sso(S::Ready, true, false);
+    assert_eq!(decide_identity(&suspended, T::Resumed, true), A::Nothing);
+}
+
+#[test]
 fn a_removed_tenant_is_never_configured_again() {
-    let sso = with_status(S::Removed, true);
+    let removed = sso(S::Ready, false, true);
     for t in [
         T::Provisioned,
         T::Retry,
@@ -170,7 +184,7 @@ fn a_removed_tenant_is_never_configured_again() {
         T::Suspended,
         T::Deleted,
     ] {
-        assert_eq!(decide_identity(&sso, t, false), A::Nothing);
+        assert_eq!(decide_identity(&removed, t, false), A::Nothing);
     }
 }
 
@@ -229,5 +243,12 @@ fn retry_on_a_live_tenant_is_allowed_only_when_sso_failed() {
     let after = crate::apply(failed_sso, &events[0]);
     assert_eq!(after.status, Status::Active, "the site stays active");
     assert_eq!(after.sso.status, S::Pending);
+    // Still possible after a suspension and a resume in between.
+    let cycled = live_tenant(&[
+        failed(true),
+        Body::IdentityDisabled(pb::IdentityDisabled::default()),
+        Body::IdentityEnabled(pb::IdentityEnabled::default()),
+    ]);
+    assert!(crate::decide(&cycled, retry()).is_ok());
     assert_eq!(after.retry_count, 1);
 }

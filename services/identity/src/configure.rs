@@ -57,23 +57,9 @@ pub async fn configure(
     let user = ensure_user(ctx, fence, &names, requested, &group, active)
         .await
         .at("owner_user")?;
-    let password = ctx
-        .owner_password(&tenant.id, &requested.sso_password_ref)
+    ensure_password(ctx, fence, &names, &tenant.id, requested, &user)
         .await
         .at("owner_password")?;
-    fence.check().await.at("owner_password")?;
-    ctx.authentik
-        .set_password(user.pk, &password)
-        .await
-        .map_err(|e| match e {
-            AuthentikError::Invalid(_) => StepError::Permanent(
-                "Authentik's password policy rejected the password chosen at signup; relax the policy or send the owner a recovery link, then retry".into(),
-            ),
-            e => authentik("setting the owner's password", e),
-        })
-        .at("owner_password")?;
-    drop(password);
-    ctx.crash_at("at:password");
     let provider = ensure_provider(ctx, fence, &names, &provisioned.url)
         .await
         .at("provider")?;
@@ -88,9 +74,27 @@ pub async fn configure(
     let binding = ensure_binding(ctx, fence, &app, &group)
         .await
         .at("binding")?;
-    crate::social_login::ensure(ctx, fence, tenant, provisioned, &provider)
+    // Only now, with the group's binding in place, may the application reach its provider:
+    // an application without an enabled binding admits every authenticated user.
+    if app.provider != Some(provider.pk) {
+        ctx.write(
+            fence,
+            ctx.authentik
+                .set_application_provider(&app.slug, Some(provider.pk)),
+        )
         .await
-        .at("social_login_key")?;
+        .at("application")?
+        .map_err(|e| authentik("binding the application to its provider", e))
+        .at("application")?;
+        ctx.crash_at("at:application-provider");
+    }
+    // A suspended site is in maintenance mode and refuses writes: its key is written when it
+    // is resumed (the enable step).
+    if active {
+        crate::social_login::ensure(ctx, fence, tenant, provisioned, &provider)
+            .await
+            .at("social_login_key")?;
+    }
     let public = ctx.public_auth_url.trim_end_matches('/');
     Ok(pb::IdentityConfigured {
         tenant_id: tenant.id.clone(),
@@ -105,8 +109,55 @@ pub async fn configure(
         binding_pk: binding.pk,
         issuer: format!("{public}/application/o/{}/", app.slug),
         login_url: format!("{}/login", provisioned.url.trim_end_matches('/')),
+        users_inactive: !active,
     })
 }
+
+/// Sets the owner's Authentik password to the one chosen at signup, once: the user is then
+/// marked (`password_set`), so a retry after a later failure never overwrites a password the
+/// owner has changed since, and the vault's copy is dropped.
+async fn ensure_password(
+    ctx: &Ctx,
+    fence: &Fence,
+    names: &Names,
+    tenant: &str,
+    requested: &pb::TenantRequested,
+    user: &User,
+) -> Result<(), StepError> {
+    if user
+        .attributes
+        .get(PASSWORD_SET)
+        .and_then(serde_json::Value::as_bool)
+        == Some(true)
+    {
+        return ctx.forget_password(tenant).await;
+    }
+    let password = ctx
+        .owner_password(tenant, &requested.sso_password_ref)
+        .await?;
+    ctx.write(fence, ctx.authentik.set_password(user.pk, &password))
+        .await?
+        .map_err(|e| match e {
+            AuthentikError::Invalid(_) => StepError::Permanent(
+                "Authentik's password policy rejected the password chosen at signup; relax the policy or send the owner a recovery link, then retry".into(),
+            ),
+            e => authentik("setting the owner's password", e),
+        })?;
+    drop(password);
+    ctx.crash_at("at:password");
+    let mut attributes = names.attributes();
+    attributes[PASSWORD_SET] = serde_json::Value::Bool(true);
+    ctx.write(
+        fence,
+        ctx.authentik.set_user_attributes(user.pk, &attributes),
+    )
+    .await?
+    .map_err(|e| authentik("marking the owner's password as set", e))?;
+    ctx.forget_password(tenant).await
+}
+
+/// User attribute saying the signup password was set.
+const PASSWORD_SET: &str = "password_set";
 
 /// The one object with our derived name, if it exists; an object under our name that does
 /// not carry our marker is a conflict.
@@ -134,15 +185,16 @@ async fn ensure_group(ctx: &Ctx, fence: &Fence, names: &Names) -> Result<Group, 
     if let Some(g) = find().await? {
         return Ok(g);
     }
-    fence.check().await?;
     let created = ctx
-        .authentik
-        .create_group(&NewGroup {
-            name: names.slug.clone(),
-            is_superuser: false,
-            attributes: names.attributes(),
-        })
-        .await;
+        .write(
+            fence,
+            ctx.authentik.create_group(&NewGroup {
+                name: names.slug.clone(),
+                is_superuser: false,
+                attributes: names.attributes(),
+            }),
+        )
+        .await?;
     ctx.crash_at("at:group");
     match created {
         Ok(g) => Ok(g),
@@ -174,20 +226,21 @@ async fn ensure_user(
     let user = match find().await? {
         Some(u) => u,
         None => {
-            fence.check().await?;
             let created = ctx
-                .authentik
-                .create_user(&NewUser {
-                    username: names.username.clone(),
-                    name: requested.owner_name.clone(),
-                    email: requested.owner_email.clone(),
-                    is_active: active,
-                    groups: vec![group.pk.clone()],
-                    path: names.user_path.clone(),
-                    user_type: "internal".into(),
-                    attributes: names.attributes(),
-                })
-                .await;
+                .write(
+                    fence,
+                    ctx.authentik.create_user(&NewUser {
+                        username: names.username.clone(),
+                        name: requested.owner_name.clone(),
+                        email: requested.owner_email.clone(),
+                        is_active: active,
+                        groups: vec![group.pk.clone()],
+                        path: names.user_path.clone(),
+                        user_type: "internal".into(),
+                        attributes: names.attributes(),
+                    }),
+                )
+                .await?;
             ctx.crash_at("at:user");
             match created {
                 Ok(u) => u,
@@ -199,19 +252,15 @@ async fn ensure_user(
         }
     };
     if !user.groups.contains(&group.pk) {
-        fence.check().await?;
-        ctx.authentik
-            .add_user_to_group(&group.pk, user.pk)
-            .await
+        ctx.write(fence, ctx.authentik.add_user_to_group(&group.pk, user.pk))
+            .await?
             .map_err(|e| authentik("adding the owner to the group", e))?;
         ctx.crash_at("at:membership");
     }
     if user.is_active != active {
-        fence.check().await?;
         return ctx
-            .authentik
-            .set_user_active(user.pk, active)
-            .await
+            .write(fence, ctx.authentik.set_user_active(user.pk, active))
+            .await?
             .map_err(|e| authentik("setting the owner's active flag", e));
     }
     Ok(user)
@@ -235,30 +284,29 @@ async fn ensure_provider(
         return check_provider(p, names);
     }
     let dir = &ctx.directory;
-    fence.check().await?;
+    let new = NewProvider {
+        name: names.provider.clone(),
+        authorization_flow: dir.authorization_flow.clone(),
+        invalidation_flow: dir.invalidation_flow.clone(),
+        client_type: "confidential".into(),
+        client_id: names.slug.clone(),
+        redirect_uris: vec![RedirectUri {
+            matching_mode: "strict".into(),
+            url: Names::redirect_uri(site_url),
+        }],
+        property_mappings: dir.scope_mappings.clone(),
+        signing_key: dir.signing_key.clone(),
+        sub_mode: "hashed_user_id".into(),
+        issuer_mode: "per_provider".into(),
+        include_claims_in_id_token: true,
+        access_token_validity: "hours=1".into(),
+        access_code_validity: "minutes=1".into(),
+        grant_types: (dir.version >= Version::GRANT_TYPES)
+            .then(|| vec!["authorization_code".into(), "refresh_token".into()]),
+    };
     let created = ctx
-        .authentik
-        .create_provider(&NewProvider {
-            name: names.provider.clone(),
-            authorization_flow: dir.authorization_flow.clone(),
-            invalidation_flow: dir.invalidation_flow.clone(),
-            client_type: "confidential".into(),
-            client_id: names.slug.clone(),
-            redirect_uris: vec![RedirectUri {
-                matching_mode: "strict".into(),
-                url: Names::redirect_uri(site_url),
-            }],
-            property_mappings: dir.scope_mappings.clone(),
-            signing_key: dir.signing_key.clone(),
-            sub_mode: "hashed_user_id".into(),
-            issuer_mode: "per_provider".into(),
-            include_claims_in_id_token: true,
-            access_token_validity: "hours=1".into(),
-            access_code_validity: "minutes=1".into(),
-            grant_types: (dir.version >= Version::GRANT_TYPES)
-                .then(|| vec!["authorization_code".into(), "refresh_token".into()]),
-        })
-        .await;
+        .write(fence, ctx.authentik.create_provider(&new))
+        .await?;
     ctx.crash_at("at:provider");
     match created {
         Ok(p) => Ok(p),
@@ -302,7 +350,8 @@ async fn ensure_application(
                 names.slug
             )));
         }
-        if app.provider != Some(provider.pk) {
+        // Unbound (made by an attempt that died before binding it) or bound to ours.
+        if app.provider.is_some_and(|p| p != provider.pk) {
             return Err(StepError::NotOurs(format!(
                 "the application {} is bound to provider {:?}, not this tenant's provider {}; fix it in Authentik, then retry",
                 names.slug, app.provider, provider.pk
@@ -319,20 +368,21 @@ async fn ensure_application(
     if let Some(app) = find().await? {
         return adopt(app);
     }
-    fence.check().await?;
+    // Made without its provider: nobody can sign in through it until the group's binding
+    // exists and the provider is attached.
+    let new = NewApplication {
+        name: requested.organisation.clone(),
+        slug: names.slug.clone(),
+        provider: None,
+        meta_launch_url: format!("{}/", site_url.trim_end_matches('/')),
+        meta_description: names.app_marker.clone(),
+        meta_publisher: "Tenantry".into(),
+        policy_engine_mode: "any".into(),
+        open_in_new_tab: false,
+    };
     let created = ctx
-        .authentik
-        .create_application(&NewApplication {
-            name: requested.organisation.clone(),
-            slug: names.slug.clone(),
-            provider: provider.pk,
-            meta_launch_url: format!("{}/", site_url.trim_end_matches('/')),
-            meta_description: names.app_marker.clone(),
-            meta_publisher: "Tenantry".into(),
-            policy_engine_mode: "any".into(),
-            open_in_new_tab: false,
-        })
-        .await;
+        .write(fence, ctx.authentik.create_application(&new))
+        .await?;
     ctx.crash_at("at:application");
     match created {
         Ok(app) => Ok(app),
@@ -342,10 +392,6 @@ async fn ensure_application(
                 "the application slug was reported taken but is not found".into(),
             )),
         },
-        Err(e) if e.field("provider") => Err(StepError::NotOurs(format!(
-            "this tenant's provider {} is bound to another application; fix it in Authentik, then retry",
-            provider.pk
-        ))),
         Err(e) => Err(authentik("creating the application", e)),
     }
 }
@@ -368,38 +414,43 @@ async fn ensure_binding(
         .filter(|b| b.group.as_deref() == Some(group.pk.as_str()) && b.policy.is_none())
         .collect();
     if ours.is_empty() {
-        fence.check().await?;
         let b = ctx
-            .authentik
-            .create_binding(&NewBinding {
-                target: app.pbm_uuid.clone(),
-                group: group.pk.clone(),
-                order: 0,
-                enabled: true,
-                negate: false,
-                timeout: 30,
-                failure_result: false,
-            })
-            .await
+            .write(
+                fence,
+                ctx.authentik.create_binding(&NewBinding {
+                    target: app.pbm_uuid.clone(),
+                    group: group.pk.clone(),
+                    order: 0,
+                    enabled: true,
+                    negate: false,
+                    timeout: 30,
+                    failure_result: false,
+                }),
+            )
+            .await?
             .map_err(|e| authentik("binding the application to the group", e))?;
         ctx.crash_at("at:binding");
         return Ok(b);
     }
-    ours.sort_by(|a, b| a.pk.cmp(&b.pk));
+    // Keep an enabled one; never delete the last enabled binding, and leave disabled ones
+    // (someone's deliberate change) alone.
+    ours.sort_by(|a, b| b.enabled.cmp(&a.enabled).then_with(|| a.pk.cmp(&b.pk)));
     let keep = ours.remove(0);
-    for extra in ours {
-        fence.check().await?;
-        match ctx.authentik.delete_binding(&extra.pk).await {
-            Ok(()) => {}
-            Err(e) if e.is_not_found() => {}
-            Err(e) => return Err(authentik("removing a duplicate binding", e)),
-        }
-    }
     if !keep.enabled {
         return Err(StepError::NotOurs(format!(
             "the binding {} of the application to the tenant's group was disabled by hand; an application without an enabled binding admits every user, so enable or remove it in Authentik, then retry",
             keep.pk
         )));
+    }
+    for extra in ours.into_iter().filter(|b| b.enabled) {
+        match ctx
+            .write(fence, ctx.authentik.delete_binding(&extra.pk))
+            .await?
+        {
+            Ok(()) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(authentik("removing a duplicate binding", e)),
+        }
     }
     Ok(keep)
 }

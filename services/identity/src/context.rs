@@ -1,7 +1,9 @@
 //! What every step needs ([`Ctx`]) and the fence that proves this instance still holds the
 //! tenant.
 
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use authentik_client::{Authentik, Directory};
 use eventstore::EventStore;
@@ -35,11 +37,28 @@ pub struct Ctx {
     /// Authentik's public URL, as browsers reach it (`https://auth.example`): the Social Login
     /// Key's endpoints.
     pub public_auth_url: String,
+    /// Longest one Authentik or site call may run (its client's timeout plus a margin): how
+    /// long the tenant's lease stays busy around a write.
+    pub write_limit: Duration,
     /// Test hook.
     pub crash: Option<CrashPoint>,
 }
 
 impl Ctx {
+    /// Runs one write to Authentik or the site under a busy mark on the tenant's lease: if this
+    /// instance loses its lease mid-call (NATS unreachable, a stalled heartbeat), nobody takes
+    /// the tenant over before the call can no longer land, so two writers never overlap.
+    pub async fn write<T>(
+        &self,
+        fence: &Fence,
+        call: impl Future<Output = T>,
+    ) -> Result<T, StepError> {
+        fence.busy_for(self.write_limit).await?;
+        let answer = call.await;
+        fence.not_busy().await?;
+        Ok(answer)
+    }
+
     /// The crash hook: aborts the process if it is set to `point` (`at:group`, `before:…`).
     pub fn crash_at(&self, point: &str) {
         if self.crash.as_deref() == Some(point) {
@@ -64,6 +83,23 @@ impl Fence {
     pub async fn check(&self) -> Result<(), StepError> {
         match &self.0 {
             Some(l) => l.check().await.map_err(StepError::from),
+            None => Ok(()),
+        }
+    }
+
+    /// Checks the lease, then marks it busy for `limit` (a write in flight).
+    pub async fn busy_for(&self, limit: Duration) -> Result<(), StepError> {
+        self.check().await?;
+        match &self.0 {
+            Some(l) => l.busy_for(limit).await.map_err(StepError::from),
+            None => Ok(()),
+        }
+    }
+
+    /// The write marked with [`Fence::busy_for`] has returned.
+    pub async fn not_busy(&self) -> Result<(), StepError> {
+        match &self.0 {
+            Some(l) => l.not_busy().await.map_err(StepError::from),
             None => Ok(()),
         }
     }

@@ -11,9 +11,13 @@ pub enum StepError {
     /// Authentik, the vault, the site or NATS did not answer: try again after a back-off.
     #[error("{0}")]
     Transient(String),
-    /// Another attempt will fail the same way until someone changes something.
+    /// Another attempt will fail the same way until someone changes something (a setting, an
+    /// object in Authentik); an operator's retry is then worth it.
     #[error("{0}")]
     Permanent(String),
+    /// Something needed is gone for good (the owner's one-time password): no retry helps.
+    #[error("{0}")]
+    Gone(String),
     /// An object with our derived name exists but does not carry this tenant's id: it is not
     /// ours to adopt, change or delete.
     #[error("{0}")]

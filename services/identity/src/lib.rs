@@ -158,6 +158,13 @@ pub struct IdentityArgs {
     /// `--authentik-url`).
     #[arg(long = "authentik-public-url", env = "TENANTRY_AUTHENTIK_PUBLIC_URL")]
     pub authentik_public_url: Option<String>,
+    /// Longest one Authentik call may take, in milliseconds.
+    #[arg(
+        long = "authentik-timeout-ms",
+        env = "TENANTRY_AUTHENTIK_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    pub authentik_timeout_ms: u64,
     /// Authorization flow slug of the tenants' providers.
     #[arg(
         long = "authentik-authorization-flow",
@@ -238,6 +245,7 @@ impl IdentityArgs {
         })?;
         let sites = SiteApi::load(&self.fleet).map_err(|e| config_error(&e))?;
         let mut authentik = AuthentikConfig::new(self.authentik_url, authentik_token);
+        authentik.timeout = Duration::from_millis(self.authentik_timeout_ms.max(100));
         if let Some(ca) = &self.authentik_ca {
             authentik.ca_pem = Some(std::fs::read(ca).map_err(|e| {
                 IdentityError::Config(format!("cannot read --authentik-ca {}: {e}", ca.display()))
@@ -315,7 +323,7 @@ impl Application {
         )
         .await?;
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
+            .timeout(SITE_TIMEOUT)
             .connect_timeout(Duration::from_secs(5))
             .build()
             .map_err(|e| IdentityError::Config(e.to_string()))?;
@@ -330,6 +338,8 @@ impl Application {
             vault,
             sites: Arc::new(config.sites.clone()),
             http,
+            // The longer of the Authentik and site clients' timeouts, plus a margin.
+            write_limit: config.authentik.timeout.max(SITE_TIMEOUT) + Duration::from_secs(2),
             crash: config.crash_at.clone(),
         };
         Ok(Self {
@@ -403,6 +413,9 @@ impl Application {
         }
     }
 }
+
+/// The longest one REST call to a tenant's site may take.
+const SITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Builds and runs the identity service until `shutdown`.
 pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), IdentityError> {

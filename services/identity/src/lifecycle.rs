@@ -2,8 +2,10 @@
 //!
 //! Suspension deactivates the tenant's users (their sessions and tokens stop working) and
 //! leaves the binding alone: an application without an enabled binding admits every
-//! authenticated user. Deletion removes binding → application → provider → users → group and
-//! the site's Social Login Key, each only if it carries this tenant's marker; a 404 is done.
+//! authenticated user. Deletion unbinds the application from its provider (nobody can sign in
+//! through it from then on), then removes binding → application → provider → users → group
+//! and the site's Social Login Key, each only if it carries this tenant's marker; a 404 is
+//! done.
 
 use authentik_client::AuthentikError;
 
@@ -31,14 +33,40 @@ pub async fn set_users_active(
         if u.is_active == active {
             continue;
         }
-        fence.check().await?;
-        match ctx.authentik.set_user_active(u.pk, active).await {
+        match ctx
+            .write(fence, ctx.authentik.set_user_active(u.pk, active))
+            .await?
+        {
             Ok(_) => changed += 1,
             Err(e) if e.is_not_found() => {}
             Err(e) => return Err(authentik("changing a user's active flag", e)),
         }
     }
     ctx.crash_at(if active { "at:enable" } else { "at:disable" });
+    Ok(changed)
+}
+
+/// Reactivates the tenant's users and makes sure its site has its Social Login Key (a tenant
+/// set up while suspended gets it now, and a key removed by hand comes back).
+pub async fn enable(ctx: &Ctx, fence: &Fence, tenant: &Tenant) -> Result<u32, StepError> {
+    let changed = set_users_active(ctx, fence, tenant, true).await?;
+    if let (true, Some(provisioned)) = (tenant.state.sso.configured(), &tenant.provisioned) {
+        let names = names_of(tenant);
+        let provider = ctx
+            .authentik
+            .providers_named(&names.provider)
+            .await
+            .map_err(|e| authentik("looking up the provider", e))?
+            .into_iter()
+            .next()
+            .ok_or_else(|| {
+                StepError::Permanent(format!(
+                    "the tenant's OAuth2 provider {} is missing in Authentik; retry single sign-on setup",
+                    names.provider
+                ))
+            })?;
+        crate::social_login::ensure(ctx, fence, tenant, provisioned, &provider).await?;
+    }
     Ok(changed)
 }
 
@@ -64,6 +92,19 @@ pub async fn remove(ctx: &Ctx, fence: &Fence, tenant: &Tenant) -> Result<(), Ste
         .map_err(|e| authentik("looking up the application", e))?
         .filter(|a| a.meta_description == names.app_marker);
     if let Some(app) = &app {
+        // Unbound first: from here on nobody can sign in through it, so removing its binding
+        // next never leaves an application that admits everyone.
+        if app.provider.is_some() {
+            gone(
+                ctx.write(
+                    fence,
+                    ctx.authentik.set_application_provider(&app.slug, None),
+                )
+                .await?
+                .map(|_| ()),
+                "unbinding the application from its provider",
+            )?;
+        }
         if let Some(group) = &group {
             for b in ctx
                 .authentik
@@ -73,16 +114,16 @@ pub async fn remove(ctx: &Ctx, fence: &Fence, tenant: &Tenant) -> Result<(), Ste
                 .into_iter()
                 .filter(|b| b.group.as_deref() == Some(group.pk.as_str()))
             {
-                fence.check().await?;
                 gone(
-                    ctx.authentik.delete_binding(&b.pk).await,
+                    ctx.write(fence, ctx.authentik.delete_binding(&b.pk))
+                        .await?,
                     "removing the binding",
                 )?;
             }
         }
-        fence.check().await?;
         gone(
-            ctx.authentik.delete_application(&app.slug).await,
+            ctx.write(fence, ctx.authentik.delete_application(&app.slug))
+                .await?,
             "removing the application",
         )?;
     }
@@ -92,9 +133,9 @@ pub async fn remove(ctx: &Ctx, fence: &Fence, tenant: &Tenant) -> Result<(), Ste
         .await
         .map_err(|e| authentik("looking up the provider", e))?
     {
-        fence.check().await?;
         gone(
-            ctx.authentik.delete_provider(p.pk).await,
+            ctx.write(fence, ctx.authentik.delete_provider(p.pk))
+                .await?,
             "removing the provider",
         )?;
     }
@@ -106,13 +147,15 @@ pub async fn remove(ctx: &Ctx, fence: &Fence, tenant: &Tenant) -> Result<(), Ste
         .into_iter()
         .filter(|u| names.owns(&u.attributes))
     {
-        fence.check().await?;
-        gone(ctx.authentik.delete_user(u.pk).await, "removing a user")?;
+        gone(
+            ctx.write(fence, ctx.authentik.delete_user(u.pk)).await?,
+            "removing a user",
+        )?;
     }
     if let Some(group) = &group {
-        fence.check().await?;
         gone(
-            ctx.authentik.delete_group(&group.pk).await,
+            ctx.write(fence, ctx.authentik.delete_group(&group.pk))
+                .await?,
             "removing the group",
         )?;
     }

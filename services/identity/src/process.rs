@@ -47,7 +47,13 @@ pub async fn handle(ctx: &Ctx, attempts: &Attempts, work: &Work) -> Result<Outco
     let action = tenancy::decide_identity(&tenant.state.sso, trigger, tenant.suspended());
     tracing::debug!(tenant = %tenant.id, ?trigger, ?action, "identity decision");
     let result = match action {
-        IdentityAction::Nothing => return Ok(Outcome::Done),
+        IdentityAction::Nothing => {
+            // A redelivery after IdentityConfigured whose password clean-up was lost.
+            if tenant.state.sso.configured() {
+                ctx.forget_password(&tenant.id).await.map_err(work_error)?;
+            }
+            return Ok(Outcome::Done);
+        }
         IdentityAction::Configure { .. } if !live => return Ok(Outcome::Done),
         IdentityAction::Configure { active } => match configure(ctx, &fence, &tenant, active).await
         {
@@ -79,7 +85,7 @@ pub async fn handle(ctx: &Ctx, attempts: &Attempts, work: &Work) -> Result<Outco
                 step: "disable",
                 error,
             }),
-        IdentityAction::Enable => lifecycle::set_users_active(ctx, &fence, &tenant, true)
+        IdentityAction::Enable => lifecycle::enable(ctx, &fence, &tenant)
             .await
             .map(|n| {
                 Body::IdentityEnabled(pb::IdentityEnabled {
@@ -131,8 +137,14 @@ async fn failure(
     if let StepError::LeaseLost(why) = &error {
         return Err(WorkError::Lease(worker::LeaseError::Lost(why.clone())));
     }
-    let attempt = work.delivered;
-    let will_retry = error.is_transient() && attempt < attempts.max && !work.last_attempt;
+    // Attempts are the failures recorded for this trigger, not deliveries: a delivery handed
+    // back while another instance held the tenant was no attempt.
+    let attempt = u64::from(tenant.failures_for(&work.event.event_id)) + 1;
+    let will_retry = error.is_transient()
+        && !work.last_attempt
+        // Setup gives up after its attempts (an operator retries); disable, enable and remove
+        // must happen eventually, so they keep trying as long as the consumer redelivers.
+        && (!configuring || attempt < attempts.max);
     let reason = error.to_string();
     tracing::warn!(tenant = %tenant.id, step, attempt, will_retry, %reason, "identity step failed");
     let mut events = vec![Body::IdentityStepFailed(pb::IdentityStepFailed {
@@ -149,7 +161,7 @@ async fn failure(
                 reason: reason.clone(),
                 // Outages and objects an operator can clean up are worth a retry; a password that
                 // is gone is not.
-                retryable: !matches!(error, StepError::Permanent(_)),
+                retryable: !matches!(error, StepError::Gone(_)),
                 step: step.to_owned(),
             },
         ));
@@ -226,6 +238,8 @@ fn work_error(e: StepError) -> WorkError {
     match e {
         StepError::LeaseLost(why) => WorkError::Lease(worker::LeaseError::Lost(why)),
         StepError::Transient(why) => WorkError::Transient(why),
-        StepError::Permanent(why) | StepError::NotOurs(why) => WorkError::Permanent(why),
+        StepError::Permanent(why) | StepError::NotOurs(why) | StepError::Gone(why) => {
+            WorkError::Permanent(why)
+        }
     }
 }

@@ -36,7 +36,7 @@ impl Ctx {
             return Ok(pw);
         }
         if one_time_ref.is_empty() {
-            return Err(StepError::Permanent(
+            return Err(StepError::Gone(
                 "the signup carries no password copy for Authentik (signup ran without single sign-on); send the owner an Authentik recovery link instead".into(),
             ));
         }
@@ -47,7 +47,7 @@ impl Ctx {
         {
             Ok(_) => {}
             Err(e) if vault_not_found(&e) => {
-                return Err(StepError::Permanent(
+                return Err(StepError::Gone(
                     "the owner's one-time password copy for Authentik was already used or has expired; send the owner an Authentik recovery link".into(),
                 ));
             }

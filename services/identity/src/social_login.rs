@@ -22,6 +22,31 @@ fn rest(what: &str, e: RestError) -> StepError {
     }
 }
 
+/// Like [`rest`] for a call whose body holds the client secret: the site's message is left
+/// out (a validation message may quote a field), only the kind of failure is kept.
+fn rest_write(what: &str, e: RestError) -> StepError {
+    let kind = match &e {
+        RestError::Unauthorized(_) => "the site refused the API key (401)".to_owned(),
+        RestError::Forbidden(_) => "the API key's user may not write it (403)".to_owned(),
+        RestError::NotFound(_) | RestError::SiteNotFound(_) => {
+            "the site or doctype does not exist (404)".to_owned()
+        }
+        RestError::Conflict(_) => "it exists already (409)".to_owned(),
+        RestError::Validation(_) => "the site rejected the document (validation error)".to_owned(),
+        RestError::RateLimited { .. } => "rate limited (429)".to_owned(),
+        RestError::Unavailable(_) => "the site is unavailable (maintenance mode or 503)".to_owned(),
+        RestError::Server { status, .. } => format!("server error {status}"),
+        RestError::UnexpectedStatus { status, .. } => format!("unexpected HTTP status {status}"),
+        RestError::Transport(_) => "no answer from the site".to_owned(),
+        other => other.to_string(),
+    };
+    if e.is_transient() {
+        StepError::Transient(format!("{what}: {kind}"))
+    } else {
+        StepError::Permanent(format!("{what}: {kind}"))
+    }
+}
+
 /// The document's fields (the redirect path is relative: Frappe prefixes the site URL, which
 /// must then equal the provider's strict redirect URI).
 fn document(public_auth_url: &str, provider: &Provider) -> Value {
@@ -72,22 +97,27 @@ pub async fn ensure(
         ));
     };
     let doc = document(&ctx.public_auth_url, provider);
-    fence.check().await?;
     let exists = match site.get_doc(DOCTYPE, SOCIAL_LOGIN_KEY).await {
         Ok(_) => true,
         Err(RestError::NotFound(_)) => false,
         Err(e) => return Err(rest("reading the site's Social Login Key", e)),
     };
-    let written = if exists {
-        site.update_doc(DOCTYPE, SOCIAL_LOGIN_KEY, &doc).await
-    } else {
-        match site.insert_doc(DOCTYPE, &doc).await {
-            // Inserted by an attempt whose answer was lost: update instead.
-            Err(RestError::Conflict(_)) => site.update_doc(DOCTYPE, SOCIAL_LOGIN_KEY, &doc).await,
-            other => other,
-        }
-    };
-    written.map_err(|e| rest("writing the site's Social Login Key", e))?;
+    let written = ctx
+        .write(fence, async {
+            if exists {
+                site.update_doc(DOCTYPE, SOCIAL_LOGIN_KEY, &doc).await
+            } else {
+                match site.insert_doc(DOCTYPE, &doc).await {
+                    // Inserted by an attempt whose answer was lost: update instead.
+                    Err(RestError::Conflict(_)) => {
+                        site.update_doc(DOCTYPE, SOCIAL_LOGIN_KEY, &doc).await
+                    }
+                    other => other,
+                }
+            }
+        })
+        .await?;
+    written.map_err(|e| rest_write("writing the site's Social Login Key", e))?;
     ctx.crash_at("at:social-login-key");
     Ok(())
 }
@@ -102,8 +132,10 @@ pub async fn remove(
     let Some(site) = site_client(ctx, tenant, provisioned).await? else {
         return Ok(());
     };
-    fence.check().await?;
-    match site.delete_doc(DOCTYPE, SOCIAL_LOGIN_KEY).await {
+    match ctx
+        .write(fence, site.delete_doc(DOCTYPE, SOCIAL_LOGIN_KEY))
+        .await?
+    {
         Ok(()) | Err(RestError::NotFound(_) | RestError::SiteNotFound(_)) => Ok(()),
         Err(e) => Err(rest("removing the site's Social Login Key", e)),
     }

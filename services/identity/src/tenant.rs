@@ -1,6 +1,8 @@
 //! What the identity service knows about a tenant when a delivery arrives: the fold of all its
 //! events (signup, provisioning, lifecycle, identity), plus the facts it needs from them.
 
+use std::collections::BTreeMap;
+
 use eventstore::{Body, EventContext, EventStore, RecordedEvent};
 use proto::v1 as pb;
 use tenancy::{Status, TenantState};
@@ -20,6 +22,9 @@ pub struct Tenant {
     pub provisioned: Option<pb::TenantProvisioned>,
     /// Version of the tenant's identity subject (the expected version of our next append).
     pub identity_version: u64,
+    /// Recorded step failures, by the id of the event that caused them: the attempts made on
+    /// a trigger so far (deliveries handed back unworked do not count).
+    pub failures_by_cause: BTreeMap<String, u32>,
 }
 
 impl Tenant {
@@ -39,7 +44,11 @@ impl Tenant {
         let mut requested = None;
         let mut provisioned = None;
         let mut identity_version = 0;
+        let mut failures_by_cause: BTreeMap<String, u32> = BTreeMap::new();
         for e in events {
+            if let (Body::IdentityStepFailed(_), Some(cause)) = (&e.body, &e.causation_id) {
+                *failures_by_cause.entry(cause.clone()).or_default() += 1;
+            }
             match &e.body {
                 Body::TenantRequested(r) if requested.is_none() => requested = Some(r.clone()),
                 Body::TenantProvisioned(p) => provisioned = Some(p.clone()),
@@ -55,7 +64,16 @@ impl Tenant {
             requested,
             provisioned,
             identity_version,
+            failures_by_cause,
         }
+    }
+
+    /// Attempts already recorded as failed for the trigger `cause`.
+    pub fn failures_for(&self, cause: &uuid::Uuid) -> u32 {
+        self.failures_by_cause
+            .get(&cause.to_string())
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Whether the tenant is suspended now (its users must stay inactive).

@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::{PASSWORD, Stack, owner_email};
 use eventstore::EventContext;
 
-const POINTS: [&str; 10] = [
+const POINTS: [&str; 11] = [
     "at:group",
     "at:user",
     "at:password",
@@ -18,6 +18,7 @@ const POINTS: [&str; 10] = [
     "at:secret",
     "at:application",
     "at:binding",
+    "at:application-provider",
     "at:social-login-key",
     "before:IdentityConfigured",
     "after:IdentityConfigured",

@@ -402,3 +402,143 @@ async fn two_instances_make_exactly_one_of_each_object_per_tenant() {
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test]
+async fn a_tenant_suspended_during_setup_ends_configured_with_its_users_inactive() {
+    let stack = Stack::new().await;
+    let _identity = stack.start_identity(stack.identity_config()).await;
+    stack.authentik.set_outage(Some(502));
+    let tenant = stack.request_tenant("pause").await;
+    stack
+        .wait_for(EventContext::Identity, &tenant, "IdentityStepFailed", 1, 60)
+        .await;
+    stack
+        .request(Body::SuspensionRequested(pb::SuspensionRequested {
+            tenant_id: tenant.clone(),
+            reason: "fraud check".into(),
+            requested_by: actor(),
+        }))
+        .await;
+    stack
+        .wait_for(EventContext::Provisioning, &tenant, "SiteSuspended", 1, 60)
+        .await;
+    stack.authentik.set_outage(None);
+    let events = stack
+        .wait_for(EventContext::Identity, &tenant, "IdentityConfigured", 1, 60)
+        .await;
+    assert!(configured(&events).users_inactive, "set up while suspended");
+    let site = stack.provisioned(&tenant).await;
+    assert!(
+        stack
+            .bench
+            .social_login_key(&site.site, "authentik")
+            .await
+            .is_none(),
+        "a site in maintenance mode takes no writes; its key follows on resume"
+    );
+    let email = owner_email("pause");
+    assert!(
+        !stack
+            .authentik
+            .can_sign_in("tenant-pause", &email, PASSWORD)
+    );
+    stack
+        .request(Body::ResumeRequested(pb::ResumeRequested {
+            tenant_id: tenant.clone(),
+            reason: "cleared".into(),
+            requested_by: actor(),
+        }))
+        .await;
+    stack
+        .wait_for(EventContext::Identity, &tenant, "IdentityEnabled", 1, 60)
+        .await;
+    assert!(
+        stack
+            .authentik
+            .can_sign_in("tenant-pause", &email, PASSWORD)
+    );
+    assert_linked(&stack.objects_of(&tenant, "pause"));
+    let key = stack
+        .bench
+        .social_login_key(&site.site, "authentik")
+        .await
+        .expect("the key is written on resume");
+    assert_eq!(key["client_id"], "tenant-pause");
+}
+
+#[tokio::test]
+async fn a_retry_after_a_late_failure_keeps_the_password_the_owner_changed_since() {
+    let stack = Stack::new().await;
+    let _identity = stack.start_identity(stack.identity_config()).await;
+    // Someone else's application under our slug stops setup after the password is set.
+    let admin = authentik_client::Authentik::new(&authentik_client::AuthentikConfig::new(
+        stack.authentik.base_url(),
+        secrecy::SecretString::from(authentik_fake::FakeConfig::default().token),
+    ))
+    .unwrap();
+    admin
+        .create_application(&authentik_client::NewApplication {
+            name: "Not ours".into(),
+            slug: "tenant-later".into(),
+            provider: None,
+            meta_launch_url: String::new(),
+            meta_description: "someone else's".into(),
+            meta_publisher: String::new(),
+            policy_engine_mode: "any".into(),
+            open_in_new_tab: false,
+        })
+        .await
+        .unwrap();
+    let tenant = stack.request_tenant("later").await;
+    let events = stack
+        .wait_for(
+            EventContext::Identity,
+            &tenant,
+            "IdentityConfigurationFailed",
+            1,
+            60,
+        )
+        .await;
+    let failed = events
+        .iter()
+        .find_map(|e| match &e.body {
+            Body::IdentityConfigurationFailed(f) => Some(f.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(failed.step, "application");
+    let email = owner_email("later");
+    let user = admin.users_named(&email).await.unwrap().remove(0);
+    admin
+        .set_password(
+            user.pk,
+            &secrecy::SecretString::from("Owner-Changed-It-7".to_owned()),
+        )
+        .await
+        .unwrap();
+    // The operator removes the stray application and retries.
+    admin.delete_application("tenant-later").await.unwrap();
+    stack
+        .request(Body::ProvisioningRetryRequested(
+            pb::ProvisioningRetryRequested {
+                tenant_id: tenant.clone(),
+                reason: "stray application removed".into(),
+                requested_by: actor(),
+                attempt: 1,
+            },
+        ))
+        .await;
+    stack
+        .wait_for(EventContext::Identity, &tenant, "IdentityConfigured", 1, 60)
+        .await;
+    assert!(
+        stack
+            .authentik
+            .can_sign_in("tenant-later", &email, "Owner-Changed-It-7")
+    );
+    assert!(
+        !stack
+            .authentik
+            .can_sign_in("tenant-later", &email, PASSWORD)
+    );
+}
