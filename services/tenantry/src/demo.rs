@@ -259,6 +259,21 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         Ok(_) => println!("Owner login: OK"),
         Err(e) => println!("Owner login FAILED: {e}"),
     }
+    match tenant.sso_status.as_str() {
+        "ready" => println!(
+            "Single sign-on: ready — {} offers \"Login with Authentik\" (application tenant-{})",
+            tenant.sso_login_url, tenant.subdomain
+        ),
+        "" => {}
+        other => println!(
+            "Single sign-on: {other}{}",
+            if tenant.sso_error.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", tenant.sso_error)
+            }
+        ),
+    }
     println!(
         r#"
 Log in yourself (frappe-sim routes by the X-Frappe-Site-Name header):
