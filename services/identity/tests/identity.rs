@@ -39,6 +39,15 @@ async fn site_credentials(stack: &Stack, tenant: &str) -> ApiCredentials {
     }
 }
 
+/// A client of the fake with its token, as an Authentik admin would use the API.
+fn admin(stack: &Stack) -> authentik_client::Authentik {
+    authentik_client::Authentik::new(&authentik_client::AuthentikConfig::new(
+        stack.authentik.base_url(),
+        secrecy::SecretString::from(authentik_fake::FakeConfig::default().token),
+    ))
+    .unwrap()
+}
+
 fn assert_linked(o: &Objects) {
     assert_eq!(o.counts(), [1, 1, 1, 1, 1], "one of each object: {o:#?}");
     let group = &o.groups[0]["pk"];
@@ -80,6 +89,10 @@ async fn a_provisioned_tenant_gets_single_sign_on_and_only_the_vault_keeps_the_s
     assert_eq!(provider["client_type"], "confidential");
     assert_eq!(provider["property_mappings"].as_array().unwrap().len(), 3);
 
+    // Authentik's own check: the owner passes the application's policies.
+    let admin = admin(&stack);
+    let owner_pk = o.users[0]["pk"].as_i64().unwrap();
+    assert!(admin.check_access("tenant-acme", owner_pk).await.unwrap());
     // The owner signs in with the password chosen at signup, and only with it.
     let email = owner_email("acme");
     assert!(stack.authentik.can_sign_in("tenant-acme", &email, PASSWORD));
@@ -224,6 +237,13 @@ async fn suspension_resume_and_deletion_follow_the_tenant() {
     );
     let o = stack.objects_of(&tenant, "orbit");
     assert_eq!(o.users[0]["is_active"], false);
+    let owner_pk = o.users[0]["pk"].as_i64().unwrap();
+    assert!(
+        !admin(&stack)
+            .check_access("tenant-orbit", owner_pk)
+            .await
+            .unwrap()
+    );
     // The binding stays: an application without one would admit every user.
     assert_eq!(o.bindings.len(), 1);
     assert_eq!(o.bindings[0]["enabled"], true);
@@ -238,6 +258,12 @@ async fn suspension_resume_and_deletion_follow_the_tenant() {
     stack
         .wait_for(EventContext::Identity, &tenant, "IdentityEnabled", 1, 60)
         .await;
+    assert!(
+        admin(&stack)
+            .check_access("tenant-orbit", owner_pk)
+            .await
+            .unwrap()
+    );
     assert!(
         stack
             .authentik
@@ -471,11 +497,7 @@ async fn a_retry_after_a_late_failure_keeps_the_password_the_owner_changed_since
     let stack = Stack::new().await;
     let _identity = stack.start_identity(stack.identity_config()).await;
     // Someone else's application under our slug stops setup after the password is set.
-    let admin = authentik_client::Authentik::new(&authentik_client::AuthentikConfig::new(
-        stack.authentik.base_url(),
-        secrecy::SecretString::from(authentik_fake::FakeConfig::default().token),
-    ))
-    .unwrap();
+    let admin = admin(&stack);
     admin
         .create_application(&authentik_client::NewApplication {
             name: "Not ours".into(),

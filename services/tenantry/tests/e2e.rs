@@ -373,6 +373,56 @@ limits = {{ max_users = 25 }}
     // The owner signs in through Authentik with the same password.
     assert!(authentik.can_sign_in("tenant-cobol-works", "grace@example.com", password));
 
+    // The OAuth2 client secret and the password are nowhere but where they belong: not in any
+    // service's log, and not in any table of the database the services share (the vault holds
+    // the secret encrypted).
+    let snapshot = authentik.snapshot();
+    let secret = snapshot.providers[0]["client_secret"]
+        .as_str()
+        .expect("client secret")
+        .to_owned();
+    for entry in std::fs::read_dir(logs).unwrap().flatten() {
+        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        assert!(
+            !text.contains(&secret),
+            "{} holds the client secret",
+            entry.path().display()
+        );
+        assert!(
+            !text.contains(password),
+            "{} holds the password",
+            entry.path().display()
+        );
+    }
+    let tables: Vec<(String, String)> = sqlx::query_as(
+        "SELECT table_schema::text, table_name::text FROM information_schema.tables \
+         WHERE table_type = 'BASE TABLE' AND table_schema NOT IN ('pg_catalog', 'information_schema')",
+    )
+    .fetch_all(&_pool)
+    .await
+    .unwrap();
+    assert!(
+        tables.len() >= 3,
+        "the services made their tables: {tables:?}"
+    );
+    for (schema, table) in &tables {
+        let rows: Vec<(String,)> =
+            sqlx::query_as(&format!(r#"SELECT t::text FROM "{schema}"."{table}" t"#))
+                .fetch_all(&_pool)
+                .await
+                .unwrap();
+        for (row,) in rows {
+            assert!(
+                !row.contains(&secret),
+                "{schema}.{table} holds the client secret"
+            );
+            assert!(
+                !row.contains(password),
+                "{schema}.{table} holds the password"
+            );
+        }
+    }
+
     // The owner logs in to their new site with the password they chose.
     let site = frappe::SiteName::parse(&tenant.site).unwrap();
     let client =

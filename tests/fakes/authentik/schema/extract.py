@@ -2,7 +2,7 @@
 """Cut the Authentik OpenAPI schema down to what authentik-fake serves.
 
 Dev-time only (needs PyYAML): the fake and its tests read the generated JSON, never the full
-schema, so they run without /work/shared. Re-run after changing SERVED or the source schema:
+schema, so the fake does not parse 1.8 MB of YAML. Re-run after changing SERVED or the source schema:
 
     python3 tests/fakes/authentik/schema/extract.py [path/to/authentik-schema.yml]
 
@@ -17,7 +17,8 @@ from pathlib import Path
 
 import yaml
 
-DEFAULT_SOURCE = "/work/shared/contracts/authentik-schema.yml"
+# The full schema is checked in beside the contract (tests/fixtures/authentik/).
+DEFAULT_SOURCE = str(Path(__file__).resolve().parents[3] / "fixtures" / "authentik" / "authentik-schema.yml")
 OUT = Path(__file__).with_name("authentik-subset.json")
 
 # path -> methods the fake answers. Keep in sync with src/routes/*.rs.
