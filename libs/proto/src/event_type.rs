@@ -116,6 +116,8 @@ catalogue! {
     InvoicePaid => Billing, tenant_id;
     PaymentFailed => Billing, tenant_id;
     SubscriptionCancelled => Billing, tenant_id;
+    SubscriptionSuspended => Billing, tenant_id;
+    SubscriptionReactivated => Billing, tenant_id;
 }
 
 #[cfg(test)]

@@ -8,6 +8,8 @@
 //!   [`decide`] guards commands.
 //! - Single sign-on ([`Sso`]): the identity service's facts folded, and [`decide_identity`],
 //!   what the identity service does on a trigger.
+//! - Billing ([`Subscription`]): the fold of a tenant's billing facts and [`due`], what billing
+//!   must do at a given moment (time passed in).
 //! - Presentation helpers used by read models and `WatchSignup`: [`progress`] and [`summarize`].
 
 #![warn(missing_docs)]
@@ -23,6 +25,9 @@ mod progress;
 mod sso;
 #[cfg(test)]
 mod sso_tests;
+mod subscription;
+#[cfg(test)]
+mod subscription_tests;
 mod suggest;
 mod summary;
 
@@ -38,5 +43,9 @@ pub use names::{
 pub use password::{Password, PasswordContext};
 pub use progress::{Progress, progress, progress_with_sso};
 pub use sso::{IdentityAction, IdentityTrigger, Sso, SsoStatus, decide_identity};
+pub use subscription::{
+    Due, Dunning, Interval, OpenInvoice, Subscription, SubscriptionStatus, due, invoice_number,
+    next_charge_at, next_due_at,
+};
 pub use suggest::{suggest_alternatives, suggest_subdomain};
 pub use summary::summarize;

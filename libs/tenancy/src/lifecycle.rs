@@ -17,6 +17,7 @@ use proto::v1::event::Body;
 use proto::v1::{self as pb, TenantStatus};
 
 use crate::sso::{Sso, SsoStatus};
+use crate::subscription::Subscription;
 use crate::{Email, OrganisationName, PersonName, PlanId, Region, Subdomain, TenantId, VaultRef};
 
 /// Where a tenant is in its lifecycle.
@@ -218,6 +219,8 @@ pub struct TenantState {
     pub pending: Option<Pending>,
     /// Single sign-on through Authentik (the identity service's facts).
     pub sso: Sso,
+    /// The billing subscription (the billing service's facts).
+    pub subscription: Subscription,
     /// How many events changed this state (ignored ones do not count).
     pub version: u64,
     /// When TenantRequested happened, if folded with [`apply_event`].
@@ -478,6 +481,7 @@ fn apply_in_place(s: &mut TenantState, event: &Body) -> bool {
             if s.status != S::Deleted && !to_plan.is_empty() =>
         {
             to_plan.clone_into(&mut s.plan);
+            s.subscription.apply(event);
             true
         }
 
@@ -495,14 +499,21 @@ fn apply_in_place(s: &mut TenantState, event: &Body) -> bool {
         | Body::CredentialStored(_)
         | Body::CredentialRotated(_)
         | Body::CredentialRevoked(_)
-        | Body::TenantKeysShredded(_)
-        | Body::SubscriptionStarted(_)
+        | Body::TenantKeysShredded(_) => true,
+
+        // Billing: the subscription's own state next to the status.
+        Body::SubscriptionStarted(_)
         | Body::TrialEnded(_)
         | Body::UsageRecorded(_)
         | Body::InvoiceIssued(_)
         | Body::InvoicePaid(_)
         | Body::PaymentFailed(_)
-        | Body::SubscriptionCancelled(_) => true,
+        | Body::SubscriptionSuspended(_)
+        | Body::SubscriptionReactivated(_)
+        | Body::SubscriptionCancelled(_) => {
+            s.subscription.apply(event);
+            true
+        }
 
         // Everything else is a transition that is not legal from here.
         _ => false,

@@ -138,6 +138,7 @@ pub(crate) fn one_of_each(tenant: &str) -> Vec<Body> {
             url: "https://acme.erp.example.com".into(),
             total_ms: 25_000,
             from_standby: false,
+            ..Default::default()
         }),
         Body::ProvisioningStepFailed(pb::ProvisioningStepFailed {
             tenant_id: t.clone(),
@@ -241,6 +242,7 @@ pub(crate) fn one_of_each(tenant: &str) -> Vec<Body> {
             tenant_id: t.clone(),
             from_plan: "business".into(),
             to_plan: "enterprise".into(),
+            ..Default::default()
         }),
         Body::UsageRecorded(pb::UsageRecorded {
             tenant_id: t.clone(),
@@ -259,6 +261,14 @@ pub(crate) fn one_of_each(tenant: &str) -> Vec<Body> {
             ..Default::default()
         }),
         Body::SubscriptionCancelled(pb::SubscriptionCancelled {
+            tenant_id: t.clone(),
+            ..Default::default()
+        }),
+        Body::SubscriptionSuspended(pb::SubscriptionSuspended {
+            tenant_id: t.clone(),
+            ..Default::default()
+        }),
+        Body::SubscriptionReactivated(pb::SubscriptionReactivated {
             tenant_id: t,
             ..Default::default()
         }),

@@ -265,6 +265,15 @@ pub fn summarize(body: &Body) -> String {
             or_unknown(&e.subscription_id),
             because(&e.reason)
         ),
+        Body::SubscriptionSuspended(e) => format!(
+            "Billing asked for suspension: invoice {} unpaid{}",
+            or_unknown(&e.invoice_id),
+            because(&e.reason)
+        ),
+        Body::SubscriptionReactivated(e) => format!(
+            "Billing asked for resume: invoice {} paid",
+            or_unknown(&e.invoice_id)
+        ),
     }
 }
 

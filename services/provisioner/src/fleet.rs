@@ -193,6 +193,48 @@ pub struct FleetConfig {
 }
 
 impl FleetConfig {
+    /// Takes the plans from the plan catalogue (apps, and the limits written into each site:
+    /// `max_users`, `max_storage_mb`, `max_database_mb`). A plan the fleet file also defines
+    /// must agree with the catalogue; otherwise the error names the plan and the field.
+    pub fn adopt_catalogue(&mut self, catalogue: &plans::PlanCatalogue) -> Result<(), FleetError> {
+        for (id, own) in &self.plans {
+            let Some(plan) = catalogue.plan(id) else {
+                return Err(FleetError::Invalid(format!(
+                    "plan {id} is in the fleet file but not in the plan catalogue; add it there or remove it here"
+                )));
+            };
+            if !own.apps.is_empty() && own.apps != plan.apps {
+                return Err(FleetError::Invalid(format!(
+                    "plan {id}: apps is {:?} in the fleet file but {:?} in the plan catalogue",
+                    own.apps, plan.apps
+                )));
+            }
+            for (key, want) in plan.site_limits() {
+                if let Some(have) = own.limits.get(&key) {
+                    let have = serde_json::to_value(have).unwrap_or_default();
+                    if have != want {
+                        return Err(FleetError::Invalid(format!(
+                            "plan {id}: {key} is {have} in the fleet file but {want} in the plan catalogue"
+                        )));
+                    }
+                }
+            }
+        }
+        for (id, plan) in &catalogue.plans {
+            let entry = self.plans.entry(id.clone()).or_insert_with(|| PlanConfig {
+                apps: Vec::new(),
+                limits: BTreeMap::new(),
+            });
+            entry.apps.clone_from(&plan.apps);
+            for (key, value) in plan.site_limits() {
+                if let Ok(v) = toml::Value::try_from(value) {
+                    entry.limits.insert(key, v);
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Reads and validates a fleet file.
     pub fn load(path: &Path) -> Result<Self, FleetError> {
         let text = std::fs::read_to_string(path).map_err(|source| FleetError::Read {

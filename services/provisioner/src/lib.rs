@@ -76,6 +76,9 @@ pub struct Config {
     pub vault_token: SecretString,
     /// Benches, plans and the standby pool.
     pub fleet: FleetConfig,
+    /// The plan catalogue every service reads; when given, the fleet's plans come from it and
+    /// the provisioner refuses to start if the other services run a different one.
+    pub plans: Option<plans::PlanCatalogue>,
     /// Admin HTTP address (`/healthz`, `/readyz`, `/metrics`); port 0 picks one.
     pub admin_addr: SocketAddr,
     /// Tenants handled at once by this instance.
@@ -116,6 +119,7 @@ impl Config {
             vault_tls: svc::ClientTls::default(),
             vault_token,
             fleet,
+            plans: None,
             admin_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             concurrency: 16,
             ack_wait: Duration::from_secs(60),
@@ -156,6 +160,9 @@ pub struct ProvisionerArgs {
     /// Fleet file (TOML): benches, plans, standby pool.
     #[arg(long = "fleet", env = "TENANTRY_FLEET")]
     pub fleet: PathBuf,
+    /// The plan catalogue file every service reads (apps and limits of each plan).
+    #[arg(long = "plans-file", env = "TENANTRY_PLANS")]
+    pub plans_file: Option<PathBuf>,
     /// Tenants handled at once by this instance.
     #[arg(long, env = "TENANTRY_PROVISIONER_CONCURRENCY", default_value_t = 16)]
     pub concurrency: usize,
@@ -231,6 +238,12 @@ impl ProvisionerArgs {
         );
         c.nats = self.nats.store_config().map_err(|e| config_error(&e))?;
         c.vault_tls = self.vault_tls.load().map_err(|e| config_error(&e))?;
+        c.plans = self
+            .plans_file
+            .as_deref()
+            .map(plans::PlanCatalogue::load)
+            .transpose()
+            .map_err(|e| config_error(&e))?;
         c.admin_addr = self.admin.admin_addr;
         c.concurrency = self.concurrency.max(1);
         c.ack_wait = Duration::from_secs(self.ack_wait_secs.max(3));
@@ -257,7 +270,13 @@ pub struct Application {
 
 impl Application {
     /// Binds the admin listener, connects to NATS, opens the KV buckets and the vault client.
-    pub async fn build(config: Config) -> Result<Self, ProvisionerError> {
+    pub async fn build(mut config: Config) -> Result<Self, ProvisionerError> {
+        if let Some(catalogue) = &config.plans {
+            config
+                .fleet
+                .adopt_catalogue(catalogue)
+                .map_err(|e| ProvisionerError::Config(e.to_string()))?;
+        }
         config
             .fleet
             .validate()
@@ -270,6 +289,11 @@ impl Application {
                 ProvisionerError::Config(format!("cannot listen on {}: {e}", config.admin_addr))
             })?;
         let store = EventStore::connect(&config.nats).await?;
+        if let Some(catalogue) = &config.plans {
+            plans::agree(&store, catalogue, "provisioner")
+                .await
+                .map_err(|e| ProvisionerError::Config(e.to_string()))?;
+        }
         let metrics = metrics::Metrics::register(&registry);
         let vault = config
             .vault_tls

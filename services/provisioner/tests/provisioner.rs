@@ -50,6 +50,15 @@ async fn tenant_requested_becomes_a_working_site() {
     assert_eq!(p.site, "acme.bench-a.tenantry.localhost");
     assert_eq!(p.url, "http://acme.bench-a.tenantry.localhost");
     assert!(!p.from_standby);
+    // Subscribers (billing, a CRM) need no join with TenantRequested.
+    assert_eq!(
+        (
+            p.plan.as_str(),
+            p.owner_email.as_str(),
+            p.organisation.as_str()
+        ),
+        ("pro", "owner@acme.example.com", "acme Ltd")
+    );
     let bench = stack.bench("bench-a");
     assert_site_works(
         &stack,

@@ -97,6 +97,11 @@ pub struct Config {
         default_value = "starter,business,enterprise"
     )]
     pub plans: Vec<String>,
+    /// The plan catalogue file every service reads; when given, the offered plans are its plans
+    /// (and `--plans` is ignored), and signup refuses to start if the other services run a
+    /// different one.
+    #[arg(long = "plans-file", env = "TENANTRY_PLANS")]
+    pub plans_file: Option<std::path::PathBuf>,
     /// Regions a signup may choose; the first is the default.
     #[arg(
         long = "regions",
@@ -224,6 +229,7 @@ impl Config {
             operator_auth: None,
             plans: vec!["starter".into(), "business".into(), "enterprise".into()],
             regions: vec!["eu".into()],
+            plans_file: None,
             rate_per_address: 20,
             rate_per_email: 5,
             rate_window_secs: 60,
@@ -241,9 +247,12 @@ impl Config {
         }
     }
 
-    fn catalog(&self) -> Result<Catalog, ServiceError> {
-        let plans = self
-            .plans
+    fn catalog(&self, file: Option<&plans::PlanCatalogue>) -> Result<Catalog, ServiceError> {
+        let names: Vec<String> = match file {
+            Some(c) => c.plans.keys().cloned().collect(),
+            None => self.plans.clone(),
+        };
+        let plans = names
             .iter()
             .map(|p| PlanId::parse(p).map_err(|e| ServiceError::Config(format!("plan {p:?} {e}"))))
             .collect::<Result<Vec<_>, _>>()?;
@@ -318,7 +327,13 @@ impl Application {
     pub async fn build(config: Config) -> Result<App, ServiceError> {
         let (listener, local_addr) = bind(config.listen_addr).await?;
         let (operator_listener, operator_addr) = bind(config.operator_addr).await?;
-        let catalog = config.catalog()?;
+        let plan_file = config
+            .plans_file
+            .as_deref()
+            .map(plans::PlanCatalogue::load)
+            .transpose()
+            .map_err(|e| ServiceError::Config(e.to_string()))?;
+        let catalog = config.catalog(plan_file.as_ref())?;
         let cors = config.cors()?;
         let config_error = |e: &dyn std::fmt::Display| ServiceError::Config(e.to_string());
         // Checked now so a bad certificate stops the start, not the first call.
@@ -353,6 +368,11 @@ impl Application {
         };
         let store_config = config.nats.store_config().map_err(|e| config_error(&e))?;
         let store = EventStore::connect(&store_config).await?;
+        if let Some(c) = &plan_file {
+            plans::agree(&store, c, "signup")
+                .await
+                .map_err(|e| ServiceError::Config(e.to_string()))?;
+        }
         let claims = Claims::open(&store).await?;
         let idempotency = Idempotency::open(
             &store,

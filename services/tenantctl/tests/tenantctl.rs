@@ -145,6 +145,7 @@ impl Stack {
                 url: format!("https://{name}.erp.example"),
                 total_ms: 4200,
                 from_standby: false,
+                ..Default::default()
             }))
             .await;
         (id, seq)

@@ -53,6 +53,10 @@ pub struct DevArgs {
     /// Serve plaintext gRPC instead of TLS (e.g. for a browser that does not trust the dev CA).
     #[arg(long, env = "TENANTRY_DEV_NO_TLS")]
     pub no_tls: bool,
+    /// The plan catalogue (prices, trials, limits, apps); without it a sample catalogue is
+    /// written to the data directory (`plans.toml`) and used.
+    #[arg(long, env = "TENANTRY_PLANS")]
+    pub plans_file: Option<PathBuf>,
     /// A real Authentik (`https://auth.example`); without it the Authentik fake runs.
     #[arg(long, env = "TENANTRY_AUTHENTIK_URL")]
     pub authentik_url: Option<String>,
@@ -118,18 +122,6 @@ max_concurrent_operations = 4
 apps = ["erpnext", "hrms"]
 runner = {{ kind = "local", bench_dir = {dir:?}, bench_bin = {bin:?} }}
 
-[plans.starter]
-apps = ["erpnext"]
-limits = {{ max_users = 5, max_storage_mb = 1024 }}
-
-[plans.business]
-apps = ["erpnext", "hrms"]
-limits = {{ max_users = 25, max_storage_mb = 10240 }}
-
-[plans.enterprise]
-apps = ["erpnext", "hrms"]
-limits = {{ max_users = 500, max_storage_mb = 102400 }}
-
 [standby]
 size = {standby}
 "#,
@@ -138,6 +130,43 @@ size = {standby}
         bin = bench.bin.display().to_string(),
     )
 }
+
+/// The sample plan catalogue `tenantry dev` starts with.
+const SAMPLE_PLANS: &str = r#"# The plan catalogue every service reads. Raise `version` when you change a plan.
+version = 1
+
+[plans.starter]
+name = "Starter"
+price_minor = 1900
+currency = "EUR"
+interval = "month"
+trial_days = 14
+max_users = 5
+max_storage_mb = 1024
+max_database_mb = 512
+apps = ["erpnext"]
+
+[plans.business]
+name = "Business"
+price_minor = 4900
+currency = "EUR"
+interval = "month"
+trial_days = 14
+max_users = 25
+max_storage_mb = 10240
+max_database_mb = 2048
+apps = ["erpnext", "hrms"]
+
+[plans.enterprise]
+name = "Enterprise"
+price_minor = 49000
+currency = "EUR"
+interval = "year"
+max_users = 500
+max_storage_mb = 102400
+max_database_mb = 20480
+apps = ["erpnext", "hrms"]
+"#;
 
 /// Runs the dev stack until SIGINT/SIGTERM.
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
@@ -149,6 +178,19 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let database_url = args.database.database_url.clone();
     ensure_database(&database_url).await?;
     let shutdown = Shutdown::from_signals();
+
+    // The plan catalogue every service reads.
+    let plans_path = match &args.plans_file {
+        Some(p) => p.clone(),
+        None => {
+            let p = data_dir.join("plans.toml");
+            if !p.exists() {
+                std::fs::write(&p, SAMPLE_PLANS)?;
+            }
+            p
+        }
+    };
+    let catalogue = plans::PlanCatalogue::load(&plans_path)?;
 
     // The bench: real ones from a fleet file, or frappe-sim.
     let (fleet, fleet_path, _sim) = match &args.fleet {
@@ -259,6 +301,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     signup_config.listen_addr = args.signup_addr;
     signup_config.operator_addr = args.operator_addr;
     signup_config.operator_auth = Some(operators);
+    signup_config.plans_file = Some(plans_path.clone());
     if let Some(files) = &tls {
         signup_config.grpc.tls = server_tls(files, false);
         signup_config.client_tls = client_tls(files);
@@ -274,6 +317,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         fleet,
     );
     provisioner_config.nats = args.nats.store_config()?;
+    provisioner_config.plans = Some(catalogue);
     if let Some(files) = &tls {
         provisioner_config.vault_tls = client_tls(files).load()?;
     }

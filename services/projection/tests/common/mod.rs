@@ -107,6 +107,7 @@ fn provisioning_step(t: &str, step: usize, bench: &str, site: &str, rng: &mut St
             url: format!("https://{site}"),
             total_ms: rng.random_range(1000..40000),
             from_standby: false,
+            ..Default::default()
         }),
     }
 }
@@ -134,6 +135,7 @@ fn side_fact(t: &str, rng: &mut StdRng) -> Body {
             amount_minor: 4900,
             currency: "EUR".into(),
             due_at: None,
+            ..Default::default()
         }),
         3 => Body::CredentialStored(pb::CredentialStored {
             tenant_id: t,
@@ -151,12 +153,14 @@ fn side_fact(t: &str, rng: &mut StdRng) -> Body {
             tenant_id: t,
             from_plan: String::new(),
             to_plan: PLANS[rng.random_range(0..PLANS.len())].into(),
+            ..Default::default()
         }),
         _ => Body::SubscriptionStarted(pb::SubscriptionStarted {
             tenant_id: t,
             subscription_id: "sub-1".into(),
             plan: "pro".into(),
             trial_ends_at: None,
+            ..Default::default()
         }),
     }
 }

@@ -30,5 +30,10 @@ pub async fn run(
         url: placed.bench_cfg.public_url(placed.site.as_str()),
         total_ms: u64::try_from(total.num_milliseconds()).unwrap_or(0),
         from_standby: state.from_standby,
+        plan: req.body.plan.clone(),
+        owner_email: req.body.owner_email.clone(),
+        owner_name: req.body.owner_name.clone(),
+        organisation: req.body.organisation.clone(),
+        region: req.body.region.clone(),
     })])
 }

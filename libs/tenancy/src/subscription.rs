@@ -1,0 +1,413 @@
+//! A tenant's subscription: the fold of its billing facts ([`Subscription`]) and what billing
+//! must do at a given moment ([`due`]) — end a trial, issue the next period's invoice, suspend
+//! a tenant whose invoice is unpaid past its grace period, reactivate one that has paid.
+//!
+//! ```text
+//!   Trialing ─TrialEnded→ Active ─PaymentFailed→ PastDue ─grace over→ Suspended
+//!                           ↑                       │                     │
+//!                           └──────InvoicePaid──────┴──────InvoicePaid────┘
+//!   any ─SubscriptionCancelled→ Cancelled
+//! ```
+//!
+//! Pure: time comes in as a parameter, so a restart or a second instance computes the same
+//! due moments from the same facts — nothing is remembered outside the log.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Months, Utc};
+use proto::v1::event::Body;
+
+/// Where a subscription stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, PartialOrd, Ord)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "snake_case")
+)]
+pub enum SubscriptionStatus {
+    /// No subscription (the tenant is not provisioned yet).
+    #[default]
+    None,
+    /// In the plan's trial: nothing is charged before it ends.
+    Trialing,
+    /// Paying, nothing overdue.
+    Active,
+    /// A charge failed; the invoice may still be paid until its grace period ends.
+    PastDue,
+    /// Unpaid past the grace period: billing asked for the tenant's suspension.
+    Suspended,
+    /// Ended (the tenant was deleted).
+    Cancelled,
+}
+
+impl SubscriptionStatus {
+    /// Every status.
+    pub const ALL: [SubscriptionStatus; 6] = [
+        Self::None,
+        Self::Trialing,
+        Self::Active,
+        Self::PastDue,
+        Self::Suspended,
+        Self::Cancelled,
+    ];
+
+    /// Lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Trialing => "trialing",
+            Self::Active => "active",
+            Self::PastDue => "past_due",
+            Self::Suspended => "suspended",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// How long one billing period lasts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "snake_case")
+)]
+pub enum Interval {
+    /// A calendar month (31 January + 1 month = 28/29 February).
+    #[default]
+    Month,
+    /// A calendar year.
+    Year,
+}
+
+impl Interval {
+    /// Parses `month` or `year`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "month" => Some(Self::Month),
+            "year" => Some(Self::Year),
+            _ => None,
+        }
+    }
+
+    /// The name used in events and plan files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Month => "month",
+            Self::Year => "year",
+        }
+    }
+
+    fn months(self) -> u32 {
+        match self {
+            Self::Month => 1,
+            Self::Year => 12,
+        }
+    }
+}
+
+/// An issued invoice that is not paid yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct OpenInvoice {
+    /// Invoice id.
+    pub invoice_id: String,
+    /// Its deterministic number.
+    pub number: String,
+    /// Amount due, in minor units.
+    pub amount_minor: i64,
+    /// When payment is due (a charge is attempted then).
+    pub due_at: i64,
+    /// Failed charge attempts.
+    pub failed_attempts: u32,
+    /// Unpaid after this (set by the first failed charge), the tenant is suspended.
+    pub grace_ends_at: Option<i64>,
+}
+
+/// A tenant's subscription, folded from its billing facts. Times are Unix seconds.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default)
+)]
+pub struct Subscription {
+    /// Where it stands.
+    pub status: SubscriptionStatus,
+    /// Its id.
+    pub subscription_id: String,
+    /// Current plan.
+    pub plan: String,
+    /// Price per period of the current plan, minor units.
+    pub price_minor: i64,
+    /// ISO 4217 currency.
+    pub currency: String,
+    /// Period length.
+    pub interval: Interval,
+    /// When it started.
+    pub started_at: i64,
+    /// When the trial ends, if there is one.
+    pub trial_ends_at: Option<i64>,
+    /// How many periods have been invoiced.
+    pub periods_invoiced: u32,
+    /// Unpaid invoices, by id.
+    pub open: BTreeMap<String, OpenInvoice>,
+    /// Sum of every invoice issued, minor units.
+    pub invoiced_minor: i64,
+    /// Sum of every payment, minor units.
+    pub paid_minor: i64,
+    /// Billing asked for the tenant's suspension and has not asked for its resume since.
+    pub suspension_requested: bool,
+}
+
+fn seconds(t: &Option<prost_types::Timestamp>) -> Option<i64> {
+    t.as_ref().map(|t| t.seconds)
+}
+
+impl Subscription {
+    /// Folds one billing fact; returns whether it counted.
+    pub fn apply(&mut self, body: &Body) -> bool {
+        use SubscriptionStatus as S;
+        match body {
+            Body::SubscriptionStarted(e) if self.status == S::None => {
+                *self = Subscription {
+                    status: if e.trial_ends_at.is_some() {
+                        S::Trialing
+                    } else {
+                        S::Active
+                    },
+                    subscription_id: e.subscription_id.clone(),
+                    plan: e.plan.clone(),
+                    price_minor: e.price_minor,
+                    currency: e.currency.clone(),
+                    interval: Interval::parse(&e.interval).unwrap_or_default(),
+                    started_at: seconds(&e.started_at).unwrap_or_default(),
+                    trial_ends_at: seconds(&e.trial_ends_at),
+                    ..Subscription::default()
+                };
+            }
+            Body::TrialEnded(_) if self.status == S::Trialing => self.status = S::Active,
+            Body::PlanChanged(e) if self.live() => {
+                e.to_plan.clone_into(&mut self.plan);
+                if !e.currency.is_empty() {
+                    self.price_minor = e.price_minor;
+                    e.currency.clone_into(&mut self.currency);
+                }
+            }
+            Body::InvoiceIssued(e) if self.live() => {
+                if self.open.contains_key(&e.invoice_id) {
+                    return false;
+                }
+                self.periods_invoiced = self.periods_invoiced.saturating_add(1);
+                self.invoiced_minor = self.invoiced_minor.saturating_add(e.amount_minor);
+                self.open.insert(
+                    e.invoice_id.clone(),
+                    OpenInvoice {
+                        invoice_id: e.invoice_id.clone(),
+                        number: e.number.clone(),
+                        amount_minor: e.amount_minor,
+                        due_at: seconds(&e.due_at).unwrap_or_default(),
+                        failed_attempts: 0,
+                        grace_ends_at: None,
+                    },
+                );
+            }
+            Body::PaymentFailed(e) if self.live() => {
+                let Some(inv) = self.open.get_mut(&e.invoice_id) else {
+                    return false;
+                };
+                inv.failed_attempts = inv.failed_attempts.max(e.attempt);
+                if inv.grace_ends_at.is_none() {
+                    inv.grace_ends_at = seconds(&e.grace_ends_at);
+                }
+                if matches!(self.status, S::Active | S::Trialing) {
+                    self.status = S::PastDue;
+                }
+            }
+            Body::InvoicePaid(e) if self.status != S::None => {
+                let Some(inv) = self.open.remove(&e.invoice_id) else {
+                    return false;
+                };
+                self.paid_minor = self.paid_minor.saturating_add(inv.amount_minor);
+                if self.status == S::PastDue && !self.overdue() {
+                    self.status = S::Active;
+                }
+            }
+            Body::SubscriptionSuspended(_) if matches!(self.status, S::PastDue | S::Active) => {
+                self.status = S::Suspended;
+                self.suspension_requested = true;
+            }
+            Body::SubscriptionReactivated(_) if self.status == S::Suspended => {
+                self.status = S::Active;
+                self.suspension_requested = false;
+            }
+            Body::SubscriptionCancelled(_) if self.status != S::None => {
+                self.status = S::Cancelled;
+            }
+            Body::UsageRecorded(_) => return self.status != S::None,
+            _ => return false,
+        }
+        true
+    }
+
+    /// Started and not cancelled.
+    pub fn live(&self) -> bool {
+        !matches!(
+            self.status,
+            SubscriptionStatus::None | SubscriptionStatus::Cancelled
+        )
+    }
+
+    /// Whether an open invoice had a failed charge (it is in its grace period or past it).
+    pub fn overdue(&self) -> bool {
+        self.open.values().any(|i| i.grace_ends_at.is_some())
+    }
+
+    /// When billing periods are counted from: the trial's end, else the start.
+    pub fn anchor(&self) -> i64 {
+        self.trial_ends_at.unwrap_or(self.started_at)
+    }
+
+    /// Start of period `n` (0-based): the anchor plus `n` intervals, in calendar months, so
+    /// periods never drift.
+    pub fn period_start(&self, n: u32) -> i64 {
+        let anchor = DateTime::<Utc>::from_timestamp(self.anchor(), 0).unwrap_or_default();
+        let months = self.interval.months().saturating_mul(n);
+        anchor
+            .checked_add_months(Months::new(months))
+            .map_or(i64::MAX, |t| t.timestamp())
+    }
+}
+
+/// What billing must do now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Due {
+    /// Record TrialEnded.
+    EndTrial,
+    /// Issue the invoice of period `period` (0-based), covering `[start, end)`.
+    Invoice {
+        /// Period number.
+        period: u32,
+        /// Its start.
+        start: i64,
+        /// Its end.
+        end: i64,
+    },
+    /// Attempt the charge of an open invoice whose due time has come (first attempt, or a
+    /// retry `retry_every` after the last failure).
+    Charge {
+        /// The invoice.
+        invoice_id: String,
+    },
+    /// Ask for the tenant's suspension: this invoice is unpaid past its grace period.
+    Suspend {
+        /// The invoice.
+        invoice_id: String,
+    },
+    /// Ask for the tenant's resume: nothing is overdue any more.
+    Reactivate,
+}
+
+/// Billing's timing rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dunning {
+    /// Seconds from issue to due.
+    pub payment_terms: i64,
+    /// Seconds from the first failed charge to suspension.
+    pub grace: i64,
+    /// Seconds between charge attempts while in grace.
+    pub retry_every: i64,
+}
+
+impl Default for Dunning {
+    fn default() -> Self {
+        Self {
+            payment_terms: 0,
+            grace: 7 * 86_400,
+            retry_every: 86_400,
+        }
+    }
+}
+
+/// The first thing billing must do at `now`, if any. Calling it again after the fact is
+/// recorded gives the next thing; a fact recorded twice changes nothing (see [`Subscription::apply`]).
+pub fn due(sub: &Subscription, now: i64, dunning: &Dunning) -> Option<Due> {
+    use SubscriptionStatus as S;
+    match sub.status {
+        S::None | S::Cancelled => return None,
+        S::Trialing => {
+            return (sub.trial_ends_at.is_some_and(|t| now >= t)).then_some(Due::EndTrial);
+        }
+        S::Suspended => {
+            if !sub.overdue() {
+                return Some(Due::Reactivate);
+            }
+        }
+        S::Active | S::PastDue => {}
+    }
+    // Suspension first: it is the most urgent, and nothing else changes it.
+    if sub.status != S::Suspended
+        && let Some(inv) = sub
+            .open
+            .values()
+            .find(|i| i.grace_ends_at.is_some_and(|g| now >= g))
+    {
+        return Some(Due::Suspend {
+            invoice_id: inv.invoice_id.clone(),
+        });
+    }
+    let start = sub.period_start(sub.periods_invoiced);
+    if now >= start && sub.status != S::Suspended {
+        return Some(Due::Invoice {
+            period: sub.periods_invoiced,
+            start,
+            end: sub.period_start(sub.periods_invoiced.saturating_add(1)),
+        });
+    }
+    sub.open
+        .values()
+        .find(|i| now >= next_charge_at(i, dunning))
+        .map(|i| Due::Charge {
+            invoice_id: i.invoice_id.clone(),
+        })
+}
+
+/// When the next charge of `invoice` is due: at its due time, then every `retry_every` after a
+/// failure, while in grace.
+pub fn next_charge_at(invoice: &OpenInvoice, dunning: &Dunning) -> i64 {
+    if invoice.failed_attempts == 0 {
+        invoice.due_at
+    } else {
+        invoice.due_at.saturating_add(
+            dunning
+                .retry_every
+                .saturating_mul(i64::from(invoice.failed_attempts)),
+        )
+    }
+}
+
+/// When [`due`] next has something to do (to sleep until then), `None` when never without a
+/// new fact.
+pub fn next_due_at(sub: &Subscription, dunning: &Dunning) -> Option<i64> {
+    use SubscriptionStatus as S;
+    match sub.status {
+        S::None | S::Cancelled => None,
+        S::Trialing => sub.trial_ends_at,
+        S::Suspended if !sub.overdue() => Some(i64::MIN),
+        S::Suspended => sub.open.values().map(|i| next_charge_at(i, dunning)).min(),
+        S::Active | S::PastDue => {
+            let grace = sub.open.values().filter_map(|i| i.grace_ends_at);
+            let charges = sub.open.values().map(|i| next_charge_at(i, dunning));
+            grace
+                .chain(charges)
+                .chain(std::iter::once(sub.period_start(sub.periods_invoiced)))
+                .min()
+        }
+    }
+}
+
+/// The invoice number of `tenant`'s period `period`: the same every time it is computed, so a
+/// redelivered or replayed issue is recognised as the same invoice.
+pub fn invoice_number(tenant: &str, period: u32) -> String {
+    let short: String = tenant.chars().filter(|c| *c != '-').take(8).collect();
+    format!("INV-{short}-{:04}", period.saturating_add(1))
+}
