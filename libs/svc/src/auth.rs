@@ -48,6 +48,9 @@ pub struct Operator {
     pub name: String,
     /// Its role.
     pub role: Role,
+    /// A service acting on its own (billing suspending for non-payment) rather than a person;
+    /// lifecycle events record it as such.
+    pub service: bool,
 }
 
 /// The operator a request was authenticated as (set by the interceptor).
@@ -91,6 +94,8 @@ struct OperatorsFile {
 struct OperatorEntry {
     token_sha256: String,
     role: Role,
+    #[serde(default)]
+    service: bool,
 }
 
 /// Where the operators come from: `--operators-file` (TOML) or `TENANTRY_OPERATORS` (the same
@@ -100,6 +105,11 @@ struct OperatorEntry {
 /// [operators.alice]
 /// token_sha256 = "<64 hex>"   # sha256sum of alice's token
 /// role = "admin"              # or "reader"
+///
+/// [operators.billing]            # a service, recorded as such on the events it asks for
+/// token_sha256 = "<64 hex>"
+/// role = "admin"
+/// service = true
 /// ```
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct OperatorArgs {
@@ -214,6 +224,7 @@ impl OperatorAuth {
                 Operator {
                     name,
                     role: entry.role,
+                    service: entry.service,
                 },
             ));
         }
@@ -235,6 +246,7 @@ impl OperatorAuth {
                             Operator {
                                 name: (*name).to_owned(),
                                 role: *role,
+                                service: false,
                             },
                         )
                     })

@@ -114,7 +114,13 @@ fn reason(raw: &str) -> Result<String, SignupError> {
 /// taken from what the caller says about itself.
 fn actor<T>(request: &Request<T>) -> Result<Actor, SignupError> {
     svc::auth::operator(request)
-        .map(|o| Actor::operator(&o.name))
+        .map(|o| {
+            if o.service {
+                Actor::service("service", &o.name)
+            } else {
+                Actor::operator(&o.name)
+            }
+        })
         .ok_or(SignupError::Unauthenticated)
 }
 

@@ -605,3 +605,44 @@ async fn a_grpc_web_request_over_http1_succeeds_with_cors() {
         .unwrap();
     assert!(other.headers().get("access-control-allow-origin").is_none());
 }
+
+#[tokio::test]
+async fn a_service_operator_is_recorded_as_a_service_on_what_it_asks_for() {
+    let billing_token = "billing-service-token-0123456789";
+    let operators = format!(
+        "[operators.billing]\ntoken_sha256 = \"{}\"\nrole = \"admin\"\nservice = true\n",
+        svc::auth::token_sha256(billing_token)
+    );
+    let stack = spawn_stack_with(|c| {
+        c.operator_auth = Some(svc::OperatorAuth::from_toml(&operators).unwrap());
+    })
+    .await;
+    let mut client = stack.client().await;
+    let tenant = client
+        .signup(request(&tag()))
+        .await
+        .unwrap()
+        .into_inner()
+        .tenant_id;
+    stack.provision(&tenant, provisioning_path(&tenant)).await;
+    let mut admin = stack.admin().await;
+    let mut r = tonic::Request::new(proto::v1::SuspendTenantRequest {
+        tenant_id: tenant.clone(),
+        reason: "invoice INV-1 unpaid".into(),
+    });
+    r.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {billing_token}").parse().unwrap(),
+    );
+    admin.suspend_tenant(r).await.expect("billing may suspend");
+    let by = stack
+        .events()
+        .await
+        .into_iter()
+        .find_map(|e| match e.body {
+            Body::SuspensionRequested(s) if s.tenant_id == tenant => s.requested_by,
+            _ => None,
+        })
+        .expect("SuspensionRequested");
+    assert_eq!((by.kind.as_str(), by.id.as_str()), ("service", "billing"));
+}
