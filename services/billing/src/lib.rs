@@ -1,0 +1,406 @@
+//! The Tenantry billing service: a subscription per tenant, trials, an invoice per period,
+//! charges through a payment provider, dunning (grace, then suspension as billing; resume when
+//! paid), all recorded on `tenantry.billing.<tenant>` for outside billing systems to follow.
+//!
+//! Two drivers, both on per-tenant leases (one instance bills a tenant at a time):
+//! - the `billing-provisioning` durable consumer (worker core) on `tenantry.provisioning.*`:
+//!   TenantProvisioned starts the subscription, SiteDeleted cancels it;
+//! - a scheduler: the KV bucket `BILLING_DUE` holds each live tenant's next due moment (derived
+//!   from its facts — a cache, rebuilt from the log when missing); every tick the tenants whose
+//!   moment has come are settled ([`process::Ctx::settle`]).
+//!
+//! Time comes from a [`clock::Clock`], so tests move through a year in seconds.
+
+pub mod account;
+pub mod clock;
+pub mod error;
+pub mod payment;
+pub mod process;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::kv;
+use eventstore::{Body, EventContext, EventStore, StoreConfig};
+use futures::StreamExt as _;
+use secrecy::SecretString;
+use svc::{AdminServer, Readiness, Shutdown};
+use tenancy::Dunning;
+use tokio::sync::Semaphore;
+use worker::{Acquire, Handler, Leases, Outcome, Work, WorkError, Worker, WorkerConfig};
+
+use crate::clock::{Clock, SystemClock};
+use crate::error::BillingError;
+use crate::payment::{ManualProvider, PaymentProvider};
+use crate::process::{Admin, Ctx, Fence};
+
+/// Errors that stop the service.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A setting is wrong.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// NATS refused or is unreachable.
+    #[error(transparent)]
+    Store(#[from] eventstore::StoreError),
+    /// Anything else.
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+/// Everything billing needs. `Debug` never prints the token.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// NATS.
+    pub nats: StoreConfig,
+    /// The plan catalogue (prices, trials).
+    pub catalogue: plans::PlanCatalogue,
+    /// The signup gateway's operator API (TenantAdmin), where billing asks for suspensions.
+    pub admin_endpoint: String,
+    /// TLS towards it.
+    pub admin_tls: svc::ClientTls,
+    /// Billing's operator token there (an operator entry with `service = true`).
+    pub admin_token: SecretString,
+    /// Dunning: payment terms, grace, retry interval.
+    pub dunning: Dunning,
+    /// How often due tenants are looked for.
+    pub tick: Duration,
+    /// Tenant lease between heartbeats.
+    pub lease_ttl: Duration,
+    /// Admin HTTP address.
+    pub admin_addr: SocketAddr,
+    /// This instance's id.
+    pub instance_id: String,
+}
+
+impl Config {
+    /// Defaults for everything but the essentials.
+    pub fn new(
+        nats_url: impl Into<String>,
+        catalogue: plans::PlanCatalogue,
+        admin_endpoint: impl Into<String>,
+        admin_token: SecretString,
+    ) -> Self {
+        Self {
+            nats: StoreConfig::new(nats_url),
+            catalogue,
+            admin_endpoint: admin_endpoint.into(),
+            admin_tls: svc::ClientTls::default(),
+            admin_token,
+            dunning: Dunning::default(),
+            tick: Duration::from_secs(5),
+            lease_ttl: Duration::from_secs(15),
+            admin_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            instance_id: format!("billing-{}", uuid::Uuid::now_v7().simple()),
+        }
+    }
+}
+
+/// Flags (with env fallbacks) of `tenantry billing`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BillingArgs {
+    /// NATS and namespace.
+    #[command(flatten)]
+    pub nats: svc::NatsArgs,
+    /// The plan catalogue file every service reads.
+    #[arg(long = "plans-file", env = "TENANTRY_PLANS")]
+    pub plans_file: PathBuf,
+    /// The signup gateway's operator API.
+    #[arg(
+        long = "admin-endpoint",
+        env = "TENANTRY_ADMIN_URL",
+        default_value = "http://127.0.0.1:50054"
+    )]
+    pub admin_endpoint: String,
+    /// File holding billing's operator token (or set `TENANTRY_BILLING_TOKEN`).
+    #[arg(long = "admin-token-file", env = "TENANTRY_BILLING_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
+    /// What billing trusts (and presents) when calling the operator API.
+    #[command(flatten)]
+    pub admin_tls: svc::ClientTlsArgs,
+    /// Days from an invoice to its due date.
+    #[arg(long, env = "TENANTRY_BILLING_PAYMENT_TERMS_DAYS", default_value_t = 0)]
+    pub payment_terms_days: i64,
+    /// Days from the first failed charge to suspension.
+    #[arg(long, env = "TENANTRY_BILLING_GRACE_DAYS", default_value_t = 7)]
+    pub grace_days: i64,
+    /// Hours between charge attempts in the grace period.
+    #[arg(long, env = "TENANTRY_BILLING_RETRY_HOURS", default_value_t = 24)]
+    pub retry_hours: i64,
+    /// How often due tenants are looked for, seconds.
+    #[arg(long, env = "TENANTRY_BILLING_TICK_SECS", default_value_t = 5)]
+    pub tick_secs: u64,
+    /// Admin listener.
+    #[command(flatten)]
+    pub admin: svc::AdminArgs,
+}
+
+impl BillingArgs {
+    /// Reads the files and builds the config.
+    pub fn into_config(self) -> Result<Config, StartError> {
+        let bad = |e: &dyn std::fmt::Display| StartError::Config(e.to_string());
+        let catalogue = plans::PlanCatalogue::load(&self.plans_file).map_err(|e| bad(&e))?;
+        let token = svc::secret::load(
+            "billing's operator token",
+            "TENANTRY_BILLING_TOKEN",
+            self.admin_token_file.as_deref(),
+        )
+        .map_err(|e| bad(&e))?
+        .ok_or_else(|| {
+            StartError::Config(
+                "billing's operator token is missing: set TENANTRY_BILLING_TOKEN or --admin-token-file".into(),
+            )
+        })?;
+        let mut c = Config::new(
+            self.nats.nats_url.clone(),
+            catalogue,
+            self.admin_endpoint,
+            token,
+        );
+        c.nats = self.nats.store_config().map_err(|e| bad(&e))?;
+        c.admin_tls = self.admin_tls.load().map_err(|e| bad(&e))?;
+        c.dunning = Dunning {
+            payment_terms: self.payment_terms_days.max(0) * 86_400,
+            grace: self.grace_days.max(0) * 86_400,
+            retry_every: self.retry_hours.max(1) * 3_600,
+        };
+        c.tick = Duration::from_secs(self.tick_secs.max(1));
+        c.admin_addr = self.admin.admin_addr;
+        Ok(c)
+    }
+}
+
+/// A built billing service.
+pub struct Application<P> {
+    ctx: Arc<Ctx<P>>,
+    due: kv::Store,
+    leases: Leases,
+    config: Config,
+    admin: AdminServer,
+    readiness: Readiness,
+}
+
+impl<P: PaymentProvider> Application<P> {
+    /// Connects, checks the plan catalogue against the other services', opens the buckets.
+    pub async fn build(
+        config: Config,
+        clock: Arc<dyn Clock>,
+        provider: P,
+    ) -> Result<Self, StartError> {
+        let readiness = Readiness::default();
+        let admin = AdminServer::bind(config.admin_addr, readiness.clone(), svc::Metrics::new())
+            .await
+            .map_err(|e| {
+                StartError::Config(format!("cannot listen on {}: {e}", config.admin_addr))
+            })?;
+        let store = EventStore::connect(&config.nats).await?;
+        plans::agree(&store, &config.catalogue, "billing")
+            .await
+            .map_err(|e| StartError::Config(e.to_string()))?;
+        let endpoint = config
+            .admin_tls
+            .endpoint(&config.admin_endpoint)
+            .map_err(|e| StartError::Config(e.to_string()))?;
+        let client =
+            proto::v1::tenant_admin_client::TenantAdminClient::new(endpoint.connect_lazy());
+        let due = store
+            .key_value(
+                "BILLING_DUE",
+                1,
+                "Tenantry billing: each tenant's next due moment",
+            )
+            .await?;
+        let leases = Leases::open(
+            &store,
+            "BILLING_LEASES",
+            &config.instance_id,
+            config.lease_ttl,
+        )
+        .await?;
+        let ctx = Arc::new(Ctx {
+            store,
+            catalogue: Arc::new(config.catalogue.clone()),
+            clock,
+            provider: Arc::new(provider),
+            admin: Admin {
+                client,
+                token: config.admin_token.clone(),
+            },
+            dunning: config.dunning,
+        });
+        Ok(Self {
+            ctx,
+            due,
+            leases,
+            config,
+            admin,
+            readiness,
+        })
+    }
+
+    /// Consumes and ticks until `shutdown`.
+    pub async fn run_until_stopped(self, shutdown: Shutdown) -> Result<(), StartError> {
+        let Self {
+            ctx,
+            due,
+            leases,
+            config,
+            admin,
+            readiness,
+        } = self;
+        let admin_task = tokio::spawn(admin.serve(shutdown.clone()));
+        let handler = Arc::new(Subscriptions {
+            ctx: Arc::clone(&ctx),
+            due: due.clone(),
+        });
+        let wc = WorkerConfig::new(
+            "billing-provisioning",
+            ctx.store.context_filter(EventContext::Provisioning),
+        );
+        let worker = Worker::new(
+            wc,
+            ctx.store.clone(),
+            handler,
+            Some(leases.clone()),
+            Arc::new(Semaphore::new(16)),
+        );
+        let consumer =
+            tokio::spawn(worker.run(readiness.part("billing-provisioning"), shutdown.clone()));
+        let scheduler = tokio::spawn(schedule(
+            Arc::clone(&ctx),
+            due,
+            leases,
+            config.tick,
+            shutdown.clone(),
+        ));
+        readiness.set(true);
+        let consumed = consumer.await;
+        shutdown.trigger();
+        let _ = scheduler.await;
+        let _ = admin_task.await;
+        match consumed {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e.into()),
+            Err(e) => Err(anyhow::Error::new(e).context("consumer task").into()),
+        }
+    }
+}
+
+/// Builds and runs billing with the system clock and manual payments.
+pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), StartError> {
+    Application::build(config, Arc::new(SystemClock), ManualProvider)
+        .await?
+        .run_until_stopped(shutdown)
+        .await
+}
+
+/// Records when `tenant` is next due (or forgets it).
+async fn index(due: &kv::Store, tenant: &str, next: Option<i64>) {
+    let result = match next {
+        Some(at) => due
+            .put(tenant, at.to_string().into_bytes().into())
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+        None => due.delete(tenant).await.map_err(|e| e.to_string()),
+    };
+    if let Err(e) = result {
+        // The log is the truth; the next delivery or tick writes it again.
+        tracing::warn!(tenant, error = %e, "cannot update the due index");
+    }
+}
+
+struct Subscriptions<P> {
+    ctx: Arc<Ctx<P>>,
+    due: kv::Store,
+}
+
+impl<P: PaymentProvider> Handler for Subscriptions<P> {
+    fn lease_key(&self, event: &eventstore::RecordedEvent) -> Option<String> {
+        matches!(
+            event.body,
+            Body::TenantProvisioned(_) | Body::SiteDeleted(_)
+        )
+        .then(|| event.tenant_id.clone())
+    }
+
+    async fn handle(&self, work: Work) -> Result<Outcome, WorkError> {
+        let fence = Fence(work.lease.clone());
+        let tenant = work.event.tenant_id.clone();
+        let result = match &work.event.body {
+            Body::TenantProvisioned(_) => match self.ctx.start(&fence, &tenant).await {
+                Ok(()) => self.ctx.settle(&fence, &tenant).await,
+                Err(e) => Err(e),
+            },
+            Body::SiteDeleted(_) => self.ctx.cancel(&fence, &tenant).await.map(|()| None),
+            _ => return Ok(Outcome::Done),
+        };
+        match result {
+            Ok(next) => {
+                index(&self.due, &tenant, next).await;
+                Ok(Outcome::Done)
+            }
+            Err(BillingError::LeaseLost(why)) => {
+                Err(WorkError::Lease(worker::LeaseError::Lost(why)))
+            }
+            Err(BillingError::Transient(why)) => Err(WorkError::Transient(why)),
+            Err(BillingError::Permanent(why)) => Err(WorkError::Permanent(why)),
+        }
+    }
+}
+
+/// Every tick: settle the tenants whose due moment has come, each under its lease.
+async fn schedule<P: PaymentProvider>(
+    ctx: Arc<Ctx<P>>,
+    due: kv::Store,
+    leases: Leases,
+    tick: Duration,
+    shutdown: Shutdown,
+) {
+    while !shutdown.is_triggered() {
+        tokio::select! {
+            _ = shutdown.wait() => break,
+            _ = tokio::time::sleep(tick) => {}
+        }
+        let now = ctx.clock.now();
+        let keys: Vec<String> = match due.keys().await {
+            Ok(k) => k.filter_map(|k| async move { k.ok() }).collect().await,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list due tenants");
+                continue;
+            }
+        };
+        for tenant in keys {
+            let at = match due.get(&tenant).await {
+                Ok(Some(v)) => std::str::from_utf8(&v)
+                    .ok()
+                    .and_then(|s| s.parse::<i64>().ok())
+                    .unwrap_or(i64::MIN),
+                _ => continue,
+            };
+            if at > now {
+                continue;
+            }
+            let lease = match leases.try_acquire(&tenant).await {
+                Ok(Acquire::Acquired(l)) => Arc::new(l),
+                Ok(Acquire::Held { .. }) => continue,
+                Err(e) => {
+                    tracing::warn!(tenant, error = %e, "cannot take the tenant's lease");
+                    continue;
+                }
+            };
+            let fence = Fence(Some(Arc::clone(&lease)));
+            match ctx.settle(&fence, &tenant).await {
+                Ok(next) => index(&due, &tenant, next).await,
+                Err(e) => {
+                    tracing::warn!(tenant, error = %e, "billing step failed; retrying next tick")
+                }
+            }
+            if let Ok(l) = Arc::try_unwrap(lease) {
+                let _ = l.release().await;
+            }
+        }
+    }
+}

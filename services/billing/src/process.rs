@@ -1,0 +1,327 @@
+//! Billing one tenant: start and cancel its subscription, and do everything due at the clock's
+//! now — end the trial, issue the period's invoice, charge it, suspend after the grace period,
+//! reactivate once paid — one recorded fact at a time.
+//!
+//! Every fact's event id is derived from the tenant, the billing subject's version and what it
+//! is, and every append expects that version: a redelivery, a crash between the work and its
+//! fact, or a second instance records each fact once. Charges carry a per-attempt idempotency
+//! key, so a charge made but not recorded is answered the same when retried.
+
+use std::sync::Arc;
+
+use eventstore::{Body, EventContext, NewEvent, StoreError};
+use proto::v1::{self as pb, tenant_admin_client::TenantAdminClient};
+use secrecy::{ExposeSecret, SecretString};
+use tenancy::{Due, Dunning, Status, SubscriptionStatus, due, invoice_number, next_due_at};
+use tonic::transport::Channel;
+
+use crate::account::Account;
+use crate::clock::Clock;
+use crate::error::BillingError;
+use crate::payment::{Charge, ChargeOutcome, PaymentProvider};
+
+/// The proof that this instance bills the tenant now: its lease, checked before every
+/// charge-free side effect and append.
+#[derive(Clone, Default)]
+pub struct Fence(pub Option<Arc<worker::Lease>>);
+
+impl Fence {
+    /// Errors unless the lease is still ours.
+    pub async fn check(&self) -> Result<(), BillingError> {
+        match &self.0 {
+            Some(l) => l.check().await.map_err(BillingError::from),
+            None => Ok(()),
+        }
+    }
+}
+
+/// How billing asks for a suspension or resume: the signup gateway's operator API, as the
+/// `billing` service operator (recorded as such on the lifecycle events).
+#[derive(Clone)]
+pub struct Admin {
+    /// TenantAdmin client.
+    pub client: TenantAdminClient<Channel>,
+    /// The billing operator's token.
+    pub token: SecretString,
+}
+
+/// What every step needs.
+pub struct Ctx<P> {
+    /// Event store.
+    pub store: eventstore::EventStore,
+    /// Plans.
+    pub catalogue: Arc<plans::PlanCatalogue>,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+    /// Payments.
+    pub provider: Arc<P>,
+    /// Suspension and resume.
+    pub admin: Admin,
+    /// Timing rules.
+    pub dunning: Dunning,
+}
+
+fn ts(seconds: i64) -> Option<prost_types::Timestamp> {
+    Some(prost_types::Timestamp { seconds, nanos: 0 })
+}
+
+impl<P: PaymentProvider> Ctx<P> {
+    /// TenantProvisioned: the subscription starts (with the plan's trial, if any).
+    pub async fn start(&self, fence: &Fence, tenant: &str) -> Result<(), BillingError> {
+        let account = Account::load(&self.store, tenant).await?;
+        if account.state.subscription.status != SubscriptionStatus::None {
+            return Ok(());
+        }
+        let plan_id = account.state.plan.clone();
+        let plan = self.catalogue.plan(&plan_id).ok_or_else(|| {
+            BillingError::Permanent(format!(
+                "tenant {tenant} is on plan {plan_id}, which the plan catalogue does not have; add it, then retry the dead letter"
+            ))
+        })?;
+        let now = self.clock.now();
+        let body = Body::SubscriptionStarted(pb::SubscriptionStarted {
+            tenant_id: tenant.to_owned(),
+            subscription_id: format!("sub-{tenant}"),
+            plan: plan_id,
+            trial_ends_at: (plan.trial_days > 0)
+                .then(|| ts(now + i64::from(plan.trial_days) * 86_400))
+                .flatten(),
+            price_minor: plan.price_minor,
+            currency: plan.currency.clone(),
+            interval: plan.interval.clone(),
+            started_at: ts(now),
+        });
+        self.record(fence, &account, "started", body).await
+    }
+
+    /// SiteDeleted: the subscription ends.
+    pub async fn cancel(&self, fence: &Fence, tenant: &str) -> Result<(), BillingError> {
+        let account = Account::load(&self.store, tenant).await?;
+        if !account.state.subscription.live() {
+            return Ok(());
+        }
+        let body = Body::SubscriptionCancelled(pb::SubscriptionCancelled {
+            tenant_id: tenant.to_owned(),
+            subscription_id: account.state.subscription.subscription_id.clone(),
+            reason: "tenant deleted".into(),
+        });
+        self.record(fence, &account, "cancelled", body).await
+    }
+
+    /// Does everything due now; returns when billing next has something to do.
+    pub async fn settle(&self, fence: &Fence, tenant: &str) -> Result<Option<i64>, BillingError> {
+        // Bounded: each round records one fact, and a state has few due facts at one moment.
+        for _ in 0..64 {
+            let account = Account::load(&self.store, tenant).await?;
+            let sub = &account.state.subscription;
+            if matches!(account.state.status, Status::Deleting | Status::Deleted) {
+                return Ok(None);
+            }
+            let now = self.clock.now();
+            let Some(d) = due(sub, now, &self.dunning) else {
+                return Ok(next_due_at(sub, &self.dunning));
+            };
+            let (tag, body) = self.act(&account, &d, now).await?;
+            self.record(fence, &account, &tag, body).await?;
+        }
+        Err(BillingError::Transient(format!(
+            "tenant {tenant}: billing kept finding work; continuing on the next tick"
+        )))
+    }
+
+    async fn act(
+        &self,
+        account: &Account,
+        d: &Due,
+        now: i64,
+    ) -> Result<(String, Body), BillingError> {
+        let tenant = account.id.clone();
+        let sub = &account.state.subscription;
+        Ok(match d {
+            Due::EndTrial => (
+                "trial-ended".into(),
+                Body::TrialEnded(pb::TrialEnded {
+                    tenant_id: tenant,
+                    subscription_id: sub.subscription_id.clone(),
+                }),
+            ),
+            Due::Invoice { period, start, end } => {
+                let number = invoice_number(&tenant, *period);
+                let plan_name = self
+                    .catalogue
+                    .plan(&sub.plan)
+                    .map_or_else(|| sub.plan.clone(), |p| p.name.clone());
+                (
+                    format!("invoice:{number}"),
+                    Body::InvoiceIssued(pb::InvoiceIssued {
+                        tenant_id: tenant,
+                        invoice_id: number.clone(),
+                        amount_minor: sub.price_minor,
+                        currency: sub.currency.clone(),
+                        due_at: ts(now + self.dunning.payment_terms),
+                        number: number.clone(),
+                        period_start: ts(*start),
+                        period_end: ts(*end),
+                        idempotency_key: number,
+                        lines: vec![pb::InvoiceLine {
+                            description: format!("{plan_name} plan, one {}", sub.interval.as_str()),
+                            amount_minor: sub.price_minor,
+                        }],
+                    }),
+                )
+            }
+            Due::Charge { invoice_id } => {
+                let inv = sub.open.get(invoice_id).ok_or_else(|| {
+                    BillingError::Transient(format!("invoice {invoice_id} is not open any more"))
+                })?;
+                let attempt = inv.failed_attempts + 1;
+                let key = format!("{}:{attempt}", inv.number);
+                let outcome = self
+                    .provider
+                    .charge(&Charge {
+                        tenant_id: tenant.clone(),
+                        invoice: inv.number.clone(),
+                        amount_minor: inv.amount_minor,
+                        currency: sub.currency.clone(),
+                        idempotency_key: key.clone(),
+                    })
+                    .await
+                    .map_err(|e| BillingError::Transient(e.to_string()))?;
+                let tag = format!("charge:{key}");
+                match outcome {
+                    ChargeOutcome::Paid(reference) => (
+                        tag,
+                        Body::InvoicePaid(pb::InvoicePaid {
+                            tenant_id: tenant,
+                            invoice_id: invoice_id.clone(),
+                            amount_minor: inv.amount_minor,
+                            payment_reference: reference,
+                        }),
+                    ),
+                    ChargeOutcome::Declined(reason) => (
+                        tag,
+                        Body::PaymentFailed(pb::PaymentFailed {
+                            tenant_id: tenant,
+                            invoice_id: invoice_id.clone(),
+                            reason,
+                            attempt,
+                            grace_ends_at: ts(inv
+                                .grace_ends_at
+                                .unwrap_or(now + self.dunning.grace)),
+                        }),
+                    ),
+                }
+            }
+            Due::Suspend { invoice_id } => {
+                let reason = format!("invoice {invoice_id} unpaid past its grace period");
+                self.ask(&tenant, true, &reason).await?;
+                (
+                    format!("suspend:{invoice_id}"),
+                    Body::SubscriptionSuspended(pb::SubscriptionSuspended {
+                        tenant_id: tenant,
+                        invoice_id: invoice_id.clone(),
+                        reason,
+                    }),
+                )
+            }
+            Due::Reactivate => {
+                self.ask(&tenant, false, "overdue invoices paid").await?;
+                (
+                    "reactivate".into(),
+                    Body::SubscriptionReactivated(pb::SubscriptionReactivated {
+                        tenant_id: tenant,
+                        invoice_id: String::new(),
+                    }),
+                )
+            }
+        })
+    }
+
+    /// Asks the operator API for a suspension (or resume) as billing. A tenant already in the
+    /// asked-for state (or on its way) is fine: the answer is the same either way.
+    async fn ask(&self, tenant: &str, suspend: bool, reason: &str) -> Result<(), BillingError> {
+        let mut client = self.admin.client.clone();
+        let bearer = format!("Bearer {}", self.admin.token.expose_secret());
+        let with_token = |r: &mut tonic::metadata::MetadataMap| -> Result<(), BillingError> {
+            r.insert(
+                "authorization",
+                bearer.parse().map_err(|_| {
+                    BillingError::Permanent("the billing token is not ASCII".into())
+                })?,
+            );
+            Ok(())
+        };
+        let result = if suspend {
+            let mut r = tonic::Request::new(pb::SuspendTenantRequest {
+                tenant_id: tenant.to_owned(),
+                reason: reason.to_owned(),
+            });
+            with_token(r.metadata_mut())?;
+            client.suspend_tenant(r).await
+        } else {
+            let mut r = tonic::Request::new(pb::ResumeTenantRequest {
+                tenant_id: tenant.to_owned(),
+                reason: reason.to_owned(),
+            });
+            with_token(r.metadata_mut())?;
+            client.resume_tenant(r).await
+        };
+        match result {
+            Ok(_) => Ok(()),
+            Err(s) if s.code() == tonic::Code::FailedPrecondition => {
+                tracing::info!(
+                    tenant,
+                    suspend,
+                    message = s.message(),
+                    "tenant already there"
+                );
+                Ok(())
+            }
+            Err(s)
+                if matches!(
+                    s.code(),
+                    tonic::Code::Unavailable | tonic::Code::DeadlineExceeded
+                ) =>
+            {
+                Err(BillingError::Transient(format!(
+                    "operator API: {}",
+                    s.message()
+                )))
+            }
+            Err(s) => Err(BillingError::Permanent(format!(
+                "operator API refused billing's request ({:?}: {}); check billing's operator token and role",
+                s.code(),
+                s.message()
+            ))),
+        }
+    }
+
+    async fn record(
+        &self,
+        fence: &Fence,
+        account: &Account,
+        tag: &str,
+        body: Body,
+    ) -> Result<(), BillingError> {
+        let subject = self.store.subject(EventContext::Billing, &account.id);
+        let name = format!("billing:{}:{}:{tag}", account.id, account.version);
+        let event = NewEvent::new(body)
+            .with_id(uuid::Uuid::new_v5(
+                &uuid::Uuid::NAMESPACE_OID,
+                name.as_bytes(),
+            ))
+            .correlated(account.id.clone());
+        fence.check().await?;
+        match self
+            .store
+            .append(&subject, account.version, vec![event])
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(StoreError::Conflict { .. }) => Err(BillingError::Transient(
+                "the billing subject moved on; deciding again".into(),
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+}

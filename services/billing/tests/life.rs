@@ -1,0 +1,323 @@
+//! A tenant's whole billing life under a clock the test moves, with two billing instances at
+//! once, real NATS, PostgreSQL (vault), signup's operator API and a provisioner on frappe-sim:
+//! trial → invoice → declined → past due → suspended (the site in maintenance mode) → paid →
+//! resumed → deleted → cancelled; every invoice issued and every payment recorded once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use billing::clock::ManualClock;
+use billing::payment::{Script, ScriptedProvider};
+use eventstore::{Body, EventContext, EventStore, NewEvent, RecordedEvent, StoreConfig};
+use frappe::RunnerConfig;
+use proto::v1 as pb;
+use secrecy::SecretString;
+use svc::Shutdown;
+use testkit::SimBench;
+
+const DAY: i64 = 86_400;
+/// 2026-01-31 00:00 UTC.
+const T0: i64 = 1_769_817_600;
+const BILLING_TOKEN: &str = "billing-service-token-0123456789";
+
+const PLANS: &str = r#"
+version = 1
+
+[plans.starter]
+name = "Starter"
+price_minor = 1900
+currency = "EUR"
+interval = "month"
+trial_days = 14
+max_users = 5
+max_storage_mb = 1024
+max_database_mb = 512
+apps = ["erpnext"]
+"#;
+
+fn fleet(b: &SimBench) -> String {
+    let RunnerConfig::Local {
+        bench_dir,
+        bench_bin,
+        ..
+    } = b.runner()
+    else {
+        unreachable!()
+    };
+    format!(
+        r#"
+[[benches]]
+name = "bench-a"
+region = "eu"
+base_url = "{url}"
+base_domain = "bench-a.tenantry.localhost"
+routing = "header"
+public_scheme = "http"
+max_sites = 10
+max_concurrent_operations = 2
+apps = ["erpnext"]
+runner = {{ kind = "local", bench_dir = "{dir}", bench_bin = "{bin}" }}
+"#,
+        url = b.base_url,
+        dir = bench_dir.display(),
+        bin = bench_bin.display(),
+    )
+}
+
+async fn wait_for(
+    store: &EventStore,
+    context: EventContext,
+    tenant: &str,
+    ty: &str,
+    n: usize,
+) -> Vec<RecordedEvent> {
+    let subject = store.subject(context, tenant);
+    let found = testkit::within(Duration::from_secs(60), || async {
+        let events = store.load(&subject).await.ok()?;
+        (events.iter().filter(|e| e.event_type == ty).count() >= n).then_some(events)
+    })
+    .await;
+    match found {
+        Some(e) => e,
+        None => {
+            let all: Vec<String> = store
+                .load(&subject)
+                .await
+                .unwrap_or_default()
+                .iter()
+                .map(|e| format!("{}: {}", e.event_type, tenancy::summarize(&e.body)))
+                .collect();
+            panic!("no {n}× {ty} on {context:?} after 60 s: {all:#?}")
+        }
+    }
+}
+
+fn count(events: &[RecordedEvent], ty: &str) -> usize {
+    events.iter().filter(|e| e.event_type == ty).count()
+}
+
+#[tokio::test]
+async fn a_tenants_billing_life_with_two_instances() {
+    testkit::init_logging();
+    let namespace = testkit::unique_namespace();
+    let nats_url = testkit::nats_url();
+    let store =
+        EventStore::connect(&StoreConfig::new(nats_url.clone()).with_namespace(namespace.clone()))
+            .await
+            .unwrap();
+    let vault = testkit::spawn_vault_on(&nats_url, &namespace).await;
+    let catalogue = plans::PlanCatalogue::parse(PLANS).unwrap();
+
+    // Signup's operator API, where billing (a service operator) asks for suspensions.
+    let operators = format!(
+        "[operators.billing]\ntoken_sha256 = \"{}\"\nrole = \"admin\"\nservice = true\n",
+        svc::auth::token_sha256(BILLING_TOKEN)
+    );
+    let signup = testkit::spawn_signup(&vault, |c| {
+        c.operator_auth = Some(svc::OperatorAuth::from_toml(&operators).unwrap());
+    })
+    .await;
+
+    // A provisioner on a frappe-sim bench.
+    let bench = SimBench::spawn("erpnext", None);
+    let mut pc = provisioner::Config::new(
+        nats_url.clone(),
+        vault.endpoint(),
+        testkit::caller_token(&namespace, "provisioner"),
+        provisioner::fleet::FleetConfig::parse(&fleet(&bench)).unwrap(),
+    );
+    pc.nats.namespace = namespace.clone();
+    pc.plans = Some(catalogue.clone());
+    pc.lease_ttl = Duration::from_secs(2);
+    pc.standby_refill_every = Duration::from_secs(3600);
+    let prov = provisioner::Application::build(pc).await.unwrap();
+    let stop = Shutdown::new();
+    let s = stop.clone();
+    tokio::spawn(async move {
+        let _ = prov.run_until_stopped(s).await;
+    });
+
+    // Two billing instances sharing one clock and one payment provider.
+    let clock = ManualClock::at(T0);
+    let provider = ScriptedProvider::default();
+    provider.always(Script::Decline);
+    for _ in 0..2 {
+        let mut bc = billing::Config::new(
+            nats_url.clone(),
+            catalogue.clone(),
+            signup.operator_endpoint(),
+            SecretString::from(BILLING_TOKEN),
+        );
+        bc.nats.namespace = namespace.clone();
+        bc.tick = Duration::from_millis(100);
+        bc.lease_ttl = Duration::from_secs(2);
+        let app = billing::Application::build(bc, Arc::new(clock.clone()), provider.clone())
+            .await
+            .unwrap();
+        let s = stop.clone();
+        tokio::spawn(async move {
+            let _ = app.run_until_stopped(s).await;
+        });
+    }
+
+    // Signup, as the gateway records it.
+    let tenant = uuid::Uuid::now_v7().to_string();
+    let password_ref = vault
+        .client("signup")
+        .put_one_time_string(
+            &tenant,
+            "owner_password",
+            &SecretString::from("Correct-Horse-42-Battery"),
+            Duration::from_secs(3600),
+            "signup",
+        )
+        .await
+        .unwrap()
+        .reference;
+    store
+        .append(
+            &store.subject(EventContext::Signup, &tenant),
+            0,
+            vec![NewEvent::new(Body::TenantRequested(pb::TenantRequested {
+                tenant_id: tenant.clone(),
+                subdomain: "payer".into(),
+                organisation: "Payer Ltd".into(),
+                owner_email: "owner@payer.example.com".into(),
+                owner_name: "Olive Owner".into(),
+                plan: "starter".into(),
+                region: "eu".into(),
+                password_ref,
+                ..Default::default()
+            }))],
+        )
+        .await
+        .unwrap();
+
+    // Provisioned → the subscription starts in its trial.
+    let billing = wait_for(
+        &store,
+        EventContext::Billing,
+        &tenant,
+        "SubscriptionStarted",
+        1,
+    )
+    .await;
+    let Body::SubscriptionStarted(started) = &billing[0].body else {
+        panic!("first billing fact: {:?}", billing[0].event_type)
+    };
+    assert_eq!(
+        (started.plan.as_str(), started.price_minor),
+        ("starter", 1900)
+    );
+    assert_eq!(
+        started.trial_ends_at.as_ref().unwrap().seconds,
+        T0 + 14 * DAY
+    );
+
+    // The trial ends: an invoice, a declined charge, past due.
+    clock.advance(15 * DAY);
+    let billing = wait_for(&store, EventContext::Billing, &tenant, "PaymentFailed", 1).await;
+    assert_eq!(count(&billing, "TrialEnded"), 1);
+    assert_eq!(count(&billing, "InvoiceIssued"), 1);
+
+    // Unpaid past the grace period: billing asks for the suspension, as billing.
+    clock.advance(8 * DAY);
+    wait_for(
+        &store,
+        EventContext::Billing,
+        &tenant,
+        "SubscriptionSuspended",
+        1,
+    )
+    .await;
+    wait_for(
+        &store,
+        EventContext::Provisioning,
+        &tenant,
+        "SiteSuspended",
+        1,
+    )
+    .await;
+    let lifecycle = store
+        .load(&store.subject(EventContext::Lifecycle, &tenant))
+        .await
+        .unwrap();
+    let by = lifecycle
+        .iter()
+        .find_map(|e| match &e.body {
+            Body::SuspensionRequested(s) => s.requested_by.clone(),
+            _ => None,
+        })
+        .expect("SuspensionRequested");
+    assert_eq!((by.kind.as_str(), by.id.as_str()), ("service", "billing"));
+
+    // Paid: reactivated and resumed.
+    provider.always(Script::Pay);
+    clock.advance(DAY);
+    wait_for(
+        &store,
+        EventContext::Billing,
+        &tenant,
+        "SubscriptionReactivated",
+        1,
+    )
+    .await;
+    wait_for(
+        &store,
+        EventContext::Provisioning,
+        &tenant,
+        "SiteResumed",
+        1,
+    )
+    .await;
+
+    // Deleted: cancelled.
+    store
+        .append_latest(
+            &store.subject(EventContext::Lifecycle, &tenant),
+            vec![NewEvent::new(Body::DeletionRequested(
+                pb::DeletionRequested {
+                    tenant_id: tenant.clone(),
+                    reason: "closing".into(),
+                    requested_by: Some(pb::Actor {
+                        kind: "operator".into(),
+                        id: "test".into(),
+                    }),
+                },
+            ))],
+        )
+        .await
+        .unwrap();
+    let billing = wait_for(
+        &store,
+        EventContext::Billing,
+        &tenant,
+        "SubscriptionCancelled",
+        1,
+    )
+    .await;
+
+    // Once each, with two instances billing.
+    assert_eq!(count(&billing, "SubscriptionStarted"), 1);
+    assert_eq!(count(&billing, "InvoiceIssued"), 1);
+    assert_eq!(count(&billing, "InvoicePaid"), 1);
+    assert_eq!(count(&billing, "SubscriptionSuspended"), 1);
+    assert_eq!(count(&billing, "SubscriptionReactivated"), 1);
+    let mut keys: Vec<String> = provider
+        .charges()
+        .iter()
+        .map(|c| c.idempotency_key.clone())
+        .collect();
+    let n = keys.len();
+    keys.dedup();
+    assert_eq!(keys.len(), n, "a charge key was charged twice");
+    // The whole state, folded: cancelled, everything paid.
+    let mut sub = tenancy::Subscription::default();
+    for e in &billing {
+        sub.apply(&e.body);
+    }
+    assert_eq!(sub.status, tenancy::SubscriptionStatus::Cancelled);
+    assert_eq!((sub.invoiced_minor, sub.paid_minor), (1900, 1900));
+    stop.trigger();
+    signup.stop();
+}
