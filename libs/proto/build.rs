@@ -4,8 +4,15 @@ use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let files = ["events", "tenant", "signup", "directory", "vault"]
-        .map(|f| root.join(format!("tenantry/v1/{f}.proto")));
+    let files = [
+        "events",
+        "tenant",
+        "signup",
+        "directory",
+        "vault",
+        "billing",
+    ]
+    .map(|f| root.join(format!("tenantry/v1/{f}.proto")));
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());
     }

@@ -14,6 +14,8 @@
 pub mod account;
 pub mod clock;
 pub mod error;
+pub mod grpc;
+pub mod invoices;
 pub mod payment;
 pub mod process;
 
@@ -71,6 +73,12 @@ pub struct Config {
     pub lease_ttl: Duration,
     /// Admin HTTP address.
     pub admin_addr: SocketAddr,
+    /// The `Billing` gRPC API's address; port 0 picks one.
+    pub listen_addr: SocketAddr,
+    /// TLS and limits of the gRPC API.
+    pub grpc: svc::GrpcServerArgs,
+    /// Who may call it (readers read, admins record payments).
+    pub operators: svc::OperatorAuth,
     /// This instance's id.
     pub instance_id: String,
 }
@@ -93,6 +101,9 @@ impl Config {
             tick: Duration::from_secs(5),
             lease_ttl: Duration::from_secs(15),
             admin_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            listen_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            grpc: svc::GrpcServerArgs::default(),
+            operators: svc::OperatorAuth::default(),
             instance_id: format!("billing-{}", uuid::Uuid::now_v7().simple()),
         }
     }
@@ -132,6 +143,19 @@ pub struct BillingArgs {
     /// How often due tenants are looked for, seconds.
     #[arg(long, env = "TENANTRY_BILLING_TICK_SECS", default_value_t = 5)]
     pub tick_secs: u64,
+    /// Address of the `Billing` gRPC API.
+    #[arg(
+        long = "listen",
+        env = "TENANTRY_BILLING_LISTEN",
+        default_value = "127.0.0.1:50055"
+    )]
+    pub listen: SocketAddr,
+    /// TLS and limits of the gRPC API.
+    #[command(flatten)]
+    pub grpc: svc::GrpcServerArgs,
+    /// Operators allowed to call it.
+    #[command(flatten)]
+    pub operators: svc::OperatorArgs,
     /// Admin listener.
     #[command(flatten)]
     pub admin: svc::AdminArgs,
@@ -168,12 +192,16 @@ impl BillingArgs {
         };
         c.tick = Duration::from_secs(self.tick_secs.max(1));
         c.admin_addr = self.admin.admin_addr;
+        c.listen_addr = self.listen;
+        c.grpc = self.grpc;
+        c.operators = self.operators.load().map_err(|e| bad(&e))?;
         Ok(c)
     }
 }
 
 /// A built billing service.
 pub struct Application<P> {
+    listener: tokio::net::TcpListener,
     ctx: Arc<Ctx<P>>,
     due: kv::Store,
     leases: Leases,
@@ -189,6 +217,11 @@ impl<P: PaymentProvider> Application<P> {
         clock: Arc<dyn Clock>,
         provider: P,
     ) -> Result<Self, StartError> {
+        let listener = tokio::net::TcpListener::bind(config.listen_addr)
+            .await
+            .map_err(|e| {
+                StartError::Config(format!("cannot listen on {}: {e}", config.listen_addr))
+            })?;
         let readiness = Readiness::default();
         let admin = AdminServer::bind(config.admin_addr, readiness.clone(), svc::Metrics::new())
             .await
@@ -231,6 +264,7 @@ impl<P: PaymentProvider> Application<P> {
             dunning: config.dunning,
         });
         Ok(Self {
+            listener,
             ctx,
             due,
             leases,
@@ -240,9 +274,17 @@ impl<P: PaymentProvider> Application<P> {
         })
     }
 
+    /// The `Billing` API's address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or(self.config.listen_addr)
+    }
+
     /// Consumes and ticks until `shutdown`.
     pub async fn run_until_stopped(self, shutdown: Shutdown) -> Result<(), StartError> {
         let Self {
+            listener,
             ctx,
             due,
             leases,
@@ -251,6 +293,29 @@ impl<P: PaymentProvider> Application<P> {
             readiness,
         } = self;
         let admin_task = tokio::spawn(admin.serve(shutdown.clone()));
+        let api = tonic::service::interceptor::InterceptedService::new(
+            proto::v1::billing_server::BillingServer::new(grpc::BillingService::new(
+                Arc::clone(&ctx),
+                due.clone(),
+                leases.clone(),
+            )),
+            config.operators.interceptor(svc::Role::Reader),
+        );
+        let server = config
+            .grpc
+            .builder("billing")
+            .map_err(|e| StartError::Config(e.to_string()))?
+            .layer(config.grpc.limit())
+            .add_service(api);
+        let stop_serving = shutdown.clone();
+        let served = tokio::spawn(async move {
+            server
+                .serve_with_incoming_shutdown(
+                    tokio_stream::wrappers::TcpListenerStream::new(listener),
+                    async move { stop_serving.wait().await },
+                )
+                .await
+        });
         let handler = Arc::new(Subscriptions {
             ctx: Arc::clone(&ctx),
             due: due.clone(),
@@ -280,6 +345,9 @@ impl<P: PaymentProvider> Application<P> {
         shutdown.trigger();
         let _ = scheduler.await;
         let _ = admin_task.await;
+        if let Ok(Err(e)) = served.await {
+            return Err(anyhow::Error::new(e).context("billing gRPC server").into());
+        }
         match consumed {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(e.into()),
@@ -297,7 +365,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), StartError> {
 }
 
 /// Records when `tenant` is next due (or forgets it).
-async fn index(due: &kv::Store, tenant: &str, next: Option<i64>) {
+pub(crate) async fn index(due: &kv::Store, tenant: &str, next: Option<i64>) {
     let result = match next {
         Some(at) => due
             .put(tenant, at.to_string().into_bytes().into())

@@ -19,6 +19,15 @@ const DAY: i64 = 86_400;
 /// 2026-01-31 00:00 UTC.
 const T0: i64 = 1_769_817_600;
 const BILLING_TOKEN: &str = "billing-service-token-0123456789";
+const ACCOUNTANT: &str = "accountant-token-0123456789";
+const VIEWER: &str = "viewer-token-0123456789";
+
+fn as_operator<T>(token: &str, message: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(message);
+    r.metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    r
+}
 
 const PLANS: &str = r#"
 version = 1
@@ -141,6 +150,7 @@ async fn a_tenants_billing_life_with_two_instances() {
     let clock = ManualClock::at(T0);
     let provider = ScriptedProvider::default();
     provider.always(Script::Decline);
+    let mut api = None;
     for _ in 0..2 {
         let mut bc = billing::Config::new(
             nats_url.clone(),
@@ -151,9 +161,18 @@ async fn a_tenants_billing_life_with_two_instances() {
         bc.nats.namespace = namespace.clone();
         bc.tick = Duration::from_millis(100);
         bc.lease_ttl = Duration::from_secs(2);
+        bc.operators = svc::OperatorAuth::from_tokens(&[
+            (
+                "accountant",
+                svc::Role::Admin,
+                &SecretString::from(ACCOUNTANT),
+            ),
+            ("viewer", svc::Role::Reader, &SecretString::from(VIEWER)),
+        ]);
         let app = billing::Application::build(bc, Arc::new(clock.clone()), provider.clone())
             .await
             .unwrap();
+        api.get_or_insert(format!("http://{}", app.local_addr()));
         let s = stop.clone();
         tokio::spawn(async move {
             let _ = app.run_until_stopped(s).await;
@@ -251,9 +270,74 @@ async fn a_tenants_billing_life_with_two_instances() {
         .expect("SuspensionRequested");
     assert_eq!((by.kind.as_str(), by.id.as_str()), ("service", "billing"));
 
+    // What the Billing API shows now.
+    let mut client = pb::billing_client::BillingClient::connect(api.clone().unwrap())
+        .await
+        .unwrap();
+    let plans = client
+        .list_plans(as_operator(VIEWER, pb::ListPlansRequest {}))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(plans.plans[0].id, "starter");
+    let sub = client
+        .get_subscription(as_operator(
+            VIEWER,
+            pb::GetSubscriptionRequest {
+                tenant_id: tenant.clone(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((sub.status.as_str(), sub.open_minor), ("suspended", 1900));
+    let invoices = client
+        .list_invoices(as_operator(
+            VIEWER,
+            pb::ListInvoicesRequest {
+                tenant_id: tenant.clone(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .invoices;
+    assert_eq!(invoices.len(), 1);
+    assert_eq!(invoices[0].status, "open");
+    assert!(
+        invoices[0].failed_attempts >= 7,
+        "charged daily in grace: {:?}",
+        invoices[0]
+    );
+    let number = invoices[0].invoice_id.clone();
+
+    // The customer pays by bank transfer; an accountant records it (a reader may not).
+    let pay = |token: &str| {
+        as_operator(
+            token,
+            pb::RecordPaymentRequest {
+                tenant_id: tenant.clone(),
+                invoice_id: number.clone(),
+                reference: "bank transfer 2026-02-24".into(),
+            },
+        )
+    };
+    let refused = client.record_payment(pay(VIEWER)).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+    let paid = client
+        .record_payment(pay(ACCOUNTANT))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!paid.already_paid);
+    let again = client
+        .record_payment(pay(ACCOUNTANT))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(again.already_paid, "recording it twice changes nothing");
+
     // Paid: reactivated and resumed.
-    provider.always(Script::Pay);
-    clock.advance(DAY);
     wait_for(
         &store,
         EventContext::Billing,
