@@ -69,7 +69,10 @@ impl<P: PaymentProvider> Ctx<P> {
     /// TenantProvisioned: the subscription starts (with the plan's trial, if any).
     pub async fn start(&self, fence: &Fence, tenant: &str) -> Result<(), BillingError> {
         let account = Account::load(&self.store, tenant).await?;
-        if account.state.subscription.status != SubscriptionStatus::None {
+        // Already started, or the tenant is gone (a first start replays old history).
+        if account.state.subscription.status != SubscriptionStatus::None
+            || matches!(account.state.status, Status::Deleting | Status::Deleted)
+        {
             return Ok(());
         }
         let plan_id = account.state.plan.clone();

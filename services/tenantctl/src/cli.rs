@@ -51,6 +51,14 @@ pub struct Global {
         global = true
     )]
     pub vault_url: String,
+    /// Billing API URL.
+    #[arg(
+        long,
+        env = "TENANTRY_BILLING_URL",
+        default_value = "http://127.0.0.1:50055",
+        global = true
+    )]
+    pub billing_url: String,
     /// File holding your operator token (or set `TENANTRY_ADMIN_TOKEN`).
     #[arg(long, env = "TENANTRY_ADMIN_TOKEN_FILE", global = true)]
     pub admin_token_file: Option<std::path::PathBuf>,
@@ -115,6 +123,41 @@ pub enum Command {
     /// The credential vault.
     #[command(subcommand)]
     Vault(VaultCommand),
+    /// Plans, subscriptions, invoices and payments (the billing service).
+    #[command(subcommand)]
+    Billing(BillingCommand),
+}
+
+/// `billing …`
+#[derive(Debug, Clone, Subcommand)]
+pub enum BillingCommand {
+    /// The plan catalogue.
+    Plans,
+    /// A tenant's subscription.
+    Show(TenantArg),
+    /// A tenant's invoices.
+    Invoices(TenantArg),
+    /// Record a payment made outside Tenantry (a bank transfer) for an open invoice.
+    Pay(PayArgs),
+}
+
+/// One tenant.
+#[derive(Debug, Clone, Args)]
+pub struct TenantArg {
+    /// Tenant id.
+    pub tenant_id: String,
+}
+
+/// `billing pay`
+#[derive(Debug, Clone, Args)]
+pub struct PayArgs {
+    /// Tenant id.
+    pub tenant_id: String,
+    /// Invoice id (its number, e.g. INV-0190f5c2-0001).
+    pub invoice: String,
+    /// The payment's reference (bank, accountant).
+    #[arg(long)]
+    pub reference: String,
 }
 
 /// `tenants …`

@@ -26,8 +26,8 @@ pub use cli::{Cli, Command};
 pub use error::{CliError, ErrorKind};
 
 use crate::cli::{
-    AuditArgs, DlqCommand, EventsCommand, Global, ListArgs, ReplayArgs, ShredArgs, TailArgs,
-    TenantsCommand, VaultCommand,
+    AuditArgs, BillingCommand, DlqCommand, EventsCommand, Global, ListArgs, ReplayArgs, ShredArgs,
+    TailArgs, TenantsCommand, VaultCommand,
 };
 use crate::output::{AdminResult, EventLine, Output, TenantView};
 
@@ -161,6 +161,73 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<(), CliError>
         }
         Command::Vault(VaultCommand::Audit(args)) => vault_audit(g, &args, &mut o).await,
         Command::Vault(VaultCommand::Shred(args)) => vault_shred(g, &args, &mut o).await,
+        Command::Billing(cmd) => billing_command(g, cmd, &mut o).await,
+    }
+}
+
+async fn billing_client(
+    g: &Global,
+) -> Result<
+    pb::billing_client::BillingClient<
+        tonic::service::interceptor::InterceptedService<Channel, Bearer>,
+    >,
+    CliError,
+> {
+    let auth = Bearer(bearer(&admin_token(g)?)?);
+    Ok(pb::billing_client::BillingClient::with_interceptor(
+        channel(g, &g.billing_url, "billing").await?,
+        auth,
+    ))
+}
+
+async fn billing_command(
+    g: &Global,
+    cmd: BillingCommand,
+    o: &mut Output<'_>,
+) -> Result<(), CliError> {
+    let mut client = billing_client(g).await?;
+    let tenant = |raw: &str| {
+        tenancy::TenantId::parse(raw)
+            .map(|t| t.to_string())
+            .map_err(|e| CliError::new(ErrorKind::Usage, format!("tenant id: {e}")))
+    };
+    match cmd {
+        BillingCommand::Plans => {
+            let plans = client
+                .list_plans(pb::ListPlansRequest {})
+                .await?
+                .into_inner();
+            o.plans(&plans)
+        }
+        BillingCommand::Show(a) => {
+            let sub = client
+                .get_subscription(pb::GetSubscriptionRequest {
+                    tenant_id: tenant(&a.tenant_id)?,
+                })
+                .await?
+                .into_inner();
+            o.subscription(&sub)
+        }
+        BillingCommand::Invoices(a) => {
+            let list = client
+                .list_invoices(pb::ListInvoicesRequest {
+                    tenant_id: tenant(&a.tenant_id)?,
+                })
+                .await?
+                .into_inner();
+            o.invoices(&list.invoices)
+        }
+        BillingCommand::Pay(a) => {
+            let paid = client
+                .record_payment(pb::RecordPaymentRequest {
+                    tenant_id: tenant(&a.tenant_id)?,
+                    invoice_id: a.invoice.clone(),
+                    reference: a.reference.clone(),
+                })
+                .await?
+                .into_inner();
+            o.paid(&paid)
+        }
     }
 }
 

@@ -510,4 +510,162 @@ impl<'a> Output<'a> {
         }
         self.print_table(&t)
     }
+
+    /// `billing plans`.
+    pub fn plans(&mut self, p: &pb::ListPlansResponse) -> Result<(), CliError> {
+        let rows: Vec<serde_json::Value> = p
+            .plans
+            .iter()
+            .map(|x| {
+                serde_json::json!({
+                    "id": x.id, "name": x.name, "price_minor": x.price_minor,
+                    "currency": x.currency, "interval": x.interval, "trial_days": x.trial_days,
+                    "max_users": x.max_users, "max_storage_mb": x.max_storage_mb,
+                    "max_database_mb": x.max_database_mb, "apps": x.apps,
+                })
+            })
+            .collect();
+        if self.json {
+            return self.json_line(&serde_json::json!({ "version": p.version, "plans": rows }));
+        }
+        let mut t = table(&[
+            "PLAN",
+            "NAME",
+            "PRICE",
+            "TRIAL",
+            "USERS",
+            "STORAGE MB",
+            "DB MB",
+            "APPS",
+        ]);
+        for x in &p.plans {
+            t.add_row(vec![
+                x.id.clone(),
+                x.name.clone(),
+                format!("{} {}/{}", money(x.price_minor), x.currency, x.interval),
+                format!("{} d", x.trial_days),
+                x.max_users.to_string(),
+                x.max_storage_mb.to_string(),
+                x.max_database_mb.to_string(),
+                x.apps.join(", "),
+            ]);
+        }
+        self.print_table(&t)?;
+        writeln!(self.out, "catalogue version {}", p.version)?;
+        Ok(())
+    }
+
+    /// `billing show`.
+    pub fn subscription(&mut self, s: &pb::SubscriptionView) -> Result<(), CliError> {
+        let view = serde_json::json!({
+            "tenant_id": s.tenant_id, "subscription_id": s.subscription_id, "plan": s.plan,
+            "status": s.status, "price_minor": s.price_minor, "currency": s.currency,
+            "interval": s.interval, "trial_ends_at": time(s.trial_ends_at),
+            "next_due_at": time(s.next_due_at), "invoiced_minor": s.invoiced_minor,
+            "paid_minor": s.paid_minor, "open_minor": s.open_minor,
+        });
+        if self.json {
+            return self.json_line(&view);
+        }
+        let rows = [
+            ("Tenant", s.tenant_id.clone()),
+            (
+                "Plan",
+                format!(
+                    "{} ({} {}/{})",
+                    s.plan,
+                    money(s.price_minor),
+                    s.currency,
+                    s.interval
+                ),
+            ),
+            ("Status", s.status.clone()),
+            (
+                "Trial ends",
+                time(s.trial_ends_at).unwrap_or_else(|| "-".into()),
+            ),
+            (
+                "Next due",
+                time(s.next_due_at).unwrap_or_else(|| "-".into()),
+            ),
+            (
+                "Invoiced",
+                format!("{} {}", money(s.invoiced_minor), s.currency),
+            ),
+            ("Paid", format!("{} {}", money(s.paid_minor), s.currency)),
+            ("Open", format!("{} {}", money(s.open_minor), s.currency)),
+        ];
+        for (k, v) in rows {
+            writeln!(self.out, "{k:<13} {v}")?;
+        }
+        Ok(())
+    }
+
+    /// `billing invoices`.
+    pub fn invoices(&mut self, list: &[pb::InvoiceView]) -> Result<(), CliError> {
+        if self.json {
+            let rows: Vec<serde_json::Value> = list
+                .iter()
+                .map(|i| {
+                    serde_json::json!({
+                        "invoice_id": i.invoice_id, "number": i.number,
+                        "amount_minor": i.amount_minor, "currency": i.currency,
+                        "status": i.status, "issued_at": time(i.issued_at),
+                        "due_at": time(i.due_at), "period_start": time(i.period_start),
+                        "period_end": time(i.period_end), "failed_attempts": i.failed_attempts,
+                        "grace_ends_at": time(i.grace_ends_at),
+                        "payment_reference": i.payment_reference,
+                    })
+                })
+                .collect();
+            return self.json_line(&serde_json::json!({ "invoices": rows }));
+        }
+        let mut t = table(&[
+            "INVOICE", "AMOUNT", "STATUS", "PERIOD", "DUE", "FAILED", "PAYMENT",
+        ]);
+        for i in list {
+            t.add_row(vec![
+                i.number.clone(),
+                format!("{} {}", money(i.amount_minor), i.currency),
+                i.status.clone(),
+                format!(
+                    "{} – {}",
+                    time(i.period_start).unwrap_or_default(),
+                    time(i.period_end).unwrap_or_default()
+                ),
+                time(i.due_at).unwrap_or_else(|| "-".into()),
+                i.failed_attempts.to_string(),
+                dash(&i.payment_reference).to_owned(),
+            ]);
+        }
+        self.print_table(&t)?;
+        writeln!(self.out, "{} invoice(s)", list.len())?;
+        Ok(())
+    }
+
+    /// `billing pay`.
+    pub fn paid(&mut self, p: &pb::RecordPaymentResponse) -> Result<(), CliError> {
+        if self.json {
+            return self.json_line(&serde_json::json!({
+                "invoice_id": p.invoice_id, "already_paid": p.already_paid,
+            }));
+        }
+        if p.already_paid {
+            writeln!(
+                self.out,
+                "ok: invoice {} was already paid; nothing changed",
+                p.invoice_id
+            )?;
+        } else {
+            writeln!(self.out, "ok: payment of invoice {} recorded", p.invoice_id)?;
+        }
+        Ok(())
+    }
+}
+
+/// Minor units as a decimal amount (two decimals).
+fn money(minor: i64) -> String {
+    let sign = if minor < 0 { "-" } else { "" };
+    let m = minor.unsigned_abs();
+    format!("{sign}{}.{:02}", m / 100, m % 100)
 }

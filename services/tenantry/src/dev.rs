@@ -13,7 +13,7 @@ use anyhow::{Context, bail};
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::{Connection, Executor, PgConnection};
 use svc::devca::{DevCa, DevCaFiles};
-use svc::{DatabaseArgs, NatsArgs, OperatorAuth, Role, Shutdown, TelemetryArgs};
+use svc::{DatabaseArgs, NatsArgs, OperatorAuth, Shutdown, TelemetryArgs};
 
 use crate::dev_secrets::DevSecrets;
 use crate::sim::{AuthentikFake, SimBench};
@@ -50,6 +50,13 @@ pub struct DevArgs {
     /// Vault.
     #[arg(long, env = "TENANTRY_VAULT_ADDR", default_value = "127.0.0.1:50053")]
     pub vault_addr: SocketAddr,
+    /// Billing API.
+    #[arg(
+        long,
+        env = "TENANTRY_BILLING_LISTEN",
+        default_value = "127.0.0.1:50055"
+    )]
+    pub billing_addr: SocketAddr,
     /// Serve plaintext gRPC instead of TLS (e.g. for a browser that does not trust the dev CA).
     #[arg(long, env = "TENANTRY_DEV_NO_TLS")]
     pub no_tls: bool,
@@ -280,8 +287,12 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .context("vault did not start")?;
     let vault_url = url(vault_app.local_addr());
 
-    let operators =
-        OperatorAuth::from_tokens(&[("dev-operator", Role::Admin, &secrets.admin_token)]);
+    // The person operating the stack, and billing, which asks for suspensions as a service.
+    let operators = OperatorAuth::from_toml(&format!(
+        "[operators.dev-operator]\ntoken_sha256 = \"{}\"\nrole = \"admin\"\n[operators.billing]\ntoken_sha256 = \"{}\"\nrole = \"admin\"\nservice = true\n",
+        svc::auth::token_sha256(secrets.admin_token.expose_secret()),
+        svc::auth::token_sha256(secrets.billing_token.expose_secret()),
+    ))?;
     let mut projection_config = projection::Config::new(database_url.clone(), &args.nats.nats_url);
     projection_config.listen_addr = args.directory_addr;
     projection_config.nats = args.nats.clone();
@@ -300,7 +311,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     );
     signup_config.listen_addr = args.signup_addr;
     signup_config.operator_addr = args.operator_addr;
-    signup_config.operator_auth = Some(operators);
+    signup_config.operator_auth = Some(operators.clone());
     signup_config.plans_file = Some(plans_path.clone());
     if let Some(files) = &tls {
         signup_config.grpc.tls = server_tls(files, false);
@@ -340,10 +351,32 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .await
         .context("identity did not start")?;
 
+    let mut billing_config = billing::Config::new(
+        &args.nats.nats_url,
+        plans::PlanCatalogue::load(&plans_path)?,
+        url(signup_app.operator_addr()),
+        secrets.billing_token.clone(),
+    );
+    billing_config.nats = args.nats.store_config()?;
+    billing_config.listen_addr = args.billing_addr;
+    billing_config.operators = operators;
+    if let Some(files) = &tls {
+        billing_config.grpc.tls = server_tls(files, false);
+        billing_config.admin_tls = client_tls(files).load()?;
+    }
+    let billing_app = billing::Application::build(
+        billing_config,
+        std::sync::Arc::new(billing::clock::SystemClock),
+        billing::payment::ManualProvider,
+    )
+    .await
+    .context("billing did not start")?;
+
     let mut env = vec![
         ("TENANTRY_SIGNUP_URL", url(signup_app.local_addr())),
         ("TENANTRY_ADMIN_URL", url(signup_app.operator_addr())),
         ("TENANTRY_DIRECTORY_URL", url(projection_app.local_addr())),
+        ("TENANTRY_BILLING_URL", url(billing_app.local_addr())),
         ("TENANTRY_VAULT_URL", vault_url.clone()),
         ("NATS_URL", args.nats.nats_url.clone()),
     ];
@@ -360,10 +393,11 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     }
     let operator_env = secrets.write_operator_env(&env)?;
     println!(
-        "tenantry dev is running\n  signup (gRPC + grpc-web)  {}\n  operator API              {}\n  directory                 {}\n  vault                     {vault_url}\n  Authentik                 {authentik_url}{}\n  for tenantctl             set -a; . {}; set +a\n",
+        "tenantry dev is running\n  signup (gRPC + grpc-web)  {}\n  operator API              {}\n  directory                 {}\n  billing                   {}\n  vault                     {vault_url}\n  Authentik                 {authentik_url}{}\n  for tenantctl             set -a; . {}; set +a\n",
         url(signup_app.local_addr()),
         url(signup_app.operator_addr()),
         url(projection_app.local_addr()),
+        url(billing_app.local_addr()),
         if args.authentik_url.is_none() {
             " (fake)"
         } else {
@@ -379,7 +413,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         }
         r
     };
-    let (a, b, c, d, e) = tokio::join!(
+    let (a, b, c, d, e, f) = tokio::join!(
         async {
             stop_all(
                 vault_app
@@ -425,6 +459,16 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
                 &shutdown,
             )
         },
+        async {
+            stop_all(
+                billing_app
+                    .run_until_stopped(shutdown.clone())
+                    .await
+                    .map_err(anyhow::Error::new)
+                    .context("billing"),
+                &shutdown,
+            )
+        },
     );
-    a.and(b).and(c).and(d).and(e)
+    a.and(b).and(c).and(d).and(e).and(f)
 }

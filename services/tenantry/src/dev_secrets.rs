@@ -34,6 +34,8 @@ pub struct DevSecrets {
     pub provisioner_vault_token: SecretString,
     /// The `identity` caller's vault token.
     pub identity_vault_token: SecretString,
+    /// The billing service's operator token (it asks for suspensions as `billing`).
+    pub billing_token: SecretString,
     /// The API token of the dev Authentik fake (what a real Authentik's API token would be).
     pub authentik_token: SecretString,
     /// The KEK, base64.
@@ -92,17 +94,24 @@ impl DevSecrets {
             identity_vault_token: pick(&services, "IDENTITY_VAULT_TOKEN", "IDENTITY_VAULT_TOKEN")
                 .into(),
             authentik_token: pick(&services, "AUTHENTIK_FAKE_TOKEN", "AUTHENTIK_FAKE_TOKEN").into(),
+            billing_token: pick(
+                &services,
+                "BILLING_OPERATOR_TOKEN",
+                "BILLING_OPERATOR_TOKEN",
+            )
+            .into(),
             kek: kek.into(),
             dir: dir.to_owned(),
         };
         write_private(
             &dir.join(SERVICES_FILE),
             &format!(
-                "SIGNUP_VAULT_TOKEN={}\nPROVISIONER_VAULT_TOKEN={}\nIDENTITY_VAULT_TOKEN={}\nAUTHENTIK_FAKE_TOKEN={}\n",
+                "SIGNUP_VAULT_TOKEN={}\nPROVISIONER_VAULT_TOKEN={}\nIDENTITY_VAULT_TOKEN={}\nAUTHENTIK_FAKE_TOKEN={}\nBILLING_OPERATOR_TOKEN={}\n",
                 secrets.signup_vault_token.expose_secret(),
                 secrets.provisioner_vault_token.expose_secret(),
                 secrets.identity_vault_token.expose_secret(),
-                secrets.authentik_token.expose_secret()
+                secrets.authentik_token.expose_secret(),
+                secrets.billing_token.expose_secret()
             ),
         )?;
         write_private(

@@ -43,6 +43,17 @@ pub enum Command {
     Projection(ProjectionCmd),
     /// Single sign-on through Authentik for every tenant.
     Identity(IdentityCmd),
+    /// Subscriptions, invoices and dunning.
+    Billing(BillingCmd),
+}
+
+/// `tenantry billing`.
+#[derive(Debug, clap::Args)]
+pub struct BillingCmd {
+    #[command(flatten)]
+    pub billing: billing::BillingArgs,
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
 }
 
 /// `tenantry identity`.
@@ -122,6 +133,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = cmd.provisioner.into_config()?;
             let _guard = svc::telemetry::init("provisioner", &cmd.telemetry)?;
             provisioner::run(config, Shutdown::from_signals()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Billing(cmd) => {
+            let config = cmd.billing.into_config()?;
+            let _guard = svc::telemetry::init("billing", &cmd.telemetry)?;
+            billing::run(config, Shutdown::from_signals()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Identity(cmd) => {
