@@ -44,8 +44,8 @@ pub use password::{Password, PasswordContext};
 pub use progress::{Progress, progress, progress_with_sso};
 pub use sso::{IdentityAction, IdentityTrigger, Sso, SsoStatus, decide_identity};
 pub use subscription::{
-    Due, Dunning, Interval, OpenInvoice, Subscription, SubscriptionStatus, due, invoice_number,
-    next_charge_at, next_due_at,
+    Due, Dunning, Interval, OpenInvoice, Subscription, SubscriptionStatus, Usage, due,
+    invoice_number, next_charge_at, next_due_at,
 };
 pub use suggest::{suggest_alternatives, suggest_subdomain};
 pub use summary::summarize;

@@ -157,6 +157,20 @@ pub struct Subscription {
     pub paid_minor: i64,
     /// Billing asked for the tenant's suspension and has not asked for its resume since.
     pub suspension_requested: bool,
+    /// The latest measured usage.
+    pub usage: Option<Usage>,
+}
+
+/// What a tenant uses, as last measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Usage {
+    /// Enabled users.
+    pub users: u32,
+    /// Database size, MB.
+    pub database_mb: u64,
+    /// File storage, MB.
+    pub storage_mb: u64,
 }
 
 fn seconds(t: &Option<prost_types::Timestamp>) -> Option<i64> {
@@ -243,7 +257,13 @@ impl Subscription {
             Body::SubscriptionCancelled(_) if self.status != S::None => {
                 self.status = S::Cancelled;
             }
-            Body::UsageRecorded(_) => return self.status != S::None,
+            Body::UsageRecorded(e) if self.status != S::None => {
+                self.usage = Some(Usage {
+                    users: e.users,
+                    database_mb: e.database_mb,
+                    storage_mb: e.storage_mb,
+                });
+            }
             _ => return false,
         }
         true

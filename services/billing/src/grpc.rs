@@ -119,6 +119,64 @@ impl<P: PaymentProvider> Billing for BillingService<P> {
         }))
     }
 
+    async fn change_plan(
+        &self,
+        request: Request<pb::BillingChangePlanRequest>,
+    ) -> Result<Response<pb::BillingChangePlanResponse>, Status> {
+        if !svc::auth::operator(&request).is_some_and(|o| o.role.covers(svc::Role::Admin)) {
+            return Err(Status::permission_denied(
+                "changing a plan needs an admin operator's token",
+            ));
+        }
+        let r = request.into_inner();
+        let tenant = tenant_id(&r.tenant_id)?;
+        let Some(plan) = self.ctx.catalogue.plan(&r.plan) else {
+            let offered: Vec<&str> = self
+                .ctx
+                .catalogue
+                .plans
+                .keys()
+                .map(String::as_str)
+                .collect();
+            return Err(Status::invalid_argument(format!(
+                "plan: {} is not in the plan catalogue; choose one of {}",
+                r.plan,
+                offered.join(", ")
+            )));
+        };
+        let account = Account::load(&self.ctx.store, &tenant)
+            .await
+            .map_err(unavailable)?;
+        let from = account.state.subscription.plan.clone();
+        if !account.state.subscription.live() {
+            return Err(Status::failed_precondition(format!(
+                "tenant {tenant} has no live subscription"
+            )));
+        }
+        if let Some(u) = &account.state.subscription.usage {
+            let over = [
+                ("max_users", u64::from(u.users), u64::from(plan.max_users)),
+                ("max_database_mb", u.database_mb, plan.max_database_mb),
+                ("max_storage_mb", u.storage_mb, plan.max_storage_mb),
+            ]
+            .into_iter()
+            .find(|(_, used, max)| used > max);
+            if let Some((limit, used, max)) = over {
+                return Err(Status::failed_precondition(format!(
+                    "plan {}: {limit} is {max}, but the tenant uses {used}; reduce its usage first",
+                    r.plan
+                )));
+            }
+        }
+        let answer = self.ctx.ask_plan_change(&tenant, &r.plan).await?;
+        Ok(Response::new(pb::BillingChangePlanResponse {
+            tenant_id: tenant,
+            from_plan: from,
+            to_plan: r.plan,
+            sequence: answer.sequence,
+        }))
+    }
+
     async fn record_payment(
         &self,
         request: Request<pb::RecordPaymentRequest>,

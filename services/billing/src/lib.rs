@@ -403,6 +403,12 @@ impl<P: PaymentProvider> Handler for Subscriptions<P> {
                 Err(e) => Err(e),
             },
             Body::SiteDeleted(_) => self.ctx.cancel(&fence, &tenant).await.map(|()| None),
+            Body::SiteLimitsApplied(e) => {
+                match self.ctx.plan_applied(&fence, &tenant, &e.plan).await {
+                    Ok(()) => self.ctx.settle(&fence, &tenant).await,
+                    Err(e) => Err(e),
+                }
+            }
             _ => return Ok(Outcome::Done),
         };
         match result {

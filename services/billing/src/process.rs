@@ -97,6 +97,56 @@ impl<P: PaymentProvider> Ctx<P> {
         self.record(fence, &account, "started", body).await
     }
 
+    /// SiteLimitsApplied: the site runs on another plan now; billing charges it from the next
+    /// period on.
+    pub async fn plan_applied(
+        &self,
+        fence: &Fence,
+        tenant: &str,
+        to_plan: &str,
+    ) -> Result<(), BillingError> {
+        let account = Account::load(&self.store, tenant).await?;
+        let sub = &account.state.subscription;
+        if !sub.live() || sub.plan == to_plan {
+            return Ok(());
+        }
+        let plan = self.catalogue.plan(to_plan).ok_or_else(|| {
+            BillingError::Permanent(format!(
+                "tenant {tenant} moved to plan {to_plan}, which the plan catalogue does not have"
+            ))
+        })?;
+        let body = Body::PlanChanged(pb::PlanChanged {
+            tenant_id: tenant.to_owned(),
+            from_plan: sub.plan.clone(),
+            to_plan: to_plan.to_owned(),
+            price_minor: plan.price_minor,
+            currency: plan.currency.clone(),
+        });
+        self.record(fence, &account, &format!("plan:{to_plan}"), body)
+            .await
+    }
+
+    /// Asks the operator API for a plan change, as billing.
+    pub async fn ask_plan_change(
+        &self,
+        tenant: &str,
+        plan: &str,
+    ) -> Result<pb::AdminCommandResponse, tonic::Status> {
+        let mut client = self.admin.client.clone();
+        let mut r = tonic::Request::new(pb::ChangePlanRequest {
+            tenant_id: tenant.to_owned(),
+            plan: plan.to_owned(),
+        });
+        let bearer = format!("Bearer {}", self.admin.token.expose_secret());
+        r.metadata_mut().insert(
+            "authorization",
+            bearer
+                .parse()
+                .map_err(|_| tonic::Status::internal("billing's operator token is not ASCII"))?,
+        );
+        client.change_plan(r).await.map(tonic::Response::into_inner)
+    }
+
     /// SiteDeleted: the subscription ends.
     pub async fn cancel(&self, fence: &Fence, tenant: &str) -> Result<(), BillingError> {
         let account = Account::load(&self.store, tenant).await?;

@@ -42,6 +42,16 @@ max_users = 5
 max_storage_mb = 1024
 max_database_mb = 512
 apps = ["erpnext"]
+
+[plans.growth]
+name = "Growth"
+price_minor = 4900
+currency = "EUR"
+interval = "month"
+max_users = 20
+max_storage_mb = 4096
+max_database_mb = 2048
+apps = ["erpnext"]
 "#;
 
 fn fleet(b: &SimBench) -> String {
@@ -122,8 +132,12 @@ async fn a_tenants_billing_life_with_two_instances() {
         "[operators.billing]\ntoken_sha256 = \"{}\"\nrole = \"admin\"\nservice = true\n",
         svc::auth::token_sha256(BILLING_TOKEN)
     );
+    let dir = tempfile::tempdir().unwrap();
+    let plans_file = dir.path().join("plans.toml");
+    std::fs::write(&plans_file, PLANS).unwrap();
     let signup = testkit::spawn_signup(&vault, |c| {
         c.operator_auth = Some(svc::OperatorAuth::from_toml(&operators).unwrap());
+        c.plans_file = Some(plans_file.clone());
     })
     .await;
 
@@ -279,7 +293,8 @@ async fn a_tenants_billing_life_with_two_instances() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(plans.plans[0].id, "starter");
+    let ids: Vec<&str> = plans.plans.iter().map(|p| p.id.as_str()).collect();
+    assert_eq!(ids, ["growth", "starter"]);
     let sub = client
         .get_subscription(as_operator(
             VIEWER,
@@ -354,6 +369,84 @@ async fn a_tenants_billing_life_with_two_instances() {
         1,
     )
     .await;
+
+    // A plan change: billing asks for it, the provisioner pushes the limits into the site, and
+    // billing charges the new price from the next period.
+    let mut admin_client = client.clone();
+    let change = |token: &str, plan: &str| {
+        as_operator(
+            token,
+            pb::BillingChangePlanRequest {
+                tenant_id: tenant.clone(),
+                plan: plan.into(),
+            },
+        )
+    };
+    let unknown = admin_client
+        .change_plan(change(ACCOUNTANT, "platinum"))
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::InvalidArgument);
+    let changed = admin_client
+        .change_plan(change(ACCOUNTANT, "growth"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (changed.from_plan.as_str(), changed.to_plan.as_str()),
+        ("starter", "growth")
+    );
+    let provisioning = wait_for(
+        &store,
+        EventContext::Provisioning,
+        &tenant,
+        "SiteLimitsApplied",
+        1,
+    )
+    .await;
+    let site = provisioning
+        .iter()
+        .find_map(|e| match &e.body {
+            Body::TenantProvisioned(p) => Some(p.site.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(bench.site_config(&site)["max_users"], 20);
+    let billing = wait_for(&store, EventContext::Billing, &tenant, "PlanChanged", 1).await;
+    let price = billing
+        .iter()
+        .find_map(|e| match &e.body {
+            Body::PlanChanged(p) => Some(p.price_minor),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(price, 4900);
+    // Metering found 12 users: a downgrade to Starter (5 users) is refused, naming the limit.
+    store
+        .append_latest(
+            &store.subject(EventContext::Billing, &tenant),
+            vec![NewEvent::new(Body::UsageRecorded(pb::UsageRecorded {
+                tenant_id: tenant.clone(),
+                users: 12,
+                database_mb: 300,
+                storage_mb: 200,
+                measured_at: None,
+            }))],
+        )
+        .await
+        .unwrap();
+    let refused = admin_client
+        .change_plan(change(ACCOUNTANT, "starter"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        refused
+            .message()
+            .contains("max_users is 5, but the tenant uses 12"),
+        "{}",
+        refused.message()
+    );
 
     // Deleted: cancelled.
     store
