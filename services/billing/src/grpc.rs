@@ -267,6 +267,7 @@ impl<P: PaymentProvider> BillingService<P> {
                 name.as_bytes(),
             ))
             .correlated(tenant.to_owned());
+        self.ctx.crash_at("before:InvoicePaid");
         fence.check().await.map_err(unavailable)?;
         match store
             .append(
@@ -276,7 +277,7 @@ impl<P: PaymentProvider> BillingService<P> {
             )
             .await
         {
-            Ok(_) => {}
+            Ok(_) => self.ctx.crash_at("after:InvoicePaid"),
             Err(StoreError::Conflict { .. }) => {
                 return Err(Status::aborted(
                     "the tenant's billing changed meanwhile; try again",

@@ -69,6 +69,8 @@ pub struct Config {
     pub dunning: Dunning,
     /// How often due tenants are looked for.
     pub tick: Duration,
+    /// Ack wait of the consumer.
+    pub ack_wait: Duration,
     /// Tenant lease between heartbeats.
     pub lease_ttl: Duration,
     /// Admin HTTP address.
@@ -81,6 +83,8 @@ pub struct Config {
     pub operators: svc::OperatorAuth,
     /// This instance's id.
     pub instance_id: String,
+    /// Test hook (see [`process::Ctx::crash`]).
+    pub crash_at: Option<String>,
 }
 
 impl Config {
@@ -99,12 +103,14 @@ impl Config {
             admin_token,
             dunning: Dunning::default(),
             tick: Duration::from_secs(5),
+            ack_wait: Duration::from_secs(60),
             lease_ttl: Duration::from_secs(15),
             admin_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             grpc: svc::GrpcServerArgs::default(),
             operators: svc::OperatorAuth::default(),
             instance_id: format!("billing-{}", uuid::Uuid::now_v7().simple()),
+            crash_at: None,
         }
     }
 }
@@ -143,6 +149,12 @@ pub struct BillingArgs {
     /// How often due tenants are looked for, seconds.
     #[arg(long, env = "TENANTRY_BILLING_TICK_SECS", default_value_t = 5)]
     pub tick_secs: u64,
+    /// Tenant lease between heartbeats, seconds: how soon another instance takes over.
+    #[arg(long, env = "TENANTRY_BILLING_LEASE", default_value_t = 15)]
+    pub lease_secs: u64,
+    /// Consumer ack wait, seconds.
+    #[arg(long, env = "TENANTRY_BILLING_ACK_WAIT", default_value_t = 60)]
+    pub ack_wait_secs: u64,
     /// Address of the `Billing` gRPC API.
     #[arg(
         long = "listen",
@@ -156,6 +168,12 @@ pub struct BillingArgs {
     /// Operators allowed to call it.
     #[command(flatten)]
     pub operators: svc::OperatorArgs,
+    /// Test hook: abort at `at:charge`, `at:asked`, `before:<Event>` or `after:<Event>`.
+    #[arg(long, env = "TENANTRY_BILLING_CRASH_AT", hide = true)]
+    pub crash_at: Option<String>,
+    /// Test hook: read the time from this file (Unix seconds) instead of the system clock.
+    #[arg(long, env = "TENANTRY_BILLING_CLOCK_FILE", hide = true)]
+    pub clock_file: Option<PathBuf>,
     /// Admin listener.
     #[command(flatten)]
     pub admin: svc::AdminArgs,
@@ -191,10 +209,13 @@ impl BillingArgs {
             retry_every: self.retry_hours.max(1) * 3_600,
         };
         c.tick = Duration::from_secs(self.tick_secs.max(1));
+        c.lease_ttl = Duration::from_secs(self.lease_secs.max(1));
+        c.ack_wait = Duration::from_secs(self.ack_wait_secs.max(3));
         c.admin_addr = self.admin.admin_addr;
         c.listen_addr = self.listen;
         c.grpc = self.grpc;
         c.operators = self.operators.load().map_err(|e| bad(&e))?;
+        c.crash_at = self.crash_at;
         Ok(c)
     }
 }
@@ -262,6 +283,7 @@ impl<P: PaymentProvider> Application<P> {
                 token: config.admin_token.clone(),
             },
             dunning: config.dunning,
+            crash: config.crash_at.clone(),
         });
         Ok(Self {
             listener,
@@ -320,10 +342,12 @@ impl<P: PaymentProvider> Application<P> {
             ctx: Arc::clone(&ctx),
             due: due.clone(),
         });
-        let wc = WorkerConfig::new(
+        let mut wc = WorkerConfig::new(
             "billing-provisioning",
             ctx.store.context_filter(EventContext::Provisioning),
         );
+        wc.subscribe.ack_wait = config.ack_wait;
+        wc.retry_initial = Duration::from_millis(200);
         let worker = Worker::new(
             wc,
             ctx.store.clone(),
@@ -356,9 +380,17 @@ impl<P: PaymentProvider> Application<P> {
     }
 }
 
-/// Builds and runs billing with the system clock and manual payments.
-pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), StartError> {
-    Application::build(config, Arc::new(SystemClock), ManualProvider)
+/// Builds and runs billing with manual payments and the system clock (or `clock_file`'s).
+pub async fn run(
+    config: Config,
+    clock_file: Option<PathBuf>,
+    shutdown: Shutdown,
+) -> Result<(), StartError> {
+    let clock: Arc<dyn Clock> = match clock_file {
+        Some(path) => Arc::new(clock::FileClock(path)),
+        None => Arc::new(SystemClock),
+    };
+    Application::build(config, clock, ManualProvider)
         .await?
         .run_until_stopped(shutdown)
         .await

@@ -18,6 +18,7 @@ struct Cli {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    let clock_file = cli.billing.clock_file.clone();
     let config = match cli.billing.into_config() {
         Ok(c) => c,
         Err(e) => {
@@ -26,6 +27,6 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     let _telemetry = svc::telemetry::init("billing", &cli.telemetry)?;
-    billing::run(config, Shutdown::from_signals()).await?;
+    billing::run(config, clock_file, Shutdown::from_signals()).await?;
     Ok(())
 }

@@ -59,10 +59,24 @@ pub struct Ctx<P> {
     pub admin: Admin,
     /// Timing rules.
     pub dunning: Dunning,
+    /// Test hook: abort the process at `at:charge` (a charge answered, not recorded),
+    /// `at:asked` (a suspension or resume asked for, not recorded), `before:<Event>` or
+    /// `after:<Event>`.
+    pub crash: Option<String>,
 }
 
 fn ts(seconds: i64) -> Option<prost_types::Timestamp> {
     Some(prost_types::Timestamp { seconds, nanos: 0 })
+}
+
+impl<P> Ctx<P> {
+    /// The crash hook: aborts the process if it is set to `point`.
+    pub(crate) fn crash_at(&self, point: &str) {
+        if self.crash.as_deref() == Some(point) {
+            tracing::error!(point, "crash hook: aborting");
+            std::process::abort();
+        }
+    }
 }
 
 impl<P: PaymentProvider> Ctx<P> {
@@ -240,6 +254,7 @@ impl<P: PaymentProvider> Ctx<P> {
                     })
                     .await
                     .map_err(|e| BillingError::Transient(e.to_string()))?;
+                self.crash_at("at:charge");
                 let tag = format!("charge:{key}");
                 match outcome {
                     ChargeOutcome::Paid(reference) => (
@@ -319,6 +334,7 @@ impl<P: PaymentProvider> Ctx<P> {
             with_token(r.metadata_mut())?;
             client.resume_tenant(r).await
         };
+        self.crash_at("at:asked");
         match result {
             Ok(_) => Ok(()),
             Err(s) if s.code() == tonic::Code::FailedPrecondition => {
@@ -364,13 +380,18 @@ impl<P: PaymentProvider> Ctx<P> {
                 name.as_bytes(),
             ))
             .correlated(account.id.clone());
+        let ty = event.event_type();
+        self.crash_at(&format!("before:{ty}"));
         fence.check().await?;
         match self
             .store
             .append(&subject, account.version, vec![event])
             .await
         {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                self.crash_at(&format!("after:{ty}"));
+                Ok(())
+            }
             Err(StoreError::Conflict { .. }) => Err(BillingError::Transient(
                 "the billing subject moved on; deciding again".into(),
             )),

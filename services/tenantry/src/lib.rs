@@ -136,9 +136,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Billing(cmd) => {
+            let clock_file = cmd.billing.clock_file.clone();
             let config = cmd.billing.into_config()?;
             let _guard = svc::telemetry::init("billing", &cmd.telemetry)?;
-            billing::run(config, Shutdown::from_signals()).await?;
+            billing::run(config, clock_file, Shutdown::from_signals()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Identity(cmd) => {

@@ -1,0 +1,351 @@
+//! Kill-and-restart: the billing binary aborts itself (its crash hook, a `kill -9` at an exact
+//! instruction) at every step of a tenant's life — before and after each fact, after a charge
+//! is answered but not recorded, after a suspension or resume is asked for but not recorded —
+//! and the next process carries on. Every fact is recorded once, no suspension is missed or
+//! asked for twice, and no charge attempt is recorded twice.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use eventstore::{Body, EventContext, EventStore, NewEvent, RecordedEvent, StoreConfig};
+use frappe::RunnerConfig;
+use proto::v1 as pb;
+use secrecy::SecretString;
+use svc::Shutdown;
+use testkit::SimBench;
+
+const DAY: i64 = 86_400;
+const T0: i64 = 1_769_817_600;
+const BILLING_TOKEN: &str = "billing-service-token-0123456789";
+const ACCOUNTANT: &str = "accountant-token-0123456789";
+const PLANS: &str = r#"
+version = 1
+
+[plans.starter]
+name = "Starter"
+price_minor = 1900
+currency = "EUR"
+interval = "month"
+trial_days = 14
+max_users = 5
+max_storage_mb = 1024
+max_database_mb = 512
+apps = ["erpnext"]
+"#;
+
+struct Billing(Child);
+
+impl Drop for Billing {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+struct Env {
+    namespace: String,
+    nats_url: String,
+    plans: PathBuf,
+    clock: PathBuf,
+    admin_url: String,
+    listen: String,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn spawn(env: &Env, crash: Option<&str>) -> Billing {
+    let operators = format!(
+        "[operators.accountant]\ntoken_sha256 = \"{}\"\nrole = \"admin\"\n",
+        svc::auth::token_sha256(ACCOUNTANT)
+    );
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_billing"));
+    cmd.env("NATS_URL", &env.nats_url)
+        .env("TENANTRY_NAMESPACE", &env.namespace)
+        .env("TENANTRY_PLANS", &env.plans)
+        .env("TENANTRY_ADMIN_URL", &env.admin_url)
+        .env("TENANTRY_BILLING_TOKEN", BILLING_TOKEN)
+        .env("TENANTRY_BILLING_TICK_SECS", "1")
+        .env("TENANTRY_BILLING_LEASE", "1")
+        .env("TENANTRY_BILLING_ACK_WAIT", "3")
+        .env("TENANTRY_BILLING_LISTEN", &env.listen)
+        .env("TENANTRY_BILLING_CLOCK_FILE", &env.clock)
+        .env("TENANTRY_OPERATORS", operators)
+        .env("TENANTRY_ADMIN_ADDR", "127.0.0.1:0")
+        .env_remove("TENANTRY_BILLING_CRASH_AT")
+        .stdin(Stdio::null())
+        .stdout(if std::env::var_os("TEST_LOG").is_some() {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        })
+        .stderr(if std::env::var_os("TEST_LOG").is_some() {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        });
+    if let Some(point) = crash {
+        cmd.env("TENANTRY_BILLING_CRASH_AT", point);
+    }
+    Billing(cmd.spawn().expect("spawn billing"))
+}
+
+async fn died(mut b: Billing, point: &str) {
+    for _ in 0..1200 {
+        if let Some(status) = b.0.try_wait().unwrap() {
+            assert!(!status.success(), "{point}: billing should have aborted");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{point}: billing never reached its crash point");
+}
+
+fn set_clock(path: &Path, now: i64) {
+    std::fs::write(path, now.to_string()).unwrap();
+}
+
+async fn events(store: &EventStore, context: EventContext, tenant: &str) -> Vec<RecordedEvent> {
+    store
+        .load(&store.subject(context, tenant))
+        .await
+        .unwrap_or_default()
+}
+
+fn count(events: &[RecordedEvent], ty: &str) -> usize {
+    events.iter().filter(|e| e.event_type == ty).count()
+}
+
+async fn wait_for(store: &EventStore, context: EventContext, tenant: &str, ty: &str) {
+    let found = testkit::within(Duration::from_secs(90), || async {
+        (count(&events(store, context, tenant).await, ty) >= 1).then_some(())
+    })
+    .await;
+    assert!(found.is_some(), "no {ty} on {context:?}");
+}
+
+fn fleet(b: &SimBench) -> String {
+    let RunnerConfig::Local {
+        bench_dir,
+        bench_bin,
+        ..
+    } = b.runner()
+    else {
+        unreachable!()
+    };
+    format!(
+        "[[benches]]\nname = \"bench-a\"\nregion = \"eu\"\nbase_url = \"{}\"\nbase_domain = \"bench-a.tenantry.localhost\"\nrouting = \"header\"\nmax_sites = 10\nmax_concurrent_operations = 2\napps = [\"erpnext\"]\nrunner = {{ kind = \"local\", bench_dir = \"{}\", bench_bin = \"{}\" }}\n",
+        b.base_url,
+        bench_dir.display(),
+        bench_bin.display()
+    )
+}
+
+#[tokio::test]
+async fn killed_at_every_step_billing_records_each_fact_once() {
+    testkit::init_logging();
+    let namespace = testkit::unique_namespace();
+    let nats_url = testkit::nats_url();
+    let store =
+        EventStore::connect(&StoreConfig::new(nats_url.clone()).with_namespace(namespace.clone()))
+            .await
+            .unwrap();
+    let vault = testkit::spawn_vault_on(&nats_url, &namespace).await;
+    let dir = tempfile::tempdir().unwrap();
+    let plans = dir.path().join("plans.toml");
+    std::fs::write(&plans, PLANS).unwrap();
+    let clock = dir.path().join("clock");
+    set_clock(&clock, T0);
+    let operators = format!(
+        "[operators.billing]\ntoken_sha256 = \"{}\"\nrole = \"admin\"\nservice = true\n",
+        svc::auth::token_sha256(BILLING_TOKEN)
+    );
+    let signup = testkit::spawn_signup(&vault, |c| {
+        c.operator_auth = Some(svc::OperatorAuth::from_toml(&operators).unwrap());
+        c.plans_file = Some(plans.clone());
+    })
+    .await;
+    let bench = SimBench::spawn("erpnext", None);
+    let mut pc = provisioner::Config::new(
+        nats_url.clone(),
+        vault.endpoint(),
+        testkit::caller_token(&namespace, "provisioner"),
+        provisioner::fleet::FleetConfig::parse(&fleet(&bench)).unwrap(),
+    );
+    pc.nats.namespace = namespace.clone();
+    pc.plans = Some(plans::PlanCatalogue::parse(PLANS).unwrap());
+    pc.lease_ttl = Duration::from_secs(2);
+    pc.standby_refill_every = Duration::from_secs(3600);
+    let prov = provisioner::Application::build(pc).await.unwrap();
+    let stop = Shutdown::new();
+    let s = stop.clone();
+    tokio::spawn(async move {
+        let _ = prov.run_until_stopped(s).await;
+    });
+    let env = Env {
+        namespace: namespace.clone(),
+        nats_url: nats_url.clone(),
+        plans: plans.clone(),
+        clock: clock.clone(),
+        admin_url: signup.operator_endpoint(),
+        listen: format!("127.0.0.1:{}", free_port()),
+    };
+
+    let tenant = uuid::Uuid::now_v7().to_string();
+    let password_ref = vault
+        .client("signup")
+        .put_one_time_string(
+            &tenant,
+            "owner_password",
+            &SecretString::from("Correct-Horse-42-Battery"),
+            Duration::from_secs(3600),
+            "signup",
+        )
+        .await
+        .unwrap()
+        .reference;
+    store
+        .append(
+            &store.subject(EventContext::Signup, &tenant),
+            0,
+            vec![NewEvent::new(Body::TenantRequested(pb::TenantRequested {
+                tenant_id: tenant.clone(),
+                subdomain: "crashpay".into(),
+                organisation: "Crash Pay Ltd".into(),
+                owner_email: "owner@crashpay.example.com".into(),
+                owner_name: "Olive Owner".into(),
+                plan: "starter".into(),
+                region: "eu".into(),
+                password_ref,
+                ..Default::default()
+            }))],
+        )
+        .await
+        .unwrap();
+    wait_for(
+        &store,
+        EventContext::Provisioning,
+        &tenant,
+        "TenantProvisioned",
+    )
+    .await;
+
+    // (clock moved to, crash point): each process dies at its point, the next carries on.
+    let steps: [(i64, &str); 12] = [
+        (T0, "before:SubscriptionStarted"),
+        (T0, "after:SubscriptionStarted"),
+        (T0 + 15 * DAY, "before:TrialEnded"),
+        (T0 + 15 * DAY, "before:InvoiceIssued"),
+        (T0 + 15 * DAY, "after:InvoiceIssued"),
+        (T0 + 15 * DAY, "at:charge"),
+        (T0 + 15 * DAY, "before:PaymentFailed"),
+        (T0 + 15 * DAY, "after:PaymentFailed"),
+        (T0 + 23 * DAY, "at:asked"),
+        (T0 + 23 * DAY, "after:SubscriptionSuspended"),
+        (T0 + 23 * DAY, "before:InvoicePaid"),
+        (T0 + 23 * DAY, "after:InvoicePaid"),
+    ];
+    for (now, point) in steps {
+        set_clock(&clock, now);
+        let process = spawn(&env, Some(point));
+        if point.ends_with(":InvoicePaid") {
+            // The charge that pays: an accountant records a bank transfer; the call dies with
+            // the process.
+            let api = format!("http://{}", env.listen);
+            let _ = testkit::within(Duration::from_secs(20), || async {
+                let mut c = pb::billing_client::BillingClient::connect(api.clone())
+                    .await
+                    .ok()?;
+                let mut r = tonic::Request::new(pb::RecordPaymentRequest {
+                    tenant_id: tenant.clone(),
+                    invoice_id: tenancy::invoice_number(&tenant, 0),
+                    reference: "bank transfer".into(),
+                });
+                r.metadata_mut().insert(
+                    "authorization",
+                    format!("Bearer {ACCOUNTANT}").parse().unwrap(),
+                );
+                match c.record_payment(r).await {
+                    Err(s)
+                        if s.code() == tonic::Code::Unavailable
+                            && s.message().contains("working on") =>
+                    {
+                        None
+                    }
+                    _ => Some(()),
+                }
+            })
+            .await;
+        }
+        died(process, point).await;
+    }
+
+    // A clean process: the payment recorded through it this time, then everything settles.
+    let _clean = spawn(&env, None);
+    let api = format!("http://{}", env.listen);
+    let paid = testkit::within(Duration::from_secs(30), || async {
+        let mut c = pb::billing_client::BillingClient::connect(api.clone())
+            .await
+            .ok()?;
+        let mut r = tonic::Request::new(pb::RecordPaymentRequest {
+            tenant_id: tenant.clone(),
+            invoice_id: tenancy::invoice_number(&tenant, 0),
+            reference: "bank transfer".into(),
+        });
+        r.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {ACCOUNTANT}").parse().unwrap(),
+        );
+        c.record_payment(r).await.ok()
+    })
+    .await;
+    assert!(paid.is_some(), "the payment is recorded");
+    wait_for(
+        &store,
+        EventContext::Billing,
+        &tenant,
+        "SubscriptionReactivated",
+    )
+    .await;
+    wait_for(&store, EventContext::Provisioning, &tenant, "SiteResumed").await;
+
+    let billing = events(&store, EventContext::Billing, &tenant).await;
+    for ty in [
+        "SubscriptionStarted",
+        "TrialEnded",
+        "InvoiceIssued",
+        "InvoicePaid",
+        "SubscriptionSuspended",
+        "SubscriptionReactivated",
+    ] {
+        assert_eq!(
+            count(&billing, ty),
+            1,
+            "{ty} once: {:?}",
+            billing.iter().map(|e| &e.event_type).collect::<Vec<_>>()
+        );
+    }
+    let attempts: Vec<u32> = billing
+        .iter()
+        .filter_map(|e| match &e.body {
+            Body::PaymentFailed(p) => Some(p.attempt),
+            _ => None,
+        })
+        .collect();
+    let mut distinct = attempts.clone();
+    distinct.dedup();
+    assert_eq!(distinct, attempts, "a charge attempt recorded twice");
+    assert!(!attempts.is_empty());
+    let lifecycle = events(&store, EventContext::Lifecycle, &tenant).await;
+    assert_eq!(count(&lifecycle, "SuspensionRequested"), 1, "asked once");
+    assert_eq!(count(&lifecycle, "ResumeRequested"), 1, "asked once");
+    stop.trigger();
+    signup.stop();
+}
