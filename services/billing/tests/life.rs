@@ -271,6 +271,52 @@ async fn a_tenants_billing_life_with_two_instances() {
         1,
     )
     .await;
+
+    // A billing team's Python subscriber (examples/python-subscriber) follows the same tenant
+    // from the log with classes generated from the proto.
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/python-subscriber/subscriber.py"
+    );
+    let python = tokio::process::Command::new("python3")
+        .args([
+            script,
+            "--nats-url",
+            &nats_url,
+            "--namespace",
+            &namespace,
+            "--tenant",
+            &tenant,
+            "--expect",
+            "TenantProvisioned,SubscriptionStarted,InvoiceIssued,SiteSuspended",
+            "--timeout",
+            "60",
+        ])
+        .output()
+        .await
+        .expect(
+            "python3 runs (install examples/python-subscriber/requirements.txt: `just test` does)",
+        );
+    let stdout = String::from_utf8_lossy(&python.stdout);
+    assert!(
+        python.status.success(),
+        "the Python subscriber failed: {}\n{stdout}",
+        String::from_utf8_lossy(&python.stderr)
+    );
+    let provisioned_line = stdout
+        .lines()
+        .find(|l| l.contains("  TenantProvisioned  "))
+        .expect("TenantProvisioned decoded");
+    assert!(
+        provisioned_line.contains("\"plan\": \"starter\"")
+            && provisioned_line.contains("\"owner_email\": \"owner@payer.example.com\"")
+            && provisioned_line.contains("\"organisation\": \"Payer Ltd\""),
+        "{provisioned_line}"
+    );
+    assert!(
+        stdout.contains("  SubscriptionStarted  ") && stdout.contains("\"price_minor\": \"1900\""),
+        "{stdout}"
+    );
     let lifecycle = store
         .load(&store.subject(EventContext::Lifecycle, &tenant))
         .await
