@@ -12,8 +12,10 @@
 //!   append, released only by its holder, and never taken over while the command it guards
 //!   may still run (`busy_until`).
 
+pub mod fence;
 pub mod lease;
 pub mod worker;
 
+pub use fence::Fence;
 pub use lease::{Acquire, Lease, LeaseError, Leases};
 pub use worker::{Handler, Outcome, Work, WorkError, Worker, WorkerConfig};

@@ -207,7 +207,7 @@ impl<P: PaymentProvider> Billing for BillingService<P> {
             }
             Err(e) => return Err(unavailable(e)),
         };
-        let fence = Fence(Some(Arc::clone(&lease)));
+        let fence = Fence::of(Some(Arc::clone(&lease)));
         let result = self
             .pay(
                 &fence,

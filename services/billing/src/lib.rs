@@ -427,7 +427,7 @@ impl<P: PaymentProvider> Handler for Subscriptions<P> {
     }
 
     async fn handle(&self, work: Work) -> Result<Outcome, WorkError> {
-        let fence = Fence(work.lease.clone());
+        let fence = Fence::of(work.lease.clone());
         let tenant = work.event.tenant_id.clone();
         let result = match &work.event.body {
             Body::TenantProvisioned(_) => match self.ctx.start(&fence, &tenant).await {
@@ -497,7 +497,7 @@ async fn schedule<P: PaymentProvider>(
                     continue;
                 }
             };
-            let fence = Fence(Some(Arc::clone(&lease)));
+            let fence = Fence::of(Some(Arc::clone(&lease)));
             match ctx.settle(&fence, &tenant).await {
                 Ok(next) => index(&due, &tenant, next).await,
                 Err(e) => {

@@ -20,20 +20,8 @@ use crate::clock::Clock;
 use crate::error::BillingError;
 use crate::payment::{Charge, ChargeOutcome, PaymentProvider};
 
-/// The proof that this instance bills the tenant now: its lease, checked before every
-/// charge-free side effect and append.
-#[derive(Clone, Default)]
-pub struct Fence(pub Option<Arc<worker::Lease>>);
-
-impl Fence {
-    /// Errors unless the lease is still ours.
-    pub async fn check(&self) -> Result<(), BillingError> {
-        match &self.0 {
-            Some(l) => l.check().await.map_err(BillingError::from),
-            None => Ok(()),
-        }
-    }
-}
+/// The proof that this instance bills the tenant now: the worker core's fence.
+pub use worker::Fence;
 
 /// How billing asks for a suspension or resume: the signup gateway's operator API, as the
 /// `billing` service operator (recorded as such on the lifecycle events).

@@ -4,22 +4,17 @@
 //! and the next process carries on. Every fact is recorded once, no suspension is missed or
 //! asked for twice, and no charge attempt is recorded twice.
 
+mod common;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use eventstore::{Body, EventContext, EventStore, NewEvent, RecordedEvent, StoreConfig};
-use frappe::RunnerConfig;
+use common::{ACCOUNTANT, BILLING_TOKEN, DAY, Stack, T0, count};
+use eventstore::{Body, EventContext};
 use proto::v1 as pb;
-use secrecy::SecretString;
-use svc::Shutdown;
-use testkit::SimBench;
 
-const DAY: i64 = 86_400;
-const T0: i64 = 1_769_817_600;
-const BILLING_TOKEN: &str = "billing-service-token-0123456789";
-const ACCOUNTANT: &str = "accountant-token-0123456789";
 const PLANS: &str = r#"
 version = 1
 
@@ -112,130 +107,24 @@ fn set_clock(path: &Path, now: i64) {
     std::fs::write(path, now.to_string()).unwrap();
 }
 
-async fn events(store: &EventStore, context: EventContext, tenant: &str) -> Vec<RecordedEvent> {
-    store
-        .load(&store.subject(context, tenant))
-        .await
-        .unwrap_or_default()
-}
-
-fn count(events: &[RecordedEvent], ty: &str) -> usize {
-    events.iter().filter(|e| e.event_type == ty).count()
-}
-
-async fn wait_for(store: &EventStore, context: EventContext, tenant: &str, ty: &str) {
-    let found = testkit::within(Duration::from_secs(90), || async {
-        (count(&events(store, context, tenant).await, ty) >= 1).then_some(())
-    })
-    .await;
-    assert!(found.is_some(), "no {ty} on {context:?}");
-}
-
-fn fleet(b: &SimBench) -> String {
-    let RunnerConfig::Local {
-        bench_dir,
-        bench_bin,
-        ..
-    } = b.runner()
-    else {
-        unreachable!()
-    };
-    format!(
-        "[[benches]]\nname = \"bench-a\"\nregion = \"eu\"\nbase_url = \"{}\"\nbase_domain = \"bench-a.tenantry.localhost\"\nrouting = \"header\"\nmax_sites = 10\nmax_concurrent_operations = 2\napps = [\"erpnext\"]\nrunner = {{ kind = \"local\", bench_dir = \"{}\", bench_bin = \"{}\" }}\n",
-        b.base_url,
-        bench_dir.display(),
-        bench_bin.display()
-    )
-}
-
 #[tokio::test]
 async fn killed_at_every_step_billing_records_each_fact_once() {
-    testkit::init_logging();
-    let namespace = testkit::unique_namespace();
-    let nats_url = testkit::nats_url();
-    let store =
-        EventStore::connect(&StoreConfig::new(nats_url.clone()).with_namespace(namespace.clone()))
-            .await
-            .unwrap();
-    let vault = testkit::spawn_vault_on(&nats_url, &namespace).await;
-    let dir = tempfile::tempdir().unwrap();
-    let plans = dir.path().join("plans.toml");
-    std::fs::write(&plans, PLANS).unwrap();
-    let clock = dir.path().join("clock");
+    let stack = Stack::start(PLANS).await;
+    let clock = stack.dir.path().join("clock");
     set_clock(&clock, T0);
-    let operators = format!(
-        "[operators.billing]\ntoken_sha256 = \"{}\"\nrole = \"admin\"\nservice = true\n",
-        svc::auth::token_sha256(BILLING_TOKEN)
-    );
-    let signup = testkit::spawn_signup(&vault, |c| {
-        c.operator_auth = Some(svc::OperatorAuth::from_toml(&operators).unwrap());
-        c.plans_file = Some(plans.clone());
-    })
-    .await;
-    let bench = SimBench::spawn("erpnext", None);
-    let mut pc = provisioner::Config::new(
-        nats_url.clone(),
-        vault.endpoint(),
-        testkit::caller_token(&namespace, "provisioner"),
-        provisioner::fleet::FleetConfig::parse(&fleet(&bench)).unwrap(),
-    );
-    pc.nats.namespace = namespace.clone();
-    pc.plans = Some(plans::PlanCatalogue::parse(PLANS).unwrap());
-    pc.lease_ttl = Duration::from_secs(2);
-    pc.standby_refill_every = Duration::from_secs(3600);
-    let prov = provisioner::Application::build(pc).await.unwrap();
-    let stop = Shutdown::new();
-    let s = stop.clone();
-    tokio::spawn(async move {
-        let _ = prov.run_until_stopped(s).await;
-    });
     let env = Env {
-        namespace: namespace.clone(),
-        nats_url: nats_url.clone(),
-        plans: plans.clone(),
+        namespace: stack.namespace.clone(),
+        nats_url: stack.nats_url.clone(),
+        plans: stack.plans_file.clone(),
         clock: clock.clone(),
-        admin_url: signup.operator_endpoint(),
+        admin_url: stack.signup.operator_endpoint(),
         listen: format!("127.0.0.1:{}", free_port()),
     };
 
-    let tenant = uuid::Uuid::now_v7().to_string();
-    let password_ref = vault
-        .client("signup")
-        .put_one_time_string(
-            &tenant,
-            "owner_password",
-            &SecretString::from("Correct-Horse-42-Battery"),
-            Duration::from_secs(3600),
-            "signup",
-        )
-        .await
-        .unwrap()
-        .reference;
-    store
-        .append(
-            &store.subject(EventContext::Signup, &tenant),
-            0,
-            vec![NewEvent::new(Body::TenantRequested(pb::TenantRequested {
-                tenant_id: tenant.clone(),
-                subdomain: "crashpay".into(),
-                organisation: "Crash Pay Ltd".into(),
-                owner_email: "owner@crashpay.example.com".into(),
-                owner_name: "Olive Owner".into(),
-                plan: "starter".into(),
-                region: "eu".into(),
-                password_ref,
-                ..Default::default()
-            }))],
-        )
-        .await
-        .unwrap();
-    wait_for(
-        &store,
-        EventContext::Provisioning,
-        &tenant,
-        "TenantProvisioned",
-    )
-    .await;
+    let tenant = stack.request_tenant("crashpay", "starter").await;
+    stack
+        .wait_for(EventContext::Provisioning, &tenant, "TenantProvisioned", 1)
+        .await;
 
     // (clock moved to, crash point): each process dies at its point, the next carries on.
     let steps: [(i64, &str); 12] = [
@@ -307,16 +196,14 @@ async fn killed_at_every_step_billing_records_each_fact_once() {
     })
     .await;
     assert!(paid.is_some(), "the payment is recorded");
-    wait_for(
-        &store,
-        EventContext::Billing,
-        &tenant,
-        "SubscriptionReactivated",
-    )
-    .await;
-    wait_for(&store, EventContext::Provisioning, &tenant, "SiteResumed").await;
+    stack
+        .wait_for(EventContext::Billing, &tenant, "SubscriptionReactivated", 1)
+        .await;
+    stack
+        .wait_for(EventContext::Provisioning, &tenant, "SiteResumed", 1)
+        .await;
 
-    let billing = events(&store, EventContext::Billing, &tenant).await;
+    let billing = stack.events(EventContext::Billing, &tenant).await;
     for ty in [
         "SubscriptionStarted",
         "TrialEnded",
@@ -343,9 +230,7 @@ async fn killed_at_every_step_billing_records_each_fact_once() {
     distinct.dedup();
     assert_eq!(distinct, attempts, "a charge attempt recorded twice");
     assert!(!attempts.is_empty());
-    let lifecycle = events(&store, EventContext::Lifecycle, &tenant).await;
+    let lifecycle = stack.events(EventContext::Lifecycle, &tenant).await;
     assert_eq!(count(&lifecycle, "SuspensionRequested"), 1, "asked once");
     assert_eq!(count(&lifecycle, "ResumeRequested"), 1, "asked once");
-    stop.trigger();
-    signup.stop();
 }

@@ -3,31 +3,17 @@
 //! trial → invoice → declined → past due → suspended (the site in maintenance mode) → paid →
 //! resumed → deleted → cancelled; every invoice issued and every payment recorded once.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use billing::clock::ManualClock;
 use billing::payment::{Script, ScriptedProvider};
-use eventstore::{Body, EventContext, EventStore, NewEvent, RecordedEvent, StoreConfig};
-use frappe::RunnerConfig;
+use common::{ACCOUNTANT, BILLING_TOKEN, DAY, Stack, T0, VIEWER, as_operator, count};
+use eventstore::{Body, EventContext, NewEvent};
 use proto::v1 as pb;
 use secrecy::SecretString;
-use svc::Shutdown;
-use testkit::SimBench;
-
-const DAY: i64 = 86_400;
-/// 2026-01-31 00:00 UTC.
-const T0: i64 = 1_769_817_600;
-const BILLING_TOKEN: &str = "billing-service-token-0123456789";
-const ACCOUNTANT: &str = "accountant-token-0123456789";
-const VIEWER: &str = "viewer-token-0123456789";
-
-fn as_operator<T>(token: &str, message: T) -> tonic::Request<T> {
-    let mut r = tonic::Request::new(message);
-    r.metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    r
-}
 
 const PLANS: &str = r#"
 version = 1
@@ -54,111 +40,12 @@ max_database_mb = 2048
 apps = ["erpnext"]
 "#;
 
-fn fleet(b: &SimBench) -> String {
-    let RunnerConfig::Local {
-        bench_dir,
-        bench_bin,
-        ..
-    } = b.runner()
-    else {
-        unreachable!()
-    };
-    format!(
-        r#"
-[[benches]]
-name = "bench-a"
-region = "eu"
-base_url = "{url}"
-base_domain = "bench-a.tenantry.localhost"
-routing = "header"
-public_scheme = "http"
-max_sites = 10
-max_concurrent_operations = 2
-apps = ["erpnext"]
-runner = {{ kind = "local", bench_dir = "{dir}", bench_bin = "{bin}" }}
-"#,
-        url = b.base_url,
-        dir = bench_dir.display(),
-        bin = bench_bin.display(),
-    )
-}
-
-async fn wait_for(
-    store: &EventStore,
-    context: EventContext,
-    tenant: &str,
-    ty: &str,
-    n: usize,
-) -> Vec<RecordedEvent> {
-    let subject = store.subject(context, tenant);
-    let found = testkit::within(Duration::from_secs(60), || async {
-        let events = store.load(&subject).await.ok()?;
-        (events.iter().filter(|e| e.event_type == ty).count() >= n).then_some(events)
-    })
-    .await;
-    match found {
-        Some(e) => e,
-        None => {
-            let all: Vec<String> = store
-                .load(&subject)
-                .await
-                .unwrap_or_default()
-                .iter()
-                .map(|e| format!("{}: {}", e.event_type, tenancy::summarize(&e.body)))
-                .collect();
-            panic!("no {n}× {ty} on {context:?} after 60 s: {all:#?}")
-        }
-    }
-}
-
-fn count(events: &[RecordedEvent], ty: &str) -> usize {
-    events.iter().filter(|e| e.event_type == ty).count()
-}
-
 #[tokio::test]
 async fn a_tenants_billing_life_with_two_instances() {
-    testkit::init_logging();
-    let namespace = testkit::unique_namespace();
-    let nats_url = testkit::nats_url();
-    let store =
-        EventStore::connect(&StoreConfig::new(nats_url.clone()).with_namespace(namespace.clone()))
-            .await
-            .unwrap();
-    let vault = testkit::spawn_vault_on(&nats_url, &namespace).await;
-    let catalogue = plans::PlanCatalogue::parse(PLANS).unwrap();
-
-    // Signup's operator API, where billing (a service operator) asks for suspensions.
-    let operators = format!(
-        "[operators.billing]\ntoken_sha256 = \"{}\"\nrole = \"admin\"\nservice = true\n",
-        svc::auth::token_sha256(BILLING_TOKEN)
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let plans_file = dir.path().join("plans.toml");
-    std::fs::write(&plans_file, PLANS).unwrap();
-    let signup = testkit::spawn_signup(&vault, |c| {
-        c.operator_auth = Some(svc::OperatorAuth::from_toml(&operators).unwrap());
-        c.plans_file = Some(plans_file.clone());
-    })
-    .await;
-
-    // A provisioner on a frappe-sim bench.
-    let bench = SimBench::spawn("erpnext", None);
-    let mut pc = provisioner::Config::new(
-        nats_url.clone(),
-        vault.endpoint(),
-        testkit::caller_token(&namespace, "provisioner"),
-        provisioner::fleet::FleetConfig::parse(&fleet(&bench)).unwrap(),
-    );
-    pc.nats.namespace = namespace.clone();
-    pc.plans = Some(catalogue.clone());
-    pc.lease_ttl = Duration::from_secs(2);
-    pc.standby_refill_every = Duration::from_secs(3600);
-    let prov = provisioner::Application::build(pc).await.unwrap();
-    let stop = Shutdown::new();
-    let s = stop.clone();
-    tokio::spawn(async move {
-        let _ = prov.run_until_stopped(s).await;
-    });
+    let stack = Stack::start(PLANS).await;
+    let (store, namespace, nats_url) = (&stack.store, &stack.namespace, &stack.nats_url);
+    let catalogue = stack.catalogue.clone();
+    let bench = &stack.bench;
 
     // Two billing instances sharing one clock and one payment provider.
     let clock = ManualClock::at(T0);
@@ -169,10 +56,10 @@ async fn a_tenants_billing_life_with_two_instances() {
         let mut bc = billing::Config::new(
             nats_url.clone(),
             catalogue.clone(),
-            signup.operator_endpoint(),
+            stack.signup.operator_endpoint(),
             SecretString::from(BILLING_TOKEN),
         );
-        bc.nats.namespace = namespace.clone();
+        bc.nats.namespace = namespace.to_string();
         bc.tick = Duration::from_millis(100);
         bc.lease_ttl = Duration::from_secs(2);
         bc.operators = svc::OperatorAuth::from_tokens(&[
@@ -187,54 +74,19 @@ async fn a_tenants_billing_life_with_two_instances() {
             .await
             .unwrap();
         api.get_or_insert(format!("http://{}", app.local_addr()));
-        let s = stop.clone();
+        let s = stack.stop.clone();
         tokio::spawn(async move {
             let _ = app.run_until_stopped(s).await;
         });
     }
 
     // Signup, as the gateway records it.
-    let tenant = uuid::Uuid::now_v7().to_string();
-    let password_ref = vault
-        .client("signup")
-        .put_one_time_string(
-            &tenant,
-            "owner_password",
-            &SecretString::from("Correct-Horse-42-Battery"),
-            Duration::from_secs(3600),
-            "signup",
-        )
-        .await
-        .unwrap()
-        .reference;
-    store
-        .append(
-            &store.subject(EventContext::Signup, &tenant),
-            0,
-            vec![NewEvent::new(Body::TenantRequested(pb::TenantRequested {
-                tenant_id: tenant.clone(),
-                subdomain: "payer".into(),
-                organisation: "Payer Ltd".into(),
-                owner_email: "owner@payer.example.com".into(),
-                owner_name: "Olive Owner".into(),
-                plan: "starter".into(),
-                region: "eu".into(),
-                password_ref,
-                ..Default::default()
-            }))],
-        )
-        .await
-        .unwrap();
+    let tenant = stack.request_tenant("payer", "starter").await;
 
     // Provisioned → the subscription starts in its trial.
-    let billing = wait_for(
-        &store,
-        EventContext::Billing,
-        &tenant,
-        "SubscriptionStarted",
-        1,
-    )
-    .await;
+    let billing = stack
+        .wait_for(EventContext::Billing, &tenant, "SubscriptionStarted", 1)
+        .await;
     let Body::SubscriptionStarted(started) = &billing[0].body else {
         panic!("first billing fact: {:?}", billing[0].event_type)
     };
@@ -249,28 +101,20 @@ async fn a_tenants_billing_life_with_two_instances() {
 
     // The trial ends: an invoice, a declined charge, past due.
     clock.advance(15 * DAY);
-    let billing = wait_for(&store, EventContext::Billing, &tenant, "PaymentFailed", 1).await;
+    let billing = stack
+        .wait_for(EventContext::Billing, &tenant, "PaymentFailed", 1)
+        .await;
     assert_eq!(count(&billing, "TrialEnded"), 1);
     assert_eq!(count(&billing, "InvoiceIssued"), 1);
 
     // Unpaid past the grace period: billing asks for the suspension, as billing.
     clock.advance(8 * DAY);
-    wait_for(
-        &store,
-        EventContext::Billing,
-        &tenant,
-        "SubscriptionSuspended",
-        1,
-    )
-    .await;
-    wait_for(
-        &store,
-        EventContext::Provisioning,
-        &tenant,
-        "SiteSuspended",
-        1,
-    )
-    .await;
+    stack
+        .wait_for(EventContext::Billing, &tenant, "SubscriptionSuspended", 1)
+        .await;
+    stack
+        .wait_for(EventContext::Provisioning, &tenant, "SiteSuspended", 1)
+        .await;
 
     // A billing team's Python subscriber (examples/python-subscriber) follows the same tenant
     // from the log with classes generated from the proto.
@@ -282,9 +126,9 @@ async fn a_tenants_billing_life_with_two_instances() {
         .args([
             script,
             "--nats-url",
-            &nats_url,
+            nats_url,
             "--namespace",
-            &namespace,
+            namespace,
             "--tenant",
             &tenant,
             "--expect",
@@ -399,22 +243,12 @@ async fn a_tenants_billing_life_with_two_instances() {
     assert!(again.already_paid, "recording it twice changes nothing");
 
     // Paid: reactivated and resumed.
-    wait_for(
-        &store,
-        EventContext::Billing,
-        &tenant,
-        "SubscriptionReactivated",
-        1,
-    )
-    .await;
-    wait_for(
-        &store,
-        EventContext::Provisioning,
-        &tenant,
-        "SiteResumed",
-        1,
-    )
-    .await;
+    stack
+        .wait_for(EventContext::Billing, &tenant, "SubscriptionReactivated", 1)
+        .await;
+    stack
+        .wait_for(EventContext::Provisioning, &tenant, "SiteResumed", 1)
+        .await;
 
     // A plan change: billing asks for it, the provisioner pushes the limits into the site, and
     // billing charges the new price from the next period.
@@ -442,14 +276,9 @@ async fn a_tenants_billing_life_with_two_instances() {
         (changed.from_plan.as_str(), changed.to_plan.as_str()),
         ("starter", "growth")
     );
-    let provisioning = wait_for(
-        &store,
-        EventContext::Provisioning,
-        &tenant,
-        "SiteLimitsApplied",
-        1,
-    )
-    .await;
+    let provisioning = stack
+        .wait_for(EventContext::Provisioning, &tenant, "SiteLimitsApplied", 1)
+        .await;
     let site = provisioning
         .iter()
         .find_map(|e| match &e.body {
@@ -458,7 +287,9 @@ async fn a_tenants_billing_life_with_two_instances() {
         })
         .unwrap();
     assert_eq!(bench.site_config(&site)["max_users"], 20);
-    let billing = wait_for(&store, EventContext::Billing, &tenant, "PlanChanged", 1).await;
+    let billing = stack
+        .wait_for(EventContext::Billing, &tenant, "PlanChanged", 1)
+        .await;
     let price = billing
         .iter()
         .find_map(|e| match &e.body {
@@ -511,14 +342,9 @@ async fn a_tenants_billing_life_with_two_instances() {
         )
         .await
         .unwrap();
-    let billing = wait_for(
-        &store,
-        EventContext::Billing,
-        &tenant,
-        "SubscriptionCancelled",
-        1,
-    )
-    .await;
+    let billing = stack
+        .wait_for(EventContext::Billing, &tenant, "SubscriptionCancelled", 1)
+        .await;
 
     // Once each, with two instances billing.
     assert_eq!(count(&billing, "SubscriptionStarted"), 1);
@@ -541,6 +367,4 @@ async fn a_tenants_billing_life_with_two_instances() {
     }
     assert_eq!(sub.status, tenancy::SubscriptionStatus::Cancelled);
     assert_eq!((sub.invoiced_minor, sub.paid_minor), (1900, 1900));
-    stop.trigger();
-    signup.stop();
 }

@@ -68,39 +68,5 @@ impl Ctx {
     }
 }
 
-/// The proof that this instance may act on a tenant: the lease the worker took for it,
-/// checked right before every side effect and every append.
-#[derive(Clone, Default)]
-pub struct Fence(Option<Arc<worker::Lease>>);
-
-impl Fence {
-    /// Fenced by `lease`.
-    pub fn of(lease: Option<Arc<worker::Lease>>) -> Self {
-        Self(lease)
-    }
-
-    /// Errors with [`StepError::LeaseLost`] unless the lease is still ours.
-    pub async fn check(&self) -> Result<(), StepError> {
-        match &self.0 {
-            Some(l) => l.check().await.map_err(StepError::from),
-            None => Ok(()),
-        }
-    }
-
-    /// Checks the lease, then marks it busy for `limit` (a write in flight).
-    pub async fn busy_for(&self, limit: Duration) -> Result<(), StepError> {
-        self.check().await?;
-        match &self.0 {
-            Some(l) => l.busy_for(limit).await.map_err(StepError::from),
-            None => Ok(()),
-        }
-    }
-
-    /// The write marked with [`Fence::busy_for`] has returned.
-    pub async fn not_busy(&self) -> Result<(), StepError> {
-        match &self.0 {
-            Some(l) => l.not_busy().await.map_err(StepError::from),
-            None => Ok(()),
-        }
-    }
-}
+/// The proof that this instance may act on a tenant: the worker core's fence.
+pub use worker::Fence;

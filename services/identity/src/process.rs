@@ -215,7 +215,7 @@ async fn append(
         .collect();
     let first_type = events.first().map(|e| e.event_type()).unwrap_or_default();
     ctx.crash_at(&format!("before:{first_type}"));
-    fence.check().await.map_err(work_error)?;
+    fence.check().await.map_err(WorkError::Lease)?;
     match ctx
         .store
         .append(&subject, tenant.identity_version, events)
