@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use billing::clock::ManualClock;
 use billing::payment::{Script, ScriptedProvider};
+use clap::Parser as _;
 use common::{ACCOUNTANT, BILLING_TOKEN, DAY, Stack, T0, VIEWER, as_operator, count};
 use eventstore::{Body, EventContext, NewEvent};
 use proto::v1 as pb;
@@ -241,6 +242,43 @@ async fn a_tenants_billing_life_with_two_instances() {
         .unwrap()
         .into_inner();
     assert!(again.already_paid, "recording it twice changes nothing");
+
+    // The operator's view through tenantctl: the invoice paid, the plan catalogue.
+    let tenantctl = |args: &[&str]| {
+        let mut argv = vec!["tenantctl", "--billing-url", api.as_deref().unwrap()];
+        argv.extend_from_slice(args);
+        let mut cli = tenantctl::Cli::try_parse_from(argv).expect("valid command line");
+        cli.global.admin_token = Some(SecretString::from(VIEWER));
+        cli
+    };
+    let mut out = Vec::new();
+    tenantctl::run(tenantctl(&["billing", "invoices", &tenant]), &mut out)
+        .await
+        .expect("tenantctl billing invoices");
+    let table = String::from_utf8(out).unwrap();
+    assert!(
+        table.contains(&number) && table.contains("19.00 EUR") && table.contains("paid"),
+        "{table}"
+    );
+    let mut out = Vec::new();
+    tenantctl::run(tenantctl(&["billing", "plans", "--json"]), &mut out)
+        .await
+        .expect("tenantctl billing plans");
+    let plans: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(plans["plans"][1]["id"], "starter");
+    assert_eq!(plans["plans"][1]["price_minor"], 1900);
+    let mut out = Vec::new();
+    let refused = tenantctl::run(
+        tenantctl(&["billing", "pay", &tenant, &number, "--reference", "again"]),
+        &mut out,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        refused.kind,
+        tenantctl::error::ErrorKind::Unauthorized,
+        "a reader may not record payments"
+    );
 
     // Paid: reactivated and resumed.
     stack
