@@ -157,6 +157,8 @@ pub struct Subscription {
     pub paid_minor: i64,
     /// Billing asked for the tenant's suspension and has not asked for its resume since.
     pub suspension_requested: bool,
+    /// Every invoice id issued (paid or not): an issue recorded twice counts once.
+    pub issued: std::collections::BTreeSet<String>,
     /// The latest measured usage.
     pub usage: Option<Usage>,
 }
@@ -208,7 +210,7 @@ impl Subscription {
                 }
             }
             Body::InvoiceIssued(e) if self.live() => {
-                if self.open.contains_key(&e.invoice_id) {
+                if !self.issued.insert(e.invoice_id.clone()) {
                     return false;
                 }
                 self.periods_invoiced = self.periods_invoiced.saturating_add(1);
@@ -426,8 +428,9 @@ pub fn next_due_at(sub: &Subscription, dunning: &Dunning) -> Option<i64> {
 }
 
 /// The invoice number of `tenant`'s period `period`: the same every time it is computed, so a
-/// redelivered or replayed issue is recognised as the same invoice.
+/// redelivered or replayed issue is recognised as the same invoice, and unique across tenants
+/// (the whole tenant id is in it: ids made in the same minute share their first digits).
 pub fn invoice_number(tenant: &str, period: u32) -> String {
-    let short: String = tenant.chars().filter(|c| *c != '-').take(8).collect();
-    format!("INV-{short}-{:04}", period.saturating_add(1))
+    let id: String = tenant.chars().filter(|c| *c != '-').collect();
+    format!("INV-{id}-{:04}", period.saturating_add(1))
 }

@@ -120,6 +120,12 @@ fn a_trial_then_a_paid_month_each_period() {
         })
         .collect();
     assert_eq!(issued, ["INV-t-0001", "INV-t-0002", "INV-t-0003"]);
+    // A payment does not make the same invoice issuable again.
+    assert!(!sub.apply(&Body::InvoiceIssued(pb::InvoiceIssued {
+        invoice_id: "INV-t-0001".into(),
+        amount_minor: 4_900,
+        ..Default::default()
+    })));
     assert_eq!(count(&facts, "InvoicePaid"), 3);
     assert_eq!(count(&facts, "PaymentFailed"), 0);
     assert_eq!(sub.status, S::Active);
@@ -225,9 +231,15 @@ fn cancelled_is_final_and_facts_twice_count_once() {
 #[test]
 fn invoice_numbers_are_stable_and_distinct() {
     let t = "0190f5c2-7d1e-7a3b-9c4d-5e6f7a8b9c0d";
-    assert_eq!(invoice_number(t, 0), "INV-0190f5c2-0001");
+    assert_eq!(
+        invoice_number(t, 0),
+        "INV-0190f5c27d1e7a3b9c4d5e6f7a8b9c0d-0001"
+    );
     assert_eq!(invoice_number(t, 0), invoice_number(t, 0));
     assert_ne!(invoice_number(t, 0), invoice_number(t, 1));
+    // Tenants made in the same minute share their first digits, never their numbers.
+    let u = "0190f5c2-7d1e-7a3b-9c4d-5e6f7a8b9c0e";
+    assert_ne!(invoice_number(t, 0), invoice_number(u, 0));
 }
 
 /// Which status may follow which.

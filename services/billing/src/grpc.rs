@@ -216,6 +216,7 @@ impl<P: PaymentProvider> Billing for BillingService<P> {
                 &format!("{operator}: {reference}"),
             )
             .await;
+        drop(fence);
         if let Ok(l) = Arc::try_unwrap(lease) {
             let _ = l.release().await;
         }
@@ -287,7 +288,9 @@ impl<P: PaymentProvider> BillingService<P> {
         }
         // Paid: a suspended tenant is reactivated now rather than at the next tick.
         match self.ctx.settle(fence, tenant).await {
-            Ok(next) => crate::index(&self.due, tenant, next).await,
+            Ok(next) => {
+                let _ = crate::index(&self.due, tenant, next).await;
+            }
             Err(e) => {
                 tracing::warn!(tenant, error = %e, "settling after a payment failed; the scheduler retries")
             }

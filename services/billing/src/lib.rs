@@ -397,7 +397,7 @@ pub async fn run(
 }
 
 /// Records when `tenant` is next due (or forgets it).
-pub(crate) async fn index(due: &kv::Store, tenant: &str, next: Option<i64>) {
+pub(crate) async fn index(due: &kv::Store, tenant: &str, next: Option<i64>) -> Result<(), String> {
     let result = match next {
         Some(at) => due
             .put(tenant, at.to_string().into_bytes().into())
@@ -406,9 +406,49 @@ pub(crate) async fn index(due: &kv::Store, tenant: &str, next: Option<i64>) {
             .map_err(|e| e.to_string()),
         None => due.delete(tenant).await.map_err(|e| e.to_string()),
     };
-    if let Err(e) = result {
-        // The log is the truth; the next delivery or tick writes it again.
+    if let Err(e) = &result {
         tracing::warn!(tenant, error = %e, "cannot update the due index");
+    }
+    result
+}
+
+/// Rebuilds missing index entries from the log: every live subscription gets its next due
+/// moment (an entry lost with the bucket, or never written before a crash, comes back).
+async fn reconcile<P: PaymentProvider>(ctx: &Ctx<P>, due: &kv::Store) {
+    let filter = ctx.store.context_filter(EventContext::Billing);
+    let events = match ctx.store.replay(&filter, 1).await {
+        Ok(r) => match r.collect().await {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the billing log to rebuild the due index");
+                return;
+            }
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the billing log to rebuild the due index");
+            return;
+        }
+    };
+    let mut subs: std::collections::BTreeMap<String, tenancy::Subscription> =
+        std::collections::BTreeMap::new();
+    for e in &events {
+        subs.entry(e.tenant_id.clone()).or_default().apply(&e.body);
+    }
+    let mut restored = 0;
+    for (tenant, sub) in subs {
+        if !sub.live() {
+            continue;
+        }
+        if matches!(due.get(&tenant).await, Ok(Some(_))) {
+            continue;
+        }
+        // Due now: the scheduler settles it and writes the real moment.
+        if index(due, &tenant, Some(i64::MIN)).await.is_ok() {
+            restored += 1;
+        }
+    }
+    if restored > 0 {
+        tracing::info!(restored, "due index entries rebuilt from the log");
     }
 }
 
@@ -421,7 +461,7 @@ impl<P: PaymentProvider> Handler for Subscriptions<P> {
     fn lease_key(&self, event: &eventstore::RecordedEvent) -> Option<String> {
         matches!(
             event.body,
-            Body::TenantProvisioned(_) | Body::SiteDeleted(_)
+            Body::TenantProvisioned(_) | Body::SiteDeleted(_) | Body::SiteLimitsApplied(_)
         )
         .then(|| event.tenant_id.clone())
     }
@@ -444,10 +484,11 @@ impl<P: PaymentProvider> Handler for Subscriptions<P> {
             _ => return Ok(Outcome::Done),
         };
         match result {
-            Ok(next) => {
-                index(&self.due, &tenant, next).await;
-                Ok(Outcome::Done)
-            }
+            Ok(next) => match index(&self.due, &tenant, next).await {
+                Ok(()) => Ok(Outcome::Done),
+                // Without its index entry the tenant would never be settled again.
+                Err(e) => Err(WorkError::Transient(format!("due index: {e}"))),
+            },
             Err(BillingError::LeaseLost(why)) => {
                 Err(WorkError::Lease(worker::LeaseError::Lost(why)))
             }
@@ -465,6 +506,7 @@ async fn schedule<P: PaymentProvider>(
     tick: Duration,
     shutdown: Shutdown,
 ) {
+    reconcile(&ctx, &due).await;
     while !shutdown.is_triggered() {
         tokio::select! {
             _ = shutdown.wait() => break,
@@ -499,11 +541,14 @@ async fn schedule<P: PaymentProvider>(
             };
             let fence = Fence::of(Some(Arc::clone(&lease)));
             match ctx.settle(&fence, &tenant).await {
-                Ok(next) => index(&due, &tenant, next).await,
+                Ok(next) => {
+                    let _ = index(&due, &tenant, next).await;
+                }
                 Err(e) => {
                     tracing::warn!(tenant, error = %e, "billing step failed; retrying next tick")
                 }
             }
+            drop(fence);
             if let Ok(l) = Arc::try_unwrap(lease) {
                 let _ = l.release().await;
             }

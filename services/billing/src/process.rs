@@ -8,6 +8,10 @@
 //! key, so a charge made but not recorded is answered the same when retried.
 
 use std::sync::Arc;
+use std::time::Duration;
+
+/// The longest a payment provider or the operator API may take to answer one call.
+pub const CALL_LIMIT: Duration = Duration::from_secs(10);
 
 use eventstore::{Body, EventContext, NewEvent, StoreError};
 use proto::v1::{self as pb, tenant_admin_client::TenantAdminClient};
@@ -79,8 +83,9 @@ impl<P: PaymentProvider> Ctx<P> {
         }
         let plan_id = account.state.plan.clone();
         let plan = self.catalogue.plan(&plan_id).ok_or_else(|| {
-            BillingError::Permanent(format!(
-                "tenant {tenant} is on plan {plan_id}, which the plan catalogue does not have; add it, then retry the dead letter"
+            // An instance still on an older catalogue during a rollout: a newer one will know.
+            BillingError::Transient(format!(
+                "tenant {tenant} is on plan {plan_id}, which this instance's plan catalogue does not have (is it older than the others?)"
             ))
         })?;
         let now = self.clock.now();
@@ -113,8 +118,8 @@ impl<P: PaymentProvider> Ctx<P> {
             return Ok(());
         }
         let plan = self.catalogue.plan(to_plan).ok_or_else(|| {
-            BillingError::Permanent(format!(
-                "tenant {tenant} moved to plan {to_plan}, which the plan catalogue does not have"
+            BillingError::Transient(format!(
+                "tenant {tenant} moved to plan {to_plan}, which this instance's plan catalogue does not have (is it older than the others?)"
             ))
         })?;
         let body = Body::PlanChanged(pb::PlanChanged {
@@ -176,7 +181,7 @@ impl<P: PaymentProvider> Ctx<P> {
             let Some(d) = due(sub, now, &self.dunning) else {
                 return Ok(next_due_at(sub, &self.dunning));
             };
-            let (tag, body) = self.act(&account, &d, now).await?;
+            let (tag, body) = self.act(fence, &account, &d, now).await?;
             self.record(fence, &account, &tag, body).await?;
         }
         Err(BillingError::Transient(format!(
@@ -186,6 +191,7 @@ impl<P: PaymentProvider> Ctx<P> {
 
     async fn act(
         &self,
+        fence: &Fence,
         account: &Account,
         d: &Due,
         now: i64,
@@ -231,17 +237,27 @@ impl<P: PaymentProvider> Ctx<P> {
                 })?;
                 let attempt = inv.failed_attempts + 1;
                 let key = format!("{}:{attempt}", inv.number);
-                let outcome = self
-                    .provider
-                    .charge(&Charge {
-                        tenant_id: tenant.clone(),
-                        invoice: inv.number.clone(),
-                        amount_minor: inv.amount_minor,
-                        currency: sub.currency.clone(),
-                        idempotency_key: key.clone(),
-                    })
+                let charge = Charge {
+                    tenant_id: tenant.clone(),
+                    invoice: inv.number.clone(),
+                    amount_minor: inv.amount_minor,
+                    currency: sub.currency.clone(),
+                    idempotency_key: key.clone(),
+                };
+                // Busy while the charge may be in flight: nobody takes the tenant over and
+                // decides differently before it can no longer land.
+                fence.busy_for(CALL_LIMIT + Duration::from_secs(2)).await?;
+                let outcome = match tokio::time::timeout(CALL_LIMIT, self.provider.charge(&charge))
                     .await
-                    .map_err(|e| BillingError::Transient(e.to_string()))?;
+                {
+                    Ok(answer) => answer.map_err(|e| BillingError::Transient(e.to_string()))?,
+                    Err(_) => {
+                        return Err(BillingError::Transient(format!(
+                            "the payment provider did not answer within {CALL_LIMIT:?}; the retry uses the same idempotency key"
+                        )));
+                    }
+                };
+                fence.not_busy().await?;
                 self.crash_at("at:charge");
                 let tag = format!("charge:{key}");
                 match outcome {
@@ -270,7 +286,7 @@ impl<P: PaymentProvider> Ctx<P> {
             }
             Due::Suspend { invoice_id } => {
                 let reason = format!("invoice {invoice_id} unpaid past its grace period");
-                self.ask(&tenant, true, &reason).await?;
+                self.ask(fence, &tenant, true, &reason).await?;
                 (
                     format!("suspend:{invoice_id}"),
                     Body::SubscriptionSuspended(pb::SubscriptionSuspended {
@@ -281,7 +297,8 @@ impl<P: PaymentProvider> Ctx<P> {
                 )
             }
             Due::Reactivate => {
-                self.ask(&tenant, false, "overdue invoices paid").await?;
+                self.ask(fence, &tenant, false, "overdue invoices paid")
+                    .await?;
                 (
                     "reactivate".into(),
                     Body::SubscriptionReactivated(pb::SubscriptionReactivated {
@@ -295,7 +312,13 @@ impl<P: PaymentProvider> Ctx<P> {
 
     /// Asks the operator API for a suspension (or resume) as billing. A tenant already in the
     /// asked-for state (or on its way) is fine: the answer is the same either way.
-    async fn ask(&self, tenant: &str, suspend: bool, reason: &str) -> Result<(), BillingError> {
+    async fn ask(
+        &self,
+        fence: &Fence,
+        tenant: &str,
+        suspend: bool,
+        reason: &str,
+    ) -> Result<(), BillingError> {
         let mut client = self.admin.client.clone();
         let bearer = format!("Bearer {}", self.admin.token.expose_secret());
         let with_token = |r: &mut tonic::metadata::MetadataMap| -> Result<(), BillingError> {
@@ -307,32 +330,62 @@ impl<P: PaymentProvider> Ctx<P> {
             );
             Ok(())
         };
-        let result = if suspend {
-            let mut r = tonic::Request::new(pb::SuspendTenantRequest {
-                tenant_id: tenant.to_owned(),
-                reason: reason.to_owned(),
-            });
-            with_token(r.metadata_mut())?;
-            client.suspend_tenant(r).await
-        } else {
-            let mut r = tonic::Request::new(pb::ResumeTenantRequest {
-                tenant_id: tenant.to_owned(),
-                reason: reason.to_owned(),
-            });
-            with_token(r.metadata_mut())?;
-            client.resume_tenant(r).await
+        fence.busy_for(CALL_LIMIT + Duration::from_secs(2)).await?;
+        let call = async {
+            if suspend {
+                let mut r = tonic::Request::new(pb::SuspendTenantRequest {
+                    tenant_id: tenant.to_owned(),
+                    reason: reason.to_owned(),
+                });
+                with_token(r.metadata_mut())?;
+                Ok::<_, BillingError>(client.suspend_tenant(r).await)
+            } else {
+                let mut r = tonic::Request::new(pb::ResumeTenantRequest {
+                    tenant_id: tenant.to_owned(),
+                    reason: reason.to_owned(),
+                });
+                with_token(r.metadata_mut())?;
+                Ok(client.resume_tenant(r).await)
+            }
         };
+        let result = match tokio::time::timeout(CALL_LIMIT, call).await {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(BillingError::Transient(format!(
+                    "the operator API did not answer within {CALL_LIMIT:?}"
+                )));
+            }
+        };
+        fence.not_busy().await?;
         self.crash_at("at:asked");
         match result {
             Ok(_) => Ok(()),
-            Err(s) if s.code() == tonic::Code::FailedPrecondition => {
-                tracing::info!(
-                    tenant,
-                    suspend,
-                    message = s.message(),
-                    "tenant already there"
-                );
-                Ok(())
+            // Refused as a transition: fine only if the tenant is (or is on its way to) where
+            // billing wants it — an operator got there first, or an earlier attempt of ours.
+            Err(s)
+                if matches!(
+                    s.code(),
+                    tonic::Code::FailedPrecondition | tonic::Code::AlreadyExists
+                ) =>
+            {
+                let state = Account::load(&self.store, tenant).await?.state;
+                let there = if suspend {
+                    state.status == Status::Suspended
+                        || state.pending == Some(tenancy::Pending::Suspension)
+                } else {
+                    (state.status == Status::Active && state.pending.is_none())
+                        || state.pending == Some(tenancy::Pending::Resume)
+                };
+                if there {
+                    tracing::info!(tenant, suspend, "tenant already there");
+                    Ok(())
+                } else {
+                    Err(BillingError::Transient(format!(
+                        "the operator API refused ({}); the tenant is {}, trying again later",
+                        s.message(),
+                        state.status
+                    )))
+                }
             }
             Err(s)
                 if matches!(
