@@ -239,6 +239,12 @@ impl<P: PaymentProvider> BillingService<P> {
             invoice_id: invoice_id.to_owned(),
             already_paid,
         };
+        // Due now, before the payment is recorded: whatever a payment makes due (a resume) is
+        // settled by the scheduler's next tick even if this instance dies right after the
+        // append, or an earlier attempt did.
+        crate::index(&self.due, tenant, Some(i64::MIN))
+            .await
+            .map_err(|e| Status::unavailable(format!("billing's due index: {e}; try again")))?;
         let Some(open) = sub.open.get(invoice_id) else {
             let events = store
                 .load(&store.subject(EventContext::Billing, tenant))
@@ -291,6 +297,7 @@ impl<P: PaymentProvider> BillingService<P> {
             Ok(next) => {
                 let _ = crate::index(&self.due, tenant, next).await;
             }
+            // The index still says "due now": the scheduler settles it at its next tick.
             Err(e) => {
                 tracing::warn!(tenant, error = %e, "settling after a payment failed; the scheduler retries")
             }
