@@ -362,6 +362,15 @@ impl EventStore {
         self.replay(subject, 1).await?.collect().await
     }
 
+    /// Every event of one tenant, across its contexts, in stream order (what a service folds
+    /// to decide about the tenant).
+    pub async fn load_tenant(&self, tenant_id: &str) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.replay(&self.tenant_filter(tenant_id), 1)
+            .await?
+            .collect()
+            .await
+    }
+
     /// One event by stream sequence, `None` when there is none.
     pub async fn get(&self, sequence: u64) -> Result<Option<RecordedEvent>, StoreError> {
         let stream = self.stream().await?;

@@ -61,6 +61,33 @@ impl ClientError {
         }
     }
 
+    /// Whether the vault may not have answered at all — no status, or a lost connection
+    /// (UNKNOWN from the transport), a cancelled, aborted, exhausted or timed-out call: retry it
+    /// like an outage, never take it as the vault's answer.
+    pub fn is_outage(&self) -> bool {
+        matches!(
+            self.code(),
+            Some(
+                Code::Unavailable
+                    | Code::DeadlineExceeded
+                    | Code::ResourceExhausted
+                    | Code::Aborted
+                    | Code::Cancelled
+                    | Code::Unknown,
+            ) | None
+        )
+    }
+
+    /// Whether the vault answered NOT_FOUND.
+    pub fn is_not_found(&self) -> bool {
+        self.code() == Some(Code::NotFound)
+    }
+
+    /// Whether the secret is gone: never there, revoked, or its tenant crypto-shredded.
+    pub fn is_gone(&self) -> bool {
+        self.is_not_found() || self.reason().as_deref() == Some(REASON_TENANT_SHREDDED)
+    }
+
     /// The vault's machine-readable reason (`google.rpc.ErrorInfo.reason`), e.g.
     /// [`REASON_TENANT_SHREDDED`], when it gave one.
     pub fn reason(&self) -> Option<String> {

@@ -20,11 +20,7 @@ pub struct Account {
 impl Account {
     /// Loads the tenant's events.
     pub async fn load(store: &EventStore, tenant: &str) -> Result<Self, BillingError> {
-        let events = store
-            .replay(&store.tenant_filter(tenant), 1)
-            .await?
-            .collect()
-            .await?;
+        let events = store.load_tenant(tenant).await?;
         Ok(Self::from_events(store, tenant, &events))
     }
 

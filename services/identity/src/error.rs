@@ -2,7 +2,6 @@
 //! took the tenant over).
 
 use authentik_client::AuthentikError;
-use tonic::Code;
 use vault_client::ClientError;
 
 /// A failed identity step.
@@ -64,30 +63,12 @@ pub fn authentik(what: &str, e: AuthentikError) -> StepError {
     }
 }
 
-/// Maps a vault error met while doing `what`.
+/// Maps a vault error met while doing `what`: an outage is retried, anything else is the
+/// vault's answer.
 pub fn vault(what: &str, e: ClientError) -> StepError {
-    match e.code() {
-        // A lost connection (UNKNOWN from the transport), a cancelled or aborted call: the vault
-        // may be fine, so these are retried like an outage, never taken as an answer.
-        Some(
-            Code::Unavailable
-            | Code::DeadlineExceeded
-            | Code::ResourceExhausted
-            | Code::Aborted
-            | Code::Cancelled
-            | Code::Unknown,
-        )
-        | None => StepError::Transient(format!("{what}: {e}")),
-        _ => StepError::Permanent(format!("{what}: {e}")),
+    if e.is_outage() {
+        StepError::Transient(format!("{what}: {e}"))
+    } else {
+        StepError::Permanent(format!("{what}: {e}"))
     }
-}
-
-/// Whether a vault error means the secret is not there.
-pub fn vault_not_found(e: &ClientError) -> bool {
-    e.code() == Some(Code::NotFound)
-}
-
-/// Whether a vault error means the tenant's keys were shredded (it was deleted).
-pub fn vault_shredded(e: &ClientError) -> bool {
-    e.reason().as_deref() == Some(vault_client::REASON_TENANT_SHREDDED)
 }

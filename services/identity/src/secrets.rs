@@ -7,7 +7,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
 use crate::context::Ctx;
-use crate::error::{StepError, vault, vault_not_found, vault_shredded};
+use crate::error::{StepError, vault};
 
 /// Vault name of the OAuth2 client secret (kind `oauth_client_secret`).
 pub const CLIENT_SECRET: &str = "oauth-client-secret";
@@ -46,7 +46,7 @@ impl Ctx {
             .await
         {
             Ok(_) => {}
-            Err(e) if vault_not_found(&e) => {
+            Err(e) if e.is_not_found() => {
                 return Err(StepError::Gone(
                     "the owner's one-time password copy for Authentik was already used or has expired; send the owner an Authentik recovery link".into(),
                 ));
@@ -68,7 +68,7 @@ impl Ctx {
                 .to_secret_string()
                 .map(Some)
                 .map_err(|e| StepError::Permanent(format!("owner password: {e}"))),
-            Err(e) if vault_not_found(&e) => Ok(None),
+            Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(vault("reading the owner's Authentik password", e)),
         }
     }
@@ -102,7 +102,7 @@ impl Ctx {
                     return Ok(vault_ref(tenant, CLIENT_SECRET));
                 }
             }
-            Err(e) if vault_not_found(&e) => {}
+            Err(e) if e.is_not_found() => {}
             Err(e) => return Err(vault("reading the client secret", e)),
         }
         self.vault
@@ -129,7 +129,7 @@ impl Ctx {
             .await
         {
             Ok(v) => v,
-            Err(e) if vault_not_found(&e) || vault_shredded(&e) => return Ok(None),
+            Err(e) if e.is_gone() => return Ok(None),
             Err(e) => return Err(vault("reading the site's API key", e)),
         };
         let text = value
@@ -153,7 +153,7 @@ impl Ctx {
     pub async fn revoke(&self, tenant: &str, name: &str, reason: &str) -> Result<(), StepError> {
         match self.vault.revoke(&vault_ref(tenant, name), reason).await {
             Ok(()) => Ok(()),
-            Err(e) if vault_not_found(&e) || vault_shredded(&e) => Ok(()),
+            Err(e) if e.is_gone() => Ok(()),
             Err(e) => Err(vault("revoking a secret", e)),
         }
     }

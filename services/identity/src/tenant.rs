@@ -30,11 +30,7 @@ pub struct Tenant {
 impl Tenant {
     /// Loads every event of `tenant`.
     pub async fn load(store: &EventStore, tenant: &str) -> Result<Self, StepError> {
-        let events = store
-            .replay(&store.tenant_filter(tenant), 1)
-            .await?
-            .collect()
-            .await?;
+        let events = store.load_tenant(tenant).await?;
         Ok(Self::from_events(store, tenant, &events))
     }
 

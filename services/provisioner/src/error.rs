@@ -4,7 +4,6 @@
 
 use eventstore::StoreError;
 use frappe::{BenchError, RestError};
-use tonic::Code;
 use vault_client::ClientError;
 
 use crate::placement::PlacerError;
@@ -104,29 +103,20 @@ pub fn rest_error(context: &str, e: RestError) -> StepError {
 /// comes back, and no step attempt is spent (a blip must not roll a tenant back).
 pub fn vault_error(context: &str, e: ClientError) -> StepError {
     let msg = format!("{context}: {e}");
-    match e.code() {
-        // A lost connection (UNKNOWN from the transport), a cancelled or aborted call: the vault
-        // may be fine, so these are retried like an outage, never taken as an answer.
-        Some(
-            Code::Unavailable
-            | Code::DeadlineExceeded
-            | Code::ResourceExhausted
-            | Code::Aborted
-            | Code::Cancelled
-            | Code::Unknown,
-        )
-        | None => StepError::Infra(msg),
-        _ => StepError::Permanent(msg),
+    if e.is_outage() {
+        StepError::Infra(msg)
+    } else {
+        StepError::Permanent(msg)
     }
 }
 
 /// Whether the vault answered NOT_FOUND.
 pub fn is_not_found(e: &ClientError) -> bool {
-    e.code() == Some(Code::NotFound)
+    e.is_not_found()
 }
 
 /// Whether the secret is gone: never there, revoked, or its tenant crypto-shredded (a retried
 /// deletion finds the keys already destroyed).
 pub fn is_gone(e: &ClientError) -> bool {
-    is_not_found(e) || e.reason().as_deref() == Some(vault_client::REASON_TENANT_SHREDDED)
+    e.is_gone()
 }

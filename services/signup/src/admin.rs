@@ -40,15 +40,11 @@ impl AdminApi {
         let tenant = tenant.to_string();
         let subject = self.store.subject(EventContext::Lifecycle, &tenant);
         for _ in 0..CONFLICT_ROUNDS {
-            let history = match self
+            let history = self
                 .store
-                .replay(&self.store.tenant_filter(&tenant), 1)
+                .load_tenant(&tenant)
                 .await
-            {
-                Ok(replay) => replay.collect().await,
-                Err(e) => Err(e),
-            }
-            .map_err(store_unavailable)?;
+                .map_err(store_unavailable)?;
             let state = tenancy::fold(history.iter().map(|e| &e.body));
             let version = history
                 .iter()
