@@ -280,6 +280,22 @@ pub struct ApiCredentials {
     pub api_secret: SecretString,
 }
 
+impl ApiCredentials {
+    /// The form the vault keeps a site's key pair in: `{"api_key": …, "api_secret": …}`.
+    pub fn from_stored_json(text: &str) -> Result<Self, String> {
+        let parsed: Value =
+            serde_json::from_str(text).map_err(|_| "stored api credentials are not JSON")?;
+        let field = |k: &str| parsed.get(k).and_then(Value::as_str).map(str::to_owned);
+        match (field("api_key"), field("api_secret")) {
+            (Some(api_key), Some(secret)) => Ok(Self {
+                api_key,
+                api_secret: secret.into(),
+            }),
+            _ => Err("stored api credentials lack api_key/api_secret".into()),
+        }
+    }
+}
+
 impl std::fmt::Debug for ApiCredentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ApiCredentials")
@@ -939,17 +955,16 @@ mod tests {
             deep = json!({"x": deep});
         }
         let bench = bench_with("/nonexistent/bench");
-        let site = SiteName::parse("a.localhost").unwrap();
+        // A site of its own: other tests hold `a.localhost`'s site lock while they run.
+        let site = SiteName::parse("renders.localhost").unwrap();
         let key = ConfigKey::parse("k").unwrap();
         assert!(matches!(
             bench.set_config(&site, &key, &deep).await,
             Err(BenchError::InvalidInput(_))
         ));
         // A renderable value does try to run (and fails to spawn the missing binary).
-        assert!(matches!(
-            bench.set_config(&site, &key, &json!(1)).await,
-            Err(BenchError::Spawn { .. })
-        ));
+        let r = bench.set_config(&site, &key, &json!(1)).await;
+        assert!(matches!(r, Err(BenchError::Spawn { .. })), "{r:?}");
     }
 
     #[test]

@@ -4,7 +4,6 @@
 use frappe::ApiCredentials;
 use rand::distr::{Alphanumeric, SampleString};
 use secrecy::{ExposeSecret, SecretString};
-use serde_json::Value;
 
 use crate::context::Ctx;
 use crate::error::{StepError, is_gone, is_not_found, vault_error};
@@ -71,19 +70,9 @@ impl Ctx {
                 let text = v
                     .to_secret_string()
                     .map_err(|e| StepError::Permanent(format!("api credentials: {e}")))?;
-                let parsed: Value = serde_json::from_str(text.expose_secret()).map_err(|_| {
-                    StepError::Permanent("stored api credentials are not JSON".into())
-                })?;
-                let field = |k: &str| parsed.get(k).and_then(Value::as_str).map(str::to_owned);
-                match (field("api_key"), field("api_secret")) {
-                    (Some(api_key), Some(secret)) => Ok(Some(ApiCredentials {
-                        api_key,
-                        api_secret: secret.into(),
-                    })),
-                    _ => Err(StepError::Permanent(
-                        "stored api credentials lack api_key/api_secret".into(),
-                    )),
-                }
+                ApiCredentials::from_stored_json(text.expose_secret())
+                    .map(Some)
+                    .map_err(StepError::Permanent)
             }
             Err(e) if is_not_found(&e) => Ok(None),
             Err(e) => Err(vault_error("reading api credentials", e)),
