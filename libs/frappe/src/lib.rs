@@ -9,21 +9,25 @@
 //! - [`parse`]: readers for real bench output (see `tests/fixtures/frappe/`).
 
 pub mod bench;
+pub mod fleet;
 pub mod inspect;
 pub mod names;
 pub mod parse;
 pub mod rest;
 pub mod runner;
+pub mod usage;
 
 pub use bench::{
     ApiCredentials, Bench, BenchError, BenchOp, BenchTimeouts, DbRoot, DropSite, NewSite,
     NewSystemManager, SiteDropped,
 };
+pub use fleet::{BenchAccess, SiteAccess, SiteAccessError};
 pub use inspect::{STANDBY_MARKER, SiteConfig, SiteState, TENANT_MARKER};
 pub use names::{
     AppName, ConfigKey, DbName, HostUrl, MethodPath, NameError, PersonName, PyLiteral, SiteName,
     UserEmail, UserId,
 };
 pub use parse::{BackupFile, BackupKind, BackupSummary, InstallOutcome};
-pub use rest::{FrappeClient, NewUser, RestError, Session, SiteRouting};
+pub use rest::{AUTOMATION_USER, FrappeClient, NewUser, RestError, Session, SiteRouting};
 pub use runner::{Arg, CommandOutput, Guard, Invocation, RunnerConfig};
+pub use usage::SiteFootprint;

@@ -13,6 +13,10 @@ use tokio::time::Instant;
 use crate::bench::ApiCredentials;
 use crate::names::{MethodPath, PersonName, SiteName, UserEmail, UserId};
 
+/// The user Tenantry's automation acts as on every site (its API key is the provisioner's).
+/// Never one of the tenant's users: metering leaves it out.
+pub const AUTOMATION_USER: &str = "automation@tenantry.internal";
+
 /// REST errors. Messages come from Frappe's `_server_messages`/`exception` fields; the `exc`
 /// traceback is never kept, and secrets are never part of a message.
 #[derive(Debug, thiserror::Error)]
@@ -485,9 +489,23 @@ impl FrappeClient {
     /// `GET /api/resource/<doctype>`: the names of every document of `doctype` the caller may
     /// read, in Frappe's default order.
     pub async fn list_doc_names(&self, doctype: &str) -> Result<Vec<String>, RestError> {
+        self.list_names_where(doctype, "[]").await
+    }
+
+    /// `GET /api/resource/<doctype>?filters=…`: the names of the documents matching `filters`
+    /// (Frappe's JSON filter list, e.g. `[["enabled","=",1]]`).
+    pub async fn list_names_where(
+        &self,
+        doctype: &str,
+        filters: &str,
+    ) -> Result<Vec<String>, RestError> {
         let path = format!("/api/resource/{}", encode_segment(doctype));
         // Frappe pages lists at 20 rows unless told otherwise; 0 lifts the limit.
-        let query = [("fields", r#"["name"]"#), ("limit_page_length", "0")];
+        let query = [
+            ("fields", r#"["name"]"#),
+            ("filters", filters),
+            ("limit_page_length", "0"),
+        ];
         let (_, value) = self.send(Method::GET, &path, &query, None).await?;
         let rows = data_of(value)?;
         let rows = rows

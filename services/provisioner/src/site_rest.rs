@@ -15,7 +15,7 @@ use crate::secrets::{ADMIN_PASSWORD, API_CREDENTIALS, vault_ref};
 
 /// The automation user that owns each site's API key (site-independent, so a standby's user
 /// survives the rename to the tenant's host).
-pub const AUTOMATION_USER: &str = "automation@tenantry.internal";
+pub use frappe::AUTOMATION_USER;
 
 impl Ctx {
     /// An Administrator session on `site`.

@@ -1338,6 +1338,17 @@ async fn execute(ctx: &Ctx, a: &Args) -> i32 {
                 Err(e) => Err(store::pymysql_error(&e)),
             }
         }
+        // Runs the statement as the site's database user, as frappe.db.sql does, and prints
+        // the rows as lists (integers stay integers; anything else is text).
+        "frappe.db.sql" => {
+            ctx.settings.delay("execute", timing::EXECUTE).await;
+            let query = arg(0, "query")
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            sql_rows(db.conn, &query)
+                .await
+                .map_err(|e| store::pymysql_error(&e))
+        }
         _ => Err(format!("AttributeError: module has no attribute '{leaf}'")),
     };
     match result {
@@ -1556,4 +1567,29 @@ async fn sim_purge(ctx: &Ctx, a: &Args) -> i32 {
         }
     }
     0
+}
+
+async fn sql_rows(conn: &mut MySqlConnection, query: &str) -> Result<Value, sqlx::Error> {
+    use sqlx::{Row as _, ValueRef as _};
+    let rows = sqlx::query(query).fetch_all(&mut *conn).await?;
+    let mut out = Vec::new();
+    for row in rows {
+        let mut cells = Vec::new();
+        for (i, _) in row.columns().iter().enumerate() {
+            let cell = if row.try_get_raw(i).map(|v| v.is_null()).unwrap_or(true) {
+                Value::Null
+            } else if let Ok(n) = row.try_get::<u64, _>(i) {
+                json!(n)
+            } else if let Ok(n) = row.try_get::<i64, _>(i) {
+                json!(n)
+            } else if let Ok(t) = row.try_get::<String, _>(i) {
+                json!(t)
+            } else {
+                Value::Null
+            };
+            cells.push(cell);
+        }
+        out.push(Value::Array(cells));
+    }
+    Ok(Value::Array(out))
 }
