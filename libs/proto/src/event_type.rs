@@ -3,12 +3,14 @@
 use crate::v1::event::Body;
 
 /// The bounded context an event belongs to; each has one subject per tenant
-/// (`tenantry.<context>.<tenant_id>`) and exactly one writer service.
+/// (`tenantry.<context>.<tenant_id>`) and exactly one writer service. `Pool` is the exception:
+/// its subjects are per standby site (`tenantry.pool.<standby id>`), which is not a tenant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum EventContext {
     Signup,
     Lifecycle,
     Provisioning,
+    Pool,
     Vault,
     Identity,
     Billing,
@@ -16,10 +18,11 @@ pub enum EventContext {
 
 impl EventContext {
     /// Every context, in catalogue order.
-    pub const ALL: [EventContext; 6] = [
+    pub const ALL: [EventContext; 7] = [
         EventContext::Signup,
         EventContext::Lifecycle,
         EventContext::Provisioning,
+        EventContext::Pool,
         EventContext::Vault,
         EventContext::Identity,
         EventContext::Billing,
@@ -31,6 +34,7 @@ impl EventContext {
             EventContext::Signup => "signup",
             EventContext::Lifecycle => "lifecycle",
             EventContext::Provisioning => "provisioning",
+            EventContext::Pool => "pool",
             EventContext::Vault => "vault",
             EventContext::Identity => "identity",
             EventContext::Billing => "billing",
@@ -95,7 +99,7 @@ catalogue! {
     SiteResumed => Provisioning, tenant_id;
     SiteBackedUp => Provisioning, tenant_id;
     SiteDeleted => Provisioning, tenant_id;
-    StandbySiteCreated => Provisioning, standby_id;
+    StandbySiteCreated => Pool, standby_id;
     StandbySiteClaimed => Provisioning, tenant_id;
     SiteLimitsApplied => Provisioning, tenant_id;
     CredentialStored => Vault, tenant_id;
@@ -118,6 +122,8 @@ catalogue! {
     SubscriptionCancelled => Billing, tenant_id;
     SubscriptionSuspended => Billing, tenant_id;
     SubscriptionReactivated => Billing, tenant_id;
+    UsageLimitExceeded => Billing, tenant_id;
+    UsageWithinLimits => Billing, tenant_id;
 }
 
 #[cfg(test)]
@@ -139,6 +145,15 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(b.context().as_str(), "signup");
+        let b = Body::StandbySiteCreated(crate::v1::StandbySiteCreated {
+            standby_id: "standby-0123456789ab".into(),
+            ..Default::default()
+        });
+        assert_eq!(
+            (b.context().as_str(), b.tenant_id()),
+            ("pool", "standby-0123456789ab"),
+            "a standby is not a tenant: its own subjects"
+        );
     }
 
     #[test]

@@ -28,6 +28,8 @@ mod sso_tests;
 mod subscription;
 #[cfg(test)]
 mod subscription_tests;
+#[cfg(test)]
+mod subscription_usage_tests;
 mod suggest;
 mod summary;
 
@@ -44,8 +46,8 @@ pub use password::{Password, PasswordContext};
 pub use progress::{Progress, progress, progress_with_sso};
 pub use sso::{IdentityAction, IdentityTrigger, Sso, SsoStatus, decide_identity};
 pub use subscription::{
-    Due, Dunning, Interval, OpenInvoice, Subscription, SubscriptionStatus, Usage, due,
-    invoice_number, next_charge_at, next_due_at,
+    Due, Dunning, Interval, Limits, OpenInvoice, OverLimit, Subscription, SubscriptionStatus,
+    SuspendCause, Usage, due, invoice_number, next_charge_at, next_due_at, next_meter_at,
 };
 pub use suggest::{suggest_alternatives, suggest_subdomain};
 pub use summary::summarize;

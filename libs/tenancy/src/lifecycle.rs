@@ -510,6 +510,8 @@ fn apply_in_place(s: &mut TenantState, event: &Body) -> bool {
         | Body::PaymentFailed(_)
         | Body::SubscriptionSuspended(_)
         | Body::SubscriptionReactivated(_)
+        | Body::UsageLimitExceeded(_)
+        | Body::UsageWithinLimits(_)
         | Body::SubscriptionCancelled(_) => {
             s.subscription.apply(event);
             true

@@ -269,9 +269,17 @@ pub(crate) fn one_of_each(tenant: &str) -> Vec<Body> {
             ..Default::default()
         }),
         Body::SubscriptionReactivated(pb::SubscriptionReactivated {
-            tenant_id: t,
+            tenant_id: t.clone(),
             ..Default::default()
         }),
+        Body::UsageLimitExceeded(pb::UsageLimitExceeded {
+            tenant_id: t.clone(),
+            limit: "users".into(),
+            used: 12,
+            allowed: 10,
+            ..Default::default()
+        }),
+        Body::UsageWithinLimits(pb::UsageWithinLimits { tenant_id: t }),
     ]
 }
 

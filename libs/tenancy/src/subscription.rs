@@ -6,8 +6,13 @@
 //!   Trialing ─TrialEnded→ Active ─PaymentFailed→ PastDue ─grace over→ Suspended
 //!                           ↑                       │                     │
 //!                           └──────InvoicePaid──────┴──────InvoicePaid────┘
+//!   Trialing | Active ─over a plan limit past its grace→ Suspended ─within limits→ back
 //!   any ─SubscriptionCancelled→ Cancelled
 //! ```
+//!
+//! Usage: metered every `meter_every` (UsageRecorded); over a plan limit, a warning
+//! (UsageLimitExceeded, with the grace period's end), then a suspension if still over when it
+//! ends; back within the limits (less usage, or a bigger plan), UsageWithinLimits.
 //!
 //! Pure: time comes in as a parameter, so a restart or a second instance computes the same
 //! due moments from the same facts — nothing is remembered outside the log.
@@ -161,6 +166,56 @@ pub struct Subscription {
     pub issued: std::collections::BTreeSet<String>,
     /// The latest measured usage.
     pub usage: Option<Usage>,
+    /// The current plan's limits.
+    pub limits: Limits,
+    /// Usage is over a limit (warned, suspended when the grace ends), until UsageWithinLimits.
+    pub over_limit: Option<OverLimit>,
+    /// What a reactivation returns to (a trial suspended for its usage stays a trial).
+    pub resume_to: SubscriptionStatus,
+}
+
+/// A plan's limits; 0 is no limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Limits {
+    /// Enabled users.
+    pub max_users: u32,
+    /// File storage, MB.
+    pub max_storage_mb: u64,
+    /// Database, MB.
+    pub max_database_mb: u64,
+}
+
+impl Limits {
+    fn of(l: Option<&proto::v1::PlanLimits>) -> Option<Self> {
+        l.map(|l| Self {
+            max_users: l.max_users,
+            max_storage_mb: l.max_storage_mb,
+            max_database_mb: l.max_database_mb,
+        })
+    }
+
+    /// The first limit `usage` is over: (limit name, used, allowed).
+    pub fn exceeded(&self, usage: &Usage) -> Option<(&'static str, u64, u64)> {
+        let checks = [
+            ("users", u64::from(usage.users), u64::from(self.max_users)),
+            ("database_mb", usage.database_mb, self.max_database_mb),
+            ("storage_mb", usage.storage_mb, self.max_storage_mb),
+        ];
+        checks
+            .into_iter()
+            .find(|(_, used, allowed)| *allowed > 0 && used > allowed)
+    }
+}
+
+/// A limit usage went over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct OverLimit {
+    /// `users`, `database_mb` or `storage_mb`.
+    pub limit: String,
+    /// Still over at this moment, the tenant is suspended.
+    pub grace_ends_at: i64,
 }
 
 /// What a tenant uses, as last measured.
@@ -173,6 +228,8 @@ pub struct Usage {
     pub database_mb: u64,
     /// File storage, MB.
     pub storage_mb: u64,
+    /// When it was measured.
+    pub measured_at: i64,
 }
 
 fn seconds(t: &Option<prost_types::Timestamp>) -> Option<i64> {
@@ -198,6 +255,7 @@ impl Subscription {
                     interval: Interval::parse(&e.interval).unwrap_or_default(),
                     started_at: seconds(&e.started_at).unwrap_or_default(),
                     trial_ends_at: seconds(&e.trial_ends_at),
+                    limits: Limits::of(e.limits.as_ref()).unwrap_or_default(),
                     ..Subscription::default()
                 };
             }
@@ -207,6 +265,9 @@ impl Subscription {
                 if !e.currency.is_empty() {
                     self.price_minor = e.price_minor;
                     e.currency.clone_into(&mut self.currency);
+                }
+                if let Some(l) = Limits::of(e.limits.as_ref()) {
+                    self.limits = l;
                 }
             }
             Body::InvoiceIssued(e) if self.live() => {
@@ -248,14 +309,28 @@ impl Subscription {
                     self.status = S::Active;
                 }
             }
-            Body::SubscriptionSuspended(_) if matches!(self.status, S::PastDue | S::Active) => {
+            Body::SubscriptionSuspended(_)
+                if matches!(self.status, S::PastDue | S::Active | S::Trialing) =>
+            {
+                self.resume_to = if self.status == S::Trialing {
+                    S::Trialing
+                } else {
+                    S::Active
+                };
                 self.status = S::Suspended;
                 self.suspension_requested = true;
             }
             Body::SubscriptionReactivated(_) if self.status == S::Suspended => {
-                self.status = S::Active;
+                self.status = self.resume_to.max(S::Trialing).min(S::Active);
                 self.suspension_requested = false;
             }
+            Body::UsageLimitExceeded(e) if self.live() && self.over_limit.is_none() => {
+                self.over_limit = Some(OverLimit {
+                    limit: e.limit.clone(),
+                    grace_ends_at: seconds(&e.grace_ends_at).unwrap_or_default(),
+                });
+            }
+            Body::UsageWithinLimits(_) if self.over_limit.is_some() => self.over_limit = None,
             Body::SubscriptionCancelled(_) if self.status != S::None => {
                 self.status = S::Cancelled;
             }
@@ -264,6 +339,7 @@ impl Subscription {
                     users: e.users,
                     database_mb: e.database_mb,
                     storage_mb: e.storage_mb,
+                    measured_at: seconds(&e.measured_at).unwrap_or_default(),
                 });
             }
             _ => return false,
@@ -320,13 +396,43 @@ pub enum Due {
         /// The invoice.
         invoice_id: String,
     },
-    /// Ask for the tenant's suspension: this invoice is unpaid past its grace period.
+    /// Ask for the tenant's suspension.
     Suspend {
+        /// Why.
+        cause: SuspendCause,
+    },
+    /// Ask for the tenant's resume: nothing is overdue any more, usage is within the limits.
+    Reactivate,
+    /// Measure the tenant's usage (record UsageRecorded).
+    Meter,
+    /// Record UsageLimitExceeded: the latest usage is over `limit`.
+    WarnOverLimit {
+        /// `users`, `database_mb` or `storage_mb`.
+        limit: &'static str,
+        /// What is used.
+        used: u64,
+        /// What the plan allows.
+        allowed: u64,
+        /// Still over then, the tenant is suspended.
+        grace_ends_at: i64,
+    },
+    /// Record UsageWithinLimits: the latest usage fits the current plan again.
+    WithinLimits,
+}
+
+/// Why billing asks for a suspension.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SuspendCause {
+    /// This invoice is unpaid past its grace period.
+    Unpaid {
         /// The invoice.
         invoice_id: String,
     },
-    /// Ask for the tenant's resume: nothing is overdue any more.
-    Reactivate,
+    /// Usage is over this limit past its grace period.
+    OverLimit {
+        /// `users`, `database_mb` or `storage_mb`.
+        limit: String,
+    },
 }
 
 /// Billing's timing rules.
@@ -338,6 +444,10 @@ pub struct Dunning {
     pub grace: i64,
     /// Seconds between charge attempts while in grace.
     pub retry_every: i64,
+    /// Seconds between usage measurements; 0 turns metering off.
+    pub meter_every: i64,
+    /// Seconds from a usage warning to suspension, if still over.
+    pub usage_grace: i64,
 }
 
 impl Default for Dunning {
@@ -346,6 +456,8 @@ impl Default for Dunning {
             payment_terms: 0,
             grace: 7 * 86_400,
             retry_every: 86_400,
+            meter_every: 0,
+            usage_grace: 7 * 86_400,
         }
     }
 }
@@ -354,28 +466,44 @@ impl Default for Dunning {
 /// recorded gives the next thing; a fact recorded twice changes nothing (see [`Subscription::apply`]).
 pub fn due(sub: &Subscription, now: i64, dunning: &Dunning) -> Option<Due> {
     use SubscriptionStatus as S;
+    if !sub.live() {
+        return None;
+    }
+    // Usage first: a warning or its end changes what a suspension or reactivation decides.
+    if let Some(d) = usage_due(sub, now, dunning) {
+        return Some(d);
+    }
     match sub.status {
         S::None | S::Cancelled => return None,
         S::Trialing => {
+            if let Some(d) = over_limit_suspension(sub, now) {
+                return Some(d);
+            }
             return (sub.trial_ends_at.is_some_and(|t| now >= t)).then_some(Due::EndTrial);
         }
         S::Suspended => {
-            if !sub.overdue() {
+            if !sub.overdue() && sub.over_limit.is_none() {
                 return Some(Due::Reactivate);
             }
         }
         S::Active | S::PastDue => {}
     }
     // Suspension first: it is the most urgent, and nothing else changes it.
-    if sub.status != S::Suspended
-        && let Some(inv) = sub
+    if sub.status != S::Suspended {
+        if let Some(inv) = sub
             .open
             .values()
             .find(|i| i.grace_ends_at.is_some_and(|g| now >= g))
-    {
-        return Some(Due::Suspend {
-            invoice_id: inv.invoice_id.clone(),
-        });
+        {
+            return Some(Due::Suspend {
+                cause: SuspendCause::Unpaid {
+                    invoice_id: inv.invoice_id.clone(),
+                },
+            });
+        }
+        if let Some(d) = over_limit_suspension(sub, now) {
+            return Some(d);
+        }
     }
     let start = sub.period_start(sub.periods_invoiced);
     if now >= start && sub.status != S::Suspended {
@@ -391,6 +519,46 @@ pub fn due(sub: &Subscription, now: i64, dunning: &Dunning) -> Option<Due> {
         .map(|i| Due::Charge {
             invoice_id: i.invoice_id.clone(),
         })
+}
+
+fn over_limit_suspension(sub: &Subscription, now: i64) -> Option<Due> {
+    let over = sub.over_limit.as_ref()?;
+    (now >= over.grace_ends_at).then(|| Due::Suspend {
+        cause: SuspendCause::OverLimit {
+            limit: over.limit.clone(),
+        },
+    })
+}
+
+/// Metering and the limit checks on its latest result.
+fn usage_due(sub: &Subscription, now: i64, dunning: &Dunning) -> Option<Due> {
+    let exceeded = sub.usage.as_ref().and_then(|u| sub.limits.exceeded(u));
+    match (&sub.over_limit, exceeded) {
+        (None, Some((limit, used, allowed))) => {
+            return Some(Due::WarnOverLimit {
+                limit,
+                used,
+                allowed,
+                grace_ends_at: now.saturating_add(dunning.usage_grace),
+            });
+        }
+        (Some(_), None) => return Some(Due::WithinLimits),
+        _ => {}
+    }
+    next_meter_at(sub, dunning)
+        .filter(|at| now >= *at)
+        .map(|_| Due::Meter)
+}
+
+/// When usage is next measured: `meter_every` after the last measurement (at once when there
+/// is none); never while suspended (the site is in maintenance mode) or with metering off.
+pub fn next_meter_at(sub: &Subscription, dunning: &Dunning) -> Option<i64> {
+    if dunning.meter_every <= 0 || !sub.live() || sub.status == SubscriptionStatus::Suspended {
+        return None;
+    }
+    Some(sub.usage.map_or(sub.started_at, |u| {
+        u.measured_at.saturating_add(dunning.meter_every)
+    }))
 }
 
 /// When the next charge of `invoice` is due: at its due time, then every `retry_every` after a
@@ -411,10 +579,10 @@ pub fn next_charge_at(invoice: &OpenInvoice, dunning: &Dunning) -> i64 {
 /// new fact.
 pub fn next_due_at(sub: &Subscription, dunning: &Dunning) -> Option<i64> {
     use SubscriptionStatus as S;
-    match sub.status {
-        S::None | S::Cancelled => None,
+    let own = match sub.status {
+        S::None | S::Cancelled => return None,
         S::Trialing => sub.trial_ends_at,
-        S::Suspended if !sub.overdue() => Some(i64::MIN),
+        S::Suspended if !sub.overdue() && sub.over_limit.is_none() => Some(i64::MIN),
         S::Suspended => sub.open.values().map(|i| next_charge_at(i, dunning)).min(),
         S::Active | S::PastDue => {
             let grace = sub.open.values().filter_map(|i| i.grace_ends_at);
@@ -424,7 +592,16 @@ pub fn next_due_at(sub: &Subscription, dunning: &Dunning) -> Option<i64> {
                 .chain(std::iter::once(sub.period_start(sub.periods_invoiced)))
                 .min()
         }
-    }
+    };
+    let usage_grace = sub
+        .over_limit
+        .as_ref()
+        .filter(|_| sub.status != S::Suspended)
+        .map(|o| o.grace_ends_at);
+    [own, usage_grace, next_meter_at(sub, dunning)]
+        .into_iter()
+        .flatten()
+        .min()
 }
 
 /// The invoice number of `tenant`'s period `period`: the same every time it is computed, so a

@@ -5,18 +5,19 @@ use proptest::prelude::*;
 use proto::v1::{self as pb, event::Body};
 
 use crate::subscription::{
-    Due, Dunning, Subscription, SubscriptionStatus as S, due, invoice_number, next_due_at,
+    Due, Dunning, Subscription, SubscriptionStatus as S, SuspendCause, due, invoice_number,
+    next_due_at,
 };
 
-const DAY: i64 = 86_400;
+pub(crate) const DAY: i64 = 86_400;
 /// 2026-01-31 00:00 UTC: a month end, so calendar months are exercised.
-const T0: i64 = 1_769_817_600;
+pub(crate) const T0: i64 = 1_769_817_600;
 
-fn ts(seconds: i64) -> Option<prost_types::Timestamp> {
+pub(crate) fn ts(seconds: i64) -> Option<prost_types::Timestamp> {
     Some(prost_types::Timestamp { seconds, nanos: 0 })
 }
 
-fn started(trial_days: i64) -> Body {
+pub(crate) fn started(trial_days: i64) -> Body {
     Body::SubscriptionStarted(pb::SubscriptionStarted {
         tenant_id: "t".into(),
         subscription_id: "sub-t".into(),
@@ -28,11 +29,20 @@ fn started(trial_days: i64) -> Body {
         currency: "EUR".into(),
         interval: "month".into(),
         started_at: ts(T0),
+        limits: None,
     })
 }
 
-/// The fact billing records for `d` at `now`; `pay` says whether a charge succeeds.
-fn fact(sub: &Subscription, d: &Due, now: i64, pay: bool, dunning: &Dunning) -> Body {
+/// The fact billing records for `d` at `now`; `pay` says whether a charge succeeds, `users` is
+/// what a measurement finds.
+pub(crate) fn fact(
+    sub: &Subscription,
+    d: &Due,
+    now: i64,
+    pay: bool,
+    users: u32,
+    dunning: &Dunning,
+) -> Body {
     match d {
         Due::EndTrial => Body::TrialEnded(pb::TrialEnded::default()),
         Due::Invoice { period, start, end } => Body::InvoiceIssued(pb::InvoiceIssued {
@@ -59,11 +69,37 @@ fn fact(sub: &Subscription, d: &Due, now: i64, pay: bool, dunning: &Dunning) -> 
                 ..Default::default()
             })
         }
-        Due::Suspend { invoice_id } => Body::SubscriptionSuspended(pb::SubscriptionSuspended {
+        Due::Suspend {
+            cause: SuspendCause::Unpaid { invoice_id },
+        } => Body::SubscriptionSuspended(pb::SubscriptionSuspended {
             invoice_id: invoice_id.clone(),
             ..Default::default()
         }),
+        Due::Suspend {
+            cause: SuspendCause::OverLimit { limit },
+        } => Body::SubscriptionSuspended(pb::SubscriptionSuspended {
+            limit: limit.clone(),
+            ..Default::default()
+        }),
         Due::Reactivate => Body::SubscriptionReactivated(pb::SubscriptionReactivated::default()),
+        Due::Meter => Body::UsageRecorded(pb::UsageRecorded {
+            users,
+            measured_at: ts(now),
+            ..Default::default()
+        }),
+        Due::WarnOverLimit {
+            limit,
+            used,
+            allowed,
+            grace_ends_at,
+        } => Body::UsageLimitExceeded(pb::UsageLimitExceeded {
+            limit: (*limit).to_owned(),
+            used: *used,
+            allowed: *allowed,
+            grace_ends_at: ts(*grace_ends_at),
+            ..Default::default()
+        }),
+        Due::WithinLimits => Body::UsageWithinLimits(pb::UsageWithinLimits::default()),
     }
 }
 
@@ -77,12 +113,25 @@ fn run(
     dunning: &Dunning,
     pays: impl Fn(i64) -> bool,
 ) -> Vec<Body> {
+    run_with_users(sub, from, to, step, dunning, pays, |_| 1)
+}
+
+/// [`run`], with `users(now)` the users a measurement at `now` finds.
+pub(crate) fn run_with_users(
+    sub: &mut Subscription,
+    from: i64,
+    to: i64,
+    step: i64,
+    dunning: &Dunning,
+    pays: impl Fn(i64) -> bool,
+    users: impl Fn(i64) -> u32,
+) -> Vec<Body> {
     let mut facts = Vec::new();
     let mut now = from;
     while now <= to {
         let mut guard = 0;
         while let Some(d) = due(sub, now, dunning) {
-            let f = fact(sub, &d, now, pays(now), dunning);
+            let f = fact(sub, &d, now, pays(now), users(now), dunning);
             assert!(sub.apply(&f), "{d:?} at {now}: its fact must count");
             facts.push(f);
             guard += 1;
@@ -93,7 +142,7 @@ fn run(
     facts
 }
 
-fn count(facts: &[Body], name: &str) -> usize {
+pub(crate) fn count(facts: &[Body], name: &str) -> usize {
     facts.iter().filter(|f| f.type_name() == name).count()
 }
 
@@ -155,6 +204,7 @@ fn unpaid_past_grace_is_suspended_and_paying_reactivates() {
         payment_terms: 0,
         grace: 7 * DAY,
         retry_every: DAY,
+        ..Dunning::default()
     };
     let mut sub = Subscription::default();
     sub.apply(&started(0));
@@ -207,7 +257,14 @@ fn cancelled_is_final_and_facts_twice_count_once() {
     let dunning = Dunning::default();
     let mut sub = Subscription::default();
     sub.apply(&started(0));
-    let issue = fact(&sub, &due(&sub, T0, &dunning).unwrap(), T0, true, &dunning);
+    let issue = fact(
+        &sub,
+        &due(&sub, T0, &dunning).unwrap(),
+        T0,
+        true,
+        1,
+        &dunning,
+    );
     assert!(sub.apply(&issue));
     assert!(!sub.apply(&issue), "the same invoice twice is one invoice");
     assert_eq!(sub.periods_invoiced, 1);
@@ -249,16 +306,16 @@ fn allowed(from: S, to: S) -> bool {
         || matches!(
             (from, to),
             (None, Trialing | Active)
-                | (Trialing, Active | PastDue)
+                | (Trialing, Active | PastDue | Suspended)
                 | (Active, PastDue | Suspended)
                 | (PastDue, Active | Suspended)
-                | (Suspended, Active)
+                | (Suspended, Active | Trialing)
                 | (Trialing | Active | PastDue | Suspended, Cancelled)
         )
 }
 
 fn arb_fact() -> impl Strategy<Value = Body> {
-    (0usize..9, 0u32..3, any::<bool>()).prop_map(|(k, n, flag)| {
+    (0usize..12, 0u32..3, any::<bool>()).prop_map(|(k, n, flag)| {
         let id = invoice_number("t", n);
         match k {
             0 => started(if flag { 14 } else { 0 }),
@@ -282,6 +339,17 @@ fn arb_fact() -> impl Strategy<Value = Body> {
             5 => Body::SubscriptionSuspended(Default::default()),
             6 => Body::SubscriptionReactivated(Default::default()),
             7 => Body::SubscriptionCancelled(Default::default()),
+            8 => Body::UsageRecorded(pb::UsageRecorded {
+                users: n * 10,
+                measured_at: ts(T0),
+                ..Default::default()
+            }),
+            9 => Body::UsageLimitExceeded(pb::UsageLimitExceeded {
+                limit: "users".into(),
+                grace_ends_at: ts(T0 + DAY),
+                ..Default::default()
+            }),
+            10 => Body::UsageWithinLimits(Default::default()),
             _ => Body::PlanChanged(pb::PlanChanged {
                 to_plan: "pro".into(),
                 price_minor: 9_900,

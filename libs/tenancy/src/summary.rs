@@ -265,15 +265,30 @@ pub fn summarize(body: &Body) -> String {
             or_unknown(&e.subscription_id),
             because(&e.reason)
         ),
+        Body::SubscriptionSuspended(e) if e.invoice_id.is_empty() => format!(
+            "Billing asked for suspension: over the plan's {} limit{}",
+            or_unknown(&e.limit),
+            because(&e.reason)
+        ),
         Body::SubscriptionSuspended(e) => format!(
             "Billing asked for suspension: invoice {} unpaid{}",
             or_unknown(&e.invoice_id),
             because(&e.reason)
         ),
-        Body::SubscriptionReactivated(e) => format!(
-            "Billing asked for resume: invoice {} paid",
-            or_unknown(&e.invoice_id)
+        Body::SubscriptionReactivated(_) => {
+            "Billing asked for resume: nothing overdue, usage within the plan".to_owned()
+        }
+        Body::UsageLimitExceeded(e) => format!(
+            "Over the plan's {} limit: {} of {}{}",
+            or_unknown(&e.limit),
+            e.used,
+            e.allowed,
+            e.grace_ends_at
+                .as_ref()
+                .map(|t| format!("; suspended if still over on {}", date(t)))
+                .unwrap_or_default()
         ),
+        Body::UsageWithinLimits(_) => "Usage is within the plan's limits again".to_owned(),
     }
 }
 
