@@ -101,6 +101,21 @@ impl<P: PaymentProvider> Billing for BillingService<P> {
             invoiced_minor: sub.invoiced_minor,
             paid_minor: sub.paid_minor,
             open_minor: sub.open.values().map(|i| i.amount_minor).sum(),
+            usage: sub.usage.map(|u| pb::UsageView {
+                users: u.users,
+                database_mb: u.database_mb,
+                storage_mb: u.storage_mb,
+                measured_at: ts(u.measured_at),
+            }),
+            max_users: sub.limits.max_users,
+            max_storage_mb: sub.limits.max_storage_mb,
+            max_database_mb: sub.limits.max_database_mb,
+            over_limit: sub
+                .over_limit
+                .as_ref()
+                .map(|o| o.limit.clone())
+                .unwrap_or_default(),
+            over_limit_grace_ends_at: sub.over_limit.as_ref().and_then(|o| ts(o.grace_ends_at)),
         }))
     }
 

@@ -16,6 +16,7 @@ pub mod clock;
 pub mod error;
 pub mod grpc;
 pub mod invoices;
+pub mod meter;
 pub mod payment;
 pub mod process;
 
@@ -85,6 +86,8 @@ pub struct Config {
     pub instance_id: String,
     /// Test hook (see [`process::Ctx::crash`]).
     pub crash_at: Option<String>,
+    /// Usage metering; `None` turns it off.
+    pub metering: Option<meter::MeterConfig>,
 }
 
 impl Config {
@@ -111,6 +114,7 @@ impl Config {
             operators: svc::OperatorAuth::default(),
             instance_id: format!("billing-{}", uuid::Uuid::now_v7().simple()),
             crash_at: None,
+            metering: None,
         }
     }
 }
@@ -134,7 +138,8 @@ pub struct BillingArgs {
     /// File holding billing's operator token (or set `TENANTRY_BILLING_TOKEN`).
     #[arg(long = "admin-token-file", env = "TENANTRY_BILLING_TOKEN_FILE")]
     pub admin_token_file: Option<PathBuf>,
-    /// What billing trusts (and presents) when calling the operator API.
+    /// What billing trusts (and presents) when calling the operator API and the vault (one
+    /// internal CA).
     #[command(flatten)]
     pub admin_tls: svc::ClientTlsArgs,
     /// Days from an invoice to its due date.
@@ -146,6 +151,27 @@ pub struct BillingArgs {
     /// Hours between charge attempts in the grace period.
     #[arg(long, env = "TENANTRY_BILLING_RETRY_HOURS", default_value_t = 24)]
     pub retry_hours: i64,
+    /// Fleet file (the provisioner's): its benches' REST front ends and runners, to measure
+    /// each tenant's users, database and files. Without it, usage is not metered.
+    #[arg(long = "fleet", env = "TENANTRY_FLEET")]
+    pub fleet: Option<PathBuf>,
+    /// Vault gRPC endpoint (metering reads each site's API key).
+    #[arg(
+        long = "vault-endpoint",
+        env = "TENANTRY_VAULT_ENDPOINT",
+        default_value = "http://127.0.0.1:50053"
+    )]
+    pub vault_endpoint: String,
+    /// File holding billing's vault token (or set `TENANTRY_BILLING_VAULT_TOKEN`); needed with
+    /// `--fleet`.
+    #[arg(long = "vault-token-file", env = "TENANTRY_BILLING_VAULT_TOKEN_FILE")]
+    pub vault_token_file: Option<PathBuf>,
+    /// Hours between two measurements of a tenant's usage.
+    #[arg(long, env = "TENANTRY_BILLING_METER_HOURS", default_value_t = 24)]
+    pub meter_hours: u64,
+    /// Days from a usage warning (over a plan limit) to suspension, if still over.
+    #[arg(long, env = "TENANTRY_BILLING_USAGE_GRACE_DAYS", default_value_t = 7)]
+    pub usage_grace_days: i64,
     /// How often due tenants are looked for, seconds.
     #[arg(long, env = "TENANTRY_BILLING_TICK_SECS", default_value_t = 5)]
     pub tick_secs: u64,
@@ -207,7 +233,30 @@ impl BillingArgs {
             payment_terms: self.payment_terms_days.max(0) * 86_400,
             grace: self.grace_days.max(0) * 86_400,
             retry_every: self.retry_hours.max(1) * 3_600,
+            meter_every: 0,
+            usage_grace: self.usage_grace_days.max(0) * 86_400,
         };
+        if let Some(fleet) = &self.fleet {
+            let sites = frappe::SiteAccess::load(fleet).map_err(|e| bad(&e))?;
+            let vault_token = svc::secret::load(
+                "billing's vault token",
+                "TENANTRY_BILLING_VAULT_TOKEN",
+                self.vault_token_file.as_deref(),
+            )
+            .map_err(|e| bad(&e))?
+            .ok_or_else(|| {
+                StartError::Config(
+                    "metering (--fleet) needs billing's vault token: set TENANTRY_BILLING_VAULT_TOKEN or --vault-token-file".into(),
+                )
+            })?;
+            c.metering = Some(meter::MeterConfig {
+                sites,
+                vault_endpoint: self.vault_endpoint.clone(),
+                vault_tls: self.admin_tls.load().map_err(|e| bad(&e))?,
+                vault_token,
+                every: Duration::from_secs(self.meter_hours.max(1) * 3_600),
+            });
+        }
         c.tick = Duration::from_secs(self.tick_secs.max(1));
         c.lease_ttl = Duration::from_secs(self.lease_secs.max(1));
         c.ack_wait = Duration::from_secs(self.ack_wait_secs.max(3));
@@ -273,7 +322,17 @@ impl<P: PaymentProvider> Application<P> {
             config.lease_ttl,
         )
         .await?;
+        let meter = match &config.metering {
+            Some(m) => Some(meter::Meter::new(m).map_err(StartError::Config)?),
+            None => None,
+        };
+        let mut dunning = config.dunning;
+        dunning.meter_every = config
+            .metering
+            .as_ref()
+            .map_or(0, |m| i64::try_from(m.every.as_secs()).unwrap_or(i64::MAX));
         let ctx = Arc::new(Ctx {
+            meter,
             store,
             catalogue: Arc::new(config.catalogue.clone()),
             clock,
@@ -282,7 +341,7 @@ impl<P: PaymentProvider> Application<P> {
                 client,
                 token: config.admin_token.clone(),
             },
-            dunning: config.dunning,
+            dunning,
             crash: config.crash_at.clone(),
         });
         Ok(Self {
@@ -461,7 +520,10 @@ impl<P: PaymentProvider> Handler for Subscriptions<P> {
     fn lease_key(&self, event: &eventstore::RecordedEvent) -> Option<String> {
         matches!(
             event.body,
-            Body::TenantProvisioned(_) | Body::SiteDeleted(_) | Body::SiteLimitsApplied(_)
+            Body::TenantProvisioned(_)
+                | Body::SiteDeleted(_)
+                | Body::SiteLimitsApplied(_)
+                | Body::SiteResumed(_)
         )
         .then(|| event.tenant_id.clone())
     }
@@ -475,6 +537,8 @@ impl<P: PaymentProvider> Handler for Subscriptions<P> {
                 Err(e) => Err(e),
             },
             Body::SiteDeleted(_) => self.ctx.cancel(&fence, &tenant).await.map(|()| None),
+            // Running again: measurable again (usage is not metered while suspended).
+            Body::SiteResumed(_) => self.ctx.settle(&fence, &tenant).await,
             Body::SiteLimitsApplied(e) => {
                 match self.ctx.plan_applied(&fence, &tenant, &e.plan).await {
                     Ok(()) => self.ctx.settle(&fence, &tenant).await,

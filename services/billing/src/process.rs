@@ -16,12 +16,15 @@ pub const CALL_LIMIT: Duration = Duration::from_secs(10);
 use eventstore::{Body, EventContext, NewEvent, StoreError};
 use proto::v1::{self as pb, tenant_admin_client::TenantAdminClient};
 use secrecy::{ExposeSecret, SecretString};
-use tenancy::{Due, Dunning, Status, SubscriptionStatus, due, invoice_number, next_due_at};
+use tenancy::{
+    Due, Dunning, Status, SubscriptionStatus, SuspendCause, due, invoice_number, next_due_at,
+};
 use tonic::transport::Channel;
 
 use crate::account::Account;
 use crate::clock::Clock;
 use crate::error::BillingError;
+use crate::meter::{self, Meter};
 use crate::payment::{Charge, ChargeOutcome, PaymentProvider};
 
 /// The proof that this instance bills the tenant now: the worker core's fence.
@@ -51,6 +54,8 @@ pub struct Ctx<P> {
     pub admin: Admin,
     /// Timing rules.
     pub dunning: Dunning,
+    /// Usage measurement (`None`: metering is off).
+    pub meter: Option<Meter>,
     /// Test hook: abort the process at `at:charge` (a charge answered, not recorded),
     /// `at:asked` (a suspension or resume asked for, not recorded), `before:<Event>` or
     /// `after:<Event>`.
@@ -59,6 +64,14 @@ pub struct Ctx<P> {
 
 fn ts(seconds: i64) -> Option<prost_types::Timestamp> {
     Some(prost_types::Timestamp { seconds, nanos: 0 })
+}
+
+fn limits(plan: &plans::Plan) -> Option<pb::PlanLimits> {
+    Some(pb::PlanLimits {
+        max_users: plan.max_users,
+        max_storage_mb: plan.max_storage_mb,
+        max_database_mb: plan.max_database_mb,
+    })
 }
 
 impl<P> Ctx<P> {
@@ -100,6 +113,7 @@ impl<P: PaymentProvider> Ctx<P> {
             currency: plan.currency.clone(),
             interval: plan.interval.clone(),
             started_at: ts(now),
+            limits: limits(plan),
         });
         self.record(fence, &account, "started", body).await
     }
@@ -128,6 +142,7 @@ impl<P: PaymentProvider> Ctx<P> {
             to_plan: to_plan.to_owned(),
             price_minor: plan.price_minor,
             currency: plan.currency.clone(),
+            limits: limits(plan),
         });
         self.record(fence, &account, &format!("plan:{to_plan}"), body)
             .await
@@ -170,6 +185,7 @@ impl<P: PaymentProvider> Ctx<P> {
 
     /// Does everything due now; returns when billing next has something to do.
     pub async fn settle(&self, fence: &Fence, tenant: &str) -> Result<Option<i64>, BillingError> {
+        let mut meter_failed_at = None;
         // Bounded: each round records one fact, and a state has few due facts at one moment.
         for _ in 0..64 {
             let account = Account::load(&self.store, tenant).await?;
@@ -178,15 +194,49 @@ impl<P: PaymentProvider> Ctx<P> {
                 return Ok(None);
             }
             let now = self.clock.now();
-            let Some(d) = due(sub, now, &self.dunning) else {
-                return Ok(next_due_at(sub, &self.dunning));
+            // Only a running site can be measured (a suspended one is in maintenance mode);
+            // SiteResumed settles the tenant again.
+            let mut dunning = self.dunning;
+            if self.meter.is_none()
+                || meter_failed_at.is_some()
+                || account.state.status != Status::Active
+            {
+                dunning.meter_every = 0;
+            }
+            let Some(d) = due(sub, now, &dunning) else {
+                let next = next_due_at(sub, &dunning);
+                // A failed measurement is tried again soon, without holding up the rest.
+                let retry = meter_failed_at.map(|t: i64| t.saturating_add(meter::RETRY_AFTER));
+                return Ok([next, retry].into_iter().flatten().min());
             };
+            if d == Due::Meter {
+                match self.measure(&account, now).await {
+                    Ok(body) => self.record(fence, &account, "usage", body).await?,
+                    Err(why) => {
+                        tracing::warn!(tenant, error = %why, "cannot measure the tenant's usage; trying again later");
+                        meter_failed_at = Some(now);
+                    }
+                }
+                continue;
+            }
             let (tag, body) = self.act(fence, &account, &d, now).await?;
             self.record(fence, &account, &tag, body).await?;
         }
         Err(BillingError::Transient(format!(
             "tenant {tenant}: billing kept finding work; continuing on the next tick"
         )))
+    }
+
+    async fn measure(&self, account: &Account, now: i64) -> Result<Body, String> {
+        let meter = self.meter.as_ref().ok_or("metering is off")?;
+        let usage = meter.measure(&account.id, &account.state, now).await?;
+        Ok(Body::UsageRecorded(pb::UsageRecorded {
+            tenant_id: account.id.clone(),
+            users: usage.users,
+            database_mb: usage.database_mb,
+            storage_mb: usage.storage_mb,
+            measured_at: ts(now),
+        }))
     }
 
     async fn act(
@@ -284,7 +334,9 @@ impl<P: PaymentProvider> Ctx<P> {
                     ),
                 }
             }
-            Due::Suspend { invoice_id } => {
+            Due::Suspend {
+                cause: SuspendCause::Unpaid { invoice_id },
+            } => {
                 let reason = format!("invoice {invoice_id} unpaid past its grace period");
                 self.ask(fence, &tenant, true, &reason).await?;
                 (
@@ -293,12 +345,57 @@ impl<P: PaymentProvider> Ctx<P> {
                         tenant_id: tenant,
                         invoice_id: invoice_id.clone(),
                         reason,
+                        limit: String::new(),
                     }),
                 )
             }
+            Due::Suspend {
+                cause: SuspendCause::OverLimit { limit },
+            } => {
+                let reason = format!("usage over the plan's {limit} limit past its grace period");
+                self.ask(fence, &tenant, true, &reason).await?;
+                (
+                    format!("suspend:{limit}"),
+                    Body::SubscriptionSuspended(pb::SubscriptionSuspended {
+                        tenant_id: tenant,
+                        invoice_id: String::new(),
+                        reason,
+                        limit: limit.clone(),
+                    }),
+                )
+            }
+            Due::WarnOverLimit {
+                limit,
+                used,
+                allowed,
+                grace_ends_at,
+            } => (
+                format!("over:{limit}"),
+                Body::UsageLimitExceeded(pb::UsageLimitExceeded {
+                    tenant_id: tenant,
+                    limit: (*limit).to_owned(),
+                    used: *used,
+                    allowed: *allowed,
+                    grace_ends_at: ts(*grace_ends_at),
+                }),
+            ),
+            Due::WithinLimits => (
+                "within-limits".into(),
+                Body::UsageWithinLimits(pb::UsageWithinLimits { tenant_id: tenant }),
+            ),
+            Due::Meter => {
+                return Err(BillingError::Transient(
+                    "a measurement is taken by settle, not act".into(),
+                ));
+            }
             Due::Reactivate => {
-                self.ask(fence, &tenant, false, "overdue invoices paid")
-                    .await?;
+                self.ask(
+                    fence,
+                    &tenant,
+                    false,
+                    "nothing overdue, usage within the plan",
+                )
+                .await?;
                 (
                     "reactivate".into(),
                     Body::SubscriptionReactivated(pb::SubscriptionReactivated {

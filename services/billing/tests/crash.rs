@@ -2,7 +2,7 @@
 //! instruction) at every step of a tenant's life — before and after each fact, after a charge
 //! is answered but not recorded, after a suspension or resume is asked for but not recorded —
 //! and the next process carries on. Every fact is recorded once, no suspension is missed or
-//! asked for twice, and no charge attempt is recorded twice.
+//! asked for twice, no charge attempt and no usage measurement is recorded twice.
 
 mod common;
 
@@ -46,6 +46,9 @@ struct Env {
     clock: PathBuf,
     admin_url: String,
     listen: String,
+    fleet: PathBuf,
+    vault_url: String,
+    vault_token: String,
 }
 
 fn free_port() -> u16 {
@@ -74,6 +77,9 @@ fn spawn(env: &Env, crash: Option<&str>) -> Billing {
         .env("TENANTRY_BILLING_CLOCK_FILE", &env.clock)
         .env("TENANTRY_OPERATORS", operators)
         .env("TENANTRY_ADMIN_ADDR", "127.0.0.1:0")
+        .env("TENANTRY_FLEET", &env.fleet)
+        .env("TENANTRY_VAULT_ENDPOINT", &env.vault_url)
+        .env("TENANTRY_BILLING_VAULT_TOKEN", &env.vault_token)
         .env_remove("TENANTRY_BILLING_CRASH_AT")
         .stdin(Stdio::null())
         .stdout(if std::env::var_os("TEST_LOG").is_some() {
@@ -112,7 +118,16 @@ async fn killed_at_every_step_billing_records_each_fact_once() {
     let stack = Stack::start(PLANS).await;
     let clock = stack.dir.path().join("clock");
     set_clock(&clock, T0);
+    let fleet = stack.dir.path().join("fleet.toml");
+    std::fs::write(&fleet, common::fleet(&stack.bench)).unwrap();
     let env = Env {
+        fleet,
+        vault_url: stack.vault.endpoint(),
+        vault_token: secrecy::ExposeSecret::expose_secret(&testkit::caller_token(
+            &stack.namespace,
+            "billing",
+        ))
+        .to_owned(),
         namespace: stack.namespace.clone(),
         nats_url: stack.nats_url.clone(),
         plans: stack.plans_file.clone(),
@@ -127,9 +142,11 @@ async fn killed_at_every_step_billing_records_each_fact_once() {
         .await;
 
     // (clock moved to, crash point): each process dies at its point, the next carries on.
-    let steps: [(i64, &str); 12] = [
+    let steps: [(i64, &str); 14] = [
         (T0, "before:SubscriptionStarted"),
         (T0, "after:SubscriptionStarted"),
+        (T0, "before:UsageRecorded"),
+        (T0, "after:UsageRecorded"),
         (T0 + 15 * DAY, "before:TrialEnded"),
         (T0 + 15 * DAY, "before:InvoiceIssued"),
         (T0 + 15 * DAY, "after:InvoiceIssued"),
@@ -230,6 +247,18 @@ async fn killed_at_every_step_billing_records_each_fact_once() {
     distinct.dedup();
     assert_eq!(distinct, attempts, "a charge attempt recorded twice");
     assert!(!attempts.is_empty());
+    // Metered once per day of the clock, never twice for one moment.
+    let measured: Vec<i64> = billing
+        .iter()
+        .filter_map(|e| match &e.body {
+            Body::UsageRecorded(u) => u.measured_at.as_ref().map(|t| t.seconds),
+            _ => None,
+        })
+        .collect();
+    let mut distinct = measured.clone();
+    distinct.dedup();
+    assert_eq!(distinct, measured, "a measurement recorded twice");
+    assert!(measured.contains(&T0), "{measured:?}");
     let lifecycle = stack.events(EventContext::Lifecycle, &tenant).await;
     assert_eq!(count(&lifecycle, "SuspensionRequested"), 1, "asked once");
     assert_eq!(count(&lifecycle, "ResumeRequested"), 1, "asked once");

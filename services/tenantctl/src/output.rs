@@ -563,7 +563,23 @@ impl<'a> Output<'a> {
             "interval": s.interval, "trial_ends_at": time(s.trial_ends_at),
             "next_due_at": time(s.next_due_at), "invoiced_minor": s.invoiced_minor,
             "paid_minor": s.paid_minor, "open_minor": s.open_minor,
+            "usage": s.usage.as_ref().map(|u| serde_json::json!({
+                "users": u.users, "database_mb": u.database_mb, "storage_mb": u.storage_mb,
+                "measured_at": time(u.measured_at),
+            })),
+            "limits": {"max_users": s.max_users, "max_storage_mb": s.max_storage_mb,
+                "max_database_mb": s.max_database_mb},
+            "over_limit": (!s.over_limit.is_empty()).then(|| serde_json::json!({
+                "limit": s.over_limit, "grace_ends_at": time(s.over_limit_grace_ends_at),
+            })),
         });
+        let limit = |v: u64| {
+            if v == 0 {
+                "no limit".to_owned()
+            } else {
+                v.to_string()
+            }
+        };
         if self.json {
             return self.json_line(&view);
         }
@@ -594,6 +610,36 @@ impl<'a> Output<'a> {
             ),
             ("Paid", format!("{} {}", money(s.paid_minor), s.currency)),
             ("Open", format!("{} {}", money(s.open_minor), s.currency)),
+            (
+                "Usage",
+                s.usage.as_ref().map_or_else(
+                    || "not measured".to_owned(),
+                    |u| {
+                        format!(
+                            "{} users (of {}), database {} MB (of {}), files {} MB (of {}), measured {}",
+                            u.users,
+                            limit(u64::from(s.max_users)),
+                            u.database_mb,
+                            limit(s.max_database_mb),
+                            u.storage_mb,
+                            limit(s.max_storage_mb),
+                            time(u.measured_at).unwrap_or_else(|| "-".into())
+                        )
+                    },
+                ),
+            ),
+            (
+                "Over limit",
+                if s.over_limit.is_empty() {
+                    "-".to_owned()
+                } else {
+                    format!(
+                        "{}: suspended on {} if still over",
+                        s.over_limit,
+                        time(s.over_limit_grace_ends_at).unwrap_or_else(|| "-".into())
+                    )
+                },
+            ),
         ];
         for (k, v) in rows {
             writeln!(self.out, "{k:<13} {v}")?;

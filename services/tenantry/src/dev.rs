@@ -270,6 +270,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .with_token("signup", &secrets.signup_vault_token)
         .with_token("provisioner", &secrets.provisioner_vault_token)
         .with_token("identity", &secrets.identity_vault_token)
+        .with_token("billing", &secrets.billing_vault_token)
         .with_token("operator", &secrets.operator_vault_token);
     let mut vault_config = vault::Config::new(
         SecretString::from(database_url.clone()),
@@ -360,10 +361,22 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     billing_config.nats = args.nats.store_config()?;
     billing_config.listen_addr = args.billing_addr;
     billing_config.operators = operators;
+    let billing_vault_tls = match &tls {
+        Some(files) => client_tls(files).load()?,
+        None => svc::ClientTls::default(),
+    };
     if let Some(files) = &tls {
         billing_config.grpc.tls = server_tls(files, false);
         billing_config.admin_tls = client_tls(files).load()?;
     }
+    billing_config.dunning.usage_grace = 7 * 86_400;
+    billing_config.metering = Some(billing::meter::MeterConfig {
+        sites: frappe::SiteAccess::load(&fleet_path)?,
+        vault_endpoint: vault_url.clone(),
+        vault_tls: billing_vault_tls,
+        vault_token: secrets.billing_vault_token.clone(),
+        every: std::time::Duration::from_secs(3_600),
+    });
     let billing_app = billing::Application::build(
         billing_config,
         std::sync::Arc::new(billing::clock::SystemClock),

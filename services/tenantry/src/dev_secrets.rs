@@ -36,6 +36,8 @@ pub struct DevSecrets {
     pub identity_vault_token: SecretString,
     /// The billing service's operator token (it asks for suspensions as `billing`).
     pub billing_token: SecretString,
+    /// The `billing` caller's vault token (metering reads each site's API key).
+    pub billing_vault_token: SecretString,
     /// The API token of the dev Authentik fake (what a real Authentik's API token would be).
     pub authentik_token: SecretString,
     /// The KEK, base64.
@@ -100,18 +102,21 @@ impl DevSecrets {
                 "BILLING_OPERATOR_TOKEN",
             )
             .into(),
+            billing_vault_token: pick(&services, "BILLING_VAULT_TOKEN", "BILLING_VAULT_TOKEN")
+                .into(),
             kek: kek.into(),
             dir: dir.to_owned(),
         };
         write_private(
             &dir.join(SERVICES_FILE),
             &format!(
-                "SIGNUP_VAULT_TOKEN={}\nPROVISIONER_VAULT_TOKEN={}\nIDENTITY_VAULT_TOKEN={}\nAUTHENTIK_FAKE_TOKEN={}\nBILLING_OPERATOR_TOKEN={}\n",
+                "SIGNUP_VAULT_TOKEN={}\nPROVISIONER_VAULT_TOKEN={}\nIDENTITY_VAULT_TOKEN={}\nAUTHENTIK_FAKE_TOKEN={}\nBILLING_OPERATOR_TOKEN={}\nBILLING_VAULT_TOKEN={}\n",
                 secrets.signup_vault_token.expose_secret(),
                 secrets.provisioner_vault_token.expose_secret(),
                 secrets.identity_vault_token.expose_secret(),
                 secrets.authentik_token.expose_secret(),
-                secrets.billing_token.expose_secret()
+                secrets.billing_token.expose_secret(),
+                secrets.billing_vault_token.expose_secret()
             ),
         )?;
         write_private(

@@ -122,6 +122,7 @@ impl AclConfig {
     /// | signup | put_one_time(owner_password, sso_owner_password) |
     /// | provisioner | put/get/revoke(site_admin_password, api_credentials, db_root_password), take_one_time/move_one_time/get/revoke(owner_password) |
     /// | identity | put/get/revoke(oauth_client_secret), take_one_time/move_one_time/get/revoke(sso_owner_password), get(api_credentials) |
+    /// | billing | get(api_credentials) |
     /// | operator | audit, rotate, shred |
     /// | projection | nothing |
     pub fn default_policy() -> Self {
@@ -171,6 +172,8 @@ impl AclConfig {
                 Grant::new("api_credentials", &[Get]),
             ],
         );
+        // The site's API key, to count the tenant's users (read only).
+        add("billing", vec![Grant::new("api_credentials", &[Get])]);
         add(
             "operator",
             vec![Grant::new(ANY_KIND, &[Audit, Rotate, Shred])],

@@ -32,26 +32,26 @@ const OPS: [Op; 7] = [
     Op::Shred,
 ];
 
-/// A custom caller (`billing`, one kind with every per-secret right) and a setup caller
+/// A custom caller (`payments`, one kind with every per-secret right) and a setup caller
 /// (`root`, everything) laid over the default policy.
 fn acl_toml() -> String {
     let hash = |t: &str| vault::acl::token_sha256(&SecretString::from(t.to_owned()));
     format!(
-        r#"[callers.billing]
+        r#"[callers.payments]
 token_sha256 = "{}"
 allow = [{{ kind = "payment_key", ops = ["put", "get", "revoke", "put_one_time", "take_one_time", "move_one_time", "shred"] }}]
 [callers.root]
 token_sha256 = "{}"
 allow = [{{ kind = "*", ops = ["put", "get", "revoke", "put_one_time", "take_one_time", "move_one_time", "shred", "audit", "rotate"] }}]
 "#,
-        hash("billing-token"),
+        hash("payments-token"),
         hash("root-token")
     )
 }
 
 fn client(vault: &TestVault, caller: &str) -> VaultClient {
     match caller {
-        "billing" | "root" => VaultClient::connect(
+        "payments" | "root" => VaultClient::connect(
             vault.endpoint(),
             &SecretString::from(format!("{caller}-token")),
         )
@@ -126,14 +126,14 @@ async fn every_caller_operation_and_kind_is_allowed_exactly_as_granted_and_refus
     let cfg = AclConfig::parse_toml(&acl_toml()).unwrap();
     let root = client(&vault, "root");
     let mut cases = Vec::new();
-    for caller in CALLERS.iter().copied().chain(["billing"]) {
+    for caller in CALLERS.iter().copied().chain(["payments"]) {
         for (i, op) in OPS.iter().copied().enumerate() {
             for kind in KINDS {
                 cases.push((caller, i, op, kind));
             }
         }
     }
-    assert_eq!(cases.len(), 6 * OPS.len() * KINDS.len());
+    assert_eq!(cases.len(), (CALLERS.len() + 1) * OPS.len() * KINDS.len());
     let outcomes: Vec<_> = futures::stream::iter(cases)
         .map(|(caller, i, op, kind)| {
             let (vault, root) = (&vault, &root);
@@ -240,7 +240,7 @@ async fn a_stored_secret_keeps_its_kind() {
 async fn shred_needs_a_grant_covering_every_kind_the_tenant_holds() {
     let vault = testkit::spawn_vault_with_acl(&testkit::unique_namespace(), &acl_toml()).await;
     let root = client(&vault, "root");
-    let billing = client(&vault, "billing");
+    let payments = client(&vault, "payments");
     root.put("mixed", "pay", "payment_key", &secret("p"), "")
         .await
         .unwrap();
@@ -253,7 +253,7 @@ async fn shred_needs_a_grant_covering_every_kind_the_tenant_holds() {
     )
     .await
     .unwrap();
-    let (c, msg) = code(billing.shred_tenant("mixed", "").await);
+    let (c, msg) = code(payments.shred_tenant("mixed", "").await);
     assert_eq!(c, Code::PermissionDenied, "{msg}");
     assert!(msg.contains("api_credentials"), "{msg}");
     // Nothing was destroyed.
@@ -268,7 +268,7 @@ async fn shred_needs_a_grant_covering_every_kind_the_tenant_holds() {
     root.put("own", "pay", "payment_key", &secret("p"), "")
         .await
         .unwrap();
-    assert_eq!(billing.shred_tenant("own", "").await.unwrap(), 1);
+    assert_eq!(payments.shred_tenant("own", "").await.unwrap(), 1);
     // The operator's `*` grant covers every kind.
     assert_eq!(
         vault

@@ -14,10 +14,11 @@ use vault_client::VaultClient;
 use zeroize::Zeroizing;
 
 /// The callers of the default ACL; each gets a token.
-pub const CALLERS: [&str; 5] = [
+pub const CALLERS: [&str; 6] = [
     "signup",
     "provisioner",
     "identity",
+    "billing",
     "operator",
     "projection",
 ];

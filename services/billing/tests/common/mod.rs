@@ -32,7 +32,8 @@ pub fn as_operator<T>(token: &str, message: T) -> tonic::Request<T> {
     r
 }
 
-fn fleet(b: &SimBench) -> String {
+/// The provisioner's fleet file for `b` (billing's metering reads the same one).
+pub fn fleet(b: &SimBench) -> String {
     let RunnerConfig::Local {
         bench_dir,
         bench_bin,
