@@ -15,7 +15,7 @@ PROTO = (ROOT / "proto/tenantry/v1/events.proto").read_text()
 CATALOGUE = (ROOT / "libs/proto/src/event_type.rs").read_text()
 INTRO = (ROOT / "docs/events.intro.md").read_text()
 
-CONTEXT_ORDER = ["Signup", "Lifecycle", "Provisioning", "Vault", "Identity", "Billing"]
+CONTEXT_ORDER = ["Signup", "Lifecycle", "Provisioning", "Pool", "Vault", "Identity", "Billing"]
 
 
 def messages():
@@ -93,7 +93,7 @@ def render():
         in_ctx = [(t, f, n) for (t, f, n) in entries if ctx.get(t) == context]
         if not in_ctx:
             continue
-        subject = f"tenantry.{context.lower()}.<tenant_id>"
+        subject = f"tenantry.{context.lower()}.<{'standby_id' if context == 'Pool' else 'tenant_id'}>"
         lines += [f"## {context} — `{subject}`", ""]
         for typ, field, number in in_ctx:
             lead, fields = msgs[typ]

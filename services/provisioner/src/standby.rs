@@ -441,7 +441,9 @@ async fn build(
                 apps: entry.apps.clone(),
                 duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             });
-            let subject = ctx.store.subject(EventContext::Provisioning, &entry.id);
+            // The pool's own subject: a standby is not a tenant, and consumers of tenant
+            // provisioning (billing, identity, outside subscribers) must never see one.
+            let subject = ctx.store.subject(EventContext::Pool, &entry.id);
             let event = NewEvent::new(body).with_id(process::event_id(
                 &entry.id,
                 0,

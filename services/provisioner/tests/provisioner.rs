@@ -495,6 +495,33 @@ async fn a_signup_claims_a_standby_and_the_pool_refills() {
         "{dirs:?}"
     );
     assert!(dirs.contains(&p.site));
+    // Standbys live on the pool's own subjects; tenant provisioning subjects never hold one.
+    let store = &stack.store;
+    let pool = store
+        .replay(&store.context_filter(EventContext::Pool), 1)
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    assert!(pool.len() >= 4, "{} StandbySiteCreated", pool.len());
+    assert!(
+        pool.iter()
+            .all(|e| e.event_type == "StandbySiteCreated" && e.tenant_id.starts_with("standby-"))
+    );
+    assert!(pool.iter().any(|e| e.tenant_id == claim.standby_id));
+    let provisioning = store
+        .replay(&store.context_filter(EventContext::Provisioning), 1)
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    assert!(
+        provisioning
+            .iter()
+            .all(|e| !e.tenant_id.starts_with("standby-"))
+    );
     prov.stop().await;
 }
 
