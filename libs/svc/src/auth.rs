@@ -157,7 +157,8 @@ impl std::fmt::Debug for OperatorAuth {
     }
 }
 
-fn valid_name(name: &str) -> bool {
+/// An operator name: 1–64 of `a-z A-Z 0-9 . _ @ -` (it goes into events and log lines).
+pub fn valid_name(name: &str) -> bool {
     (1..=64).contains(&name.len())
         && name
             .bytes()

@@ -529,6 +529,8 @@ pub struct Actor {
     pub kind: String,
     /// Operator name, service name, …
     pub id: String,
+    /// The person a service acted for, if any.
+    pub on_behalf_of: Option<String>,
 }
 
 impl Actor {
@@ -537,6 +539,7 @@ impl Actor {
         Self {
             kind: "operator".into(),
             id: name.into(),
+            on_behalf_of: None,
         }
     }
 
@@ -545,7 +548,14 @@ impl Actor {
         Self {
             kind: kind.to_owned(),
             id: id.into(),
+            on_behalf_of: None,
         }
+    }
+
+    /// The same service, acting for `person` (named by the service, which authenticated them).
+    pub fn for_person(mut self, person: impl Into<String>) -> Self {
+        self.on_behalf_of = Some(person.into());
+        self
     }
 }
 
@@ -554,6 +564,7 @@ impl From<Actor> for pb::Actor {
         pb::Actor {
             kind: a.kind,
             id: a.id,
+            on_behalf_of: a.on_behalf_of.unwrap_or_default(),
         }
     }
 }

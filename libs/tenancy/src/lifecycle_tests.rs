@@ -64,6 +64,7 @@ pub(crate) fn one_of_each(tenant: &str) -> Vec<Body> {
     let actor = Some(pb::Actor {
         kind: "operator".into(),
         id: "alice".into(),
+        ..Default::default()
     });
     vec![
         Body::TenantRequested(requested(tenant)),

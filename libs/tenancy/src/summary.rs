@@ -305,10 +305,14 @@ fn because(reason: &str) -> String {
 }
 
 fn by(actor: Option<&pb::Actor>) -> String {
-    match actor {
+    let who = match actor {
         Some(a) if !a.id.is_empty() && !a.kind.is_empty() => format!(" by {} {}", a.kind, a.id),
         Some(a) if !a.id.is_empty() || !a.kind.is_empty() => format!(" by {}{}", a.kind, a.id),
-        _ => String::new(),
+        _ => return String::new(),
+    };
+    match actor.map(|a| a.on_behalf_of.as_str()) {
+        Some(person) if !person.is_empty() => format!("{who} for {person}"),
+        _ => who,
     }
 }
 
@@ -418,6 +422,7 @@ mod tests {
             requested_by: Some(pb::Actor {
                 kind: "billing".into(),
                 id: "billing-1".into(),
+                ..Default::default()
             }),
             ..Default::default()
         }));

@@ -138,11 +138,14 @@ impl<P: PaymentProvider> Billing for BillingService<P> {
         &self,
         request: Request<pb::BillingChangePlanRequest>,
     ) -> Result<Response<pb::BillingChangePlanResponse>, Status> {
-        if !svc::auth::operator(&request).is_some_and(|o| o.role.covers(svc::Role::Admin)) {
+        let Some(caller) = svc::auth::operator(&request)
+            .filter(|o| o.role.covers(svc::Role::Admin))
+            .map(|o| o.name.clone())
+        else {
             return Err(Status::permission_denied(
                 "changing a plan needs an admin operator's token",
             ));
-        }
+        };
         let r = request.into_inner();
         let tenant = tenant_id(&r.tenant_id)?;
         let Some(plan) = self.ctx.catalogue.plan(&r.plan) else {
@@ -183,7 +186,7 @@ impl<P: PaymentProvider> Billing for BillingService<P> {
                 )));
             }
         }
-        let answer = self.ctx.ask_plan_change(&tenant, &r.plan).await?;
+        let answer = self.ctx.ask_plan_change(&tenant, &r.plan, &caller).await?;
         Ok(Response::new(pb::BillingChangePlanResponse {
             tenant_id: tenant,
             from_plan: from,

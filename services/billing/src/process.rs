@@ -153,6 +153,7 @@ impl<P: PaymentProvider> Ctx<P> {
         &self,
         tenant: &str,
         plan: &str,
+        for_person: &str,
     ) -> Result<pb::AdminCommandResponse, tonic::Status> {
         let mut client = self.admin.client.clone();
         let mut r = tonic::Request::new(pb::ChangePlanRequest {
@@ -165,6 +166,13 @@ impl<P: PaymentProvider> Ctx<P> {
             bearer
                 .parse()
                 .map_err(|_| tonic::Status::internal("billing's operator token is not ASCII"))?,
+        );
+        // The audit names the person who asked billing, not only billing.
+        r.metadata_mut().insert(
+            "tenantry-on-behalf-of",
+            for_person
+                .parse()
+                .map_err(|_| tonic::Status::internal("the operator's name is not ASCII"))?,
         );
         client.change_plan(r).await.map(tonic::Response::into_inner)
     }
@@ -389,13 +397,23 @@ impl<P: PaymentProvider> Ctx<P> {
                 ));
             }
             Due::Reactivate => {
-                self.ask(
-                    fence,
-                    &tenant,
-                    false,
-                    "nothing overdue, usage within the plan",
-                )
-                .await?;
+                // Billing lifts only its own hold: a tenant a person suspended stays suspended
+                // until a person resumes it.
+                if account.suspended_by_a_service() {
+                    self.ask(
+                        fence,
+                        &tenant,
+                        false,
+                        "nothing overdue, usage within the plan",
+                    )
+                    .await?;
+                } else {
+                    tracing::info!(
+                        tenant,
+                        by = ?account.suspended_by,
+                        "billing's hold is lifted; the tenant stays suspended by an operator"
+                    );
+                }
                 (
                     "reactivate".into(),
                     Body::SubscriptionReactivated(pb::SubscriptionReactivated {

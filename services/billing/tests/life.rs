@@ -336,6 +336,20 @@ async fn a_tenants_billing_life_with_two_instances() {
         })
         .unwrap();
     assert_eq!(price, 4900);
+    // The audit names both: billing, acting for the accountant who called it.
+    let by = stack
+        .events(EventContext::Lifecycle, &tenant)
+        .await
+        .iter()
+        .find_map(|e| match &e.body {
+            Body::PlanChangeRequested(p) => p.requested_by.clone(),
+            _ => None,
+        })
+        .expect("PlanChangeRequested");
+    assert_eq!(
+        (by.kind.as_str(), by.id.as_str(), by.on_behalf_of.as_str()),
+        ("service", "billing", "accountant")
+    );
     // Metering found 12 users: a downgrade to Starter (5 users) is refused, naming the limit.
     store
         .append_latest(
@@ -374,6 +388,7 @@ async fn a_tenants_billing_life_with_two_instances() {
                     requested_by: Some(pb::Actor {
                         kind: "operator".into(),
                         id: "test".into(),
+                        ..Default::default()
                     }),
                 },
             ))],

@@ -196,6 +196,7 @@ fn actor() -> Option<pb::Actor> {
     Some(pb::Actor {
         kind: "operator".into(),
         id: "test".into(),
+        ..Default::default()
     })
 }
 

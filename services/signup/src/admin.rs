@@ -106,18 +106,32 @@ fn reason(raw: &str) -> Result<String, SignupError> {
     Ok(r.to_owned())
 }
 
+/// Metadata a service operator sets to name the person it acts for (billing: the accountant who
+/// called its `ChangePlan`). Ignored from anyone else.
+pub const ON_BEHALF_OF: &str = "tenantry-on-behalf-of";
+
 /// The operator bound to the call's token (the interceptor put it there). The name is never
-/// taken from what the caller says about itself.
+/// taken from what the caller says about itself; only a service may add whom it acts for.
 fn actor<T>(request: &Request<T>) -> Result<Actor, SignupError> {
-    svc::auth::operator(request)
-        .map(|o| {
-            if o.service {
-                Actor::service("service", &o.name)
-            } else {
-                Actor::operator(&o.name)
-            }
-        })
-        .ok_or(SignupError::Unauthenticated)
+    let o = svc::auth::operator(request).ok_or(SignupError::Unauthenticated)?;
+    if !o.service {
+        return Ok(Actor::operator(&o.name));
+    }
+    let actor = Actor::service("service", &o.name);
+    let Some(person) = request.metadata().get(ON_BEHALF_OF) else {
+        return Ok(actor);
+    };
+    let person = person
+        .to_str()
+        .ok()
+        .filter(|p| svc::auth::valid_name(p))
+        .ok_or_else(|| {
+            SignupError::Invalid(vec![crate::error::Violation::new(
+                ON_BEHALF_OF,
+                "the metadata tenantry-on-behalf-of must be an operator name: 1-64 of a-z A-Z 0-9 . _ @ -",
+            )])
+        })?;
+    Ok(actor.for_person(person))
 }
 
 fn answer(

@@ -609,9 +609,11 @@ async fn a_grpc_web_request_over_http1_succeeds_with_cors() {
 #[tokio::test]
 async fn a_service_operator_is_recorded_as_a_service_on_what_it_asks_for() {
     let billing_token = "billing-service-token-0123456789";
+    let person_token = "mallory-person-token-0123456789";
     let operators = format!(
-        "[operators.billing]\ntoken_sha256 = \"{}\"\nrole = \"admin\"\nservice = true\n",
-        svc::auth::token_sha256(billing_token)
+        "[operators.billing]\ntoken_sha256 = \"{}\"\nrole = \"admin\"\nservice = true\n[operators.mallory]\ntoken_sha256 = \"{}\"\nrole = \"admin\"\n",
+        svc::auth::token_sha256(billing_token),
+        svc::auth::token_sha256(person_token)
     );
     let stack = spawn_stack_with(|c| {
         c.operator_auth = Some(svc::OperatorAuth::from_toml(&operators).unwrap());
@@ -645,4 +647,55 @@ async fn a_service_operator_is_recorded_as_a_service_on_what_it_asks_for() {
         })
         .expect("SuspensionRequested");
     assert_eq!((by.kind.as_str(), by.id.as_str()), ("service", "billing"));
+    assert!(by.on_behalf_of.is_empty(), "billing acted on its own");
+
+    // A service names the person it acts for; a malformed name is refused, naming the field.
+    let resume = |token: &str, person: &str| {
+        let mut r = tonic::Request::new(proto::v1::ResumeTenantRequest {
+            tenant_id: tenant.clone(),
+            reason: "paid".into(),
+        });
+        r.metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        r.metadata_mut()
+            .insert("tenantry-on-behalf-of", person.parse().unwrap());
+        r
+    };
+    let refused = admin
+        .resume_tenant(resume(billing_token, "alice smith"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert!(
+        refused.message().contains("tenantry-on-behalf-of"),
+        "{}",
+        refused.message()
+    );
+    // A person cannot speak for someone else: the header is ignored, the actor is themselves.
+    stack
+        .provision(
+            &tenant,
+            vec![Body::SiteSuspended(proto::v1::SiteSuspended {
+                tenant_id: tenant.clone(),
+                ..Default::default()
+            })],
+        )
+        .await;
+    admin
+        .resume_tenant(resume(person_token, "alice"))
+        .await
+        .expect("mallory may resume");
+    let by = stack
+        .events()
+        .await
+        .into_iter()
+        .find_map(|e| match e.body {
+            Body::ResumeRequested(r) if r.tenant_id == tenant => r.requested_by,
+            _ => None,
+        })
+        .expect("ResumeRequested");
+    assert_eq!(
+        (by.kind.as_str(), by.id.as_str(), by.on_behalf_of.as_str()),
+        ("operator", "mallory", "")
+    );
 }
