@@ -126,6 +126,8 @@ pub struct OpenInvoice {
     pub failed_attempts: u32,
     /// Unpaid after this (set by the first failed charge), the tenant is suspended.
     pub grace_ends_at: Option<i64>,
+    /// When the latest charge was declined.
+    pub last_failed_at: Option<i64>,
 }
 
 /// A tenant's subscription, folded from its billing facts. Times are Unix seconds.
@@ -285,6 +287,7 @@ impl Subscription {
                         due_at: seconds(&e.due_at).unwrap_or_default(),
                         failed_attempts: 0,
                         grace_ends_at: None,
+                        last_failed_at: None,
                     },
                 );
             }
@@ -293,6 +296,9 @@ impl Subscription {
                     return false;
                 };
                 inv.failed_attempts = inv.failed_attempts.max(e.attempt);
+                if let Some(at) = seconds(&e.failed_at) {
+                    inv.last_failed_at = Some(inv.last_failed_at.map_or(at, |l| l.max(at)));
+                }
                 if inv.grace_ends_at.is_none() {
                     inv.grace_ends_at = seconds(&e.grace_ends_at);
                 }
@@ -561,18 +567,21 @@ pub fn next_meter_at(sub: &Subscription, dunning: &Dunning) -> Option<i64> {
     }))
 }
 
-/// When the next charge of `invoice` is due: at its due time, then every `retry_every` after a
-/// failure, while in grace.
+/// When the next charge of `invoice` is due: at its due time, then on the retry schedule
+/// (`retry_every` apart from the due time) — but never sooner than `retry_every` after the
+/// latest decline, so attempts missed while the provider was down do not catch up back to back.
 pub fn next_charge_at(invoice: &OpenInvoice, dunning: &Dunning) -> i64 {
     if invoice.failed_attempts == 0 {
-        invoice.due_at
-    } else {
-        invoice.due_at.saturating_add(
-            dunning
-                .retry_every
-                .saturating_mul(i64::from(invoice.failed_attempts)),
-        )
+        return invoice.due_at;
     }
+    let scheduled = invoice.due_at.saturating_add(
+        dunning
+            .retry_every
+            .saturating_mul(i64::from(invoice.failed_attempts)),
+    );
+    invoice.last_failed_at.map_or(scheduled, |at| {
+        scheduled.max(at.saturating_add(dunning.retry_every))
+    })
 }
 
 /// When [`due`] next has something to do (to sleep until then), `None` when never without a

@@ -66,6 +66,7 @@ pub(crate) fn fact(
                 invoice_id: invoice_id.clone(),
                 attempt: inv.failed_attempts + 1,
                 grace_ends_at: ts(inv.grace_ends_at.unwrap_or(now + dunning.grace)),
+                failed_at: ts(now),
                 ..Default::default()
             })
         }
@@ -237,6 +238,47 @@ fn unpaid_past_grace_is_suspended_and_paying_reactivates() {
     );
     assert_eq!(sub.status, S::Active);
     assert!(!sub.suspension_requested);
+}
+
+#[test]
+fn retries_after_a_provider_outage_do_not_catch_up_back_to_back() {
+    let dunning = Dunning {
+        grace: 10 * DAY,
+        retry_every: DAY,
+        ..Dunning::default()
+    };
+    let mut sub = Subscription::default();
+    sub.apply(&started(0));
+    let issue = fact(
+        &sub,
+        &due(&sub, T0, &dunning).unwrap(),
+        T0,
+        true,
+        1,
+        &dunning,
+    );
+    sub.apply(&issue);
+    // Declined at once; then the provider is down for four days (nothing recorded).
+    let first = fact(
+        &sub,
+        &due(&sub, T0, &dunning).unwrap(),
+        T0,
+        false,
+        1,
+        &dunning,
+    );
+    sub.apply(&first);
+    let back = T0 + 4 * DAY;
+    let retry = due(&sub, back, &dunning).expect("a retry is due");
+    let declined = fact(&sub, &retry, back, false, 1, &dunning);
+    assert!(matches!(declined, Body::PaymentFailed(_)));
+    sub.apply(&declined);
+    // The next attempt is a day after the latest decline, not at once for each missed day.
+    assert_eq!(due(&sub, back + DAY - 1, &dunning), None);
+    assert!(matches!(
+        due(&sub, back + DAY, &dunning),
+        Some(Due::Charge { .. })
+    ));
 }
 
 #[test]

@@ -338,6 +338,7 @@ impl<P: PaymentProvider> Ctx<P> {
                             grace_ends_at: ts(inv
                                 .grace_ends_at
                                 .unwrap_or(now + self.dunning.grace)),
+                            failed_at: ts(now),
                         }),
                     ),
                 }

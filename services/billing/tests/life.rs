@@ -210,9 +210,11 @@ async fn a_tenants_billing_life_with_two_instances() {
         .invoices;
     assert_eq!(invoices.len(), 1);
     assert_eq!(invoices[0].status, "open");
-    assert!(
-        invoices[0].failed_attempts >= 7,
-        "charged daily in grace: {:?}",
+    // Declined when the trial ended, and once more when the clock jumped 8 days: missed daily
+    // retries do not catch up back to back.
+    assert_eq!(
+        invoices[0].failed_attempts, 2,
+        "one retry after the jump: {:?}",
         invoices[0]
     );
     let number = invoices[0].invoice_id.clone();
