@@ -72,9 +72,10 @@ impl Bench {
     }
 }
 
-/// `[[<bytes>]]` as printed by `execute frappe.db.sql`; nothing printed (an empty result) is 0.
+/// `[[<bytes>]]` as printed by `execute frappe.db.sql`. The query always answers one row, so
+/// nothing printed means the output was lost: not a size.
 pub fn database_size(value: Option<&Value>) -> Option<u64> {
-    let Some(value) = value else { return Some(0) };
+    let value = value?;
     let cell = value.get(0)?.get(0)?;
     match cell {
         Value::Null => Some(0),
@@ -138,7 +139,11 @@ mod tests {
             Some(1_589_248)
         );
         assert_eq!(database_size(Some(&json!([[null]]))), Some(0));
-        assert_eq!(database_size(None), Some(0));
+        assert_eq!(
+            database_size(None),
+            None,
+            "no output is not an empty database"
+        );
         assert_eq!(database_size(Some(&json!({"x": 1}))), None);
         assert_eq!(database_size(Some(&json!([[-1]]))), None);
     }

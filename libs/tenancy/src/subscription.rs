@@ -174,6 +174,8 @@ pub struct Subscription {
     pub over_limit: Option<OverLimit>,
     /// What a reactivation returns to (a trial suspended for its usage stays a trial).
     pub resume_to: SubscriptionStatus,
+    /// The current suspension is for usage over a limit (not only for an unpaid invoice).
+    pub suspended_for_usage: bool,
 }
 
 /// A plan's limits; 0 is no limit.
@@ -315,9 +317,10 @@ impl Subscription {
                     self.status = S::Active;
                 }
             }
-            Body::SubscriptionSuspended(_)
+            Body::SubscriptionSuspended(e)
                 if matches!(self.status, S::PastDue | S::Active | S::Trialing) =>
             {
+                self.suspended_for_usage = !e.limit.is_empty();
                 self.resume_to = if self.status == S::Trialing {
                     S::Trialing
                 } else {
@@ -327,8 +330,15 @@ impl Subscription {
                 self.suspension_requested = true;
             }
             Body::SubscriptionReactivated(_) if self.status == S::Suspended => {
-                self.status = self.resume_to.max(S::Trialing).min(S::Active);
+                // Anything but a trial (including state saved before `resume_to` existed)
+                // returns to active.
+                self.status = if self.resume_to == S::Trialing {
+                    S::Trialing
+                } else {
+                    S::Active
+                };
                 self.suspension_requested = false;
+                self.suspended_for_usage = false;
             }
             Body::UsageLimitExceeded(e) if self.live() && self.over_limit.is_none() => {
                 self.over_limit = Some(OverLimit {
@@ -488,7 +498,7 @@ pub fn due(sub: &Subscription, now: i64, dunning: &Dunning) -> Option<Due> {
             return (sub.trial_ends_at.is_some_and(|t| now >= t)).then_some(Due::EndTrial);
         }
         S::Suspended => {
-            if !sub.overdue() && sub.over_limit.is_none() {
+            if reactivatable(sub) {
                 return Some(Due::Reactivate);
             }
         }
@@ -527,9 +537,21 @@ pub fn due(sub: &Subscription, now: i64, dunning: &Dunning) -> Option<Due> {
         })
 }
 
+/// Suspended, and nothing holds it there any more: no overdue invoice, and if the suspension
+/// was for usage, usage within the limits. (A tenant suspended only for an unpaid invoice is
+/// reactivated once paid even while over a limit: it is measured again, and suspended for its
+/// usage only if still over.)
+fn reactivatable(sub: &Subscription) -> bool {
+    !sub.overdue() && (!sub.suspended_for_usage || sub.over_limit.is_none())
+}
+
+/// The usage grace is over and a measurement taken since says the tenant is still over.
 fn over_limit_suspension(sub: &Subscription, now: i64) -> Option<Due> {
     let over = sub.over_limit.as_ref()?;
-    (now >= over.grace_ends_at).then(|| Due::Suspend {
+    let measured_since = sub
+        .usage
+        .is_some_and(|u| u.measured_at >= over.grace_ends_at);
+    (now >= over.grace_ends_at && measured_since).then(|| Due::Suspend {
         cause: SuspendCause::OverLimit {
             limit: over.limit.clone(),
         },
@@ -549,6 +571,17 @@ fn usage_due(sub: &Subscription, now: i64, dunning: &Dunning) -> Option<Due> {
             });
         }
         (Some(_), None) => return Some(Due::WithinLimits),
+        // The grace is over: measure once more before anything is decided on old figures.
+        (Some(over), Some(_))
+            if dunning.meter_every > 0
+                && now >= over.grace_ends_at
+                && sub.status != SubscriptionStatus::Suspended
+                && sub
+                    .usage
+                    .is_some_and(|u| u.measured_at < over.grace_ends_at) =>
+        {
+            return Some(Due::Meter);
+        }
         _ => {}
     }
     next_meter_at(sub, dunning)
@@ -557,9 +590,10 @@ fn usage_due(sub: &Subscription, now: i64, dunning: &Dunning) -> Option<Due> {
 }
 
 /// When usage is next measured: `meter_every` after the last measurement (at once when there
-/// is none); never while suspended (the site is in maintenance mode) or with metering off.
+/// is none); never with metering off. Whether the site is running (a suspended one is in
+/// maintenance mode and cannot be measured) is the caller's to know: it turns metering off.
 pub fn next_meter_at(sub: &Subscription, dunning: &Dunning) -> Option<i64> {
-    if dunning.meter_every <= 0 || !sub.live() || sub.status == SubscriptionStatus::Suspended {
+    if dunning.meter_every <= 0 || !sub.live() {
         return None;
     }
     Some(sub.usage.map_or(sub.started_at, |u| {
@@ -591,7 +625,7 @@ pub fn next_due_at(sub: &Subscription, dunning: &Dunning) -> Option<i64> {
     let own = match sub.status {
         S::None | S::Cancelled => return None,
         S::Trialing => sub.trial_ends_at,
-        S::Suspended if !sub.overdue() && sub.over_limit.is_none() => Some(i64::MIN),
+        S::Suspended if reactivatable(sub) => Some(i64::MIN),
         S::Suspended => sub.open.values().map(|i| next_charge_at(i, dunning)).min(),
         S::Active | S::PastDue => {
             let grace = sub.open.values().filter_map(|i| i.grace_ends_at);

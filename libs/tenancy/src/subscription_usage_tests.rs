@@ -111,25 +111,137 @@ fn over_a_limit_warns_then_suspends_after_the_grace_and_a_bigger_plan_reactivate
     let grace_end = w.grace_ends_at.as_ref().unwrap().seconds;
     assert_eq!(grace_end, T0 + 5 * DAY);
     assert_eq!(sub.status, S::Suspended);
-    // Not measured while suspended (the site is in maintenance mode).
-    assert_eq!(next_meter_at(&sub, &dunning), None);
+    assert!(sub.suspended_for_usage);
     assert_eq!(
-        due(&sub, T0 + 30 * DAY, &dunning).map(|d| matches!(d, Due::Invoice { .. })),
+        due(
+            &sub,
+            T0 + 30 * DAY,
+            &Dunning {
+                meter_every: 0,
+                ..dunning
+            }
+        )
+        .map(|d| matches!(d, Due::Invoice { .. })),
         None,
         "nothing invoiced while suspended and paid up"
     );
 
-    // A plan with room for 25 users: within limits, then reactivated.
+    // A plan with room for 25 users: within limits, then reactivated (the site is still in
+    // maintenance mode: nothing is measured meanwhile).
+    let site_suspended = Dunning {
+        meter_every: 0,
+        ..dunning
+    };
     assert!(sub.apply(&plan_with(25)));
     let now = T0 + 9 * DAY;
-    assert_eq!(due(&sub, now, &dunning), Some(Due::WithinLimits));
+    assert_eq!(due(&sub, now, &site_suspended), Some(Due::WithinLimits));
     let f = fact(&sub, &Due::WithinLimits, now, true, 12, &dunning);
     assert!(sub.apply(&f));
-    assert_eq!(due(&sub, now, &dunning), Some(Due::Reactivate));
+    assert_eq!(due(&sub, now, &site_suspended), Some(Due::Reactivate));
     let f = fact(&sub, &Due::Reactivate, now, true, 12, &dunning);
     assert!(sub.apply(&f));
     assert_eq!(sub.status, S::Active);
     assert!(sub.over_limit.is_none());
+}
+
+#[test]
+fn a_tenant_suspended_for_an_invoice_is_reactivated_once_paid_even_while_warned() {
+    let dunning = metered();
+    let mut sub = limited(10);
+    sub.apply(&Body::UsageRecorded(pb::UsageRecorded {
+        users: 12,
+        measured_at: ts(T0),
+        ..Default::default()
+    }));
+    sub.apply(&Body::UsageLimitExceeded(pb::UsageLimitExceeded {
+        limit: "users".into(),
+        grace_ends_at: ts(T0 + 3 * DAY),
+        ..Default::default()
+    }));
+    sub.apply(&Body::InvoiceIssued(pb::InvoiceIssued {
+        invoice_id: "INV-1".into(),
+        amount_minor: 900,
+        ..Default::default()
+    }));
+    sub.apply(&Body::PaymentFailed(pb::PaymentFailed {
+        invoice_id: "INV-1".into(),
+        attempt: 1,
+        grace_ends_at: ts(T0 + DAY),
+        ..Default::default()
+    }));
+    sub.apply(&Body::SubscriptionSuspended(pb::SubscriptionSuspended {
+        invoice_id: "INV-1".into(),
+        ..Default::default()
+    }));
+    assert!(!sub.suspended_for_usage);
+    sub.apply(&Body::InvoicePaid(pb::InvoicePaid {
+        invoice_id: "INV-1".into(),
+        ..Default::default()
+    }));
+    // Paid: back, though the usage warning is still open (its own grace decides later). The
+    // site is in maintenance mode meanwhile, so billing meters nothing (metering off).
+    let site_suspended = Dunning {
+        meter_every: 0,
+        ..dunning
+    };
+    assert_eq!(
+        due(&sub, T0 + 2 * DAY, &site_suspended),
+        Some(Due::Reactivate)
+    );
+    assert_eq!(next_due_at(&sub, &site_suspended), Some(i64::MIN));
+    sub.apply(&Body::SubscriptionReactivated(Default::default()));
+    // At the usage grace's end: measured again before any suspension.
+    assert_eq!(due(&sub, T0 + 3 * DAY, &dunning), Some(Due::Meter));
+}
+
+#[test]
+fn the_suspension_waits_for_a_measurement_taken_after_the_grace() {
+    // Measured every 5 days, grace of 3: the grace ends between two measurements.
+    let dunning = Dunning {
+        meter_every: 5 * DAY,
+        ..metered()
+    };
+    let mut sub = limited(10);
+    let facts = run_with_users(
+        &mut sub,
+        T0,
+        T0 + 2 * DAY,
+        DAY / 4,
+        &dunning,
+        |_| true,
+        |_| 12,
+    );
+    assert_eq!(count(&facts, "UsageLimitExceeded"), 1);
+    assert_eq!(count(&facts, "UsageRecorded"), 1);
+    // Day 4: the grace ended on day 3; the next measurement is not due till day 5, yet one is
+    // taken now, and only it suspends.
+    let facts = run_with_users(
+        &mut sub,
+        T0 + 4 * DAY + 1,
+        T0 + 4 * DAY + 1,
+        DAY,
+        &dunning,
+        |_| true,
+        |_| 12,
+    );
+    let kinds: Vec<&str> = facts.iter().map(Body::type_name).collect();
+    assert_eq!(kinds, ["UsageRecorded", "SubscriptionSuspended"]);
+    // With metering off (the measurement failed), no suspension on old figures.
+    let mut other = limited(10);
+    run_with_users(
+        &mut other,
+        T0,
+        T0 + 2 * DAY,
+        DAY,
+        &dunning,
+        |_| true,
+        |_| 12,
+    );
+    let off = Dunning {
+        meter_every: 0,
+        ..dunning
+    };
+    assert_eq!(due(&other, T0 + 10 * DAY, &off), None);
 }
 
 #[test]

@@ -25,12 +25,13 @@ pub struct Account {
 }
 
 impl Account {
-    /// Whether the current suspension is a service's (billing's) and not a person's: billing
-    /// lifts only its own.
-    pub fn suspended_by_a_service(&self) -> bool {
+    /// Whether the current suspension is billing's own (`billing` is its operator name at
+    /// signup's operator API), not a person's nor another service's: billing lifts only its own.
+    /// No suspension on record is billing's to clear (a resume then changes nothing).
+    pub fn suspended_by_billing(&self, billing: &str) -> bool {
         self.suspended_by
             .as_ref()
-            .is_none_or(|a| a.kind == SERVICE_KIND)
+            .is_none_or(|a| a.kind == SERVICE_KIND && a.id == billing && a.on_behalf_of.is_empty())
     }
 }
 
@@ -95,18 +96,22 @@ mod tests {
     #[test]
     fn billing_lifts_only_a_suspension_a_service_asked_for() {
         let resume = Body::ResumeRequested(pb::ResumeRequested::default());
-        assert!(account(&[]).suspended_by_a_service());
-        assert!(account(&[suspend("service", "billing")]).suspended_by_a_service());
+        assert!(account(&[]).suspended_by_billing("billing"));
+        assert!(account(&[suspend("service", "billing")]).suspended_by_billing("billing"));
+        assert!(
+            !account(&[suspend("service", "reaper")]).suspended_by_billing("billing"),
+            "another service's suspension is not billing's"
+        );
         let by_alice = account(&[
             suspend("service", "billing"),
             resume.clone(),
             suspend("operator", "alice"),
         ]);
-        assert!(!by_alice.suspended_by_a_service());
+        assert!(!by_alice.suspended_by_billing("billing"));
         assert_eq!(by_alice.suspended_by.unwrap().id, "alice");
         // An operator who suspended first keeps the tenant, whatever billing asked later (its
         // request was refused: no second SuspensionRequested).
-        assert!(!account(&[suspend("operator", "alice")]).suspended_by_a_service());
-        assert!(account(&[suspend("operator", "alice"), resume]).suspended_by_a_service());
+        assert!(!account(&[suspend("operator", "alice")]).suspended_by_billing("billing"));
+        assert!(account(&[suspend("operator", "alice"), resume]).suspended_by_billing("billing"));
     }
 }

@@ -66,6 +66,8 @@ pub struct Config {
     pub admin_tls: svc::ClientTls,
     /// Billing's operator token there (an operator entry with `service = true`).
     pub admin_token: SecretString,
+    /// The name of that operator entry (billing lifts only suspensions recorded under it).
+    pub admin_name: String,
     /// Dunning: payment terms, grace, retry interval.
     pub dunning: Dunning,
     /// How often due tenants are looked for.
@@ -104,6 +106,7 @@ impl Config {
             admin_endpoint: admin_endpoint.into(),
             admin_tls: svc::ClientTls::default(),
             admin_token,
+            admin_name: "billing".into(),
             dunning: Dunning::default(),
             tick: Duration::from_secs(5),
             ack_wait: Duration::from_secs(60),
@@ -138,6 +141,14 @@ pub struct BillingArgs {
     /// File holding billing's operator token (or set `TENANTRY_BILLING_TOKEN`).
     #[arg(long = "admin-token-file", env = "TENANTRY_BILLING_TOKEN_FILE")]
     pub admin_token_file: Option<PathBuf>,
+    /// The name of billing's entry in signup's operators file: billing lifts only suspensions
+    /// recorded under it.
+    #[arg(
+        long = "operator-name",
+        env = "TENANTRY_BILLING_OPERATOR_NAME",
+        default_value = "billing"
+    )]
+    pub operator_name: String,
     /// What billing trusts (and presents) when calling the operator API and the vault (one
     /// internal CA).
     #[command(flatten)]
@@ -229,6 +240,13 @@ impl BillingArgs {
         );
         c.nats = self.nats.store_config().map_err(|e| bad(&e))?;
         c.admin_tls = self.admin_tls.load().map_err(|e| bad(&e))?;
+        if !svc::auth::valid_name(&self.operator_name) {
+            return Err(StartError::Config(format!(
+                "--operator-name {:?}: an operator name is 1-64 of a-z A-Z 0-9 . _ @ -",
+                self.operator_name
+            )));
+        }
+        c.admin_name = self.operator_name;
         c.dunning = Dunning {
             payment_terms: self.payment_terms_days.max(0) * 86_400,
             grace: self.grace_days.max(0) * 86_400,
@@ -340,6 +358,7 @@ impl<P: PaymentProvider> Application<P> {
             admin: Admin {
                 client,
                 token: config.admin_token.clone(),
+                name: config.admin_name.clone(),
             },
             dunning,
             crash: config.crash_at.clone(),
@@ -562,7 +581,12 @@ impl<P: PaymentProvider> Handler for Subscriptions<P> {
     }
 }
 
-/// Every tick: settle the tenants whose due moment has come, each under its lease.
+/// Tenants settled at once by one instance's scheduler: a slow measurement or provider call
+/// holds up only its own tenant.
+const SETTLE_CONCURRENCY: usize = 8;
+
+/// Every tick: settle the tenants whose due moment has come, each under its lease, up to
+/// [`SETTLE_CONCURRENCY`] at once (the rest wait for the next tick).
 async fn schedule<P: PaymentProvider>(
     ctx: Arc<Ctx<P>>,
     due: kv::Store,
@@ -571,6 +595,7 @@ async fn schedule<P: PaymentProvider>(
     shutdown: Shutdown,
 ) {
     reconcile(&ctx, &due).await;
+    let permits = Arc::new(Semaphore::new(SETTLE_CONCURRENCY));
     while !shutdown.is_triggered() {
         tokio::select! {
             _ = shutdown.wait() => break,
@@ -595,6 +620,10 @@ async fn schedule<P: PaymentProvider>(
             if at > now {
                 continue;
             }
+            let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+                break;
+            };
+            // Held by this instance too while its settle runs: never two at once.
             let lease = match leases.try_acquire(&tenant).await {
                 Ok(Acquire::Acquired(l)) => Arc::new(l),
                 Ok(Acquire::Held { .. }) => continue,
@@ -603,19 +632,23 @@ async fn schedule<P: PaymentProvider>(
                     continue;
                 }
             };
-            let fence = Fence::of(Some(Arc::clone(&lease)));
-            match ctx.settle(&fence, &tenant).await {
-                Ok(next) => {
-                    let _ = index(&due, &tenant, next).await;
+            let (ctx, due) = (Arc::clone(&ctx), due.clone());
+            tokio::spawn(async move {
+                let _permit = permit;
+                let fence = Fence::of(Some(Arc::clone(&lease)));
+                match ctx.settle(&fence, &tenant).await {
+                    Ok(next) => {
+                        let _ = index(&due, &tenant, next).await;
+                    }
+                    Err(e) => {
+                        tracing::warn!(tenant, error = %e, "billing step failed; retrying next tick")
+                    }
                 }
-                Err(e) => {
-                    tracing::warn!(tenant, error = %e, "billing step failed; retrying next tick")
+                drop(fence);
+                if let Ok(l) = Arc::try_unwrap(lease) {
+                    let _ = l.release().await;
                 }
-            }
-            drop(fence);
-            if let Ok(l) = Arc::try_unwrap(lease) {
-                let _ = l.release().await;
-            }
+            });
         }
     }
 }

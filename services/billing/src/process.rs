@@ -38,6 +38,8 @@ pub struct Admin {
     pub client: TenantAdminClient<Channel>,
     /// The billing operator's token.
     pub token: SecretString,
+    /// Billing's operator name there (what its lifecycle requests are recorded under).
+    pub name: String,
 }
 
 /// What every step needs.
@@ -400,7 +402,7 @@ impl<P: PaymentProvider> Ctx<P> {
             Due::Reactivate => {
                 // Billing lifts only its own hold: a tenant a person suspended stays suspended
                 // until a person resumes it.
-                if account.suspended_by_a_service() {
+                if account.suspended_by_billing(&self.admin.name) {
                     self.ask(
                         fence,
                         &tenant,

@@ -616,8 +616,9 @@ impl<'a> Output<'a> {
                     || "not measured".to_owned(),
                     |u| {
                         format!(
-                            "{} users (of {}), database {} MB (of {}), files {} MB (of {}), measured {}",
+                            "{} {} (of {}), database {} MB (of {}), files {} MB (of {}), measured {}",
                             u.users,
+                            if u.users == 1 { "user" } else { "users" },
                             limit(u64::from(s.max_users)),
                             u.database_mb,
                             limit(s.max_database_mb),
