@@ -143,6 +143,13 @@ pub(crate) fn run_with_users(
     facts
 }
 
+/// The invoice a subscription started at T0 without a trial gets at once.
+fn first_invoice(sub: &Subscription, dunning: &Dunning) -> Body {
+    let d = due(sub, T0, dunning).expect("the first period is due at the start");
+    assert!(matches!(d, Due::Invoice { period: 0, .. }), "{d:?}");
+    fact(sub, &d, T0, true, 1, dunning)
+}
+
 pub(crate) fn count(facts: &[Body], name: &str) -> usize {
     facts.iter().filter(|f| f.type_name() == name).count()
 }
@@ -249,14 +256,7 @@ fn retries_after_a_provider_outage_do_not_catch_up_back_to_back() {
     };
     let mut sub = Subscription::default();
     sub.apply(&started(0));
-    let issue = fact(
-        &sub,
-        &due(&sub, T0, &dunning).unwrap(),
-        T0,
-        true,
-        1,
-        &dunning,
-    );
+    let issue = first_invoice(&sub, &dunning);
     sub.apply(&issue);
     // Declined at once; then the provider is down for four days (nothing recorded).
     let first = fact(
@@ -299,14 +299,7 @@ fn cancelled_is_final_and_facts_twice_count_once() {
     let dunning = Dunning::default();
     let mut sub = Subscription::default();
     sub.apply(&started(0));
-    let issue = fact(
-        &sub,
-        &due(&sub, T0, &dunning).unwrap(),
-        T0,
-        true,
-        1,
-        &dunning,
-    );
+    let issue = first_invoice(&sub, &dunning);
     assert!(sub.apply(&issue));
     assert!(!sub.apply(&issue), "the same invoice twice is one invoice");
     assert_eq!(sub.periods_invoiced, 1);

@@ -221,17 +221,12 @@ impl BillingArgs {
     pub fn into_config(self) -> Result<Config, StartError> {
         let bad = |e: &dyn std::fmt::Display| StartError::Config(e.to_string());
         let catalogue = plans::PlanCatalogue::load(&self.plans_file).map_err(|e| bad(&e))?;
-        let token = svc::secret::load(
+        let token = required_secret(
             "billing's operator token",
             "TENANTRY_BILLING_TOKEN",
             self.admin_token_file.as_deref(),
-        )
-        .map_err(|e| bad(&e))?
-        .ok_or_else(|| {
-            StartError::Config(
-                "billing's operator token is missing: set TENANTRY_BILLING_TOKEN or --admin-token-file".into(),
-            )
-        })?;
+            "--admin-token-file",
+        )?;
         let mut c = Config::new(
             self.nats.nats_url.clone(),
             catalogue,
@@ -256,17 +251,13 @@ impl BillingArgs {
         };
         if let Some(fleet) = &self.fleet {
             let sites = frappe::SiteAccess::load(fleet).map_err(|e| bad(&e))?;
-            let vault_token = svc::secret::load(
+            // Metering (--fleet) reads each site's API key from the vault.
+            let vault_token = required_secret(
                 "billing's vault token",
                 "TENANTRY_BILLING_VAULT_TOKEN",
                 self.vault_token_file.as_deref(),
-            )
-            .map_err(|e| bad(&e))?
-            .ok_or_else(|| {
-                StartError::Config(
-                    "metering (--fleet) needs billing's vault token: set TENANTRY_BILLING_VAULT_TOKEN or --vault-token-file".into(),
-                )
-            })?;
+                "--vault-token-file",
+            )?;
             c.metering = Some(meter::MeterConfig {
                 sites,
                 vault_endpoint: self.vault_endpoint.clone(),
@@ -285,6 +276,18 @@ impl BillingArgs {
         c.crash_at = self.crash_at;
         Ok(c)
     }
+}
+
+/// A secret from its file or environment variable; missing is a start-up error naming both.
+fn required_secret(
+    what: &str,
+    env: &str,
+    file: Option<&std::path::Path>,
+    flag: &str,
+) -> Result<SecretString, StartError> {
+    svc::secret::load(what, env, file)
+        .map_err(|e| StartError::Config(e.to_string()))?
+        .ok_or_else(|| StartError::Config(format!("{what} is missing: set {env} or {flag}")))
 }
 
 /// A built billing service.

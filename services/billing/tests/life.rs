@@ -5,13 +5,10 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use billing::clock::ManualClock;
 use billing::payment::{Script, ScriptedProvider};
 use clap::Parser as _;
-use common::{ACCOUNTANT, BILLING_TOKEN, DAY, Stack, T0, VIEWER, as_operator, count};
+use common::{ACCOUNTANT, DAY, Stack, T0, VIEWER, as_operator, count};
 use eventstore::{Body, EventContext, NewEvent};
 use proto::v1 as pb;
 use secrecy::SecretString;
@@ -45,7 +42,6 @@ apps = ["erpnext"]
 async fn a_tenants_billing_life_with_two_instances() {
     let stack = Stack::start(PLANS).await;
     let (store, namespace, nats_url) = (&stack.store, &stack.namespace, &stack.nats_url);
-    let catalogue = stack.catalogue.clone();
     let bench = &stack.bench;
 
     // Two billing instances sharing one clock and one payment provider.
@@ -54,31 +50,10 @@ async fn a_tenants_billing_life_with_two_instances() {
     provider.always(Script::Decline);
     let mut api = None;
     for _ in 0..2 {
-        let mut bc = billing::Config::new(
-            nats_url.clone(),
-            catalogue.clone(),
-            stack.signup.operator_endpoint(),
-            SecretString::from(BILLING_TOKEN),
-        );
-        bc.nats.namespace = namespace.to_string();
-        bc.tick = Duration::from_millis(100);
-        bc.lease_ttl = Duration::from_secs(2);
-        bc.operators = svc::OperatorAuth::from_tokens(&[
-            (
-                "accountant",
-                svc::Role::Admin,
-                &SecretString::from(ACCOUNTANT),
-            ),
-            ("viewer", svc::Role::Reader, &SecretString::from(VIEWER)),
-        ]);
-        let app = billing::Application::build(bc, Arc::new(clock.clone()), provider.clone())
-            .await
-            .unwrap();
-        api.get_or_insert(format!("http://{}", app.local_addr()));
-        let s = stack.stop.clone();
-        tokio::spawn(async move {
-            let _ = app.run_until_stopped(s).await;
-        });
+        let url = stack
+            .spawn_billing(stack.billing_config(), &clock, provider.clone())
+            .await;
+        api.get_or_insert(url);
     }
 
     // Signup, as the gateway records it.
@@ -319,13 +294,7 @@ async fn a_tenants_billing_life_with_two_instances() {
     let provisioning = stack
         .wait_for(EventContext::Provisioning, &tenant, "SiteLimitsApplied", 1)
         .await;
-    let site = provisioning
-        .iter()
-        .find_map(|e| match &e.body {
-            Body::TenantProvisioned(p) => Some(p.site.clone()),
-            _ => None,
-        })
-        .unwrap();
+    let site = common::site_of(&provisioning);
     assert_eq!(bench.site_config(&site)["max_users"], 20);
     let billing = stack
         .wait_for(EventContext::Billing, &tenant, "PlanChanged", 1)

@@ -4,14 +4,13 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use billing::clock::ManualClock;
 use billing::meter::MeterConfig;
 use billing::payment::ScriptedProvider;
 use clap::Parser as _;
-use common::{ACCOUNTANT, BILLING_TOKEN, DAY, Stack, T0, as_operator, count};
+use common::{ACCOUNTANT, DAY, Stack, T0, as_operator, count};
 use eventstore::{Body, EventContext, RecordedEvent};
 use frappe::{ApiCredentials, FrappeClient, NewUser, PersonName, SiteName, SiteRouting, UserEmail};
 use proto::v1 as pb;
@@ -55,21 +54,8 @@ fn usages(events: &[RecordedEvent]) -> Vec<pb::UsageRecorded> {
 async fn usage_over_a_limit_warns_then_suspends_and_a_bigger_plan_reactivates() {
     let stack = Stack::start(PLANS).await;
     let clock = ManualClock::at(T0);
-    let mut bc = billing::Config::new(
-        stack.nats_url.clone(),
-        stack.catalogue.clone(),
-        stack.signup.operator_endpoint(),
-        SecretString::from(BILLING_TOKEN),
-    );
-    bc.nats.namespace = stack.namespace.clone();
-    bc.tick = Duration::from_millis(100);
-    bc.lease_ttl = Duration::from_secs(2);
+    let mut bc = stack.billing_config();
     bc.dunning.usage_grace = 3 * DAY;
-    bc.operators = svc::OperatorAuth::from_tokens(&[(
-        "accountant",
-        svc::Role::Admin,
-        &SecretString::from(ACCOUNTANT),
-    )]);
     bc.metering = Some(MeterConfig {
         sites: frappe::SiteAccess::parse(&common::fleet(&stack.bench)).unwrap(),
         vault_endpoint: stack.vault.endpoint(),
@@ -77,26 +63,15 @@ async fn usage_over_a_limit_warns_then_suspends_and_a_bigger_plan_reactivates() 
         vault_token: testkit::caller_token(&stack.namespace, "billing"),
         every: Duration::from_secs(DAY as u64),
     });
-    let app = billing::Application::build(bc, Arc::new(clock.clone()), ScriptedProvider::default())
-        .await
-        .unwrap();
-    let api = format!("http://{}", app.local_addr());
-    let s = stack.stop.clone();
-    tokio::spawn(async move {
-        let _ = app.run_until_stopped(s).await;
-    });
+    let api = stack
+        .spawn_billing(bc, &clock, ScriptedProvider::default())
+        .await;
 
     let tenant = stack.request_tenant("meter", "solo").await;
     let provisioning = stack
         .wait_for(EventContext::Provisioning, &tenant, "TenantProvisioned", 1)
         .await;
-    let site = provisioning
-        .iter()
-        .find_map(|e| match &e.body {
-            Body::TenantProvisioned(p) => Some(p.site.clone()),
-            _ => None,
-        })
-        .unwrap();
+    let site = common::site_of(&provisioning);
 
     // Measured at once: the owner only (Administrator and Tenantry's automation user are not
     // the tenant's), the site's real schema size, no files yet (two empty directories: du's

@@ -203,6 +203,51 @@ impl Stack {
     }
 }
 
+impl Stack {
+    /// A billing instance's config for this stack: fast ticks and leases, an accountant
+    /// (admin) and a viewer (reader) at its API.
+    pub fn billing_config(&self) -> billing::Config {
+        let mut bc = billing::Config::new(
+            self.nats_url.clone(),
+            self.catalogue.clone(),
+            self.signup.operator_endpoint(),
+            SecretString::from(BILLING_TOKEN),
+        );
+        bc.nats.namespace = self.namespace.clone();
+        bc.tick = Duration::from_millis(100);
+        bc.lease_ttl = Duration::from_secs(2);
+        bc.operators = svc::OperatorAuth::from_tokens(&[
+            (
+                "accountant",
+                svc::Role::Admin,
+                &SecretString::from(ACCOUNTANT),
+            ),
+            ("viewer", svc::Role::Reader, &SecretString::from(VIEWER)),
+        ]);
+        bc
+    }
+}
+
+impl Stack {
+    /// Builds and runs a billing instance (stopped with the stack); returns its API's URL.
+    pub async fn spawn_billing<P: billing::payment::PaymentProvider>(
+        &self,
+        config: billing::Config,
+        clock: &billing::clock::ManualClock,
+        provider: P,
+    ) -> String {
+        let app = billing::Application::build(config, std::sync::Arc::new(clock.clone()), provider)
+            .await
+            .unwrap();
+        let api = format!("http://{}", app.local_addr());
+        let s = self.stop.clone();
+        tokio::spawn(async move {
+            let _ = app.run_until_stopped(s).await;
+        });
+        api
+    }
+}
+
 impl Drop for Stack {
     fn drop(&mut self) {
         self.stop.trigger();
@@ -215,6 +260,17 @@ fn capitalised(s: &str) -> String {
     c.next()
         .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
         .unwrap_or_default()
+}
+
+/// The site a tenant was provisioned on.
+pub fn site_of(provisioning: &[RecordedEvent]) -> String {
+    provisioning
+        .iter()
+        .find_map(|e| match &e.body {
+            Body::TenantProvisioned(p) => Some(p.site.clone()),
+            _ => None,
+        })
+        .expect("TenantProvisioned")
 }
 
 /// How many of `events` are of type `ty`.
