@@ -42,6 +42,18 @@ pub struct Admin {
     pub name: String,
 }
 
+impl Admin {
+    /// `message` with billing's bearer token.
+    fn request<T>(&self, message: T) -> Result<tonic::Request<T>, tonic::Status> {
+        let mut r = tonic::Request::new(message);
+        let bearer = format!("Bearer {}", self.token.expose_secret())
+            .parse()
+            .map_err(|_| tonic::Status::internal("billing's operator token is not ASCII"))?;
+        r.metadata_mut().insert("authorization", bearer);
+        Ok(r)
+    }
+}
+
 /// What every step needs.
 pub struct Ctx<P> {
     /// Event store.
@@ -158,17 +170,10 @@ impl<P: PaymentProvider> Ctx<P> {
         for_person: &str,
     ) -> Result<pb::AdminCommandResponse, tonic::Status> {
         let mut client = self.admin.client.clone();
-        let mut r = tonic::Request::new(pb::ChangePlanRequest {
+        let mut r = self.admin.request(pb::ChangePlanRequest {
             tenant_id: tenant.to_owned(),
             plan: plan.to_owned(),
-        });
-        let bearer = format!("Bearer {}", self.admin.token.expose_secret());
-        r.metadata_mut().insert(
-            "authorization",
-            bearer
-                .parse()
-                .map_err(|_| tonic::Status::internal("billing's operator token is not ASCII"))?,
-        );
+        })?;
         // The audit names the person who asked billing, not only billing.
         r.metadata_mut().insert(
             "tenantry-on-behalf-of",
@@ -438,31 +443,26 @@ impl<P: PaymentProvider> Ctx<P> {
         reason: &str,
     ) -> Result<(), BillingError> {
         let mut client = self.admin.client.clone();
-        let bearer = format!("Bearer {}", self.admin.token.expose_secret());
-        let with_token = |r: &mut tonic::metadata::MetadataMap| -> Result<(), BillingError> {
-            r.insert(
-                "authorization",
-                bearer.parse().map_err(|_| {
-                    BillingError::Permanent("the billing token is not ASCII".into())
-                })?,
-            );
-            Ok(())
-        };
+        let unusable = |s: tonic::Status| BillingError::Permanent(s.message().to_owned());
         fence.busy_for(CALL_LIMIT + Duration::from_secs(2)).await?;
         let call = async {
             if suspend {
-                let mut r = tonic::Request::new(pb::SuspendTenantRequest {
-                    tenant_id: tenant.to_owned(),
-                    reason: reason.to_owned(),
-                });
-                with_token(r.metadata_mut())?;
+                let r = self
+                    .admin
+                    .request(pb::SuspendTenantRequest {
+                        tenant_id: tenant.to_owned(),
+                        reason: reason.to_owned(),
+                    })
+                    .map_err(unusable)?;
                 Ok::<_, BillingError>(client.suspend_tenant(r).await)
             } else {
-                let mut r = tonic::Request::new(pb::ResumeTenantRequest {
-                    tenant_id: tenant.to_owned(),
-                    reason: reason.to_owned(),
-                });
-                with_token(r.metadata_mut())?;
+                let r = self
+                    .admin
+                    .request(pb::ResumeTenantRequest {
+                        tenant_id: tenant.to_owned(),
+                        reason: reason.to_owned(),
+                    })
+                    .map_err(unusable)?;
                 Ok(client.resume_tenant(r).await)
             }
         };
