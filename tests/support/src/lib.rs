@@ -8,6 +8,7 @@
 //! - [`SimBench`]: a frappe-sim bench directory with its REST server, and its command log.
 //! - [`eventually`] / [`within`]: polling for eventually-visible state.
 
+mod events;
 mod nats;
 mod services;
 mod sim;
@@ -19,6 +20,7 @@ use std::time::Duration;
 
 use sqlx::{Connection, Executor, PgConnection, PgPool};
 
+pub use events::{tenant_events, wait_for_events};
 pub use nats::NatsServer;
 pub use services::{
     ADMIN_TOKEN, Bearer, DirectoryClient, READER_TOKEN, TestProjection, TestSignup,

@@ -169,10 +169,7 @@ impl Stack {
 
     /// The tenant's events on one context.
     pub async fn events(&self, context: EventContext, tenant: &str) -> Vec<RecordedEvent> {
-        self.store
-            .load(&self.store.subject(context, tenant))
-            .await
-            .unwrap_or_default()
+        testkit::tenant_events(&self.store, context, tenant).await
     }
 
     /// Waits (up to 90 s) for `n` events of type `ty` on the tenant's `context` subject.
@@ -183,23 +180,7 @@ impl Stack {
         ty: &str,
         n: usize,
     ) -> Vec<RecordedEvent> {
-        let found = testkit::within(Duration::from_secs(90), || async {
-            let events = self.events(context, tenant).await;
-            (count(&events, ty) >= n).then_some(events)
-        })
-        .await;
-        match found {
-            Some(e) => e,
-            None => {
-                let all: Vec<String> = self
-                    .events(context, tenant)
-                    .await
-                    .iter()
-                    .map(|e| format!("{}: {}", e.event_type, tenancy::summarize(&e.body)))
-                    .collect();
-                panic!("no {n}× {ty} on {context:?} after 90 s: {all:#?}")
-            }
-        }
+        testkit::wait_for_events(&self.store, context, tenant, ty, n, Duration::from_secs(90)).await
     }
 }
 

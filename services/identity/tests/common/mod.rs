@@ -284,23 +284,15 @@ impl Stack {
         n: usize,
         secs: u64,
     ) -> Vec<RecordedEvent> {
-        let found = testkit::within(Duration::from_secs(secs), || async {
-            let events = self.events(context, tenant).await;
-            (events.iter().filter(|e| e.event_type == ty).count() >= n).then_some(events)
-        })
-        .await;
-        match found {
-            Some(events) => events,
-            None => {
-                let types: Vec<String> = self
-                    .events(context, tenant)
-                    .await
-                    .into_iter()
-                    .map(|e| format!("{}: {}", e.event_type, tenancy::summarize(&e.body)))
-                    .collect();
-                panic!("no {n}× {ty} for {tenant} after {secs}s; {context:?} events: {types:#?}");
-            }
-        }
+        testkit::wait_for_events(
+            &self.store,
+            context,
+            tenant,
+            ty,
+            n,
+            Duration::from_secs(secs),
+        )
+        .await
     }
 
     /// The tenant's TenantProvisioned (waits for it).
