@@ -433,7 +433,12 @@ async fn two_instances_make_exactly_one_of_each_object_per_tenant() {
 #[tokio::test]
 async fn a_tenant_suspended_during_setup_ends_configured_with_its_users_inactive() {
     let stack = Stack::new().await;
-    let _identity = stack.start_identity(stack.identity_config()).await;
+    // Setup must still be retrying when the outage ends, which is only after the site is
+    // suspended: a retry budget of seconds, not the shared config's ~1 s (seen exhausted under
+    // load, ending in IdentityConfigurationFailed before the suspension arrived).
+    let mut config = stack.identity_config();
+    config.max_attempts = 60;
+    let _identity = stack.start_identity(config).await;
     stack.authentik.set_outage(Some(502));
     let tenant = stack.request_tenant("pause").await;
     stack
