@@ -9,6 +9,7 @@
 //! - [`parse`]: readers for real bench output (see `tests/fixtures/frappe/`).
 
 pub mod bench;
+pub mod config_edit;
 pub mod fleet;
 pub mod inspect;
 pub mod names;
@@ -21,6 +22,7 @@ pub use bench::{
     ApiCredentials, Bench, BenchError, BenchOp, BenchTimeouts, DbRoot, DropSite, NewSite,
     NewSystemManager, SiteDropped,
 };
+pub use config_edit::{ConfigEdit, EditError, OwnerProof};
 pub use fleet::{BenchAccess, SiteAccess, SiteAccessError};
 pub use inspect::{STANDBY_MARKER, SiteConfig, SiteState, TENANT_MARKER};
 pub use names::{

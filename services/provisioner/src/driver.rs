@@ -135,6 +135,11 @@ pub async fn provision(ctx: &Ctx, fence: &Fence, req: &Request) -> Result<Outcom
                 append(ctx, fence, &subject, version, &req.cause, bodies).await?;
                 tracing::warn!(tenant, step = gave_up.step.as_str(), reason = %gave_up.reason, "provisioning failed and was rolled back");
             }
+            Next::Run(_) if process::side_by_side(&state).len() > 1 => {
+                fence.check().await?;
+                let group = process::side_by_side(&state);
+                run_side_by_side(ctx, fence, req, &state, &group, version).await?;
+            }
             Next::Run(step) => {
                 fence.check().await?;
                 let attempt = state.attempt(step);
@@ -164,6 +169,101 @@ pub async fn provision(ctx: &Ctx, fence: &Fence, req: &Request) -> Result<Outcom
                     }
                 }
             }
+        }
+    }
+}
+
+/// One step's run, timed.
+async fn timed(
+    ctx: &Ctx,
+    fence: &Fence,
+    req: &Request,
+    state: &ProvisioningState,
+    step: Step,
+) -> (Step, std::time::Duration, Result<Vec<Body>, StepError>) {
+    let started = Instant::now();
+    let r = steps::run(ctx, fence, req, state, step).await;
+    (step, started.elapsed(), r)
+}
+
+/// Runs `group` (see [`process::side_by_side`]) in three lanes — site_config, the owner, the
+/// automation key then its verification — appends what succeeded in one append, in step order,
+/// and records the first failure. A crash anywhere re-runs the unrecorded steps, each of which
+/// finds its own work done.
+async fn run_side_by_side(
+    ctx: &Ctx,
+    fence: &Fence,
+    req: &Request,
+    state: &ProvisioningState,
+    group: &[Step],
+    version: u64,
+) -> Result<(), StepError> {
+    let tenant = req.tenant_id.as_str();
+    let lane = |step: Step| async move {
+        if group.contains(&step) {
+            vec![timed(ctx, fence, req, state, step).await]
+        } else {
+            Vec::new()
+        }
+    };
+    let keys = async {
+        let mut done = Vec::new();
+        for step in [Step::IssueApiCredentials, Step::VerifyApiAccess] {
+            if !group.contains(&step) {
+                continue;
+            }
+            let r = timed(ctx, fence, req, state, step).await;
+            let failed = r.2.is_err();
+            done.push(r);
+            if failed {
+                break;
+            }
+        }
+        done
+    };
+    let (configure, owner, keys) =
+        tokio::join!(lane(Step::Configure), lane(Step::CreateOwner), keys);
+    let mut results: Vec<_> = configure.into_iter().chain(owner).chain(keys).collect();
+    results.sort_by_key(|(step, _, _)| *step);
+    let round = state.failures;
+    let mut bodies = Vec::new();
+    let mut failure = None;
+    for (step, took, r) in results {
+        match r {
+            Ok(events) => {
+                ctx.metrics.step_done(step.as_str(), took.as_secs_f64());
+                tracing::info!(
+                    tenant,
+                    step = step.as_str(),
+                    ms = ms(took),
+                    "provisioning step done"
+                );
+                bodies.extend(
+                    events
+                        .into_iter()
+                        .map(|b| (process::event_id(tenant, round, b.type_name(), 0), b)),
+                );
+            }
+            Err(e) => {
+                if failure.is_none() {
+                    failure = Some((step, e));
+                }
+            }
+        }
+    }
+    let subject = ctx.store.subject(EventContext::Provisioning, tenant);
+    if !bodies.is_empty() {
+        append(ctx, fence, &subject, version, &req.cause, bodies).await?;
+    }
+    match failure {
+        None => Ok(()),
+        Some((_, e @ (StepError::Infra(_) | StepError::Busy(_) | StepError::LeaseLost(_)))) => {
+            Err(e)
+        }
+        Some((step, e)) => {
+            let (version, state) = load_state(ctx, tenant).await?;
+            let attempt = state.attempt(step);
+            record_failure(ctx, fence, req, &state, step, attempt, round, version, e).await
         }
     }
 }

@@ -110,14 +110,17 @@ async fn set_configs(
         .acquire(bench_cfg, bench.command_limit(BenchOp::Other))
         .await?;
     let r = async {
-        ctx.ensure_ours(bench, site, &tenant_claim(tenant)).await?;
-        for (k, v) in values {
-            fence.check().await?;
-            bench
-                .set_config(site, k, v)
-                .await
-                .map_err(|e| bench_error(&format!("set-config {k}"), e))?;
-        }
+        // One process: proves the site is the tenant's and writes every key (none for a plain
+        // suspend/resume, which then only checks).
+        ctx.edit_config(
+            fence,
+            bench,
+            site,
+            &tenant_claim(tenant),
+            values.to_vec(),
+            None,
+        )
+        .await?;
         if let Some(on) = maintenance {
             fence.check().await?;
             bench

@@ -5,7 +5,7 @@
 //! renames, rolls back or drops only a site this judges to be its own; anything else is a
 //! conflict that stops the step and touches nothing.
 
-use frappe::SiteConfig;
+use frappe::{OwnerProof, SiteConfig};
 
 use crate::process::db_name_for;
 
@@ -55,6 +55,28 @@ pub fn judge(config: &SiteConfig, claimant: &Claimant<'_>) -> Verdict {
             None if standby_is(config, id) => Verdict::Ours,
             None => Verdict::Foreign(nobodys(config)),
         },
+    }
+}
+
+impl Claimant<'_> {
+    /// The same rule as [`judge`], in the form the bench host's config editor checks, so an
+    /// edit proves ownership in the command that makes it.
+    pub fn proof(&self) -> OwnerProof {
+        match self {
+            Claimant::Tenant { id, standby } => OwnerProof {
+                tenant: Some((*id).to_owned()),
+                standby_ids: standby.iter().map(|s| (*s).to_owned()).collect(),
+                db_names: std::iter::once(*id)
+                    .chain(standby.iter().copied())
+                    .map(db_name_for)
+                    .collect(),
+            },
+            Claimant::Standby { id } => OwnerProof {
+                tenant: None,
+                standby_ids: vec![(*id).to_owned()],
+                db_names: vec![db_name_for(id)],
+            },
+        }
     }
 }
 
@@ -145,5 +167,41 @@ mod tests {
             judge(&taken, &Claimant::Standby { id: s }),
             Verdict::Foreign(_)
         ));
+    }
+
+    #[test]
+    fn the_host_side_proof_agrees_with_the_judge() {
+        let s = "standby-0123456789ab";
+        let ids = [Some(T), Some(OTHER), Some(""), None];
+        let standbys = [Some(s), Some("standby-ffffffffffff"), None];
+        let dbs = [
+            Some(db_name_for(T)),
+            Some(db_name_for(OTHER)),
+            Some(db_name_for(s)),
+            Some("_71dd730ba6ca68e8".to_owned()),
+            None,
+        ];
+        let claimants = [
+            tenant(),
+            Claimant::Tenant {
+                id: T,
+                standby: Some(s),
+            },
+            Claimant::Standby { id: s },
+        ];
+        for t in ids {
+            for sb in standbys {
+                for db in &dbs {
+                    let c = cfg(db.as_deref(), t, sb);
+                    for who in &claimants {
+                        assert_eq!(
+                            judge(&c, who) == Verdict::Ours,
+                            who.proof().accepts(&c),
+                            "{c:?} for {who:?}"
+                        );
+                    }
+                }
+            }
+        }
     }
 }

@@ -2,8 +2,9 @@
 //! [`ProvisioningState`] and [`decide`], which names the next thing to do. No I/O, no clock.
 //!
 //! ```text
-//! Place → CreateSite (or claim a standby) → InstallApps → Configure → CreateOwner
-//!       → IssueApiCredentials → VerifyApiAccess → Finish (TenantProvisioned)
+//! Place → CreateSite (or claim a standby) → InstallApps → ┬ Configure                              ┬ → Finish
+//!                                                        ├ CreateOwner                            │ (TenantProvisioned)
+//!                                                        └ IssueApiCredentials → VerifyApiAccess ┘
 //! a step gives up ─→ RollBack (SiteRolledBack) → ProvisioningFailed ─(operator retry)→ Place …
 //! ```
 //!
@@ -298,6 +299,31 @@ pub fn decide(s: &ProvisioningState, retries_requested: u32) -> Next {
     Next::Run(step)
 }
 
+/// The steps that may run side by side now, in the order their events are recorded. Once the
+/// site exists with its apps, Configure (site_config on the bench host), CreateOwner (the owner,
+/// over REST) and IssueApiCredentials → VerifyApiAccess (the automation user and its key) touch
+/// different things, so none waits for another. Fewer than two: the next step runs alone.
+pub fn side_by_side(s: &ProvisioningState) -> Vec<Step> {
+    let open = s.site_created
+        && s.apps_installed
+        && s.gave_up.is_none()
+        && s.failed.is_none()
+        && !s.provisioned
+        && !s.deleted;
+    if !open {
+        return Vec::new();
+    }
+    [
+        (Step::Configure, s.configured),
+        (Step::CreateOwner, s.owner_created),
+        (Step::IssueApiCredentials, s.credentials_issued),
+        (Step::VerifyApiAccess, s.verified),
+    ]
+    .into_iter()
+    .filter_map(|(step, done)| (!done).then_some(step))
+    .collect()
+}
+
 /// A deterministic event id: the same (tenant, round, what, n) always gives the same id, so a
 /// re-append after a crash is de-duplicated by JetStream inside its window (and the fold
 /// prevents it outside).
@@ -431,6 +457,33 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn the_steps_after_the_site_run_side_by_side() {
+        let events = happy_path();
+        // Before the site and its apps: one step at a time.
+        assert!(side_by_side(&fold(&events[..2])).is_empty());
+        assert_eq!(
+            side_by_side(&fold(&events[..3])),
+            [
+                Step::Configure,
+                Step::CreateOwner,
+                Step::IssueApiCredentials,
+                Step::VerifyApiAccess
+            ]
+        );
+        // What is recorded drops out; a step that gave up stops the group.
+        let mut partial = events[..3].to_vec();
+        partial.push(Body::OwnerUserCreated(Default::default()));
+        partial.push(Body::ApiCredentialsIssued(Default::default()));
+        assert_eq!(
+            side_by_side(&fold(&partial)),
+            [Step::Configure, Step::VerifyApiAccess]
+        );
+        partial.push(step_failed(PStep::Configure, false));
+        assert!(side_by_side(&fold(&partial)).is_empty());
+        assert!(side_by_side(&fold(&events)).is_empty());
     }
 
     #[test]

@@ -4,10 +4,10 @@
 //! "half-made": nothing is removed on a guess.
 
 use frappe::{
-    AppName, Bench, BenchError, ConfigKey, DbName, DropSite, NewSite, SiteConfig, SiteName,
-    SiteState,
+    AppName, Bench, BenchError, ConfigEdit, ConfigKey, DbName, DropSite, EditError, NewSite,
+    SiteConfig, SiteName, SiteState,
 };
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::context::{Ctx, Fence};
 use crate::error::{StepError, bench_error};
@@ -99,7 +99,7 @@ impl Ctx {
             SiteState::Complete(config, _) => {
                 // Made by an earlier attempt of ours that died before recording it.
                 return self
-                    .write_marker(fence, bench, site, marker, Some(&config))
+                    .write_marker(fence, bench, site, claimant, marker, Some(&config))
                     .await;
             }
             // Ours (judged above) and not complete: its database, if any, has our derived name.
@@ -130,7 +130,8 @@ impl Ctx {
         // and ours, and the rollback drops it — nothing is removed here on a guess.
         result.map_err(|e| bench_error("new-site", e))?;
         self.crash_at("new-site");
-        self.write_marker(fence, bench, site, marker, None).await?;
+        self.write_marker(fence, bench, site, claimant, marker, None)
+            .await?;
         self.crash_at("marker");
         Ok(())
     }
@@ -141,6 +142,7 @@ impl Ctx {
         fence: &Fence,
         bench: &Bench,
         site: &SiteName,
+        claimant: &Claimant<'_>,
         marker: Marker<'_>,
         current: Option<&SiteConfig>,
     ) -> Result<(), StepError> {
@@ -148,11 +150,43 @@ impl Ctx {
             return Ok(());
         }
         let key = ConfigKey::parse(marker.key).map_err(|e| StepError::Permanent(e.to_string()))?;
+        self.edit_config(
+            fence,
+            bench,
+            site,
+            claimant,
+            vec![(key, json!(marker.id))],
+            None,
+        )
+        .await
+    }
+
+    /// Sets `values` in `site`'s config in one short process on the bench host, which first
+    /// proves the site is `claimant`'s (and, with `rename_from`, renames that directory to
+    /// `site` unless `site` exists already). Nothing is written to a site that is not ours.
+    pub async fn edit_config(
+        &self,
+        fence: &Fence,
+        bench: &Bench,
+        site: &SiteName,
+        claimant: &Claimant<'_>,
+        values: Vec<(ConfigKey, Value)>,
+        rename_from: Option<&SiteName>,
+    ) -> Result<(), StepError> {
+        let edit = ConfigEdit {
+            site: site.clone(),
+            rename_from: rename_from.cloned(),
+            owner: claimant.proof(),
+            set: values,
+        };
         fence.check().await?;
-        bench
-            .set_config(site, &key, &json!(marker.id))
-            .await
-            .map_err(|e| bench_error(&format!("set-config {key}"), e))
+        bench.edit_site_config(&edit).await.map_err(|e| match e {
+            EditError::Missing(which) => StepError::Transient(format!(
+                "site {which} is not on its bench (restored from an older backup, or removed by hand?)"
+            )),
+            e @ EditError::NotOwned { .. } => StepError::NotOurs(e.to_string()),
+            EditError::Bench(e) => bench_error("writing site_config", e),
+        })
     }
 
     /// Drops the claimant's `site` to the archive (database and user too). `None` when there is
@@ -214,6 +248,10 @@ impl Ctx {
         site: &SiteName,
         apps: &[AppName],
     ) -> Result<(), StepError> {
+        // No process at all for a plan without apps (each costs a frappe import on the bench).
+        if apps.is_empty() {
+            return Ok(());
+        }
         let installed = bench
             .list_apps(site)
             .await

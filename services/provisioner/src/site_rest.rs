@@ -135,6 +135,18 @@ pub async fn ensure_user(
         Err(RestError::NotFound(_)) => {}
         Err(e) => return Err(rest_error("looking up a user", e)),
     }
+    insert_user(admin, email, first, last, password).await
+}
+
+/// Inserts `email` as a System Manager (with `password`, if any, in the same insert); `false`
+/// when the user exists already.
+pub async fn insert_user(
+    admin: &FrappeClient,
+    email: &UserEmail,
+    first: &str,
+    last: &str,
+    password: Option<&SecretString>,
+) -> Result<bool, StepError> {
     let mut doc = json!({
         "email": email.as_str(),
         "first_name": first,

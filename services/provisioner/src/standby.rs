@@ -20,8 +20,8 @@ use async_nats::jetstream::kv;
 use bytes::Bytes;
 use eventstore::{EventContext, NewEvent};
 use frappe::{
-    AppName, Bench, BenchOp, ConfigKey, DbName, HostUrl, STANDBY_MARKER, SiteName, SiteState,
-    TENANT_MARKER,
+    AppName, Bench, BenchOp, ConfigEdit, ConfigKey, DbName, EditError, HostUrl, STANDBY_MARKER,
+    SiteName, TENANT_MARKER,
 };
 use proto::v1::{self as pb, event::Body};
 use serde::{Deserialize, Serialize};
@@ -239,24 +239,26 @@ pub async fn take_over(
     standby: &StandbyRef,
     site: &SiteName,
 ) -> Result<(), StepError> {
-    rekey(
-        ctx,
-        fence,
-        &standby.id,
-        tenant,
-        ADMIN_PASSWORD,
-        "site_admin_password",
-    )
-    .await?;
-    rekey(
-        ctx,
-        fence,
-        &standby.id,
-        tenant,
-        API_CREDENTIALS,
-        "api_credentials",
-    )
-    .await?;
+    // Independent copies: made side by side; the standby's entries are revoked only once
+    // both are stored.
+    tokio::try_join!(
+        rekey(
+            ctx,
+            fence,
+            &standby.id,
+            tenant,
+            ADMIN_PASSWORD,
+            "site_admin_password",
+        ),
+        rekey(
+            ctx,
+            fence,
+            &standby.id,
+            tenant,
+            API_CREDENTIALS,
+            "api_credentials",
+        ),
+    )?;
     fence.check().await?;
     ctx.revoke_credentials(&standby.id).await?;
     let host = HostUrl::parse(&bench_cfg.public_url(site.as_str()))
@@ -265,44 +267,31 @@ pub async fn take_over(
         id: tenant,
         standby: Some(&standby.id),
     };
-    let marker = Marker {
-        key: TENANT_MARKER,
-        id: tenant,
+    let from = SiteName::parse(&standby.site).map_err(|e| StepError::Permanent(e.to_string()))?;
+    let key = |k: &str| ConfigKey::parse(k).map_err(|e| StepError::Permanent(e.to_string()));
+    // One process on the bench host: proves the standby (or, after an earlier attempt's
+    // rename, the tenant's site) is the one the placement claimed, renames it unless that is
+    // done, and writes the tenant's marker and host — so from the rename on, the site is the
+    // tenant's wherever a crash leaves it.
+    let edit = ConfigEdit {
+        site: site.clone(),
+        rename_from: Some(from.clone()),
+        owner: claimant.proof(),
+        set: vec![
+            (key(TENANT_MARKER)?, json!(tenant)),
+            (key("host_name")?, json!(host.as_str())),
+        ],
     };
-    match ctx.owned_state(bench, site, &claimant).await? {
-        SiteState::Missing => {
-            let from =
-                SiteName::parse(&standby.site).map_err(|e| StepError::Permanent(e.to_string()))?;
-            let source = ctx.owned_state(bench, &from, &claimant).await?;
-            let Some(config) = source.config() else {
-                return Err(StepError::Permanent(format!(
-                    "the claimed standby site {from} is no longer on bench {}",
-                    bench_cfg.name
-                )));
-            };
-            // Marked first: from here on the site is the tenant's wherever a crash leaves it.
-            ctx.write_marker(fence, bench, &from, marker, Some(config))
-                .await?;
-            fence.check().await?;
-            bench
-                .rename_site(&from, site, &host)
-                .await
-                .map_err(|e| bench_error("renaming the standby site", e))?;
-            ctx.crash_at("rename");
-        }
-        // Renamed by an earlier attempt: make sure it is marked and knows its host.
-        state => {
-            ctx.write_marker(fence, bench, site, marker, state.config())
-                .await?;
-            let key =
-                ConfigKey::parse("host_name").map_err(|e| StepError::Permanent(e.to_string()))?;
-            fence.check().await?;
-            bench
-                .set_config(site, &key, &json!(host.as_str()))
-                .await
-                .map_err(|e| bench_error("set-config host_name", e))?;
-        }
-    }
+    fence.check().await?;
+    bench.edit_site_config(&edit).await.map_err(|e| match e {
+        EditError::Missing(_) => StepError::Permanent(format!(
+            "the claimed standby site {from} is no longer on bench {}",
+            bench_cfg.name
+        )),
+        e @ EditError::NotOwned { .. } => StepError::NotOurs(e.to_string()),
+        EditError::Bench(e) => bench_error("claiming the standby site", e),
+    })?;
+    ctx.crash_at("rename");
     forget(ctx, standby).await;
     Ok(())
 }

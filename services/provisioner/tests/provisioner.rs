@@ -336,10 +336,9 @@ async fn a_permanent_failure_at_each_step_rolls_back_and_a_retry_provisions() {
     futures::future::join_all([
         fail_then_retry("new-site", ProvisioningStep::CreateSite),
         fail_then_retry("install-app", ProvisioningStep::InstallApps),
-        // The owner marker is written right after new-site: a set-config failing there is a
-        // CreateSite failure; a plan limit failing is a Configure one.
-        fail_then_retry("set-config", ProvisioningStep::CreateSite),
-        fail_then_retry("set-config=max_users", ProvisioningStep::Configure),
+        // The owner marker is written right after new-site: a site whose config cannot be
+        // written fails CreateSite.
+        fail_then_retry("site-config-lock", ProvisioningStep::CreateSite),
         fail_then_retry("http-insert", ProvisioningStep::CreateOwner),
         fail_then_retry("http-generate-keys", ProvisioningStep::IssueApiCredentials),
         fail_then_retry("http-get-logged-user", ProvisioningStep::VerifyApiAccess),

@@ -1,5 +1,5 @@
 //! Configure: plan limits and Tenantry's keys (`tenantry_tenant_id`, `tenantry_plan`,
-//! `host_name`) into site_config. `set-config` is idempotent, so nothing is checked first.
+//! `host_name`) into site_config, in one write that also proves the site is the tenant's.
 
 use frappe::{BenchOp, ConfigKey};
 use proto::v1::{self as pb, event::Body};
@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use super::{Placed, ms};
 use crate::context::{Ctx, Fence};
 use crate::driver::Request;
-use crate::error::{StepError, bench_error};
+use crate::error::StepError;
 use crate::fleet::PlanConfig;
 use crate::ownership::Claimant;
 
@@ -35,28 +35,21 @@ pub async fn run(
         .slots
         .acquire(placed.bench_cfg, placed.command_limit(BenchOp::Other))
         .await?;
-    let r = async {
-        ctx.ensure_ours(
+    // One process on the bench host proves the site is the tenant's and writes every key
+    // (rewriting them after a crash changes nothing).
+    let r = ctx
+        .edit_config(
+            fence,
             placed.bench,
             &placed.site,
             &Claimant::Tenant {
                 id: tenant,
                 standby: None,
             },
+            values.clone(),
+            None,
         )
-        .await?;
-        for (k, v) in &values {
-            // set-config is idempotent: re-writing a key after a crash changes nothing.
-            fence.check().await?;
-            placed
-                .bench
-                .set_config(&placed.site, k, v)
-                .await
-                .map_err(|e| bench_error(&format!("set-config {k}"), e))?;
-        }
-        Ok::<_, StepError>(())
-    }
-    .await;
+        .await;
     slot.release().await;
     r?;
     Ok(vec![Body::SiteConfigured(pb::SiteConfigured {

@@ -328,22 +328,27 @@ static SIM_PURGE: Spec = Spec {
 };
 
 /// Realistic durations, from the fixture transcripts (wall-clock on a 2-core box).
+/// The `realistic` profile: wall-clock times measured on a real bench (frappe 15.44,
+/// tests/fixtures/frappe/README.md, re-measured 2026-11-30). Every CLI call imports frappe:
+/// 0.6–1.2 s idle — the profile takes ≈ 0.85 s — and [`sim::NEW_SITE_LOAD`] times that while
+/// another `new-site` runs on the bench.
 mod timing {
     use std::time::Duration;
-    pub const NEW_SITE: Duration = Duration::from_millis(18_000);
+    /// 17.6–19.6 s for a frappe-only site on a quiet server (31–78 s on one with ~760 schemas).
+    pub const NEW_SITE: Duration = Duration::from_millis(18_600);
     pub const INSTALL_APP: Duration = Duration::from_millis(1_630);
-    pub const ALREADY_INSTALLED: Duration = Duration::from_millis(630);
-    pub const LIST_APPS: Duration = Duration::from_millis(440);
-    pub const SET_CONFIG: Duration = Duration::from_millis(320);
-    pub const MAINTENANCE: Duration = Duration::from_millis(320);
-    pub const BACKUP: Duration = Duration::from_millis(870);
-    pub const DROP_SITE: Duration = Duration::from_millis(1_190);
-    pub const DROP_SITE_NO_BACKUP: Duration = Duration::from_millis(630);
-    pub const GENERATE_KEYS: Duration = Duration::from_millis(1_080);
-    pub const EXECUTE: Duration = Duration::from_millis(370);
-    pub const ADD_SYSTEM_MANAGER: Duration = Duration::from_millis(2_090);
-    pub const SET_PASSWORD: Duration = Duration::from_millis(400);
-    pub const NO_SUCH_SITE: Duration = Duration::from_millis(230);
+    pub const ALREADY_INSTALLED: Duration = Duration::from_millis(900);
+    pub const LIST_APPS: Duration = Duration::from_millis(850);
+    pub const SET_CONFIG: Duration = Duration::from_millis(850);
+    pub const MAINTENANCE: Duration = Duration::from_millis(850);
+    pub const BACKUP: Duration = Duration::from_millis(900);
+    pub const DROP_SITE: Duration = Duration::from_millis(1_200);
+    pub const DROP_SITE_NO_BACKUP: Duration = Duration::from_millis(650);
+    pub const GENERATE_KEYS: Duration = Duration::from_millis(1_100);
+    pub const EXECUTE: Duration = Duration::from_millis(850);
+    pub const ADD_SYSTEM_MANAGER: Duration = Duration::from_millis(2_100);
+    pub const SET_PASSWORD: Duration = Duration::from_millis(900);
+    pub const NO_SUCH_SITE: Duration = Duration::from_millis(600);
 }
 
 /// Runs one `bench …` invocation and returns its exit code.
@@ -674,6 +679,11 @@ async fn new_site(ctx: &Ctx, a: &Args) -> i32 {
         }
     }
     sim::touch(&dir.join("locks/bench_new_site.lock"));
+    // A fault for tests: a directory where frappe's site_config lock file belongs makes every
+    // later config write to the site fail, as a broken site directory does on a real bench.
+    if ctx.settings.should_fail(&ctx.bench, "site-config-lock") {
+        let _ = std::fs::create_dir_all(dir.join("locks/site_config.lock"));
+    }
     let mut config = Map::new();
     config.insert("db_name".into(), json!(db_name));
     config.insert("db_password".into(), json!(db_password));
@@ -701,6 +711,7 @@ async fn new_site(ctx: &Ctx, a: &Args) -> i32 {
     // Most of a real new-site is spent creating tables after the database exists; a new-site
     // killed then leaves a half-made site (config + partial database, no `frappe` installed),
     // so the wait is split the same way.
+    let _running = sim::NewSiteRunning::start(&ctx.bench);
     let total = timing::NEW_SITE + timing::INSTALL_APP * apps.len() as u32;
     ctx.settings.delay("new-site", total / 5).await;
     if let Some(code) = injected(ctx, "new-site") {

@@ -447,11 +447,18 @@ async fn route(
     if let Some(m) = path.strip_prefix("/api/method/") {
         return match m {
             "ping" => Ok(json_response(StatusCode::OK, json!({"message": "pong"}))),
-            "login" => login(db, &params).await,
+            // Administrator login 0.1–0.6 s, the first token call 55–128 ms (measured).
+            "login" => {
+                realistic(250).await;
+                login(db, &params).await
+            }
             "logout" => Ok(json_response(StatusCode::OK, json!({}))),
             "frappe.auth.get_logged_user" => Ok(match who {
                 Who::Guest => not_whitelisted(m),
-                Who::User(u) => json_response(StatusCode::OK, json!({"message": u})),
+                Who::User(u) => {
+                    realistic(80).await;
+                    json_response(StatusCode::OK, json!({"message": u}))
+                }
             }),
             "frappe.core.doctype.user.user.generate_keys" => {
                 let Who::User(caller) = who else {
@@ -460,7 +467,8 @@ async fn route(
                 if method != Method::POST || !is_system_manager(db, &caller).await? {
                     return Ok(not_permitted());
                 }
-                realistic(800).await;
+                // generate_keys over REST: 0.3–0.5 s.
+                realistic(400).await;
                 let user = params
                     .get("user")
                     .and_then(Value::as_str)
@@ -501,7 +509,8 @@ async fn route(
             if !is_system_manager(db, &caller).await? {
                 return Ok(not_permitted());
             }
-            realistic(560).await;
+            // A User insert with its password: 0.8–1.2 s.
+            realistic(850).await;
             insert(db, &doctype, params, &caller).await
         }
         // read_doc loads the document before it checks permission: a missing one is 404 for
@@ -540,6 +549,7 @@ async fn route(
             if name != caller && !is_system_manager(db, &caller).await? {
                 return Ok(not_permitted());
             }
+            realistic(500).await;
             let Some(mut doc) = db.get_doc(&doctype, &name).await? else {
                 return Ok(frappe_error(
                     StatusCode::NOT_FOUND,

@@ -33,6 +33,47 @@ pub struct Settings {
     pub fail: BTreeMap<String, u32>,
     /// step → how long to stall before doing the work.
     pub stall: BTreeMap<String, Duration>,
+    /// The bench, whose running `new-site`s slow every other command down.
+    pub bench: Option<PathBuf>,
+}
+
+/// How much slower a CLI call or REST request runs while a `new-site` runs on the same bench
+/// (measured: 0.6–1.2 s idle, 1.3–2.3 s beside a new-site; tests/fixtures/frappe/README.md).
+pub const NEW_SITE_LOAD: f64 = 1.9;
+
+const RUNNING: &str = ".sim-new-site";
+
+/// A running `new-site`, visible to every other sim process until dropped (a killed one is
+/// recognised by its pid being gone).
+pub struct NewSiteRunning(PathBuf);
+
+impl NewSiteRunning {
+    /// Registers this process's new-site on `bench`.
+    pub fn start(bench: &Path) -> Self {
+        let dir = bench.join(RUNNING);
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join(std::process::id().to_string());
+        touch(&path);
+        Self(path)
+    }
+}
+
+impl Drop for NewSiteRunning {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Whether a `new-site` other than this process's own runs on `bench`.
+pub fn other_new_site_running(bench: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(bench.join(RUNNING)) else {
+        return false;
+    };
+    let me = std::process::id().to_string();
+    entries.flatten().any(|e| {
+        let name = e.file_name().to_string_lossy().into_owned();
+        name != me && Path::new("/proc").join(&name).exists()
+    })
 }
 
 impl Default for Settings {
@@ -42,6 +83,7 @@ impl Default for Settings {
             scale: 1.0,
             fail: BTreeMap::new(),
             stall: BTreeMap::new(),
+            bench: None,
         }
     }
 }
@@ -75,6 +117,7 @@ impl Settings {
             anyhow::bail!("the latency scale must be a non-negative number, not {scale}");
         }
         Ok(Self {
+            bench: Some(bench.to_path_buf()),
             scale,
             profile: match profile.as_deref() {
                 None | Some("instant") => Profile::Instant,
@@ -96,7 +139,10 @@ impl Settings {
             tokio::time::sleep(*stall).await;
         }
         if self.profile == Profile::Realistic {
-            tokio::time::sleep(realistic.mul_f64(self.scale)).await;
+            let loaded = !step.starts_with("new-site")
+                && self.bench.as_deref().is_some_and(other_new_site_running);
+            let load = if loaded { NEW_SITE_LOAD } else { 1.0 };
+            tokio::time::sleep(realistic.mul_f64(self.scale * load)).await;
         }
     }
 
