@@ -903,6 +903,7 @@ mod tests {
             bench_dir: dir,
             bench_bin: bin.into(),
             env: BTreeMap::new(),
+            user: None,
         })
     }
 

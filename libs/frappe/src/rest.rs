@@ -449,6 +449,18 @@ impl FrappeClient {
         creds: &ApiCredentials,
         deadline: Instant,
     ) -> Result<Duration, RestError> {
+        self.api_key_user(creds, deadline)
+            .await
+            .map(|(took, _)| took)
+    }
+
+    /// Like [`FrappeClient::wait_until_api_key_active`], also returning the user the key answers
+    /// as — one call when the key works at once, as it does on a real bench.
+    pub async fn api_key_user(
+        &self,
+        creds: &ApiCredentials,
+        deadline: Instant,
+    ) -> Result<(Duration, String), RestError> {
         let client = self.with_token(creds);
         let started = Instant::now();
         let mut delay = Duration::from_millis(50);
@@ -458,7 +470,7 @@ impl FrappeClient {
         loop {
             attempts += 1;
             let last = match client.get_logged_user().await {
-                Ok(user) if user != "Guest" => return Ok(started.elapsed()),
+                Ok(user) if user != "Guest" => return Ok((started.elapsed(), user)),
                 Ok(_) => RestError::Unauthorized("authenticated as Guest".into()),
                 Err(e) => e,
             };

@@ -29,6 +29,11 @@ pub enum RunnerConfig {
         /// Extra environment for every command (e.g. frappe-sim settings in tests).
         #[serde(default)]
         env: BTreeMap<String, String>,
+        /// Run every command as this user (`runuser -u <user> --`, so the control plane may run
+        /// as root while files under `sites/` are made by the bench's own user, as gunicorn
+        /// needs). Give `bench_bin` as an absolute path: the user's login PATH is not read.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user: Option<String>,
     },
     /// `docker compose -f <compose_file> exec -T [-w workdir] [-u user] <service> bench …`.
     Docker {
@@ -279,6 +284,28 @@ pub fn shell_quote(word: &str) -> String {
 }
 
 impl RunnerConfig {
+    /// Checks what is passed to a command line: a local runner's `user` must be a plain user
+    /// name (`[a-z_][a-z0-9_-]*`, at most 32).
+    pub fn validate(&self) -> Result<(), String> {
+        if let Self::Local {
+            user: Some(user), ..
+        } = self
+        {
+            let ok = !user.is_empty()
+                && user.len() <= 32
+                && user.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+                && user.bytes().all(|c| {
+                    c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_' || c == b'-'
+                });
+            if !ok {
+                return Err(format!(
+                    "runner user {user:?} is not a user name ([a-z_][a-z0-9_-]*, at most 32)"
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Builds the invocation of `bench <args…>` for this runner.
     pub fn bench_invocation(&self, args: Vec<Arg>) -> Invocation {
         let bench_bin = match self {
@@ -287,10 +314,12 @@ impl RunnerConfig {
             | Self::Ssh { bench_bin, .. } => bench_bin.display().to_string(),
         };
         match self {
+            Self::Local { user: Some(_), .. } => self.tool_invocation(&bench_bin, args),
             Self::Local {
                 bench_dir,
                 bench_bin,
                 env,
+                user: None,
             } => Invocation {
                 program: bench_bin.clone(),
                 args,
@@ -321,6 +350,22 @@ impl RunnerConfig {
     /// Builds the invocation of a plain program (e.g. `mv`, `rm`) run in the bench directory.
     pub fn tool_invocation(&self, program: &str, args: Vec<Arg>) -> Invocation {
         match self {
+            Self::Local {
+                bench_dir,
+                env,
+                user: Some(user),
+                ..
+            } => {
+                let mut argv: Vec<Arg> = vec!["-u".into(), user.clone().into(), "--".into()];
+                argv.push(program.into());
+                argv.extend(args);
+                Invocation {
+                    program: PathBuf::from("runuser"),
+                    args: argv,
+                    cwd: Some(bench_dir.clone()),
+                    env: env.clone(),
+                }
+            }
             Self::Local { bench_dir, env, .. } => Invocation {
                 program: PathBuf::from(program),
                 args,
@@ -536,6 +581,7 @@ mod tests {
             bench_dir: "/home/frappe/frappe-bench".into(),
             bench_bin: "bench".into(),
             env: BTreeMap::new(),
+            user: None,
         };
         let inv = cfg.bench_invocation(vec![
             "--site".into(),
@@ -598,6 +644,7 @@ mod tests {
             bench_dir: "/b".into(),
             bench_bin: "/usr/bin/bench".into(),
             env: BTreeMap::new(),
+            user: None,
         }
         .guarded_bench(args(), &guard);
         assert_eq!(local.program, PathBuf::from("timeout"));
@@ -727,7 +774,8 @@ mod tests {
             RunnerConfig::Local {
                 bench_dir: "/b".into(),
                 bench_bin: "bench".into(),
-                env: BTreeMap::new()
+                env: BTreeMap::new(),
+                user: None,
             }
         );
         let cfg: RunnerConfig = serde_json::from_str(
@@ -771,5 +819,68 @@ mod tests {
         // stdin is /dev/null: cat returns at once instead of waiting for input.
         let out = run(&inv, Duration::from_secs(10)).await.unwrap();
         assert!(out.success() && out.stdout.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_local_runner_runs_commands_as_the_benchs_user() {
+        let cfg = RunnerConfig::Local {
+            bench_dir: "/tmp".into(),
+            bench_bin: "/usr/local/bin/bench".into(),
+            env: BTreeMap::new(),
+            user: Some("nobody".into()),
+        };
+        cfg.validate().unwrap();
+        let inv = cfg.bench_invocation(vec!["--site".into(), "a.localhost".into()]);
+        assert_eq!(inv.program, PathBuf::from("runuser"));
+        assert_eq!(
+            inv.exposed_args(),
+            [
+                "-u",
+                "nobody",
+                "--",
+                "/usr/local/bin/bench",
+                "--site",
+                "a.localhost"
+            ]
+        );
+        // The guard's `timeout` and `flock` run as the user too.
+        let guarded = cfg.guarded_tool(
+            "id",
+            vec!["-un".into()],
+            &Guard::timeout(Duration::from_secs(5)),
+        );
+        assert_eq!(
+            &guarded.exposed_args()[..4],
+            ["-u", "nobody", "--", "timeout"]
+        );
+        let me = run(
+            &RunnerConfig::Local {
+                bench_dir: "/tmp".into(),
+                bench_bin: "bench".into(),
+                env: BTreeMap::new(),
+                user: None,
+            }
+            .tool_invocation("id", vec!["-u".into()]),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+        let out = run(&guarded, Duration::from_secs(10)).await.unwrap();
+        if me.stdout.trim() == "0" {
+            assert!(out.success(), "{}", out.stderr);
+            assert_eq!(out.stdout.trim(), "nobody");
+        } else {
+            // Only root may switch users: the failure is reported, not a silent run as ourselves.
+            assert!(!out.success());
+        }
+        for bad in ["", "Root", "a b", "x;rm", "-u", &"a".repeat(33)] {
+            let cfg = RunnerConfig::Local {
+                bench_dir: "/tmp".into(),
+                bench_bin: "bench".into(),
+                env: BTreeMap::new(),
+                user: Some(bad.to_owned()),
+            };
+            assert!(cfg.validate().is_err(), "{bad:?}");
+        }
     }
 }

@@ -290,6 +290,9 @@ impl FleetConfig {
                     b.name, b.base_url
                 ));
             }
+            if let Err(e) = b.runner.validate() {
+                return bad(format!("bench {}: {e}", b.name));
+            }
             if b.max_concurrent_operations == 0 {
                 return bad(format!(
                     "bench {}: max_concurrent_operations must be at least 1",

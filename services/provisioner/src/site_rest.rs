@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use frappe::{FrappeClient, RestError, SiteName, UserEmail, UserId};
+use frappe::{ApiCredentials, FrappeClient, RestError, SiteName, UserEmail, UserId};
+use rand::Rng;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use tokio::time::Instant;
@@ -40,8 +41,10 @@ impl Ctx {
         Ok(client.with_session(&session))
     }
 
-    /// Makes the automation user (System Manager) if missing, generates its key pair once and
-    /// stores it in the vault under `id`. Returns the vault reference.
+    /// Makes the automation user (System Manager) with a fresh key pair in the same insert, and
+    /// stores the pair in the vault under `id`; returns the vault reference. A user that exists
+    /// already (an attempt that died before storing its pair) gets its key rotated once with
+    /// `generate_keys` instead.
     pub async fn issue_credentials(
         &self,
         fence: &Fence,
@@ -55,19 +58,33 @@ impl Ctx {
         let admin = self.admin_session(id, bench, site).await?;
         let user =
             UserEmail::parse(AUTOMATION_USER).map_err(|e| StepError::Permanent(e.to_string()))?;
+        // The pair is made here and set in the insert, as generate_keys itself sets the fields
+        // and saves: one REST call instead of two. Only the pair of an insert that created the
+        // user is stored; an insert that lands after this instance lost its lease finds the
+        // user there (409) and changes nothing.
+        let pair = ApiCredentials {
+            api_key: random_hex(15),
+            api_secret: random_hex(15).into(),
+        };
         fence.check().await?;
-        ensure_user(&admin, &user, "Tenantry", "Automation", None).await?;
-        // generate_keys rotates the secret on every call: it runs only when the vault holds no
-        // pair, and the pair is stored right after, so at most one secret is ever live. The
-        // lease stays busy while the call may be in flight, so no other instance generates a
-        // pair this call's late arrival would invalidate.
-        fence.busy_for(REST_TIMEOUT).await?;
-        let creds = admin
-            .generate_keys(&UserId::Email(user))
-            .await
-            .map_err(|e| rest_error("generating the automation user's API keys", e))?;
-        self.crash_at("keys");
-        fence.not_busy().await?;
+        let created = insert_automation_user(&admin, &user, &pair).await?;
+        let creds = if created {
+            self.crash_at("keys");
+            pair
+        } else {
+            // generate_keys rotates the secret on every call: it runs only when the vault holds
+            // no pair, and the pair is stored right after, so at most one secret is ever live.
+            // The lease stays busy while the call may be in flight, so no other instance
+            // generates a pair this call's late arrival would invalidate.
+            fence.busy_for(REST_TIMEOUT).await?;
+            let creds = admin
+                .generate_keys(&UserId::Email(user))
+                .await
+                .map_err(|e| rest_error("generating the automation user's API keys", e))?;
+            self.crash_at("keys");
+            fence.not_busy().await?;
+            creds
+        };
         let value: SecretString = json!({
             "api_key": creds.api_key,
             "api_secret": creds.api_secret.expose_secret(),
@@ -103,13 +120,8 @@ impl Ctx {
             .await?
             .ok_or_else(|| StepError::Permanent("no API key pair in the vault to verify".into()))?;
         let client = self.client(bench, site)?;
-        let took = client
-            .wait_until_api_key_active(&creds, Instant::now() + self.settings.verify_timeout)
-            .await
-            .map_err(|e| rest_error("verifying the API key", e))?;
-        let user = client
-            .with_token(&creds)
-            .get_logged_user()
+        let (took, user) = client
+            .api_key_user(&creds, Instant::now() + self.settings.verify_timeout)
             .await
             .map_err(|e| rest_error("verifying the API key", e))?;
         if user != AUTOMATION_USER {
@@ -121,21 +133,35 @@ impl Ctx {
     }
 }
 
-/// Creates `email` as a System Manager unless it exists; `password` (if any) is set in the same
-/// insert, so a user never exists without it.
-pub async fn ensure_user(
+/// Inserts the automation user as a System Manager carrying `pair`; `false` when it exists.
+async fn insert_automation_user(
     admin: &FrappeClient,
-    email: &UserEmail,
-    first: &str,
-    last: &str,
-    password: Option<&SecretString>,
+    user: &UserEmail,
+    pair: &ApiCredentials,
 ) -> Result<bool, StepError> {
-    match admin.get_doc("User", email.as_str()).await {
-        Ok(_) => return Ok(false),
-        Err(RestError::NotFound(_)) => {}
-        Err(e) => return Err(rest_error("looking up a user", e)),
+    let doc = json!({
+        "email": user.as_str(),
+        "first_name": "Tenantry",
+        "last_name": "Automation",
+        "send_welcome_email": 0,
+        "user_type": "System User",
+        "roles": [{"role": "System Manager"}],
+        "api_key": pair.api_key,
+        "api_secret": pair.api_secret.expose_secret(),
+    });
+    match admin.insert_doc("User", &doc).await {
+        Ok(_) => Ok(true),
+        Err(RestError::Conflict(_)) => Ok(false),
+        Err(e) => Err(rest_error("creating the automation user", e)),
     }
-    insert_user(admin, email, first, last, password).await
+}
+
+/// `n` random lowercase hex digits (Frappe's `generate_hash(length=n)` form).
+fn random_hex(n: usize) -> String {
+    let mut rng = rand::rng();
+    (0..n)
+        .map(|_| char::from_digit(rng.random_range(0..16u32), 16).unwrap_or('0'))
+        .collect()
 }
 
 /// Inserts `email` as a System Manager (with `password`, if any, in the same insert); `false`

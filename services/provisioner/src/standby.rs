@@ -259,8 +259,6 @@ pub async fn take_over(
             "api_credentials",
         ),
     )?;
-    fence.check().await?;
-    ctx.revoke_credentials(&standby.id).await?;
     let host = HostUrl::parse(&bench_cfg.public_url(site.as_str()))
         .map_err(|e| StepError::Permanent(e.to_string()))?;
     let claimant = Claimant::Tenant {
@@ -283,14 +281,18 @@ pub async fn take_over(
         ],
     };
     fence.check().await?;
-    bench.edit_site_config(&edit).await.map_err(|e| match e {
-        EditError::Missing(_) => StepError::Permanent(format!(
-            "the claimed standby site {from} is no longer on bench {}",
-            bench_cfg.name
-        )),
-        e @ EditError::NotOwned { .. } => StepError::NotOurs(e.to_string()),
-        EditError::Bench(e) => bench_error("claiming the standby site", e),
-    })?;
+    let edited = async {
+        bench.edit_site_config(&edit).await.map_err(|e| match e {
+            EditError::Missing(_) => StepError::Permanent(format!(
+                "the claimed standby site {from} is no longer on bench {}",
+                bench_cfg.name
+            )),
+            e @ EditError::NotOwned { .. } => StepError::NotOurs(e.to_string()),
+            EditError::Bench(e) => bench_error("claiming the standby site", e),
+        })
+    };
+    // The standby's vault entries go while the site is edited: both copies are made.
+    tokio::try_join!(edited, ctx.revoke_credentials(&standby.id))?;
     ctx.crash_at("rename");
     forget(ctx, standby).await;
     Ok(())

@@ -114,6 +114,7 @@ impl SimBench {
             bench_dir: self.path().to_path_buf(),
             bench_bin: frappe_sim_bin(),
             env,
+            user: None,
         }
     }
 

@@ -26,7 +26,11 @@ pub async fn run(
     })?;
     // The automation user's key when it is vaulted already (always, for a standby claim): no
     // Administrator login on the way to the owner.
-    let client = match ctx.stored_credentials(tenant).await? {
+    let (creds, password) = tokio::join!(
+        ctx.stored_credentials(tenant),
+        ctx.owner_password(tenant, &req.body.password_ref)
+    );
+    let client = match creds? {
         Some(creds) => ctx
             .client(placed.bench_cfg, &placed.site)?
             .with_token(&creds),
@@ -35,7 +39,7 @@ pub async fn run(
                 .await?
         }
     };
-    let pw = match ctx.owner_password(tenant, &req.body.password_ref).await {
+    let pw = match password {
         Ok(pw) => pw,
         // Made by an attempt whose password is gone since: nothing left to do.
         Err(e @ StepError::Permanent(_)) => {

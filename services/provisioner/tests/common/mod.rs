@@ -91,6 +91,23 @@ pub fn fleet_toml(
     extra_benches: &str,
 ) -> String {
     let mut text = String::new();
+    if benches.is_empty() && extra_benches.is_empty() {
+        // A stack whose caller brings its own fleet (a real bench, a benchmark's): a placeholder
+        // bench no region asks for.
+        text.push_str(
+            r#"
+[[benches]]
+name = "unused"
+region = "unused"
+base_url = "http://127.0.0.1:9"
+base_domain = "unused.tenantry.localhost"
+max_sites = 1
+max_concurrent_operations = 1
+apps = ["erpnext", "hrms"]
+runner = { kind = "local", bench_dir = "/nonexistent" }
+"#,
+        );
+    }
     for (name, b) in benches {
         let RunnerConfig::Local {
             bench_dir,

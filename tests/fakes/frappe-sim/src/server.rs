@@ -724,6 +724,15 @@ async fn insert(
                 {
                     db.set_password(&email, pw).await?;
                 }
+                // Password fields given in the insert are saved encrypted like any other.
+                if let (Some(key), Some(secret)) = (
+                    params.get("api_key").and_then(Value::as_str),
+                    params.get("api_secret").and_then(Value::as_str),
+                ) && !key.is_empty()
+                    && !secret.is_empty()
+                {
+                    db.set_api_keys(&email, key, secret).await?;
+                }
                 json_response(StatusCode::OK, json!({"data": doc}))
             }
             Insert::Duplicate => duplicate("User", &email),

@@ -435,6 +435,22 @@ impl SiteDb<'_> {
         Ok(Some((api_key, secret)))
     }
 
+    /// A key pair set on the User document itself (as `generate_keys` does by assigning
+    /// `api_key` and the `api_secret` Password field and saving).
+    pub async fn set_api_keys(
+        &mut self,
+        user: &str,
+        key: &str,
+        secret: &str,
+    ) -> Result<(), sqlx::Error> {
+        if let Some(mut doc) = self.get_doc("User", user).await? {
+            doc["api_key"] = json!(key);
+            self.save_doc("User", user, &doc).await?;
+        }
+        self.set_auth("User", user, "api_secret", &sha256_hex(secret))
+            .await
+    }
+
     /// The enabled user owning this key pair, if the secret matches.
     pub async fn user_for_token(
         &mut self,

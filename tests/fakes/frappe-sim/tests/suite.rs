@@ -68,6 +68,7 @@ fn real_target() -> Option<Target> {
             bench_dir: dir.clone().into(),
             bench_bin: bin.into(),
             env: BTreeMap::new(),
+            user: None,
         }),
         bench_dir: dir.into(),
         base_url: url,
