@@ -65,6 +65,11 @@ pub enum BenchError {
     /// MariaDB refused the root credentials.
     #[error("database root access denied")]
     AccessDenied,
+    /// The MariaDB root (or admin) password is empty: new-site would prompt for it and abort.
+    #[error(
+        "the bench's database root password is empty; new-site cannot run without one (set the bench's db_root_password_ref to a MariaDB root or admin user's password)"
+    )]
+    RootPasswordMissing,
     /// `--db-name` names a database that already exists.
     #[error("database {0} already exists")]
     DatabaseExists(String),
@@ -464,6 +469,9 @@ impl Bench {
     /// bench: call [`Bench::remove_leftover_site_dir`], never `drop_site`.
     pub async fn new_site(&self, req: &NewSite) -> Result<CommandOutput, BenchError> {
         check_secret(req.admin_password.expose_secret(), false)?;
+        if req.db_root.password.expose_secret().is_empty() {
+            return Err(BenchError::RootPasswordMissing);
+        }
         check_secret(req.db_root.password.expose_secret(), true)?;
         let root_user = DbName::parse(&req.db_root.username)?;
         let mut args: Vec<Arg> = vec![
@@ -497,6 +505,7 @@ impl Bench {
             NewSiteFailure::AccessDenied => BenchError::AccessDenied,
             NewSiteFailure::DatabaseExists(db) => BenchError::DatabaseExists(db),
             NewSiteFailure::AppNotFound(app) => BenchError::AppNotFound(app),
+            NewSiteFailure::PromptedAndAborted => BenchError::RootPasswordMissing,
             NewSiteFailure::Other(_) => failed("new-site", &out),
         })
     }
@@ -611,6 +620,40 @@ impl Bench {
                 })
             })
             .collect()
+    }
+
+    /// The site's background jobs still queued or running, by `job_name`
+    /// (`execute frappe.utils.background_jobs.get_jobs` for the site; nothing printed = none).
+    /// RQ keys each job by the site's name when it was enqueued, so a site must not be renamed
+    /// while this is not empty.
+    pub async fn queued_jobs(&self, site: &SiteName) -> Result<Vec<String>, BenchError> {
+        let method = MethodPath::parse("frappe.utils.background_jobs.get_jobs")?;
+        let value = self
+            .execute(
+                site,
+                &method,
+                &[json!(site.as_str()), Value::Null, json!("job_name")],
+            )
+            .await?;
+        let unexpected = |detail: String| BenchError::UnexpectedOutput {
+            op: "get-jobs",
+            detail,
+        };
+        match value {
+            None => Ok(Vec::new()),
+            Some(Value::Object(per_site)) => Ok(per_site
+                .into_values()
+                .flat_map(|v| match v {
+                    Value::Array(names) => names,
+                    other => vec![other],
+                })
+                .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+                .collect()),
+            Some(other) => Err(unexpected(format!(
+                "expected a map of site to jobs, got {}",
+                other.to_string().chars().take(100).collect::<String>()
+            ))),
+        }
     }
 
     /// `bench --site S set-config KEY LITERAL --parse` (the value is rendered as a safe Python

@@ -110,6 +110,9 @@ pub enum NewSiteFailure {
     DatabaseExists(String),
     /// `--install-app` named an app the bench does not have.
     AppNotFound(String),
+    /// bench asked for a password on stdin (an empty `--db-root-password=` counts as none)
+    /// and, stdin being closed, printed `Aborted!`.
+    PromptedAndAborted,
     /// Anything else: the last exception line, if any.
     Other(Option<String>),
 }
@@ -133,6 +136,10 @@ pub fn new_site_failure(stdout: &str, stderr: &str) -> NewSiteFailure {
     }
     if let Some(app) = app_not_found(stdout).or_else(|| app_not_found(stderr)) {
         return NewSiteFailure::AppNotFound(app);
+    }
+    if stdout.contains("password:") && (stderr.contains("Aborted!") || stdout.contains("Aborted!"))
+    {
+        return NewSiteFailure::PromptedAndAborted;
     }
     NewSiteFailure::Other(last_exception(stderr).or_else(|| last_exception(stdout)))
 }

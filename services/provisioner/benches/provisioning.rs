@@ -77,6 +77,11 @@ async fn target(stack: &TestStack) -> Target {
         username: root_user.clone(),
         password: SecretString::from(root_pw.clone()),
     };
+    let real = std::env::var("FRAPPE_BENCH_DIR").is_ok() && std::env::var("FRAPPE_URL").is_ok();
+    assert!(
+        !real || !root_pw.is_empty(),
+        "set FRAPPE_DB_ROOT_PASSWORD: new-site aborts without a root password"
+    );
     let root_ref = if root_pw.is_empty() {
         String::new()
     } else {
@@ -128,12 +133,19 @@ async fn target(stack: &TestStack) -> Target {
         bench_dir.display(),
         bench_bin.display()
     );
+    // The sim bench's own root password file (written by `frappe-sim sim-init`).
+    let file = bench_dir.join("db-root-password");
+    let password = std::fs::read_to_string(&file).expect("the sim's root password file");
+    let root_file = format!("db_root_password_file = \"{}\"", file.display());
     Target {
         label: "frappe-sim, profile = realistic".into(),
-        fleet_toml: fleet(&sim.base_url, &runner_toml, &root_ref, &root_user),
+        fleet_toml: fleet(&sim.base_url, &runner_toml, &root_file, "root"),
         base_url: sim.base_url.clone(),
         runner,
-        root,
+        root: DbRoot {
+            username: "root".into(),
+            password: SecretString::from(password.trim_end().to_owned()),
+        },
         sim: Some(sim),
     }
 }

@@ -66,6 +66,9 @@ pub struct ProcessSettings {
     /// How long a deleted tenant's vault keys are kept before they are crypto-shredded (zero:
     /// at once; the site's backup is site data, not vault data, so nothing needs them).
     pub shred_after: Duration,
+    /// How long a standby build waits for the background jobs its own inserts enqueued before
+    /// it gives up (a bench without workers never drains).
+    pub jobs_drain: Duration,
 }
 
 impl Default for ProcessSettings {
@@ -76,6 +79,7 @@ impl Default for ProcessSettings {
             verify_timeout: Duration::from_secs(10),
             crash: None,
             shred_after: Duration::ZERO,
+            jobs_drain: Duration::from_secs(120),
         }
     }
 }
@@ -129,9 +133,16 @@ impl Ctx {
     /// MariaDB root credentials of a bench, from the vault.
     pub async fn db_root(&self, bench: &BenchConfig) -> Result<DbRoot, StepError> {
         let Some(reference) = &bench.db_root_password_ref else {
+            let file = bench.db_root_password_file.as_deref().ok_or_else(|| {
+                StepError::Permanent(format!(
+                    "bench {} has no database root password configured",
+                    bench.name
+                ))
+            })?;
             return Ok(DbRoot {
                 username: bench.db_root_username.clone(),
-                password: SecretString::from(String::new()),
+                password: read_root_password_file(file)
+                    .map_err(|e| StepError::Infra(format!("bench {}: {e}", bench.name)))?,
             });
         };
         let secret = self
@@ -160,4 +171,19 @@ impl Ctx {
         )
         .map_err(|e| StepError::Permanent(format!("REST client for {site}: {e}")))
     }
+}
+
+/// Reads a root password file (one line; the trailing newline is not part of it). Empty is an
+/// error: new-site prompts for an empty password and aborts.
+pub fn read_root_password_file(path: &std::path::Path) -> Result<SecretString, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read db_root_password_file {}: {e}", path.display()))?;
+    let password = text.trim_end_matches(['\n', '\r']);
+    if password.is_empty() {
+        return Err(format!(
+            "db_root_password_file {} is empty; new-site cannot run without a root password",
+            path.display()
+        ));
+    }
+    Ok(SecretString::from(password.to_owned()))
 }

@@ -73,6 +73,7 @@ pub fn bench_error(context: &str, e: BenchError) -> StepError {
         BenchError::AccessDenied => StepError::Permanent(format!(
             "{msg}; check the MariaDB root password the fleet's db_root_password_ref points to"
         )),
+        BenchError::RootPasswordMissing => StepError::Permanent(msg),
         BenchError::AppNotFound(_) => StepError::Permanent(format!(
             "{msg}; install the app on the bench or fix the plan's apps"
         )),

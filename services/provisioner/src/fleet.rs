@@ -99,10 +99,13 @@ pub struct BenchConfig {
     /// MariaDB root user.
     #[serde(default = "default_root_user")]
     pub db_root_username: String,
-    /// Vault reference of the MariaDB root password (kind `db_root_password`). Leave it out
-    /// only for a dev database whose root has no password (the vault stores no empty values).
+    /// Vault reference of the MariaDB root password (kind `db_root_password`).
     #[serde(default)]
     pub db_root_password_ref: Option<String>,
+    /// Or a file holding it (e.g. a systemd credential); read at start-up and at each use.
+    /// One of the two is required: new-site cannot run with an empty root password.
+    #[serde(default)]
+    pub db_root_password_file: Option<std::path::PathBuf>,
     /// Per-operation command timeouts (seconds).
     #[serde(default)]
     pub timeouts: BenchTimeouts,
@@ -306,6 +309,12 @@ impl FleetConfig {
                         b.name
                     ));
                 }
+            }
+            if b.db_root_password_ref.is_some() && b.db_root_password_file.is_some() {
+                return bad(format!(
+                    "bench {}: set db_root_password_ref or db_root_password_file, not both",
+                    b.name
+                ));
             }
             if b.db_root_password_ref
                 .as_ref()

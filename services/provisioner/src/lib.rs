@@ -281,6 +281,23 @@ impl Application {
             .fleet
             .validate()
             .map_err(|e| ProvisionerError::Config(e.to_string()))?;
+        // new-site prompts for an empty root password and aborts: a bench without one cannot
+        // make a site, which is a configuration error now, not a failed signup later.
+        for b in &config.fleet.benches {
+            match (&b.db_root_password_ref, &b.db_root_password_file) {
+                (Some(_), _) => {}
+                (None, Some(file)) => {
+                    context::read_root_password_file(file)
+                        .map_err(|e| ProvisionerError::Config(format!("bench {}: {e}", b.name)))?;
+                }
+                (None, None) => {
+                    return Err(ProvisionerError::Config(format!(
+                        "bench {}: neither db_root_password_ref nor db_root_password_file is set; new-site needs the MariaDB root (or an admin user's) password",
+                        b.name
+                    )));
+                }
+            }
+        }
         let registry = svc::Metrics::new();
         let readiness = Readiness::default();
         let admin = AdminServer::bind(config.admin_addr, readiness.clone(), registry.clone())

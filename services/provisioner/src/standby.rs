@@ -520,7 +520,40 @@ async fn build_site(
     ctx.issue_credentials(fence, &entry.id, bench_cfg, &site)
         .await?;
     ctx.verify_credentials(&entry.id, bench_cfg, &site).await?;
-    Ok(())
+    wait_for_jobs(ctx, bench_cfg, bench, &site).await
+}
+
+/// Waits until the standby has no background jobs left: the automation user's insert enqueued
+/// some keyed by the standby's name, and a claim renames the site — a job still queued then
+/// would name a site that no longer exists.
+async fn wait_for_jobs(
+    ctx: &Ctx,
+    bench_cfg: &BenchConfig,
+    bench: &Bench,
+    site: &SiteName,
+) -> Result<(), StepError> {
+    let started = Instant::now();
+    loop {
+        let slot = ctx
+            .slots
+            .acquire(bench_cfg, bench.command_limit(BenchOp::Other))
+            .await?;
+        let jobs = bench.queued_jobs(site).await;
+        slot.release().await;
+        let jobs = jobs.map_err(|e| bench_error("listing the standby's background jobs", e))?;
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        if started.elapsed() >= ctx.settings.jobs_drain {
+            return Err(StepError::Transient(format!(
+                "standby {site} still has {} background job(s) queued after {:?} ({}); are the bench's workers running?",
+                jobs.len(),
+                ctx.settings.jobs_drain,
+                jobs.join(", ")
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// Removes a standby that will not be used: its site (only if it is this standby's), secrets

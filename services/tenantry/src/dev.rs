@@ -127,6 +127,7 @@ public_scheme = "http"
 max_sites = 500
 max_concurrent_operations = 4
 apps = ["erpnext", "hrms"]
+db_root_password_file = {root:?}
 runner = {{ kind = "local", bench_dir = {dir:?}, bench_bin = {bin:?} }}
 
 [standby]
@@ -135,6 +136,7 @@ size = {standby}
         base_url = bench.base_url,
         dir = bench.dir.display().to_string(),
         bin = bench.bin.display().to_string(),
+        root = bench.dir.join("db-root-password").display().to_string(),
     )
 }
 

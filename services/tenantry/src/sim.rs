@@ -52,7 +52,9 @@ impl SimBench {
     pub async fn start(dir: &Path, port: u16, apps: &str) -> anyhow::Result<Self> {
         let bin = locate_frappe_sim()?;
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        if !dir.join("sites").is_dir() {
+        // Benches made before sim-init wrote the root password file are initialised again
+        // (sim-init keeps what is there).
+        if !dir.join("sites").is_dir() || !dir.join("db-root-password").is_file() {
             let status = Command::new(&bin)
                 .args(["sim-init", "--apps", apps])
                 .current_dir(dir)

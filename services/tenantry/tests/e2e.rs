@@ -102,6 +102,7 @@ public_scheme = "http"
 max_sites = 10
 max_concurrent_operations = 2
 apps = ["erpnext", "hrms"]
+db_root_password_file = {root:?}
 runner = {{ kind = "local", bench_dir = {dir:?}, bench_bin = {bin:?} }}
 
 [plans.business]
@@ -111,6 +112,7 @@ limits = {{ max_users = 25 }}
         base = bench.base_url,
         dir = bench.dir.display().to_string(),
         bin = bench.bin.display().to_string(),
+        root = bench.dir.join("db-root-password").display().to_string(),
     );
     let fleet_path = work.path().join("fleet.toml");
     std::fs::write(&fleet_path, fleet).unwrap();

@@ -43,8 +43,9 @@ pub fn fleet(b: &SimBench) -> String {
         unreachable!()
     };
     format!(
-        "[[benches]]\nname = \"bench-a\"\nregion = \"eu\"\nbase_url = \"{}\"\nbase_domain = \"bench-a.tenantry.localhost\"\nrouting = \"header\"\npublic_scheme = \"http\"\nmax_sites = 10\nmax_concurrent_operations = 2\napps = [\"erpnext\"]\nrunner = {{ kind = \"local\", bench_dir = \"{}\", bench_bin = \"{}\" }}\n",
+        "[[benches]]\nname = \"bench-a\"\nregion = \"eu\"\nbase_url = \"{}\"\nbase_domain = \"bench-a.tenantry.localhost\"\nrouting = \"header\"\npublic_scheme = \"http\"\nmax_sites = 10\nmax_concurrent_operations = 2\napps = [\"erpnext\"]\ndb_root_password_file = \"{}/db-root-password\"\nrunner = {{ kind = \"local\", bench_dir = \"{}\", bench_bin = \"{}\" }}\n",
         b.base_url,
+        bench_dir.display(),
         bench_dir.display(),
         bench_bin.display()
     )

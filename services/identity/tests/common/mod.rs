@@ -63,6 +63,7 @@ public_scheme = "http"
 max_sites = 100
 max_concurrent_operations = 4
 apps = ["erpnext", "hrms"]
+db_root_password_file = "{dir}/db-root-password"
 runner = {{ kind = "local", bench_dir = "{dir}", bench_bin = "{bin}" }}
 timeouts = {{ new_site = 30, install_app = 30, backup = 30, default = 30, kill_grace = 2 }}
 

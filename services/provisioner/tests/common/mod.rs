@@ -104,6 +104,7 @@ base_domain = "unused.tenantry.localhost"
 max_sites = 1
 max_concurrent_operations = 1
 apps = ["erpnext", "hrms"]
+db_root_password_ref = "vault://tenant/fleet/unused"
 runner = { kind = "local", bench_dir = "/nonexistent" }
 "#,
         );
@@ -136,10 +137,17 @@ timeouts = {{ new_site = {limit}, install_app = {limit}, backup = {limit}, defau
 "#,
             limit = opts.command_limit_secs,
             region = opts.region,
-            root_ref = opts
-                .root_ref
-                .as_deref()
-                .map_or(String::new(), |r| format!("db_root_password_ref = \"{r}\"")),
+            // The sim bench's own root password (written by `frappe-sim sim-init`) unless the
+            // test names a vaulted one.
+            root_ref = opts.root_ref.as_deref().map_or_else(
+                || {
+                    format!(
+                        "db_root_password_file = \"{}\"",
+                        bench_dir.join("db-root-password").display()
+                    )
+                },
+                |r| format!("db_root_password_ref = \"{r}\"")
+            ),
             url = b.base_url,
             ops = opts.ops,
             dir = bench_dir.display(),

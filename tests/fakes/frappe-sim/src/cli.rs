@@ -612,14 +612,15 @@ async fn new_site(ctx: &Ctx, a: &Args) -> i32 {
         );
         return 1;
     };
-    let Some(root_password) = a.val("--db-root-password").map(str::to_owned) else {
-        eprintln!(
-            "{}",
-            traceback(
-                &["root_password = getpass.getpass(\"MySQL root password: \")"],
-                "EOFError"
-            )
-        );
+    // An empty `--db-root-password=` counts as none: bench prompts, and with stdin closed the
+    // prompt aborts (measured on frappe 15.44). A configuration error, never transient.
+    let Some(root_password) = a
+        .val("--db-root-password")
+        .filter(|p| !p.is_empty())
+        .map(str::to_owned)
+    else {
+        print!("MySQL root password: ");
+        eprintln!("Aborted!");
         return 1;
     };
     let root_user = a.val("--db-root-username").unwrap_or("root").to_owned();
@@ -1360,6 +1361,11 @@ async fn execute(ctx: &Ctx, a: &Args) -> i32 {
                 .await
                 .map_err(|e| store::pymysql_error(&e))
         }
+        "frappe.utils.background_jobs.get_jobs" => {
+            ctx.settings.delay("execute", timing::EXECUTE).await;
+            let site = arg(0, "site").and_then(|v| v.as_str().map(str::to_owned));
+            Ok(crate::jobs::get_jobs(&ctx.bench, site.as_deref()))
+        }
         _ => Err(format!("AttributeError: module has no attribute '{leaf}'")),
     };
     match result {
@@ -1542,6 +1548,14 @@ fn sim_init(ctx: &Ctx, a: &Args) -> i32 {
             } else {
                 std::fs::write(common, "{}")
             }
+        })
+        // The password this bench's MariaDB root asks for, where a fleet's
+        // `db_root_password_file` can point.
+        .and_then(|()| {
+            std::fs::write(
+                ctx.bench.join("db-root-password"),
+                format!("{}\n", store::SIM_ROOT_PASSWORD),
+            )
         });
     match res {
         Ok(()) => 0,

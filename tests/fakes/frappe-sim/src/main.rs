@@ -5,6 +5,7 @@
 
 mod archive;
 mod cli;
+mod jobs;
 mod pylit;
 mod server;
 mod sim;

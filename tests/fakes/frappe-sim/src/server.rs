@@ -17,6 +17,7 @@ use base64::Engine;
 use serde_json::{Map, Value, json};
 use sqlx::MySqlPool;
 
+use crate::jobs;
 use crate::sim::Settings;
 use crate::social_login_key::{self as slk, SecretChange};
 use crate::store::{self, Insert, SiteDb};
@@ -42,6 +43,7 @@ pub async fn run(bench: PathBuf, settings: Settings, bind: &str, port: u16) -> a
     println!("Listening on http://{addr}");
     use std::io::Write as _;
     std::io::stdout().flush()?;
+    tokio::spawn(jobs::worker(bench.clone(), settings.clone()));
     let state = AppState {
         bench,
         settings,
@@ -344,7 +346,26 @@ async fn handle(
         Err(e) => return server_error(&store::pymysql_error(&e)),
     };
     let params = body_params(&headers, &body, &uri);
+    let user_insert = method == Method::POST && path == "/api/resource/User";
+    // `http-insert=<email>` fails only the insert of that user.
+    if let Some(email) = params.get("email").and_then(Value::as_str)
+        && user_insert
+        && state
+            .settings
+            .should_fail(&state.bench, &format!("http-insert={email}"))
+    {
+        return frappe_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InjectedError",
+            &format!("injected failure in http-insert={email}"),
+            false,
+        );
+    }
     let result = route(&state, &mut db, &method, &path, who, params).await;
+    if user_insert && result.as_ref().is_ok_and(|r| r.status() == StatusCode::OK) {
+        // Keyed by the site's name now: a rename before a worker runs them breaks them.
+        jobs::enqueue(&state.bench, &site, &jobs::USER_INSERT_JOBS);
+    }
     result.unwrap_or_else(|e| server_error(&store::pymysql_error(&e)))
 }
 

@@ -95,12 +95,27 @@ fn options(
 }
 
 /// A root connection for creating and dropping site databases.
+/// The root password the simulated bench's MariaDB asks for (`FRAPPE_SIM_ROOT_PASSWORD`):
+/// a real bench cannot work with an empty one, so the sim's root has one, mapped to the test
+/// server's real root account (`FRAPPE_SIM_MARIADB_ROOT_PASSWORD`, empty by default).
+pub const SIM_ROOT_PASSWORD: &str = "frappe-sim-root";
+
 pub async fn connect_root(
     host: &str,
     port: u16,
     user: &str,
     password: &str,
 ) -> Result<MySqlConnection, sqlx::Error> {
+    let sim_root = std::env::var("FRAPPE_SIM_ROOT_PASSWORD")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| SIM_ROOT_PASSWORD.to_owned());
+    let real = std::env::var("FRAPPE_SIM_MARIADB_ROOT_PASSWORD").unwrap_or_default();
+    let (user, password) = if user == "root" && password == sim_root {
+        ("root", real.as_str())
+    } else {
+        (user, password)
+    };
     MySqlConnection::connect_with(&options(host, port, user, password, None)).await
 }
 

@@ -51,7 +51,12 @@ fn spawn_sim(sim_toml: Option<&str>, env: &[(&str, &str)]) -> Target {
         base_url: sim.base_url.clone(),
         db_root: DbRoot {
             username: "root".into(),
-            password: secret(""),
+            // The root password the sim bench asks for (written by sim-init).
+            password: secret(
+                std::fs::read_to_string(sim.path().join("db-root-password"))
+                    .unwrap()
+                    .trim_end(),
+            ),
         },
         extra_app: Some(AppName::parse("provtest").unwrap()),
         _sim: Some(sim),
@@ -167,7 +172,12 @@ impl Target {
             .host("127.0.0.1")
             .port(3306)
             .username(&self.db_root.username);
-        let pw = secrecy::ExposeSecret::expose_secret(&self.db_root.password).to_owned();
+        // The sim maps its root password to the test server's real root (no password).
+        let pw = if self._sim.is_some() {
+            String::new()
+        } else {
+            secrecy::ExposeSecret::expose_secret(&self.db_root.password).to_owned()
+        };
         if !pw.is_empty() {
             opts = opts.password(&pw);
         }
@@ -751,7 +761,7 @@ async fn injection_attempts_are_refused_before_any_command_runs() {
         .new_site(&NewSite {
             db_root: DbRoot {
                 username: "root'; DROP DATABASE x; --".into(),
-                password: secret(""),
+                password: secret("pw"),
             },
             ..t.new_site_req(&unique_site("rootname"), "pw")
         })
@@ -1397,4 +1407,51 @@ async fn social_login_key_wire_details() {
     .await;
     assert_eq!(status, 417);
     t.drop(&site).await;
+}
+
+#[tokio::test]
+async fn an_empty_root_password_is_refused_before_bench_would_prompt_and_abort() {
+    let t = spawn_sim(None, &[]);
+    let site = unique_site("noroot");
+    let err = t
+        .bench
+        .new_site(&NewSite {
+            site: site.clone(),
+            admin_password: secret("Admin-Password-1"),
+            db_root: DbRoot {
+                username: "root".into(),
+                password: secret(""),
+            },
+            db_name: None,
+            install_apps: vec![],
+            no_mariadb_socket: false,
+            force: false,
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BenchError::RootPasswordMissing), "{err:?}");
+    assert!(!t.bench_dir.join("sites").join(site.as_str()).exists());
+    // What bench itself does with an empty one: prompts, and with stdin closed, aborts.
+    let out = std::process::Command::new(testkit::frappe_sim_bin())
+        .args([
+            "new-site",
+            site.as_str(),
+            "--admin-password=Admin-Password-1",
+            "--db-root-password=",
+        ])
+        .current_dir(&t.bench_dir)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout.contains("MySQL root password:"), "{stdout}");
+    assert!(stderr.contains("Aborted!"), "{stderr}");
+    assert_eq!(
+        frappe::parse::new_site_failure(&stdout, &stderr),
+        frappe::parse::NewSiteFailure::PromptedAndAborted
+    );
 }
