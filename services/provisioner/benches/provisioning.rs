@@ -153,6 +153,8 @@ async fn target(stack: &TestStack) -> Target {
 /// One measured signup.
 struct Signup {
     ready: Duration,
+    /// TenantRequested → PlacementChosen, → the site (created or claimed), → ready.
+    phases: [Duration; 3],
     /// The `new-site` command's own time (cold only).
     new_site: Option<Duration>,
     from_standby: bool,
@@ -224,8 +226,18 @@ async fn signup(stack: &TestStack, target: &Target, sub: &str) -> Signup {
         )
         .await
         .expect("the owner logs in");
+    let site_at = at(&events, "StandbySiteClaimed")
+        .or_else(|| at(&events, "SiteCreated"))
+        .expect("site event");
+    let placed_at = at(&events, "PlacementChosen").expect("PlacementChosen");
+    let span = |a: DateTime<Utc>, b: DateTime<Utc>| (b - a).to_std().unwrap_or_default();
     Signup {
-        ready: (ready - requested).to_std().unwrap_or_default(),
+        ready: span(requested, ready),
+        phases: [
+            span(requested, placed_at),
+            span(placed_at, site_at),
+            span(site_at, ready),
+        ],
         new_site: if from_standby {
             None
         } else {
@@ -317,18 +329,20 @@ async fn main() {
     let prov = stack.start_provisioner(config).await;
     wait_for_pool(&stack).await;
 
-    let mut pooled = Vec::new();
+    let (mut pooled, mut pooled_phases) = (Vec::new(), Vec::new());
     for i in 0..POOLED {
         let s = signup(&stack, &target, &format!("pool{i}")).await;
         assert!(s.from_standby, "the pool was not ready");
         pooled.push(s.ready);
+        pooled_phases.push(s.phases);
     }
-    let (mut cold, mut cold_sites) = (Vec::new(), Vec::new());
+    let (mut cold, mut cold_sites, mut cold_phases) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..COLD {
         let s = signup(&stack, &target, &format!("cold{i}")).await;
         assert!(!s.from_standby, "a cold signup took a standby");
         cold.push(s.ready);
         cold_sites.push(s.new_site.expect("new-site time"));
+        cold_phases.push(s.phases);
     }
     prov.stop().await;
 
@@ -358,8 +372,19 @@ async fn main() {
     let (seeds_p50, _) = row("seeds' script (replayed)", seeds_total, seeds_sites);
     let (cold_p50, cold_after) = row("tenantry cold", cold, cold_sites);
     let (pooled_p50, _) = row("tenantry pooled", pooled, Vec::new());
+    let phase = |runs: &[[Duration; 3]], i: usize| secs(p50(runs.iter().map(|p| p[i]).collect()));
     println!(
-        "\npooled p50 {} (target ≤ 1 s: {}); cold after new-site p50 {} (target ≤ 1.5 s: {}); \
+        "\nwhere the time goes (p50): pooled: request → placed {}, → claimed {}, → ready {}; \
+         cold: request → placed {}, → site made {}, → ready {}",
+        phase(&pooled_phases, 0),
+        phase(&pooled_phases, 1),
+        phase(&pooled_phases, 2),
+        phase(&cold_phases, 0),
+        phase(&cold_phases, 1),
+        phase(&cold_phases, 2),
+    );
+    println!(
+        "pooled p50 {} (target ≤ 1 s: {}); cold after new-site p50 {} (target ≤ 1.5 s: {}); \
          seeds' script ÷ pooled = {:.1}×, seeds' script ÷ cold = {:.2}×",
         secs(pooled_p50),
         if pooled_p50 <= Duration::from_secs(1) {

@@ -16,6 +16,14 @@ struct BenchLabels {
     bench: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PoolLabels {
+    /// The pooled app set (`erpnext`, `frappe` for none).
+    apps: String,
+    /// `hit` (a standby was claimed) or `miss` (built cold).
+    outcome: String,
+}
+
 fn step_histogram() -> Histogram {
     // 50 ms … ~7 min: REST calls to new-site with large apps.
     Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
@@ -29,6 +37,7 @@ pub struct Metrics {
     step_seconds: Family<StepLabels, Histogram, fn() -> Histogram>,
     in_flight: Family<BenchLabels, Gauge>,
     failures: Family<StepLabels, Counter>,
+    pool: Family<PoolLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -37,6 +46,7 @@ impl Default for Metrics {
             step_seconds: Family::new_with_constructor(step_histogram),
             in_flight: Family::default(),
             failures: Family::default(),
+            pool: Family::default(),
         }
     }
 }
@@ -60,7 +70,23 @@ impl Metrics {
             "Failed step attempts, by step",
             m.failures.clone(),
         );
+        registry.register(
+            "provisioner_pool_placements",
+            "Placements of tenants whose plan is pooled, by outcome: hit (a standby was claimed) \
+             or miss (built cold); the hit ratio is hit / (hit + miss)",
+            m.pool.clone(),
+        );
         m
+    }
+
+    /// Counts a placement of a pooled plan's tenant: from the pool (`hit`) or cold.
+    pub fn pool_placement(&self, apps: &str, hit: bool) {
+        self.pool
+            .get_or_create(&PoolLabels {
+                apps: apps.to_owned(),
+                outcome: if hit { "hit" } else { "miss" }.to_owned(),
+            })
+            .inc();
     }
 
     /// Records a step's duration.

@@ -151,18 +151,18 @@ impl Ctx {
 
     /// Revokes a site's vaulted credentials under `id` (missing ones are fine).
     pub async fn revoke_credentials(&self, id: &str) -> Result<(), StepError> {
-        for name in [ADMIN_PASSWORD, API_CREDENTIALS] {
+        let revoke = |name: &'static str| async move {
             match self
                 .vault
                 .revoke(&vault_ref(id, name), "site removed")
                 .await
             {
-                Ok(()) => {}
-                Err(e) if is_gone(&e) => {}
-                Err(e) => return Err(vault_error("revoking site credentials", e)),
+                Ok(()) => Ok(()),
+                Err(e) if is_gone(&e) => Ok(()),
+                Err(e) => Err(vault_error("revoking site credentials", e)),
             }
-        }
-        Ok(())
+        };
+        tokio::try_join!(revoke(ADMIN_PASSWORD), revoke(API_CREDENTIALS)).map(drop)
     }
 
     /// Crypto-shreds a deleted tenant: the vault destroys every data key it holds for it, so no

@@ -124,6 +124,20 @@ pub async fn claim(
     }
     let pool = bucket(ctx).await?;
     let set = app_set_key(apps);
+    let found = take(ctx, fence, tenant, region, &pool, &set, size).await?;
+    ctx.metrics.pool_placement(&set, found.is_some());
+    Ok(found)
+}
+
+async fn take(
+    ctx: &Ctx,
+    fence: &Fence,
+    tenant: &str,
+    region: &str,
+    pool: &kv::Store,
+    set: &str,
+    size: u32,
+) -> Result<Option<PlacementRecord>, StepError> {
     let benches: Vec<&BenchConfig> = ctx
         .fleet
         .benches
@@ -136,7 +150,7 @@ pub async fn claim(
         for bench in &benches {
             for n in 0..size {
                 let key = format!("{}.{set}.{n}", bench.name);
-                let Some((mut entry, revision)) = read(&pool, &key).await else {
+                let Some((mut entry, revision)) = read(pool, &key).await else {
                     continue;
                 };
                 let take = match &entry.state {
@@ -206,18 +220,19 @@ async fn rekey(
     kind: &str,
 ) -> Result<(), StepError> {
     let reason = "standby site claimed by a tenant";
-    // Only a NOT_FOUND means "not copied yet": a timed-out read of a copy that exists must not
-    // send us to the standby's entry, which the claim revokes once both copies are made.
-    match ctx.vault.get_by_name(to, name, reason).await {
+    // Both read at once. Only a NOT_FOUND of the tenant's means "not copied yet" (a timed-out
+    // read of a copy that exists is an error, not a reason to copy again); the standby's entry
+    // stays until Finish, so it is there whenever a copy is still to be made.
+    let (mine, theirs) = tokio::join!(
+        ctx.vault.get_by_name(to, name, reason),
+        ctx.vault.get_by_name(from, name, reason)
+    );
+    match mine {
         Ok(_) => return Ok(()),
         Err(e) if is_not_found(&e) => {}
         Err(e) => return Err(vault_error(&format!("reading the tenant's {name}"), e)),
     }
-    let value = ctx
-        .vault
-        .get_by_name(from, name, reason)
-        .await
-        .map_err(|e| vault_error(&format!("reading the standby's {name}"), e))?;
+    let value = theirs.map_err(|e| vault_error(&format!("reading the standby's {name}"), e))?;
     fence.check().await?;
     ctx.vault
         .put(to, name, kind, &value.value, reason)
@@ -239,26 +254,29 @@ pub async fn take_over(
     standby: &StandbyRef,
     site: &SiteName,
 ) -> Result<(), StepError> {
-    // Independent copies: made side by side; the standby's entries are revoked only once
-    // both are stored.
-    tokio::try_join!(
-        rekey(
-            ctx,
-            fence,
-            &standby.id,
-            tenant,
-            ADMIN_PASSWORD,
-            "site_admin_password",
-        ),
-        rekey(
-            ctx,
-            fence,
-            &standby.id,
-            tenant,
-            API_CREDENTIALS,
-            "api_credentials",
-        ),
-    )?;
+    // Independent copies, made side by side and beside the site's edit below. The standby's
+    // entries are revoked at Finish (or by a rollback), off the way to a usable site.
+    let copies = async {
+        tokio::try_join!(
+            rekey(
+                ctx,
+                fence,
+                &standby.id,
+                tenant,
+                ADMIN_PASSWORD,
+                "site_admin_password",
+            ),
+            rekey(
+                ctx,
+                fence,
+                &standby.id,
+                tenant,
+                API_CREDENTIALS,
+                "api_credentials",
+            ),
+        )
+        .map(drop)
+    };
     let host = HostUrl::parse(&bench_cfg.public_url(site.as_str()))
         .map_err(|e| StepError::Permanent(e.to_string()))?;
     let claimant = Claimant::Tenant {
@@ -291,8 +309,7 @@ pub async fn take_over(
             EditError::Bench(e) => bench_error("claiming the standby site", e),
         })
     };
-    // The standby's vault entries go while the site is edited: both copies are made.
-    tokio::try_join!(edited, ctx.revoke_credentials(&standby.id))?;
+    tokio::try_join!(edited, copies)?;
     ctx.crash_at("rename");
     forget(ctx, standby).await;
     Ok(())

@@ -1,4 +1,5 @@
-//! Finish: forget the owner's pending password and record TenantProvisioned.
+//! Finish: forget the owner's pending password (and a claimed standby's secrets) and record
+//! TenantProvisioned.
 
 use chrono::Utc;
 use proto::v1::{self as pb, event::Body};
@@ -21,7 +22,18 @@ pub async fn run(
     // Kept until now: a later step's rollback drops the site and its owner, and the operator's
     // retry must be able to create the owner again.
     fence.check().await?;
-    ctx.forget_owner_password(tenant).await?;
+    // A claimed standby's own copies of the site's secrets (the tenant has its copies since the
+    // claim) go beside the owner's pending password.
+    let standby = async {
+        if !state.from_standby {
+            return Ok(());
+        }
+        match ctx.placer.get(tenant).await?.and_then(|r| r.standby) {
+            Some(s) => ctx.revoke_credentials(&s.id).await,
+            None => Ok(()),
+        }
+    };
+    tokio::try_join!(ctx.forget_owner_password(tenant), standby)?;
     let total = Utc::now() - req.requested_at;
     Ok(vec![Body::TenantProvisioned(pb::TenantProvisioned {
         tenant_id: tenant.to_owned(),
