@@ -48,27 +48,28 @@ def owned(c, p):
 def owner(c):
     return json.dumps({k: c.get(k) for k in ("tenantry_tenant_id", "tenantry_standby_id", "db_name")})
 
-def main():
-    site, src, proof, updates = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), json.loads(sys.argv[4])
-    dst = os.path.join("sites", site)
-    if src and not os.path.lexists(dst):
-        s = os.path.join("sites", src)
-        c = load(s)
-        if c is None:
-            print("missing " + src)
-            return 3
-        if not owned(c, proof):
-            print(owner(c))
-            return 4
-        # Both names are locked by the caller's guard; nothing creates dst meanwhile.
-        os.rename(s, dst)
-    c = load(dst)
+def refuse(name, proof):
+    c = load(os.path.join("sites", name))
     if c is None:
-        print("missing " + site)
+        print("missing " + name)
         return 3
     if not owned(c, proof):
         print(owner(c))
         return 4
+    return 0
+
+def main():
+    site, src, proof, updates = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), json.loads(sys.argv[4])
+    dst = os.path.join("sites", site)
+    if src and not os.path.lexists(dst):
+        code = refuse(src, proof)
+        if code:
+            return code
+        # Both names are locked by the caller's guard; nothing creates dst meanwhile.
+        os.rename(os.path.join("sites", src), dst)
+    code = refuse(site, proof)
+    if code:
+        return code
     locks = os.path.join(dst, "locks")
     os.makedirs(locks, exist_ok=True)
     with open(os.path.join(locks, "site_config.lock"), "a") as lock:

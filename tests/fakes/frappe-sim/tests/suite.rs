@@ -1455,3 +1455,104 @@ async fn an_empty_root_password_is_refused_before_bench_would_prompt_and_abort()
         frappe::parse::NewSiteFailure::PromptedAndAborted
     );
 }
+
+/// The one-process config editor against a real site directory (and a real bench when set): it
+/// writes every key in frappe's format, refuses a site that is not the caller's without changing
+/// it, renames a claimed directory, and reports a missing site.
+#[tokio::test]
+async fn the_config_editor_proves_ownership_renames_and_writes_in_frappes_format() {
+    use frappe::{ConfigEdit, EditError, OwnerProof};
+    for t in targets() {
+        let site = unique_site("edit");
+        t.create_site(&site, "Admin-Password-1").await;
+        let db = t.site_config(&site)["db_name"].as_str().unwrap().to_owned();
+        let key = |k: &str| ConfigKey::parse(k).unwrap();
+        let ours = OwnerProof {
+            tenant: Some("t-1".into()),
+            standby_ids: vec![],
+            db_names: vec![db.clone()],
+        };
+        t.bench
+            .edit_site_config(&ConfigEdit::new(
+                site.clone(),
+                ours.clone(),
+                vec![
+                    (key("tenantry_tenant_id"), json!("t-1")),
+                    (key("max_users"), json!(5)),
+                    (key("limits"), json!({"space": 1024, "emails": [1, 2]})),
+                ],
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("[{}] edit: {e}", t.name));
+        let path = t
+            .bench_dir
+            .join("sites")
+            .join(site.as_str())
+            .join("site_config.json");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let parsed: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(parsed["max_users"], json!(5), "[{}]", t.name);
+        assert_eq!(parsed["db_name"], json!(db), "[{}] other keys kept", t.name);
+        // frappe's own format: one-space indent, keys sorted.
+        assert!(text.starts_with("{\n \""), "[{}] {text}", t.name);
+        let keys: Vec<&String> = parsed.as_object().unwrap().keys().collect();
+        let positions: Vec<usize> = keys
+            .iter()
+            .map(|k| text.find(&format!("\"{k}\":")).unwrap())
+            .collect();
+        assert!(
+            positions.windows(2).all(|w| w[0] < w[1]),
+            "[{}] sorted",
+            t.name
+        );
+
+        // Another tenant's proof: refused, nothing changed.
+        let theirs = OwnerProof {
+            tenant: Some("t-2".into()),
+            standby_ids: vec![],
+            db_names: vec![db.clone()],
+        };
+        let err = t
+            .bench
+            .edit_site_config(&ConfigEdit::new(
+                site.clone(),
+                theirs,
+                vec![(key("max_users"), json!(99))],
+            ))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, EditError::NotOwned { .. }),
+            "[{}] {err:?}",
+            t.name
+        );
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            text,
+            "[{}]",
+            t.name
+        );
+
+        // A claim: renamed and written in one go; a missing site is reported.
+        let renamed = unique_site("edit-renamed");
+        let mut claim = ConfigEdit::new(
+            renamed.clone(),
+            ours.clone(),
+            vec![(key("host_name"), json!(format!("https://{renamed}")))],
+        );
+        claim.rename_from = Some(site.clone());
+        t.bench.edit_site_config(&claim).await.unwrap();
+        assert!(!t.bench_dir.join("sites").join(site.as_str()).exists());
+        assert_eq!(
+            t.site_config(&renamed)["host_name"],
+            json!(format!("https://{renamed}"))
+        );
+        let err = t
+            .bench
+            .edit_site_config(&ConfigEdit::new(site.clone(), ours, vec![]))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, EditError::Missing(_)), "[{}] {err:?}", t.name);
+        t.drop(&renamed).await;
+    }
+}
