@@ -138,13 +138,13 @@ pub async fn provision(ctx: &Ctx, fence: &Fence, req: &Request) -> Result<Outcom
             Next::Run(_) if process::side_by_side(&state).len() > 1 => {
                 fence.check().await?;
                 let group = process::side_by_side(&state);
-                run_side_by_side(ctx, fence, req, &state, &group, version).await?;
+                Box::pin(run_side_by_side(ctx, fence, req, &state, &group, version)).await?;
             }
             Next::Run(step) => {
                 fence.check().await?;
                 let attempt = state.attempt(step);
                 let started = Instant::now();
-                match steps::run(ctx, fence, req, &state, step).await {
+                match Box::pin(steps::run(ctx, fence, req, &state, step)).await {
                     Ok(events) => {
                         ctx.metrics
                             .step_done(step.as_str(), started.elapsed().as_secs_f64());
@@ -182,7 +182,8 @@ async fn timed(
     step: Step,
 ) -> (Step, std::time::Duration, Result<Vec<Body>, StepError>) {
     let started = Instant::now();
-    let r = steps::run(ctx, fence, req, state, step).await;
+    // Boxed: three lanes of step futures inline in one future overflow a debug build's stack.
+    let r = Box::pin(steps::run(ctx, fence, req, state, step)).await;
     (step, started.elapsed(), r)
 }
 
