@@ -177,7 +177,7 @@ fn new_site_time(target: &Target, site: &str, events: &[RecordedEvent]) -> Optio
         };
         return sim.command_log().iter().find_map(|e| {
             (e["phase"] == "end" && e["command"] == "new-site" && e["site"] == site)
-                .then(|| Some((parse(&e["end"])? - parse(&e["start"])?).to_std().ok()?))
+                .then(|| (parse(&e["end"])? - parse(&e["start"])?).to_std().ok())
                 .flatten()
         });
     }

@@ -121,6 +121,7 @@ pub async fn provision(ctx: &Ctx, fence: &Fence, req: &Request) -> Result<Outcom
         };
         let round = state.failures;
         let next = process::decide(&state, retries);
+        let group = process::side_by_side(&state);
         tracing::debug!(tenant, ?next, round, "next provisioning step");
         match next {
             Next::Done => return Ok(Outcome::Provisioned),
@@ -135,9 +136,8 @@ pub async fn provision(ctx: &Ctx, fence: &Fence, req: &Request) -> Result<Outcom
                 append(ctx, fence, &subject, version, &req.cause, bodies).await?;
                 tracing::warn!(tenant, step = gave_up.step.as_str(), reason = %gave_up.reason, "provisioning failed and was rolled back");
             }
-            Next::Run(_) if process::side_by_side(&state).len() > 1 => {
+            Next::Run(_) if group.len() > 1 => {
                 fence.check().await?;
-                let group = process::side_by_side(&state);
                 Box::pin(run_side_by_side(ctx, fence, req, &state, &group, version)).await?;
             }
             Next::Run(step) => {
@@ -146,18 +146,7 @@ pub async fn provision(ctx: &Ctx, fence: &Fence, req: &Request) -> Result<Outcom
                 let started = Instant::now();
                 match Box::pin(steps::run(ctx, fence, req, &state, step)).await {
                     Ok(events) => {
-                        ctx.metrics
-                            .step_done(step.as_str(), started.elapsed().as_secs_f64());
-                        tracing::info!(
-                            tenant,
-                            step = step.as_str(),
-                            ms = ms(started.elapsed()),
-                            "provisioning step done"
-                        );
-                        let bodies = events
-                            .into_iter()
-                            .map(|b| (process::event_id(tenant, round, b.type_name(), 0), b))
-                            .collect();
+                        let bodies = done(ctx, tenant, round, step, started.elapsed(), events);
                         append(ctx, fence, &subject, version, &req.cause, bodies).await?;
                     }
                     Err(
@@ -171,6 +160,28 @@ pub async fn provision(ctx: &Ctx, fence: &Fence, req: &Request) -> Result<Outcom
             }
         }
     }
+}
+
+/// A step that succeeded: measured, logged, and its events given their deterministic ids.
+fn done(
+    ctx: &Ctx,
+    tenant: &str,
+    round: u32,
+    step: Step,
+    took: std::time::Duration,
+    events: Vec<Body>,
+) -> Vec<(uuid::Uuid, Body)> {
+    ctx.metrics.step_done(step.as_str(), took.as_secs_f64());
+    tracing::info!(
+        tenant,
+        step = step.as_str(),
+        ms = ms(took),
+        "provisioning step done"
+    );
+    events
+        .into_iter()
+        .map(|b| (process::event_id(tenant, round, b.type_name(), 0), b))
+        .collect()
 }
 
 /// One step's run, timed.
@@ -231,20 +242,7 @@ async fn run_side_by_side(
     let mut failure = None;
     for (step, took, r) in results {
         match r {
-            Ok(events) => {
-                ctx.metrics.step_done(step.as_str(), took.as_secs_f64());
-                tracing::info!(
-                    tenant,
-                    step = step.as_str(),
-                    ms = ms(took),
-                    "provisioning step done"
-                );
-                bodies.extend(
-                    events
-                        .into_iter()
-                        .map(|b| (process::event_id(tenant, round, b.type_name(), 0), b)),
-                );
-            }
+            Ok(events) => bodies.extend(done(ctx, tenant, round, step, took, events)),
             Err(e) => {
                 if failure.is_none() {
                     failure = Some((step, e));

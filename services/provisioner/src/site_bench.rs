@@ -65,21 +65,6 @@ impl Ctx {
         Ok(state)
     }
 
-    /// Requires `site` to exist and be `claimant`'s (before configuring or renaming it).
-    pub async fn ensure_ours(
-        &self,
-        bench: &Bench,
-        site: &SiteName,
-        claimant: &Claimant<'_>,
-    ) -> Result<(), StepError> {
-        match self.owned_state(bench, site, claimant).await? {
-            SiteState::Missing => Err(StepError::Transient(format!(
-                "site {site} is not on its bench (restored from an older backup, or removed by hand?)"
-            ))),
-            _ => Ok(()),
-        }
-    }
-
     /// Creates the claimant's site with its derived database name, then marks it — or finishes
     /// a half-made one of its own (`--force`), or adopts its own complete one. Never touches a
     /// site that is not the claimant's.

@@ -67,7 +67,17 @@ impl Ctx {
             api_secret: random_hex(15).into(),
         };
         fence.check().await?;
-        let created = insert_automation_user(&admin, &user, &pair).await?;
+        let created = insert_user(
+            &admin,
+            &user,
+            "Tenantry",
+            "Automation",
+            &[
+                ("api_key", pair.api_key.as_str()),
+                ("api_secret", pair.api_secret.expose_secret()),
+            ],
+        )
+        .await?;
         let creds = if created {
             self.crash_at("keys");
             pair
@@ -133,29 +143,6 @@ impl Ctx {
     }
 }
 
-/// Inserts the automation user as a System Manager carrying `pair`; `false` when it exists.
-async fn insert_automation_user(
-    admin: &FrappeClient,
-    user: &UserEmail,
-    pair: &ApiCredentials,
-) -> Result<bool, StepError> {
-    let doc = json!({
-        "email": user.as_str(),
-        "first_name": "Tenantry",
-        "last_name": "Automation",
-        "send_welcome_email": 0,
-        "user_type": "System User",
-        "roles": [{"role": "System Manager"}],
-        "api_key": pair.api_key,
-        "api_secret": pair.api_secret.expose_secret(),
-    });
-    match admin.insert_doc("User", &doc).await {
-        Ok(_) => Ok(true),
-        Err(RestError::Conflict(_)) => Ok(false),
-        Err(e) => Err(rest_error("creating the automation user", e)),
-    }
-}
-
 /// `n` random lowercase hex digits (Frappe's `generate_hash(length=n)` form).
 fn random_hex(n: usize) -> String {
     let mut rng = rand::rng();
@@ -164,14 +151,15 @@ fn random_hex(n: usize) -> String {
         .collect()
 }
 
-/// Inserts `email` as a System Manager (with `password`, if any, in the same insert); `false`
-/// when the user exists already.
+/// Inserts `email` as a System Manager with `secret_fields` (its password, or its API key pair)
+/// in the same insert, so the user never exists without them; `false` when the user exists
+/// already.
 pub async fn insert_user(
     admin: &FrappeClient,
     email: &UserEmail,
     first: &str,
     last: &str,
-    password: Option<&SecretString>,
+    secret_fields: &[(&str, &str)],
 ) -> Result<bool, StepError> {
     let mut doc = json!({
         "email": email.as_str(),
@@ -181,12 +169,12 @@ pub async fn insert_user(
         "user_type": "System User",
         "roles": [{"role": "System Manager"}],
     });
-    if let Some(pw) = password {
-        doc["new_password"] = json!(pw.expose_secret());
+    for (field, value) in secret_fields {
+        doc[*field] = json!(value);
     }
     match admin.insert_doc("User", &doc).await {
         Ok(_) => Ok(true),
         Err(RestError::Conflict(_)) => Ok(false),
-        Err(e) => Err(rest_error("creating a user", e)),
+        Err(e) => Err(rest_error(&format!("creating user {email}"), e)),
     }
 }

@@ -4,6 +4,7 @@
 
 use frappe::{RestError, UserEmail, UserId};
 use proto::v1::{self as pb, event::Body};
+use secrecy::ExposeSecret;
 use tokio::time::Instant;
 
 use super::{Placed, ms};
@@ -60,7 +61,14 @@ pub async fn run(
     };
     fence.check().await?;
     // One insert carries the password, so the owner never exists without it.
-    let created = insert_user(&client, &email, first, last.trim(), Some(&pw)).await?;
+    let created = insert_user(
+        &client,
+        &email,
+        first,
+        last.trim(),
+        &[("new_password", pw.expose_secret())],
+    )
+    .await?;
     ctx.crash_at("owner");
     if !created {
         // The user exists but this step was not recorded: an interrupted earlier attempt.

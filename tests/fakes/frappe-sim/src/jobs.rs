@@ -7,7 +7,6 @@
 //! `serve` process (which enqueues and runs jobs) and `execute get_jobs` (a separate CLI
 //! process) share it.
 
-use std::fs::OpenOptions;
 use std::path::Path;
 use std::time::Duration;
 
@@ -43,21 +42,7 @@ pub const USER_INSERT_JOBS: [&str; 2] = [
 ];
 
 fn with_jobs<R>(bench: &Path, f: impl FnOnce(&mut Jobs) -> R) -> std::io::Result<R> {
-    let lock = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(bench.join("sim-jobs.lock"))?;
-    lock.lock()?;
-    let path = bench.join("sim-jobs.json");
-    let mut jobs: Jobs = std::fs::read_to_string(&path)
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or_default();
-    let r = f(&mut jobs);
-    std::fs::write(&path, serde_json::to_string(&jobs).unwrap_or_default())?;
-    lock.unlock()?;
-    Ok(r)
+    crate::sim::with_locked_json(bench, "sim-jobs", f)
 }
 
 /// Enqueues `names` for `site`.

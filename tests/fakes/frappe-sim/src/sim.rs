@@ -209,14 +209,28 @@ fn with_state<R>(
     bench: &Path,
     f: impl FnOnce(&mut BTreeMap<String, u32>) -> R,
 ) -> std::io::Result<R> {
+    with_locked_json(bench, "sim-state", f)
+}
+
+/// Runs `f` on the JSON state in `<bench>/<name>.json` (default when missing or unreadable)
+/// while holding `<bench>/<name>.lock`, and writes it back: state shared by the `serve` process
+/// and separate CLI processes.
+pub fn with_locked_json<T, R>(
+    bench: &Path,
+    name: &str,
+    f: impl FnOnce(&mut T) -> R,
+) -> std::io::Result<R>
+where
+    T: Default + serde::Serialize + serde::de::DeserializeOwned,
+{
     let lock = OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(bench.join("sim-state.lock"))?;
+        .open(bench.join(format!("{name}.lock")))?;
     lock.lock()?;
-    let path = bench.join("sim-state.json");
-    let mut state: BTreeMap<String, u32> = std::fs::read_to_string(&path)
+    let path = bench.join(format!("{name}.json"));
+    let mut state: T = std::fs::read_to_string(&path)
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok())
         .unwrap_or_default();
