@@ -3,9 +3,7 @@
 //! state is read fresh from disk and its own MariaDB database on every request, because sites
 //! are created, renamed and dropped by separate CLI processes while the server runs.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -15,24 +13,16 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use serde_json::{Map, Value, json};
-use sqlx::MySqlPool;
 
 use crate::jobs;
 use crate::sim::Settings;
 use crate::social_login_key::{self as slk, SecretChange};
 use crate::store::{self, Insert, SiteDb};
 
-/// (host, port, database, password) of a site's DB user.
-type PoolKey = (String, u16, String, String);
-
 #[derive(Clone)]
 struct AppState {
     bench: PathBuf,
     settings: Settings,
-    /// Connection pools keyed by (host, port, db, password): a cache only, never a source of
-    /// truth — a renamed site keeps its pool, a dropped one is never looked up again because its
-    /// site_config.json is gone.
-    pools: Arc<Mutex<HashMap<PoolKey, MySqlPool>>>,
 }
 
 /// Binds, prints `Listening on http://<addr>` (tests read it to learn the port), then serves
@@ -44,11 +34,7 @@ pub async fn run(bench: PathBuf, settings: Settings, bind: &str, port: u16) -> a
     use std::io::Write as _;
     std::io::stdout().flush()?;
     tokio::spawn(jobs::worker(bench.clone(), settings.clone()));
-    let state = AppState {
-        bench,
-        settings,
-        pools: Arc::default(),
-    };
+    let state = AppState { bench, settings };
     let app = Router::new().fallback(handle).with_state(state);
     axum::serve(listener, app).await?;
     Ok(())
@@ -334,8 +320,10 @@ async fn handle(
             false,
         );
     }
-    let pool = pool_for(&state, &config);
-    let mut conn = match pool.acquire().await {
+    // One connection per request, closed when it ends, as frappe does (`frappe.connect` …
+    // `frappe.destroy`): a pool would hold idle connections per site and exhaust a shared
+    // MariaDB's max_connections that a real bench never would.
+    let mut conn = match store::connect_site(&state.bench, &config).await {
         Ok(c) => c,
         Err(e) => return server_error(&store::pymysql_error(&e)),
     };
@@ -362,6 +350,8 @@ async fn handle(
         );
     }
     let result = route(&state, &mut db, &method, &path, who, params).await;
+    // A failed close still drops the socket; the response does not depend on it.
+    let _ = sqlx::Connection::close(conn).await;
     if user_insert && result.as_ref().is_ok_and(|r| r.status() == StatusCode::OK) {
         // Keyed by the site's name now: a rename before a worker runs them breaks them.
         jobs::enqueue(&state.bench, &site, &jobs::USER_INSERT_JOBS);
@@ -379,27 +369,6 @@ fn step_name(method: &Method, path: &str) -> &'static str {
         ("DELETE", p) if p.starts_with("/api/resource/") => "http-delete",
         _ => "http-other",
     }
-}
-
-fn pool_for(state: &AppState, config: &Map<String, Value>) -> MySqlPool {
-    let (host, port) = store::db_address(&state.bench, Some(config));
-    let s = |k: &str| {
-        config
-            .get(k)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned()
-    };
-    let key = (host, port, s("db_name"), s("db_password"));
-    // The lock only guards the map; pools are cloned out (they are Arc handles).
-    let mut pools = state
-        .pools
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    pools
-        .entry(key)
-        .or_insert_with(|| store::site_pool(&state.bench, config))
-        .clone()
 }
 
 /// `Ok(None)` = credentials were sent but are wrong (401).

@@ -8,7 +8,7 @@ use pbkdf2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use rand::Rng;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
-use sqlx::mysql::{MySqlConnectOptions, MySqlDatabaseError, MySqlPool, MySqlPoolOptions};
+use sqlx::mysql::{MySqlConnectOptions, MySqlDatabaseError};
 use sqlx::{ConnectOptions, Connection, MySqlConnection, Row};
 
 /// Where MariaDB is: site_config → common_site_config → `FRAPPE_SIM_DB_HOST`/`_PORT` →
@@ -134,24 +134,6 @@ pub async fn connect_site(
         .and_then(Value::as_str)
         .unwrap_or_default();
     MySqlConnection::connect_with(&options(&host, port, db, pw, Some(db))).await
-}
-
-/// A small pool as the site's DB user, for the HTTP server.
-pub fn site_pool(bench: &Path, config: &Map<String, Value>) -> MySqlPool {
-    let (host, port) = db_address(bench, Some(config));
-    let db = config
-        .get("db_name")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let pw = config
-        .get("db_password")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    MySqlPoolOptions::new()
-        .max_connections(4)
-        .min_connections(0)
-        .idle_timeout(std::time::Duration::from_secs(30))
-        .connect_lazy_with(options(&host, port, db, pw, Some(db)))
 }
 
 /// True if the database exists.
