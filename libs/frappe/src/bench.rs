@@ -111,6 +111,17 @@ pub enum BenchError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// A file on the bench host could not be read or written by this process (the config
+    /// editor's in-place path).
+    #[error("{op}: {}: {source}", path.display())]
+    Filesystem {
+        /// The operation.
+        op: &'static str,
+        /// The file or directory.
+        path: std::path::PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
     /// The command failed for another reason.
     #[error("{op} failed (exit {exit_code:?}): {detail}")]
     CommandFailed {

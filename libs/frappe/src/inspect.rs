@@ -25,6 +25,34 @@ pub struct SiteConfig {
     pub standby_id: Option<String>,
 }
 
+impl SiteConfig {
+    /// The ownership keys of a parsed `site_config.json` (a key that is not a string counts as
+    /// absent).
+    pub fn from_map(map: &serde_json::Map<String, serde_json::Value>) -> Self {
+        let text_of = |k: &str| {
+            map.get(k)
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned)
+        };
+        Self {
+            db_name: text_of("db_name"),
+            tenant_id: text_of(TENANT_MARKER),
+            standby_id: text_of(STANDBY_MARKER),
+        }
+    }
+
+    /// The ownership keys as the config editor reports them on a refusal (JSON; no secret is
+    /// among them).
+    pub fn markers(&self) -> String {
+        serde_json::json!({
+            TENANT_MARKER: self.tenant_id,
+            STANDBY_MARKER: self.standby_id,
+            "db_name": self.db_name,
+        })
+        .to_string()
+    }
+}
+
 /// What a site name is on a bench.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SiteState {

@@ -268,10 +268,5 @@ pub fn site_config(text: &str) -> Result<serde_json::Map<String, Value>, serde_j
 pub fn site_ownership(text: &str) -> Result<crate::inspect::SiteConfig, String> {
     let map =
         site_config(text).map_err(|e| format!("site_config.json is not a JSON object: {e}"))?;
-    let text_of = |k: &str| map.get(k).and_then(Value::as_str).map(str::to_owned);
-    Ok(crate::inspect::SiteConfig {
-        db_name: text_of("db_name"),
-        tenant_id: text_of(crate::inspect::TENANT_MARKER),
-        standby_id: text_of(crate::inspect::STANDBY_MARKER),
-    })
+    Ok(crate::inspect::SiteConfig::from_map(&map))
 }

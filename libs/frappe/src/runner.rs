@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -284,6 +284,19 @@ pub fn shell_quote(word: &str) -> String {
 }
 
 impl RunnerConfig {
+    /// The bench directory when this process may change the bench's files itself: a local
+    /// runner that does not switch user (files made here belong to the bench's user already).
+    pub fn own_files(&self) -> Option<&Path> {
+        match self {
+            Self::Local {
+                bench_dir,
+                user: None,
+                ..
+            } => Some(bench_dir),
+            _ => None,
+        }
+    }
+
     /// Checks what is passed to a command line: a local runner's `user` must be a plain user
     /// name (`[a-z_][a-z0-9_-]*`, at most 32).
     pub fn validate(&self) -> Result<(), String> {

@@ -1456,45 +1456,81 @@ async fn an_empty_root_password_is_refused_before_bench_would_prompt_and_abort()
     );
 }
 
-/// The one-process config editor against a real site directory (and a real bench when set): it
-/// writes every key in frappe's format, refuses a site that is not the caller's without changing
-/// it, renames a claimed directory, and reports a missing site.
+/// The config editor against a real site directory (and a real bench when set), by both routes
+/// (in this process where the bench's files are ours, and by the program on the bench host): it
+/// writes every key in frappe's format, byte for byte the same either way, refuses a site that
+/// is not the caller's without changing it, waits for no busy site, renames a claimed
+/// directory, and reports a missing site.
 #[tokio::test]
 async fn the_config_editor_proves_ownership_renames_and_writes_in_frappes_format() {
-    use frappe::{ConfigEdit, EditError, OwnerProof};
+    use frappe::{BenchError, ConfigEdit, EditError, OwnerProof};
+    let key = |k: &str| ConfigKey::parse(k).unwrap();
     for t in targets() {
+        let in_place = t.bench.runner().own_files().is_some();
+        let edit = async |by_process: bool, e: &ConfigEdit| {
+            if by_process {
+                t.bench.edit_site_config_by_process(e).await
+            } else {
+                t.bench.edit_site_config(e).await
+            }
+        };
         let site = unique_site("edit");
         t.create_site(&site, "Admin-Password-1").await;
         let db = t.site_config(&site)["db_name"].as_str().unwrap().to_owned();
-        let key = |k: &str| ConfigKey::parse(k).unwrap();
         let ours = OwnerProof {
             tenant: Some("t-1".into()),
             standby_ids: vec![],
             db_names: vec![db.clone()],
         };
-        t.bench
-            .edit_site_config(&ConfigEdit::new(
-                site.clone(),
-                ours.clone(),
-                vec![
-                    (key("tenantry_tenant_id"), json!("t-1")),
-                    (key("max_users"), json!(5)),
-                    (key("limits"), json!({"space": 1024, "emails": [1, 2]})),
-                ],
-            ))
-            .await
-            .unwrap_or_else(|e| panic!("[{}] edit: {e}", t.name));
         let path = t
             .bench_dir
             .join("sites")
             .join(site.as_str())
             .join("site_config.json");
-        let text = std::fs::read_to_string(&path).unwrap();
+        let original = std::fs::read(&path).unwrap();
+        let first = ConfigEdit::new(
+            site.clone(),
+            ours.clone(),
+            vec![
+                (key("tenantry_tenant_id"), json!("t-1")),
+                (key("max_users"), json!(5)),
+                (
+                    key("limits"),
+                    json!({"space": 1024, "emails": [1, 2], "é": []}),
+                ),
+                (key("company_name"), json!("Zürich \"Ltd\" 😀")),
+            ],
+        );
+        let mut texts = Vec::new();
+        for by_process in [false, true] {
+            std::fs::write(&path, &original).unwrap();
+            edit(by_process, &first)
+                .await
+                .unwrap_or_else(|e| panic!("[{}] edit (process: {by_process}): {e}", t.name));
+            texts.push(std::fs::read_to_string(&path).unwrap());
+        }
+        assert_eq!(
+            texts[0], texts[1],
+            "[{}] both routes write the same bytes",
+            t.name
+        );
+        let text = texts.pop().unwrap();
         let parsed: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(parsed["max_users"], json!(5), "[{}]", t.name);
+        assert_eq!(
+            parsed["company_name"],
+            json!("Zürich \"Ltd\" 😀"),
+            "[{}]",
+            t.name
+        );
         assert_eq!(parsed["db_name"], json!(db), "[{}] other keys kept", t.name);
-        // frappe's own format: one-space indent, keys sorted.
+        // frappe's own format: one-space indent, keys sorted, ASCII only.
         assert!(text.starts_with("{\n \""), "[{}] {text}", t.name);
+        assert!(
+            text.is_ascii() && text.contains("\\u00fc"),
+            "[{}] {text}",
+            t.name
+        );
         let keys: Vec<&String> = parsed.as_object().unwrap().keys().collect();
         let positions: Vec<usize> = keys
             .iter()
@@ -1506,53 +1542,85 @@ async fn the_config_editor_proves_ownership_renames_and_writes_in_frappes_format
             t.name
         );
 
-        // Another tenant's proof: refused, nothing changed.
-        let theirs = OwnerProof {
-            tenant: Some("t-2".into()),
-            standby_ids: vec![],
-            db_names: vec![db.clone()],
-        };
-        let err = t
-            .bench
-            .edit_site_config(&ConfigEdit::new(
-                site.clone(),
-                theirs,
-                vec![(key("max_users"), json!(99))],
-            ))
+        for by_process in [false, true] {
+            // Another tenant's proof: refused, nothing changed.
+            let theirs = OwnerProof {
+                tenant: Some("t-2".into()),
+                standby_ids: vec![],
+                db_names: vec![db.clone()],
+            };
+            let err = edit(
+                by_process,
+                &ConfigEdit::new(site.clone(), theirs, vec![(key("max_users"), json!(99))]),
+            )
             .await
             .unwrap_err();
-        assert!(
-            matches!(err, EditError::NotOwned { .. }),
-            "[{}] {err:?}",
-            t.name
-        );
-        assert_eq!(
-            std::fs::read_to_string(&path).unwrap(),
-            text,
-            "[{}]",
-            t.name
-        );
+            match &err {
+                EditError::NotOwned { owner, .. } => {
+                    assert!(owner.contains("\"t-1\""), "[{}] {owner}", t.name)
+                }
+                e => panic!("[{}] process {by_process}: {e:?}", t.name),
+            }
+            // A site another command holds is refused at once.
+            let lock = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(t.bench_dir.join(format!("sites/.tenantry-{site}.lock")))
+                .unwrap();
+            lock.lock().unwrap();
+            let err = edit(
+                by_process,
+                &ConfigEdit::new(
+                    site.clone(),
+                    ours.clone(),
+                    vec![(key("max_users"), json!(7))],
+                ),
+            )
+            .await
+            .unwrap_err();
+            assert!(
+                matches!(err, EditError::Bench(BenchError::Busy { .. })),
+                "[{}] process {by_process}: {err:?}",
+                t.name
+            );
+            drop(lock);
+            assert_eq!(
+                std::fs::read_to_string(&path).unwrap(),
+                text,
+                "[{}]",
+                t.name
+            );
+        }
 
-        // A claim: renamed and written in one go; a missing site is reported.
-        let renamed = unique_site("edit-renamed");
-        let mut claim = ConfigEdit::new(
-            renamed.clone(),
-            ours.clone(),
-            vec![(key("host_name"), json!(format!("https://{renamed}")))],
-        );
-        claim.rename_from = Some(site.clone());
-        t.bench.edit_site_config(&claim).await.unwrap();
-        assert!(!t.bench_dir.join("sites").join(site.as_str()).exists());
-        assert_eq!(
-            t.site_config(&renamed)["host_name"],
-            json!(format!("https://{renamed}"))
-        );
-        let err = t
-            .bench
-            .edit_site_config(&ConfigEdit::new(site.clone(), ours, vec![]))
+        // A claim, by each route: renamed and written in one go; a missing site is reported.
+        let mut current = site.clone();
+        for by_process in [false, true] {
+            let renamed = unique_site("edit-renamed");
+            let mut claim = ConfigEdit::new(
+                renamed.clone(),
+                ours.clone(),
+                vec![(key("host_name"), json!(format!("https://{renamed}")))],
+            );
+            claim.rename_from = Some(current.clone());
+            edit(by_process, &claim).await.unwrap();
+            assert!(!t.bench_dir.join("sites").join(current.as_str()).exists());
+            assert_eq!(
+                t.site_config(&renamed)["host_name"],
+                json!(format!("https://{renamed}"))
+            );
+            let err = edit(
+                by_process,
+                &ConfigEdit::new(current.clone(), ours.clone(), vec![]),
+            )
             .await
             .unwrap_err();
-        assert!(matches!(err, EditError::Missing(_)), "[{}] {err:?}", t.name);
-        t.drop(&renamed).await;
+            assert!(matches!(err, EditError::Missing(_)), "[{}] {err:?}", t.name);
+            current = renamed;
+        }
+        t.drop(&current).await;
+        assert!(
+            in_place || t.name != "frappe-sim",
+            "the sim's runner owns its files"
+        );
     }
 }

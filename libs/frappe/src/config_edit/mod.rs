@@ -23,6 +23,8 @@ use crate::inspect::SiteConfig;
 use crate::names::{ConfigKey, SiteName};
 use crate::parse;
 
+mod in_place;
+
 /// Exit code of the editor when the site (or the directory to rename) is not there.
 pub const EDIT_MISSING_EXIT: i32 = 3;
 /// Exit code of the editor when the site is not the caller's.
@@ -164,9 +166,32 @@ pub enum EditError {
 }
 
 impl Bench {
-    /// Applies `edit` in one process on the bench host, holding the host-side locks of the site
-    /// (and of the directory it renames).
+    /// Applies `edit` holding the host-side locks of the site (and of the directory it
+    /// renames): in this process when the bench's files are ours ([`RunnerConfig::own_files`](crate::runner::RunnerConfig::own_files)),
+    /// else by the editor program on the bench host. Both give the same result.
     pub async fn edit_site_config(&self, edit: &ConfigEdit) -> Result<(), EditError> {
+        let Some(dir) = self.runner().own_files() else {
+            return self.edit_site_config_by_process(edit).await;
+        };
+        let (dir, edit2, wait) = (
+            dir.to_owned(),
+            edit.clone(),
+            self.timeout_of(BenchOp::Other),
+        );
+        tokio::task::spawn_blocking(move || in_place::apply(&dir, &edit2, wait))
+            .await
+            .unwrap_or_else(|e| {
+                Err(EditError::Bench(BenchError::CommandFailed {
+                    op: "edit-site-config",
+                    exit_code: None,
+                    detail: format!("the in-place editor stopped: {e}"),
+                }))
+            })
+    }
+
+    /// Applies `edit` by the editor program on the bench host, whatever the runner: what
+    /// docker, ssh and user-switching runners always do (tests hold it to the in-place path).
+    pub async fn edit_site_config_by_process(&self, edit: &ConfigEdit) -> Result<(), EditError> {
         let mut updates = Map::new();
         for (k, v) in &edit.set {
             updates.insert(k.as_str().to_owned(), v.clone());
