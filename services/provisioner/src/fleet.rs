@@ -4,10 +4,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::time::Duration;
 
 use frappe::{AppName, BenchTimeouts, ConfigKey, RunnerConfig, SiteName, SiteRouting};
 use serde::Deserialize;
 use serde_json::Value;
+
+use crate::pool_size::Adaptive;
 
 /// Errors in the fleet file. Each names the bench or plan and what to change.
 #[derive(Debug, thiserror::Error)]
@@ -169,16 +172,104 @@ impl PlanConfig {
     }
 }
 
-/// The warm pool (`[standby]`).
+/// The warm pool (`[standby]`): a fixed `size`, or sized by demand when `target_hit_ratio` is
+/// set (between `min` and `max` per bench and app set).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StandbyConfig {
-    /// Ready sites kept per (bench, plan app set); 0 turns the pool off.
+    /// Ready sites kept per (bench, plan app set); 0 (and no `target_hit_ratio`) turns the pool
+    /// off.
     #[serde(default)]
     pub size: u32,
     /// Only these plans get standbys (default: every plan).
     #[serde(default)]
     pub plans: Option<Vec<String>>,
+    /// Size the pool by demand: the share of pooled signups it should serve, in (0, 1).
+    #[serde(default)]
+    pub target_hit_ratio: Option<f64>,
+    /// Adaptive: fewest standbys per (bench, app set) (default 0).
+    #[serde(default)]
+    pub min: Option<u32>,
+    /// Adaptive: most standbys per (bench, app set) (default 10).
+    #[serde(default)]
+    pub max: Option<u32>,
+    /// Adaptive: how far back the signup rate looks, seconds (default 900).
+    #[serde(default)]
+    pub demand_window_secs: Option<u64>,
+    /// Adaptive: a standby's build time assumed until one is measured, seconds (default 60).
+    #[serde(default)]
+    pub initial_build_secs: Option<u64>,
+}
+
+/// How the pool is sized.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum PoolPolicy {
+    /// No pool.
+    Off,
+    /// This many per (bench, app set).
+    Fixed(u32),
+    /// By demand.
+    Adaptive(Adaptive),
+}
+
+impl PoolPolicy {
+    /// The most entries a (bench, app set) can have: the keys a claim looks through.
+    pub fn slots(&self) -> u32 {
+        match self {
+            Self::Off => 0,
+            Self::Fixed(n) => *n,
+            Self::Adaptive(a) => a.max,
+        }
+    }
+}
+
+impl StandbyConfig {
+    /// The sizing policy (the file is validated first, so the adaptive values are sane).
+    pub fn policy(&self) -> PoolPolicy {
+        match self.target_hit_ratio {
+            Some(ratio) => PoolPolicy::Adaptive(Adaptive {
+                min: self.min.unwrap_or(0),
+                max: self.max.unwrap_or(10),
+                target_hit_ratio: ratio,
+                window: Duration::from_secs(self.demand_window_secs.unwrap_or(900)),
+                initial_build: Duration::from_secs(self.initial_build_secs.unwrap_or(60)),
+            }),
+            None if self.size == 0 => PoolPolicy::Off,
+            None => PoolPolicy::Fixed(self.size),
+        }
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let adaptive_keys = self.min.is_some()
+            || self.max.is_some()
+            || self.demand_window_secs.is_some()
+            || self.initial_build_secs.is_some();
+        let Some(ratio) = self.target_hit_ratio else {
+            return if adaptive_keys {
+                Err("standby: min, max, demand_window_secs and initial_build_secs need target_hit_ratio (adaptive sizing)".into())
+            } else {
+                Ok(())
+            };
+        };
+        if self.size != 0 {
+            return Err("standby: give either size (a fixed pool) or target_hit_ratio (sized by demand), not both".into());
+        }
+        if !(ratio > 0.0 && ratio < 1.0) {
+            return Err(format!(
+                "standby.target_hit_ratio must be between 0 and 1 (exclusive), not {ratio}"
+            ));
+        }
+        let (min, max) = (self.min.unwrap_or(0), self.max.unwrap_or(10));
+        if max == 0 || min > max || max > 1000 {
+            return Err(format!(
+                "standby: need 0 ≤ min ≤ max, 1 ≤ max ≤ 1000 (min {min}, max {max})"
+            ));
+        }
+        if self.demand_window_secs == Some(0) {
+            return Err("standby.demand_window_secs must be at least 1".into());
+        }
+        Ok(())
+    }
 }
 
 /// The whole fleet file.
@@ -347,6 +438,7 @@ impl FleetConfig {
                 ));
             }
         }
+        self.standby.validate().map_err(FleetError::Invalid)?;
         if let Some(plans) = &self.standby.plans {
             for p in plans {
                 if !self.plans.contains_key(p) {
@@ -369,7 +461,7 @@ impl FleetConfig {
 
     /// The distinct app sets that get standbys: those of the pooled plans.
     pub fn standby_app_sets(&self) -> BTreeSet<Vec<AppName>> {
-        if self.standby.size == 0 {
+        if self.standby.policy() == PoolPolicy::Off {
             return BTreeSet::new();
         }
         self.plans
@@ -419,6 +511,21 @@ size = 3
     }
 
     #[test]
+    fn the_pool_is_fixed_adaptive_or_off() {
+        let f = FleetConfig::parse(EXAMPLE).unwrap();
+        assert_eq!(f.standby.policy(), PoolPolicy::Fixed(3));
+        let text = EXAMPLE.replace("size = 3", "target_hit_ratio = 0.9\nmax = 4");
+        let PoolPolicy::Adaptive(a) = FleetConfig::parse(&text).unwrap().standby.policy() else {
+            panic!("not adaptive")
+        };
+        assert_eq!((a.min, a.max, a.target_hit_ratio), (0, 4, 0.9));
+        assert_eq!(a.window, Duration::from_secs(900));
+        let off = FleetConfig::parse(&EXAMPLE.replace("size = 3", "size = 0")).unwrap();
+        assert_eq!(off.standby.policy(), PoolPolicy::Off);
+        assert!(off.standby_app_sets().is_empty());
+    }
+
+    #[test]
     fn rejects_bad_fleets() {
         for (from, to) in [
             ("name = \"bench-a\"", "name = \"Bench A\""),
@@ -433,6 +540,10 @@ size = 3
             ),
             ("vault://tenant/fleet/bench-a-db-root", "hunter2"),
             ("max_users = 5", "Max-Users = 5"),
+            ("size = 3", "size = 3\ntarget_hit_ratio = 0.9"),
+            ("size = 3", "target_hit_ratio = 1.0"),
+            ("size = 3", "target_hit_ratio = 0.9\nmin = 4\nmax = 2"),
+            ("size = 3", "max = 4"),
         ] {
             assert!(EXAMPLE.contains(from), "{from}");
             let text = EXAMPLE.replacen(from, to, 1);

@@ -13,6 +13,7 @@
 //! Entry points: [`Application::build`] + [`Application::run_until_stopped`], or [`run`].
 
 pub mod context;
+pub mod demand;
 pub mod driver;
 pub mod error;
 pub mod fleet;
@@ -20,6 +21,7 @@ pub mod lifecycle;
 pub mod metrics;
 pub mod ownership;
 pub mod placement;
+pub mod pool_size;
 pub mod process;
 pub mod secrets;
 pub mod site_bench;

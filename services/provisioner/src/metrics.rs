@@ -24,6 +24,19 @@ struct PoolLabels {
     outcome: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PoolSetLabels {
+    apps: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PoolSlotLabels {
+    bench: String,
+    apps: String,
+}
+
+type Ratio = Gauge<f64, std::sync::atomic::AtomicU64>;
+
 fn step_histogram() -> Histogram {
     // 50 ms … ~7 min: REST calls to new-site with large apps.
     Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
@@ -38,6 +51,8 @@ pub struct Metrics {
     in_flight: Family<BenchLabels, Gauge>,
     failures: Family<StepLabels, Counter>,
     pool: Family<PoolLabels, Counter>,
+    hit_ratio: Family<PoolSetLabels, Ratio>,
+    pool_target: Family<PoolSlotLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -47,6 +62,8 @@ impl Default for Metrics {
             in_flight: Family::default(),
             failures: Family::default(),
             pool: Family::default(),
+            hit_ratio: Family::default(),
+            pool_target: Family::default(),
         }
     }
 }
@@ -76,7 +93,37 @@ impl Metrics {
              or miss (built cold); the hit ratio is hit / (hit + miss)",
             m.pool.clone(),
         );
+        registry.register(
+            "provisioner_pool_hit_ratio",
+            "Share of recent pooled placements served from the pool (decaying over the demand \
+             window, shared by all instances), per app set",
+            m.hit_ratio.clone(),
+        );
+        registry.register(
+            "provisioner_pool_target",
+            "Standbys the pool keeps ready per bench and app set (fixed, or sized by demand)",
+            m.pool_target.clone(),
+        );
         m
+    }
+
+    /// Sets the pool's recent hit ratio for an app set.
+    pub fn pool_hit_ratio(&self, apps: &str, ratio: f64) {
+        self.hit_ratio
+            .get_or_create(&PoolSetLabels {
+                apps: apps.to_owned(),
+            })
+            .set(ratio);
+    }
+
+    /// Sets how many standbys a (bench, app set) keeps.
+    pub fn pool_target(&self, bench: &str, apps: &str, target: u32) {
+        self.pool_target
+            .get_or_create(&PoolSlotLabels {
+                bench: bench.to_owned(),
+                apps: apps.to_owned(),
+            })
+            .set(i64::from(target));
     }
 
     /// Counts a placement of a pooled plan's tenant: from the pool (`hit`) or cold.

@@ -31,12 +31,13 @@ use worker::Acquire;
 
 use crate::context::{Ctx, Fence};
 use crate::error::{StepError, bench_error, is_not_found, vault_error};
-use crate::fleet::BenchConfig;
+use crate::fleet::{BenchConfig, PoolPolicy};
 use crate::ownership::Claimant;
 use crate::placement::{PlacementRecord, StandbyRef};
 use crate::process;
 use crate::secrets::{ADMIN_PASSWORD, API_CREDENTIALS};
 use crate::site_bench::Marker;
+use crate::{demand, pool_size};
 
 /// A pool entry's state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -118,14 +119,18 @@ pub async fn claim(
     region: &str,
     apps: &[AppName],
 ) -> Result<Option<PlacementRecord>, StepError> {
-    let size = ctx.fleet.standby.size;
-    if size == 0 || !ctx.fleet.standby_app_sets().contains(apps) {
+    let policy = ctx.fleet.standby.policy();
+    let slots = policy.slots();
+    if slots == 0 || !ctx.fleet.standby_app_sets().contains(apps) {
         return Ok(None);
     }
     let pool = bucket(ctx).await?;
     let set = app_set_key(apps);
-    let found = take(ctx, fence, tenant, region, &pool, &set, size).await?;
+    let found = take(ctx, fence, tenant, region, &pool, &set, slots).await?;
     ctx.metrics.pool_placement(&set, found.is_some());
+    if let PoolPolicy::Adaptive(a) = policy {
+        demand::placed(ctx, &set, found.is_some(), a.window);
+    }
     Ok(found)
 }
 
@@ -317,12 +322,12 @@ pub async fn take_over(
 
 /// Keeps the pool full until `shutdown`.
 pub async fn refill_loop(ctx: Ctx, every: Duration, shutdown: svc::Shutdown) {
-    if ctx.fleet.standby.size == 0 {
+    if ctx.fleet.standby.policy() == PoolPolicy::Off {
         return;
     }
     let mut builds = tokio::task::JoinSet::new();
     loop {
-        if let Err(e) = refill_once(&ctx, &mut builds).await {
+        if let Err(e) = refill_once(&ctx, &mut builds, every).await {
             tracing::warn!(error = %e, "standby refill pass failed");
         }
         tokio::select! {
@@ -336,17 +341,52 @@ pub async fn refill_loop(ctx: Ctx, every: Duration, shutdown: svc::Shutdown) {
     builds.abort_all();
 }
 
-async fn refill_once(ctx: &Ctx, builds: &mut tokio::task::JoinSet<()>) -> Result<(), StepError> {
+/// How many standbys each bench that can hold `set` keeps, now.
+async fn target(ctx: &Ctx, set: &str, benches: u32, every: Duration) -> u32 {
+    match ctx.fleet.standby.policy() {
+        PoolPolicy::Off => 0,
+        PoolPolicy::Fixed(n) => n,
+        PoolPolicy::Adaptive(a) => {
+            let seen = demand::read(ctx, set).await;
+            let now = chrono::Utc::now().timestamp_millis();
+            if let Some(r) = seen.hit_ratio(now, a.window) {
+                ctx.metrics.pool_hit_ratio(set, r);
+            }
+            pool_size::per_bench(&a, &seen, now, every, benches)
+        }
+    }
+}
+
+async fn refill_once(
+    ctx: &Ctx,
+    builds: &mut tokio::task::JoinSet<()>,
+    every: Duration,
+) -> Result<(), StepError> {
     let pool = bucket(ctx).await?;
-    let size = ctx.fleet.standby.size;
+    let slots = ctx.fleet.standby.policy().slots();
+    // Sites per bench now: a build is not started on a bench that is full.
+    let mut counts = ctx.placer.counts(&ctx.fleet).await?;
     for set in ctx.fleet.standby_app_sets() {
         let set_key = app_set_key(&set);
-        for bench in &ctx.fleet.benches {
-            let have = bench.app_names();
-            if !set.iter().all(|a| have.contains(a)) {
-                continue;
-            }
-            for n in 0..size {
+        let holders: Vec<&BenchConfig> = ctx
+            .fleet
+            .benches
+            .iter()
+            .filter(|b| {
+                let have = b.app_names();
+                set.iter().all(|a| have.contains(a))
+            })
+            .collect();
+        let size = target(
+            ctx,
+            &set_key,
+            u32::try_from(holders.len()).unwrap_or(u32::MAX),
+            every,
+        )
+        .await;
+        for bench in holders {
+            ctx.metrics.pool_target(&bench.name, &set_key, size);
+            for n in 0..slots {
                 let key = format!("{}.{set_key}.{n}", bench.name);
                 if let Some((entry, revision)) = read(&pool, &key).await {
                     if matches!(entry.state, EntryState::Building { .. }) {
@@ -375,6 +415,11 @@ async fn refill_once(ctx: &Ctx, builds: &mut tokio::task::JoinSet<()>) -> Result
                     }
                     continue;
                 }
+                // Entries past the target are not replaced: the pool shrinks as they are claimed.
+                let count = counts.entry(bench.name.clone()).or_default();
+                if n >= size || *count >= bench.max_sites {
+                    continue;
+                }
                 let short = uuid::Uuid::now_v7().simple().to_string();
                 let id = format!("standby-{}", &short[short.len() - 12..]);
                 let site = bench
@@ -401,6 +446,7 @@ async fn refill_once(ctx: &Ctx, builds: &mut tokio::task::JoinSet<()>) -> Result
                     let _ = lease.release().await;
                     continue;
                 };
+                *count += 1;
                 let ctx = ctx.clone();
                 let pool = pool.clone();
                 let set = set.clone();
@@ -463,6 +509,9 @@ async fn build(
             }
             ctx.metrics
                 .step_done("standby_build", started.elapsed().as_secs_f64());
+            if matches!(ctx.fleet.standby.policy(), PoolPolicy::Adaptive(_)) {
+                demand::built(ctx, &app_set_key(apps), started.elapsed().as_secs_f64()).await;
+            }
             tracing::info!(standby = %entry.id, bench = %entry.bench, "standby site ready");
         }
         Err(e) => {

@@ -487,6 +487,77 @@ async fn a_standby_is_offered_only_once_its_background_jobs_have_run() {
     prov.stop().await;
 }
 
+/// Sized by demand: nothing is built before anyone signs up; the first (cold) signup makes the
+/// pool grow, the next is served from it, and the demand record, hit ratio and target are
+/// shared through KV and exported as metrics.
+#[tokio::test]
+async fn an_adaptive_pool_grows_from_the_signups_it_sees() {
+    let stack = TestStack::new(
+        1,
+        FleetOptions {
+            standby: 0,
+            standby_policy: "target_hit_ratio = 0.9\nmax = 3\ndemand_window_secs = 120\ninitial_build_secs = 5",
+            ..Default::default()
+        },
+    )
+    .await;
+    let prov = stack.start_provisioner(stack.config()).await;
+    // Ten refill passes with no demand: nothing built.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(stack.pool_entries().await.is_empty());
+
+    let first = stack.request_tenant("early", "starter", PASSWORD).await;
+    assert!(!provisioned(&stack.wait_for(&first, "TenantProvisioned", 60).await).from_standby);
+    // One signup in a young two-minute window reads as ~0.09/s; with a 5 s build the pool needs
+    // two standbys for a 90 % hit ratio (one, once a fast build has been measured).
+    testkit::within(Duration::from_secs(30), || async {
+        (ready_standbys(&stack).await >= 1).then_some(())
+    })
+    .await
+    .expect("the pool grew after a signup");
+    assert!(stack.pool_entries().await.len() <= 3, "never past max");
+
+    let second = stack.request_tenant("later", "starter", PASSWORD).await;
+    assert!(provisioned(&stack.wait_for(&second, "TenantProvisioned", 60).await).from_standby);
+
+    let demand: serde_json::Value = testkit::within(Duration::from_secs(10), || async {
+        let kv = stack
+            .store
+            .key_value("STANDBY_DEMAND", 1, "test")
+            .await
+            .ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&kv.get("erpnext").await.ok()??).ok()?;
+        (v["placements"]["value"].as_f64()? > 1.9).then_some(v)
+    })
+    .await
+    .expect("both placements recorded");
+    let hits = demand["hits"]["value"].as_f64().unwrap();
+    assert!((0.9..1.01).contains(&hits), "{demand}");
+    assert!(
+        demand["build_secs"].as_f64().is_some_and(|s| s > 0.0),
+        "{demand}"
+    );
+    let metrics = reqwest::get(format!("http://{}/metrics", prov.admin))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line = |name: &str| {
+        metrics
+            .lines()
+            .find(|l| l.contains(name) && !l.starts_with('#'))
+            .map(str::to_owned)
+    };
+    let ratio = line("provisioner_pool_hit_ratio{").expect("hit ratio exported");
+    assert!(ratio.contains("apps=\"erpnext\""), "{ratio}");
+    let value: f64 = ratio.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!((0.4..0.6).contains(&value), "one hit in two: {ratio}");
+    let target = line("provisioner_pool_target{").expect("target exported");
+    assert!(target.contains("bench=\"bench-a\""), "{target}");
+    prov.stop().await;
+}
+
 #[tokio::test]
 async fn a_signup_claims_a_standby_and_the_pool_refills() {
     let stack = TestStack::new(

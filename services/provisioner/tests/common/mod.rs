@@ -49,6 +49,8 @@ pub struct FleetOptions {
     pub vault_acl: Option<&'static str>,
     /// A NATS server of the test's own (default: the shared one).
     pub nats_url: Option<String>,
+    /// More `[standby]` keys (e.g. adaptive sizing, with `standby: 0`).
+    pub standby_policy: &'static str,
 }
 
 impl Default for FleetOptions {
@@ -62,6 +64,7 @@ impl Default for FleetOptions {
             sim_apps: "erpnext,hrms",
             vault_acl: None,
             nats_url: None,
+            standby_policy: "",
         }
     }
 }
@@ -168,8 +171,10 @@ limits = {{ max_users = 50 }}
 [standby]
 size = {standby}
 plans = ["starter"]
+{policy}
 "#,
-        standby = opts.standby
+        standby = opts.standby,
+        policy = opts.standby_policy,
     ));
     text
 }
