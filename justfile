@@ -74,6 +74,7 @@ bench: up
     cargo bench -p signup --bench signup
     cargo bench -p projection --bench rebuild
     cargo bench -p provisioner --bench provisioning
+    cargo bench -p provisioner --bench throughput
 
 # Format the code
 fmt:

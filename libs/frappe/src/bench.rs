@@ -424,17 +424,19 @@ impl Bench {
         // The bench host's `timeout` ends the command first; ours is only a backstop for a
         // runner (ssh, docker) that itself hangs.
         let backstop = guard.outlives() + Duration::from_secs(5);
-        let out = runner::run(inv, backstop).await.map_err(|e| match e {
-            RunError::Spawn { program, source } => BenchError::Spawn {
-                op,
-                program,
-                source,
-            },
-            RunError::Timeout { .. } => BenchError::Timeout {
-                op,
-                after: guard.timeout,
-            },
-        })?;
+        let out = crate::timing::outside(runner::run(inv, backstop))
+            .await
+            .map_err(|e| match e {
+                RunError::Spawn { program, source } => BenchError::Spawn {
+                    op,
+                    program,
+                    source,
+                },
+                RunError::Timeout { .. } => BenchError::Timeout {
+                    op,
+                    after: guard.timeout,
+                },
+            })?;
         // `flock` reports a program it cannot run with 69 and this message.
         let flock_could_not_run =
             out.exit_code == Some(69) && out.stderr.contains("flock: failed to execute");

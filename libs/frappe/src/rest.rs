@@ -279,10 +279,14 @@ impl FrappeClient {
         if let Some(b) = body {
             req = req.json(b);
         }
-        let resp = req.send().await.map_err(RestError::Transport)?;
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let text = resp.text().await.map_err(RestError::Transport)?;
+        let (resp, text) = crate::timing::outside(async {
+            let resp = req.send().await?;
+            let (status, headers) = (resp.status(), resp.headers().clone());
+            resp.text().await.map(|text| ((status, headers), text))
+        })
+        .await
+        .map_err(RestError::Transport)?;
+        let (status, headers) = resp;
         if status.is_success() {
             let value = serde_json::from_str(&text).map_err(|e| {
                 // Never echo the body: a cut-off generate_keys answer holds the secret.

@@ -141,6 +141,16 @@ impl Leases {
         }
     }
 
+    /// Every change to the bucket's leases from now on (taken, renewed, released, busy
+    /// marked), by key: for waiters that would rather be woken than poll. Expiries make no
+    /// change, so a waiter still looks again now and then.
+    pub async fn changes(&self) -> Result<kv::Watch, LeaseError> {
+        self.kv
+            .watch_all()
+            .await
+            .map_err(|e| LeaseError::Unavailable(e.to_string()))
+    }
+
     /// The lease's current record, if any.
     pub async fn peek(&self, key: &str) -> Result<Option<(Record, u64)>, LeaseError> {
         let entry = self

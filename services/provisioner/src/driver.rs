@@ -51,7 +51,7 @@ pub enum Outcome {
 }
 
 /// Appends `bodies` to `subject` at `version` with deterministic ids, after proving the lease
-/// is still ours, honouring the crash hook.
+/// is still ours, honouring the crash hook. Returns the subject's new version.
 pub async fn append(
     ctx: &Ctx,
     fence: &Fence,
@@ -59,7 +59,7 @@ pub async fn append(
     version: u64,
     cause: &RecordedEvent,
     bodies: Vec<(uuid::Uuid, Body)>,
-) -> Result<(), StepError> {
+) -> Result<u64, StepError> {
     fence.check().await?;
     let hit = |ty: &str| bodies.iter().any(|(_, b)| b.type_name() == ty);
     if let Some(CrashPoint::Before(ty)) = &ctx.settings.crash
@@ -72,14 +72,14 @@ pub async fn append(
         .iter()
         .map(|(id, b)| NewEvent::new(b.clone()).with_id(*id).following(cause))
         .collect();
-    ctx.store.append(subject, version, events).await?;
+    let sequences = ctx.store.append(subject, version, events).await?;
     if let Some(CrashPoint::After(ty)) = &ctx.settings.crash
         && hit(ty)
     {
         tracing::error!(event = %ty, "crash hook: aborting after append");
         std::process::abort();
     }
-    Ok(())
+    Ok(sequences.last().copied().unwrap_or(version))
 }
 
 /// Operator retries recorded for the tenant (ProvisioningRetryRequested on its lifecycle subject).
@@ -108,12 +108,48 @@ pub async fn load_state(ctx: &Ctx, tenant: &str) -> Result<(u64, ProvisioningSta
 /// tenant's (our infrastructure, a busy site lock, a lost lease) end the run without being
 /// recorded: the delivery comes back and resumes from the recorded state.
 pub async fn provision(ctx: &Ctx, fence: &Fence, req: &Request) -> Result<Outcome, StepError> {
+    let timeline = frappe::timing::Timeline::new();
+    let mut whole = None;
+    let outcome = timeline
+        .scope(steps_of(ctx, fence, req, &mut whole))
+        .await?;
+    // Only a provisioning this run did from its first step is measured: one resumed after a
+    // crash would count the gap as ours.
+    if outcome == Outcome::Provisioned && whole == Some(true) {
+        let wall = (Utc::now() - req.requested_at).to_std().unwrap_or_default();
+        let overhead = wall.saturating_sub(timeline.external());
+        ctx.metrics.overhead(overhead.as_secs_f64());
+        tracing::info!(
+            target: "tenantry::overhead",
+            tenant = %req.tenant_id,
+            wall_ms = ms(wall),
+            overhead_ms = ms(overhead),
+            "provisioned; control-plane time is the wall time not spent in bench commands, REST calls or waits for a bench slot"
+        );
+    }
+    Ok(outcome)
+}
+
+/// The step loop. `whole` is set on the first pass: whether nothing was recorded yet.
+async fn steps_of(
+    ctx: &Ctx,
+    fence: &Fence,
+    req: &Request,
+    whole: &mut Option<bool>,
+) -> Result<Outcome, StepError> {
     let tenant = req.tenant_id.as_str();
     let subject = ctx.store.subject(EventContext::Provisioning, tenant);
-    // Step loop: every pass reloads the subject, so what is decided always follows what is
-    // recorded (ours, or another instance's after a conflict).
+    // Step loop: what is decided always follows what is recorded. After our own append at the
+    // expected version nothing else can have been written in between, so the state is ours
+    // folded forward; any other way out of a pass (a conflict, a failure recorded, lanes side
+    // by side) reloads the subject.
+    let mut known: Option<(u64, ProvisioningState)> = None;
     loop {
-        let (version, state) = load_state(ctx, tenant).await?;
+        let (version, state) = match known.take() {
+            Some(k) => k,
+            None => load_state(ctx, tenant).await?,
+        };
+        whole.get_or_insert(version == 0);
         let retries = if state.failed.is_some() {
             retries_requested(ctx, tenant).await?
         } else {
@@ -147,7 +183,12 @@ pub async fn provision(ctx: &Ctx, fence: &Fence, req: &Request) -> Result<Outcom
                 match Box::pin(steps::run(ctx, fence, req, &state, step)).await {
                     Ok(events) => {
                         let bodies = done(ctx, tenant, round, step, started.elapsed(), events);
-                        append(ctx, fence, &subject, version, &req.cause, bodies).await?;
+                        let after = bodies
+                            .iter()
+                            .fold(state.clone(), |s, (_, b)| process::apply(s, b));
+                        let version =
+                            append(ctx, fence, &subject, version, &req.cause, bodies).await?;
+                        known = Some((version, after));
                     }
                     Err(
                         e @ (StepError::Infra(_) | StepError::Busy(_) | StepError::LeaseLost(_)),

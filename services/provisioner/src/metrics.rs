@@ -53,6 +53,7 @@ pub struct Metrics {
     pool: Family<PoolLabels, Counter>,
     hit_ratio: Family<PoolSetLabels, Ratio>,
     pool_target: Family<PoolSlotLabels, Gauge>,
+    overhead: Histogram,
 }
 
 impl Default for Metrics {
@@ -64,6 +65,10 @@ impl Default for Metrics {
             pool: Family::default(),
             hit_ratio: Family::default(),
             pool_target: Family::default(),
+            // 1 ms … ~16 s.
+            overhead: Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+                0.001, 2.0, 15,
+            )),
         }
     }
 }
@@ -104,7 +109,18 @@ impl Metrics {
             "Standbys the pool keeps ready per bench and app set (fixed, or sized by demand)",
             m.pool_target.clone(),
         );
+        registry.register(
+            "provisioner_overhead_seconds",
+            "Per provisioning (signup to TenantProvisioned, in one run): wall time not spent in \
+             bench commands, REST calls or waits for a bench slot — the control plane's own cost",
+            m.overhead.clone(),
+        );
         m
+    }
+
+    /// Records one provisioning's control-plane time.
+    pub fn overhead(&self, seconds: f64) {
+        self.overhead.observe(seconds);
     }
 
     /// Sets the pool's recent hit ratio for an app set.

@@ -178,15 +178,17 @@ impl Bench {
             edit.clone(),
             self.timeout_of(BenchOp::Other),
         );
-        tokio::task::spawn_blocking(move || in_place::apply(&dir, &edit2, wait))
-            .await
-            .unwrap_or_else(|e| {
-                Err(EditError::Bench(BenchError::CommandFailed {
-                    op: "edit-site-config",
-                    exit_code: None,
-                    detail: format!("the in-place editor stopped: {e}"),
-                }))
-            })
+        crate::timing::outside(tokio::task::spawn_blocking(move || {
+            in_place::apply(&dir, &edit2, wait)
+        }))
+        .await
+        .unwrap_or_else(|e| {
+            Err(EditError::Bench(BenchError::CommandFailed {
+                op: "edit-site-config",
+                exit_code: None,
+                detail: format!("the in-place editor stopped: {e}"),
+            }))
+        })
     }
 
     /// Applies `edit` by the editor program on the bench host, whatever the runner: what
