@@ -109,6 +109,7 @@ pub async fn load_state(ctx: &Ctx, tenant: &str) -> Result<(u64, ProvisioningSta
 /// recorded: the delivery comes back and resumes from the recorded state.
 pub async fn provision(ctx: &Ctx, fence: &Fence, req: &Request) -> Result<Outcome, StepError> {
     let timeline = frappe::timing::Timeline::new();
+    let began = Utc::now();
     let mut whole = None;
     let outcome = timeline
         .scope(steps_of(ctx, fence, req, &mut whole))
@@ -124,6 +125,8 @@ pub async fn provision(ctx: &Ctx, fence: &Fence, req: &Request) -> Result<Outcom
             tenant = %req.tenant_id,
             wall_ms = ms(wall),
             overhead_ms = ms(overhead),
+            pickup_ms = ms((began - req.requested_at).to_std().unwrap_or_default()),
+            external_ms = ms(timeline.external()),
             "provisioned; control-plane time is the wall time not spent in bench commands, REST calls or waits for a bench slot"
         );
     }

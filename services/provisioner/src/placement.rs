@@ -45,12 +45,15 @@ pub enum PlacementError {
     Full(String),
 }
 
-/// The pure rule: the fitting bench with the fewest sites.
+/// The pure rule: the fitting bench with the fewest sites; among several with as few, the
+/// `tie`-th (modulo, in name order). Placements running at once pass different ties, so they
+/// spread over equally loaded benches instead of all racing for the first by name.
 pub fn choose<'a>(
     fleet: &'a FleetConfig,
     region: &str,
     apps: &[AppName],
     sites: &BTreeMap<String, u32>,
+    tie: u64,
 ) -> Result<&'a BenchConfig, PlacementError> {
     let in_region: Vec<&BenchConfig> = fleet
         .benches
@@ -72,11 +75,19 @@ pub fn choose<'a>(
         });
     }
     let count = |b: &BenchConfig| sites.get(&b.name).copied().unwrap_or(0);
-    with_apps
+    let open: Vec<&BenchConfig> = with_apps
         .into_iter()
         .filter(|b| count(b) < b.max_sites)
-        .min_by(|a, b| count(a).cmp(&count(b)).then(a.name.cmp(&b.name)))
-        .ok_or_else(|| PlacementError::Full(region.to_owned()))
+        .collect();
+    let fewest = open
+        .iter()
+        .map(|b| count(b))
+        .min()
+        .ok_or_else(|| PlacementError::Full(region.to_owned()))?;
+    let mut ties: Vec<&BenchConfig> = open.into_iter().filter(|b| count(b) == fewest).collect();
+    ties.sort_by(|a, b| a.name.cmp(&b.name));
+    let i = usize::try_from(tie % ties.len() as u64).unwrap_or(0);
+    Ok(ties[i])
 }
 
 /// A standby site a placement took over.
@@ -263,11 +274,15 @@ impl Placer {
 
     /// Site counts of every bench.
     pub async fn counts(&self, fleet: &FleetConfig) -> Result<BTreeMap<String, u32>, PlacerError> {
-        let mut out = BTreeMap::new();
-        for b in &fleet.benches {
-            out.insert(b.name.clone(), self.counter(&b.name).await?.0);
-        }
-        Ok(out)
+        let read =
+            futures::future::try_join_all(fleet.benches.iter().map(|b| self.counter(&b.name)))
+                .await?;
+        Ok(fleet
+            .benches
+            .iter()
+            .zip(read)
+            .map(|(b, (n, _))| (b.name.clone(), n))
+            .collect())
     }
 
     /// Sets the counter from `expected` (revision) to `value`; false on a lost race.
@@ -321,14 +336,17 @@ impl Placer {
         // CAS retry loop: another placement changed a counter between our read and write, so
         // read every counter again and re-choose (the rule stays "fewest sites").
         for _ in 0..CAS_ATTEMPTS {
+            // Every counter read at once: a round trip, not one per bench.
+            let read =
+                futures::future::try_join_all(fleet.benches.iter().map(|b| self.counter(&b.name)))
+                    .await?;
             let mut counts = BTreeMap::new();
             let mut revisions = BTreeMap::new();
-            for b in &fleet.benches {
-                let (n, rev) = self.counter(&b.name).await?;
+            for (b, (n, rev)) in fleet.benches.iter().zip(read) {
                 counts.insert(b.name.clone(), n);
                 revisions.insert(b.name.clone(), rev);
             }
-            let bench = choose(fleet, region, apps, &counts)?;
+            let bench = choose(fleet, region, apps, &counts, rand::random())?;
             let n = counts[&bench.name];
             if self.cas(&bench.name, n + 1, revisions[&bench.name]).await? {
                 let rec = PlacementRecord {
@@ -435,17 +453,35 @@ runner = {{ kind = "local", bench_dir = "/b" }}
         let f = fleet();
         let mut counts = BTreeMap::new();
         assert_eq!(
-            choose(&f, "eu", &apps(&["erpnext"]), &counts).unwrap().name,
+            choose(&f, "eu", &apps(&["erpnext"]), &counts, 0)
+                .unwrap()
+                .name,
             "a"
         );
         counts.insert("a".to_owned(), 1);
         assert_eq!(
-            choose(&f, "eu", &apps(&["erpnext"]), &counts).unwrap().name,
+            choose(&f, "eu", &apps(&["erpnext"]), &counts, 0)
+                .unwrap()
+                .name,
             "b"
         );
         // Without apps, c (empty) is a candidate too and has fewest.
         counts.insert("b".to_owned(), 1);
-        assert_eq!(choose(&f, "eu", &[], &counts).unwrap().name, "c");
+        assert_eq!(choose(&f, "eu", &[], &counts, 0).unwrap().name, "c");
+    }
+
+    #[test]
+    fn ties_spread_over_the_equally_loaded_benches_only() {
+        let f = fleet();
+        let erp = apps(&["erpnext"]);
+        let empty = BTreeMap::new();
+        let picks: BTreeSet<String> = (0..8)
+            .map(|t| choose(&f, "eu", &erp, &empty, t).unwrap().name.clone())
+            .collect();
+        assert_eq!(picks, BTreeSet::from(["a".to_owned(), "b".to_owned()]));
+        // One more site on a: every tie now picks b.
+        let counts = BTreeMap::from([("a".to_owned(), 1)]);
+        assert!((0..8).all(|t| choose(&f, "eu", &erp, &counts, t).unwrap().name == "b"));
     }
 
     #[test]
@@ -453,15 +489,15 @@ runner = {{ kind = "local", bench_dir = "/b" }}
         let f = fleet();
         let counts = BTreeMap::from([("d".to_owned(), 1)]);
         assert!(matches!(
-            choose(&f, "ap", &[], &counts),
+            choose(&f, "ap", &[], &counts, 0),
             Err(PlacementError::NoRegion(_))
         ));
         assert!(matches!(
-            choose(&f, "eu", &apps(&["hrms"]), &counts),
+            choose(&f, "eu", &apps(&["hrms"]), &counts, 0),
             Err(PlacementError::NoApps { .. })
         ));
         assert!(matches!(
-            choose(&f, "us", &apps(&["erpnext"]), &counts),
+            choose(&f, "us", &apps(&["erpnext"]), &counts, 0),
             Err(PlacementError::Full(_))
         ));
     }

@@ -46,7 +46,10 @@ async fn a_released_slot_wakes_a_waiter_on_another_instance_and_the_queue_drains
     let bench = fleet.benches[0].clone();
     let (a, b) = (slots(&store, "a").await, slots(&store, "b").await);
 
-    let held = a.acquire(&bench, Duration::from_secs(1)).await.expect("a's slot");
+    let held = a
+        .acquire(&bench, Duration::from_secs(1))
+        .await
+        .expect("a's slot");
     let waiting = {
         let (b, bench) = (b.clone(), bench.clone());
         tokio::spawn(async move { b.acquire(&bench, Duration::from_secs(1)).await })
@@ -72,7 +75,10 @@ async fn a_released_slot_wakes_a_waiter_on_another_instance_and_the_queue_drains
             let s = if i % 2 == 0 { a.clone() } else { b.clone() };
             let (bench, now, most, done) = (bench.clone(), now.clone(), most.clone(), done.clone());
             tokio::spawn(async move {
-                let slot = s.acquire(&bench, Duration::from_secs(1)).await.expect("slot");
+                let slot = s
+                    .acquire(&bench, Duration::from_secs(1))
+                    .await
+                    .expect("slot");
                 let n = now.fetch_add(1, Ordering::SeqCst) + 1;
                 most.fetch_max(n, Ordering::SeqCst);
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -86,6 +92,10 @@ async fn a_released_slot_wakes_a_waiter_on_another_instance_and_the_queue_drains
         .await
         .expect("every waiter was served without waiting for a poll");
     assert_eq!(done.load(Ordering::SeqCst), 12);
-    assert_eq!(most.load(Ordering::SeqCst), 1, "never two operations at once");
+    assert_eq!(
+        most.load(Ordering::SeqCst),
+        1,
+        "never two operations at once"
+    );
     store.destroy().await.ok();
 }

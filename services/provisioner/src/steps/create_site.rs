@@ -34,14 +34,10 @@ pub async fn run(
         ..
     }) = ctx.placer.get(tenant).await?
     {
-        let slot = ctx
-            .slots
-            .acquire(bench_cfg, placed.command_limit(BenchOp::Other))
-            .await?;
-        let r =
-            crate::standby::take_over(ctx, fence, tenant, bench_cfg, bench, &standby, site).await;
-        slot.release().await;
-        r?;
+        // No bench slot: the claim is one config edit, which starts no frappe process (see
+        // `configure`), and queueing it behind a refill's new-site would make a pooled signup
+        // as slow as a cold one. The site's host-side lock still keeps other commands off it.
+        crate::standby::take_over(ctx, fence, tenant, bench_cfg, bench, &standby, site).await?;
         return Ok(vec![Body::StandbySiteClaimed(pb::StandbySiteClaimed {
             tenant_id: tenant.to_owned(),
             standby_id: standby.id.clone(),
