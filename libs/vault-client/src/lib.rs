@@ -358,15 +358,20 @@ impl VaultClient {
                         "vault unavailable; retrying"
                     );
                 });
-        tokio::time::timeout(budget, retried)
-            .await
-            .unwrap_or_else(|_| {
-                Err(Status::deadline_exceeded(format!(
-                    "the vault did not answer within the call's budget of {budget:?}"
-                )))
-            })
-            .map(Response::into_inner)
-            .map_err(|status| ClientError::Status { operation, status })
+        let began = tokio::time::Instant::now();
+        let out = tokio::time::timeout(budget, retried).await;
+        tracing::trace!(
+            operation,
+            ms = u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX),
+            "vault call"
+        );
+        out.unwrap_or_else(|_| {
+            Err(Status::deadline_exceeded(format!(
+                "the vault did not answer within the call's budget of {budget:?}"
+            )))
+        })
+        .map(Response::into_inner)
+        .map_err(|status| ClientError::Status { operation, status })
     }
 
     /// Stores a new version of secret `tenant_id/name` of `kind`.

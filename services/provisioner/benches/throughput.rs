@@ -104,6 +104,8 @@ async fn run(benches: usize, per_bench: usize, scale: f64, overheads: &Overheads
         FleetOptions {
             ops: OPS,
             command_limit_secs: 300,
+            // The vault's default pool (`database_max_connections` = 20), not the test suite's 5.
+            vault_pool: Some(20),
             ..Default::default()
         },
         Some(&sim),

@@ -112,7 +112,9 @@ pub async fn provision(ctx: &Ctx, fence: &Fence, req: &Request) -> Result<Outcom
     let began = Utc::now();
     let mut whole = None;
     let outcome = timeline
-        .scope(steps_of(ctx, fence, req, &mut whole))
+        .scope(crate::known::Known::scope(steps_of(
+            ctx, fence, req, &mut whole,
+        )))
         .await?;
     // Only a provisioning this run did from its first step is measured: one resumed after a
     // crash would count the gap as ours.

@@ -17,6 +17,7 @@ pub mod demand;
 pub mod driver;
 pub mod error;
 pub mod fleet;
+pub mod known;
 pub mod lifecycle;
 pub mod metrics;
 pub mod ownership;

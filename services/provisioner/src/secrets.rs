@@ -7,6 +7,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::context::Ctx;
 use crate::error::{StepError, is_gone, is_not_found, vault_error};
+use crate::known;
 
 /// Vault name of the site's Administrator password.
 pub const ADMIN_PASSWORD: &str = "site-admin-password";
@@ -33,14 +34,21 @@ impl Ctx {
     /// The site's Administrator password from the vault, creating (and storing) one first if
     /// there is none yet — stored *before* new-site runs, so a crash never loses it.
     pub async fn ensure_admin_password(&self, id: &str) -> Result<SecretString, StepError> {
+        if let Some(pw) = known::recall(id, ADMIN_PASSWORD) {
+            return Ok(pw);
+        }
         match self
             .vault
             .get_by_name(id, ADMIN_PASSWORD, "site administrator password")
             .await
         {
-            Ok(v) => v
-                .to_secret_string()
-                .map_err(|e| StepError::Permanent(format!("admin password: {e}"))),
+            Ok(v) => {
+                let pw = v
+                    .to_secret_string()
+                    .map_err(|e| StepError::Permanent(format!("admin password: {e}")))?;
+                known::remember(id, ADMIN_PASSWORD, &pw);
+                Ok(pw)
+            }
             Err(e) if is_not_found(&e) => {
                 let pw = random_password();
                 self.vault
@@ -53,6 +61,7 @@ impl Ctx {
                     )
                     .await
                     .map_err(|e| vault_error("storing the admin password", e))?;
+                known::remember(id, ADMIN_PASSWORD, &pw);
                 Ok(pw)
             }
             Err(e) => Err(vault_error("reading the admin password", e)),
@@ -61,6 +70,14 @@ impl Ctx {
 
     /// The API key pair stored for `id`, if any.
     pub async fn stored_credentials(&self, id: &str) -> Result<Option<ApiCredentials>, StepError> {
+        let parse = |text: &SecretString| {
+            ApiCredentials::from_stored_json(text.expose_secret())
+                .map(Some)
+                .map_err(StepError::Permanent)
+        };
+        if let Some(text) = known::recall(id, API_CREDENTIALS) {
+            return parse(&text);
+        }
         match self
             .vault
             .get_by_name(id, API_CREDENTIALS, "site API access")
@@ -70,6 +87,7 @@ impl Ctx {
                 let text = v
                     .to_secret_string()
                     .map_err(|e| StepError::Permanent(format!("api credentials: {e}")))?;
+                known::remember(id, API_CREDENTIALS, &text);
                 ApiCredentials::from_stored_json(text.expose_secret())
                     .map(Some)
                     .map_err(StepError::Permanent)
@@ -88,9 +106,11 @@ impl Ctx {
         password_ref: &str,
     ) -> Result<SecretString, StepError> {
         let reason = "owner's initial password";
-        if let Some(pw) = self.pending_owner_password(tenant).await? {
+        if let Some(pw) = known::recall(tenant, OWNER_PASSWORD_PENDING) {
             return Ok(pw);
         }
+        // The move first: it answers the same when an earlier attempt made it, so the common
+        // path is one move and one read.
         match self
             .vault
             .move_one_time(password_ref, OWNER_PASSWORD_PENDING, reason)
@@ -98,6 +118,9 @@ impl Ctx {
         {
             Ok(_) => {}
             Err(e) if is_not_found(&e) => {
+                if let Some(pw) = self.pending_owner_password(tenant).await? {
+                    return Ok(pw);
+                }
                 return Err(StepError::Permanent(format!(
                     "{OWNER_PASSWORD_GONE} was already used or has expired; the owner must sign up again (or an operator must create the user and send a password reset)"
                 )));
@@ -124,10 +147,13 @@ impl Ctx {
             .get_by_name(tenant, OWNER_PASSWORD_PENDING, "owner's initial password")
             .await
         {
-            Ok(v) => v
-                .to_secret_string()
-                .map(Some)
-                .map_err(|e| StepError::Permanent(format!("owner password: {e}"))),
+            Ok(v) => {
+                let pw = v
+                    .to_secret_string()
+                    .map_err(|e| StepError::Permanent(format!("owner password: {e}")))?;
+                known::remember(tenant, OWNER_PASSWORD_PENDING, &pw);
+                Ok(Some(pw))
+            }
             Err(e) if is_not_found(&e) => Ok(None),
             Err(e) => Err(vault_error("reading the owner's password", e)),
         }
@@ -135,6 +161,7 @@ impl Ctx {
 
     /// Drops the pending owner password once the tenant is provisioned (or deleted).
     pub async fn forget_owner_password(&self, tenant: &str) -> Result<(), StepError> {
+        known::forget(tenant, OWNER_PASSWORD_PENDING);
         match self
             .vault
             .revoke(
@@ -152,6 +179,7 @@ impl Ctx {
     /// Revokes a site's vaulted credentials under `id` (missing ones are fine).
     pub async fn revoke_credentials(&self, id: &str) -> Result<(), StepError> {
         let revoke = |name: &'static str| async move {
+            known::forget(id, name);
             match self
                 .vault
                 .revoke(&vault_ref(id, name), "site removed")

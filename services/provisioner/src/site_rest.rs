@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use crate::context::{Ctx, Fence, REST_TIMEOUT};
 use crate::error::{StepError, rest_error, vault_error};
 use crate::fleet::BenchConfig;
+use crate::known;
 use crate::secrets::{ADMIN_PASSWORD, API_CREDENTIALS, vault_ref};
 
 /// The automation user that owns each site's API key (site-independent, so a standby's user
@@ -26,13 +27,20 @@ impl Ctx {
         bench: &BenchConfig,
         site: &SiteName,
     ) -> Result<FrappeClient, StepError> {
-        let pw = self
-            .vault
-            .get_by_name(id, ADMIN_PASSWORD, "site administrator login")
-            .await
-            .map_err(|e| vault_error("reading the admin password", e))?
-            .to_secret_string()
-            .map_err(|e| StepError::Permanent(format!("admin password: {e}")))?;
+        let pw = match known::recall(id, ADMIN_PASSWORD) {
+            Some(pw) => pw,
+            None => {
+                let pw = self
+                    .vault
+                    .get_by_name(id, ADMIN_PASSWORD, "site administrator login")
+                    .await
+                    .map_err(|e| vault_error("reading the admin password", e))?
+                    .to_secret_string()
+                    .map_err(|e| StepError::Permanent(format!("admin password: {e}")))?;
+                known::remember(id, ADMIN_PASSWORD, &pw);
+                pw
+            }
+        };
         let client = self.client(bench, site)?;
         let session = client
             .login(&UserId::Administrator, &pw)
@@ -114,6 +122,7 @@ impl Ctx {
             )
             .await
             .map_err(|e| vault_error("storing the API key pair", e))?;
+        known::remember(id, API_CREDENTIALS, &value);
         Ok(stored.reference)
     }
 

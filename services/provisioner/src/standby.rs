@@ -233,7 +233,12 @@ async fn rekey(
         ctx.vault.get_by_name(from, name, reason)
     );
     match mine {
-        Ok(_) => return Ok(()),
+        Ok(v) => {
+            if let Ok(text) = v.to_secret_string() {
+                crate::known::remember(to, name, &text);
+            }
+            return Ok(());
+        }
         Err(e) if is_not_found(&e) => {}
         Err(e) => return Err(vault_error(&format!("reading the tenant's {name}"), e)),
     }
@@ -243,6 +248,9 @@ async fn rekey(
         .put(to, name, kind, &value.value, reason)
         .await
         .map_err(|e| vault_error(&format!("storing the tenant's {name}"), e))?;
+    if let Ok(text) = value.to_secret_string() {
+        crate::known::remember(to, name, &text);
+    }
     Ok(())
 }
 

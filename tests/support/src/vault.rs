@@ -138,6 +138,16 @@ pub async fn spawn_vault_in(namespace: &str) -> TestVault {
 
 /// [`spawn_vault_in`] on the NATS server at `nats_url` (a test's own server).
 pub async fn spawn_vault_on(nats_url: &str, namespace: &str) -> TestVault {
+    spawn_vault_on_pooled(nats_url, namespace, TEST_POOL).await
+}
+
+/// Like [`spawn_vault_on`] with `max_connections` database connections (a benchmark gives the
+/// vault its production pool).
+pub async fn spawn_vault_on_pooled(
+    nats_url: &str,
+    namespace: &str,
+    max_connections: u32,
+) -> TestVault {
     crate::init_logging();
     let (database_url, pool) = crate::fresh_database().await.expect("fresh database");
     start_with_acl(
@@ -145,7 +155,7 @@ pub async fn spawn_vault_on(nats_url: &str, namespace: &str) -> TestVault {
         pool,
         (nats_url.to_owned(), namespace.to_owned()),
         ring("k1", &[("k1", 1)]),
-        TEST_POOL,
+        max_connections,
         AclConfig::default_policy(),
     )
     .await

@@ -51,6 +51,8 @@ pub struct FleetOptions {
     pub nats_url: Option<String>,
     /// More `[standby]` keys (e.g. adaptive sizing, with `standby: 0`).
     pub standby_policy: &'static str,
+    /// The vault's database pool (default: the small test pool).
+    pub vault_pool: Option<u32>,
 }
 
 impl Default for FleetOptions {
@@ -65,6 +67,7 @@ impl Default for FleetOptions {
             vault_acl: None,
             nats_url: None,
             standby_policy: "",
+            vault_pool: None,
         }
     }
 }
@@ -197,7 +200,10 @@ impl TestStack {
         .expect("event store");
         let vault = match opts.vault_acl {
             Some(acl) => testkit::spawn_vault_with_acl(&namespace, acl).await,
-            None => testkit::spawn_vault_on(&nats_url, &namespace).await,
+            None => match opts.vault_pool {
+                Some(n) => testkit::spawn_vault_on_pooled(&nats_url, &namespace, n).await,
+                None => testkit::spawn_vault_on(&nats_url, &namespace).await,
+            },
         };
         let benches: Vec<SimBench> = (0..n)
             .map(|_| SimBench::spawn(opts.sim_apps, sim_toml))
