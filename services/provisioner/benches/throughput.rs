@@ -5,8 +5,9 @@
 //! For 5, 10 and 20 frappe-sim benches (the `realistic` profile scaled by `THROUGHPUT_SCALE`,
 //! default 0.2, so a run takes minutes, not hours; each bench with its own limit of 2
 //! operations at once, and the profile's slowdown while another `new-site` runs), three
-//! provisioner instances share the consumers while 50 signups per bench are requested at once
-//! (1,000 at 20 benches). Reported: tenants/s (first request → last TenantProvisioned),
+//! provisioner instances share the consumers while 50 signups per bench are requested (1,000 at
+//! 20 benches), arriving at `THROUGHPUT_ARRIVALS` per second per bench (default 0.5, a little
+//! above what a bench completes, so the benches stay saturated; 0 = all at once). Reported: tenants/s (first request → last TenantProvisioned),
 //! time-to-active p50/p99, and the control plane's own time per signup — the wall time not spent
 //! in bench commands, REST calls or waits for a bench slot, as each provisioner measures it
 //! (`tenantry::overhead` log events, collected here). Every tenant must be provisioned exactly
@@ -97,7 +98,13 @@ fn pct(xs: &[Duration], p: f64) -> Duration {
     v.get(i).copied().unwrap_or_default()
 }
 
-async fn run(benches: usize, per_bench: usize, scale: f64, overheads: &Overheads) -> Run {
+async fn run(
+    benches: usize,
+    per_bench: usize,
+    scale: f64,
+    arrivals: f64,
+    overheads: &Overheads,
+) -> Run {
     let sim = format!("profile = \"realistic\"\nscale = {scale}\n");
     let stack = TestStack::with_sim(
         benches,
@@ -126,15 +133,23 @@ async fn run(benches: usize, per_bench: usize, scale: f64, overheads: &Overheads
     overheads.take();
     let n = benches * per_bench;
     let started = Utc::now();
+    let t0 = tokio::time::Instant::now();
+    // Signups arrive at `arrivals` per second per bench (0: all at once).
+    let gap = if arrivals > 0.0 {
+        Duration::from_secs_f64(1.0 / (arrivals * benches as f64))
+    } else {
+        Duration::ZERO
+    };
     let stack_ref = &stack;
     let requested: HashMap<String, DateTime<Utc>> = futures::stream::iter(0..n)
         .map(|i| async move {
+            tokio::time::sleep_until(t0 + gap * u32::try_from(i).unwrap_or(u32::MAX)).await;
             let t = stack_ref
                 .request_tenant(&format!("t{i:04}"), "starter", PASSWORD)
                 .await;
             (t, Utc::now())
         })
-        .buffer_unordered(64)
+        .buffer_unordered(256)
         .collect()
         .await;
 
@@ -234,6 +249,11 @@ async fn main() {
     let per_bench: usize = env("THROUGHPUT_PER_BENCH")
         .and_then(|s| s.parse().ok())
         .unwrap_or(50);
+    // Slightly above what a bench of this profile completes (≈ 0.44/s): the benches stay
+    // saturated and a queue builds, as under a real rush, without one burst of every signup.
+    let arrivals: f64 = env("THROUGHPUT_ARRIVALS")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0.5);
     let sizes: Vec<usize> = env("THROUGHPUT_BENCHES")
         .unwrap_or_else(|| "5,10,20".into())
         .split(',')
@@ -243,11 +263,16 @@ async fn main() {
     let mut runs = Vec::new();
     for &b in &sizes {
         eprintln!("throughput: {b} benches, {} signups …", b * per_bench);
-        runs.push(run(b, per_bench, scale, &overheads).await);
+        runs.push(run(b, per_bench, scale, arrivals, &overheads).await);
     }
 
+    let arriving = if arrivals > 0.0 {
+        format!("arriving at {arrivals}/s per bench")
+    } else {
+        "all at once".to_owned()
+    };
     println!(
-        "\nthroughput: {per_bench} signups per bench at once, {INSTANCES} provisioner instances, \
+        "\nthroughput: {per_bench} signups per bench {arriving}, {INSTANCES} provisioner instances, \
          {OPS} operations per bench, frappe-sim realistic × {scale}"
     );
     println!(
