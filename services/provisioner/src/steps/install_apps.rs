@@ -18,15 +18,18 @@ pub async fn run(
     apps: &[AppName],
     started: Instant,
 ) -> Result<Vec<Body>, StepError> {
-    let slot = ctx
-        .slots
-        .acquire(placed.bench_cfg, placed.command_limit(BenchOp::InstallApp))
-        .await?;
-    let r = ctx
-        .install_apps(fence, placed.bench, &placed.site, apps)
-        .await;
-    slot.release().await;
-    r?;
+    // A plan without apps runs nothing on the bench: no slot to wait for behind a new-site.
+    if !apps.is_empty() {
+        let slot = ctx
+            .slots
+            .acquire(placed.bench_cfg, placed.command_limit(BenchOp::InstallApp))
+            .await?;
+        let r = ctx
+            .install_apps(fence, placed.bench, &placed.site, apps)
+            .await;
+        slot.release().await;
+        r?;
+    }
     Ok(vec![Body::AppsInstalled(pb::AppsInstalled {
         tenant_id: req.tenant_id.clone(),
         site: placed.site.to_string(),
