@@ -166,8 +166,8 @@ impl Slots {
     }
 }
 
-/// Wakes a bench's waiters whenever one of its slot keys (`<bench>.<n>`) changes, for as long
-/// as the slot table lives; a broken watch is opened again (waiters poll meanwhile).
+/// Wakes a bench's waiters whenever one of its slot keys (`<bench>.<n>`) is released, for as
+/// long as the slot table lives; a broken watch is opened again (waiters poll meanwhile).
 async fn watch_changes(leases: Leases, lines: Weak<StdMutex<HashMap<String, Arc<Line>>>>) {
     use futures::StreamExt;
     loop {
@@ -181,6 +181,12 @@ async fn watch_changes(leases: Leases, lines: Weak<StdMutex<HashMap<String, Arc<
                         return;
                     };
                     let Ok(entry) = change else { break };
+                    // Only a delete frees a slot (a release); puts are takes, heartbeats and
+                    // busy marks, and waking every waiter for them would cost KV reads for
+                    // nothing. Expiries change nothing and are found by the timed look.
+                    if entry.operation == async_nats::jetstream::kv::Operation::Put {
+                        continue;
+                    }
                     let bench = entry
                         .key
                         .rsplit_once('.')
