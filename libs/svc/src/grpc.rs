@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
 use tower::limit::GlobalConcurrencyLimitLayer;
 
 use crate::tls::{ServerTlsArgs, TlsError};
@@ -72,4 +73,12 @@ impl GrpcServerArgs {
     pub fn limit(&self) -> GlobalConcurrencyLimitLayer {
         GlobalConcurrencyLimitLayer::new(self.max_concurrent.max(1))
     }
+}
+
+/// The accepted connections of a gRPC listener, with Nagle's algorithm off. A gRPC answer is
+/// several small writes (headers, message, trailers); with Nagle on, the later ones wait for
+/// the client's delayed ACK — about 40 ms added to a fraction of calls, which is what the
+/// provisioner measured from the vault before this.
+pub fn incoming(listener: tokio::net::TcpListener) -> TcpIncoming {
+    TcpIncoming::from(listener).with_nodelay(Some(true))
 }

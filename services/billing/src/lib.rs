@@ -413,10 +413,9 @@ impl<P: PaymentProvider> Application<P> {
         let stop_serving = shutdown.clone();
         let served = tokio::spawn(async move {
             server
-                .serve_with_incoming_shutdown(
-                    tokio_stream::wrappers::TcpListenerStream::new(listener),
-                    async move { stop_serving.wait().await },
-                )
+                .serve_with_incoming_shutdown(svc::grpc::incoming(listener), async move {
+                    stop_serving.wait().await
+                })
                 .await
         });
         let handler = Arc::new(Subscriptions {

@@ -29,7 +29,6 @@ use svc::{
     DatabaseArgs, GrpcServerArgs, NatsArgs, OperatorArgs, OperatorAuth, Readiness, Role, Shutdown,
 };
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::interceptor::InterceptedService;
 
 pub use consumer::{ConsumerStats, DEFAULT_DURABLE};
@@ -259,7 +258,7 @@ impl Application {
             .add_service(reflection)
             .add_service(directory)
             .add_service(admin)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), async move {
+            .serve_with_incoming_shutdown(svc::grpc::incoming(self.listener), async move {
                 stop_serving.wait().await;
             })
             .await;

@@ -31,7 +31,6 @@ use svc::{ClientTlsArgs, GrpcServerArgs, NatsArgs, OperatorArgs, OperatorAuth, R
 use tenancy::{PlanId, Region};
 use tokio::net::TcpListener;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::server::TcpIncoming;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 pub use error::{ServiceError, SignupError};
@@ -488,7 +487,7 @@ impl App {
             .add_service(reflection("tenantry.v1.SignupService")?)
             .add_service(signup)
             .serve_with_incoming_shutdown(
-                TcpIncoming::from(self.listener).with_nodelay(Some(true)),
+                svc::grpc::incoming(self.listener),
                 self.stop.clone().into_future(),
             );
 
@@ -509,7 +508,7 @@ impl App {
             .add_service(reflection("tenantry.v1.TenantAdmin")?)
             .add_service(admin)
             .serve_with_incoming_shutdown(
-                TcpIncoming::from(self.operator_listener).with_nodelay(Some(true)),
+                svc::grpc::incoming(self.operator_listener),
                 self.stop.clone().into_future(),
             );
         let (public, operator) = tokio::join!(public, operator);

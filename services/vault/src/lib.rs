@@ -29,7 +29,6 @@ use eventstore::{EventStore, NatsAuth, NatsTls, StoreConfig};
 use proto::v1::vault_server::VaultServer;
 use secrecy::SecretString;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 
 pub use acl::{AclConfig, Grant, Op};
 pub use crypto::KeyRing;
@@ -244,7 +243,7 @@ impl Application {
                 Arc::clone(&self.core),
                 self.calls.clone(),
             )))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), shutdown)
+            .serve_with_incoming_shutdown(svc::grpc::incoming(self.listener), shutdown)
             .await;
         let _ = stop_tx.send(true);
         let _ = purger.await;
