@@ -21,7 +21,7 @@ pub use deadletter::{DeadLetter, DeadLetters};
 pub use envelope::{NewEvent, RecordedEvent, headers};
 pub use error::{DecodeError, StoreError};
 pub use replay::Replay;
-pub use store::{EventStore, KvOptions};
+pub use store::{Appended, EventStore, KvOptions};
 pub use subscribe::{DeliverFrom, Delivery, SubscribeOptions, Subscription};
 pub use trace::{current_trace_context, extract_trace_context};
 

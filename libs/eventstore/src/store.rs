@@ -280,6 +280,22 @@ impl EventStore {
         expected_version: u64,
         events: Vec<NewEvent>,
     ) -> Result<Vec<u64>, StoreError> {
+        Ok(self
+            .append_reporting(subject, expected_version, events)
+            .await?
+            .sequences)
+    }
+
+    /// [`Self::append`], also saying whether any event was a duplicate. A writer that folds
+    /// its own events forward instead of reloading must reload after a duplicate: the stored
+    /// event is an earlier writer's, which may differ from this one's, and the subject may have
+    /// moved on since.
+    pub async fn append_reporting(
+        &self,
+        subject: &str,
+        expected_version: u64,
+        events: Vec<NewEvent>,
+    ) -> Result<Appended, StoreError> {
         self.check_subject(subject)?;
         if events.is_empty() {
             return Err(StoreError::Invalid(
@@ -288,6 +304,7 @@ impl EventStore {
         }
         let mut expected = expected_version;
         let mut sequences = Vec::with_capacity(events.len());
+        let mut duplicate = false;
         // nats-server 2.9 has no batch publish: each event is checked against the previous
         // one's sequence, and a crash mid-batch is healed by the writer re-deciding on reload
         // (deterministic event ids make the replayed prefix a no-op).
@@ -330,9 +347,13 @@ impl EventStore {
                 "appended"
             );
             sequences.push(ack.sequence);
+            duplicate |= ack.duplicate;
             expected = ack.sequence;
         }
-        Ok(sequences)
+        Ok(Appended {
+            sequences,
+            duplicate,
+        })
     }
 
     /// Appends at whatever version the subject is at, reloading on conflicts.
@@ -512,6 +533,16 @@ fn parse_actual_sequence(message: &str) -> Option<u64> {
         .take_while(|c| c.is_ascii_digit())
         .collect();
     digits.parse().ok()
+}
+
+/// What an append stored: the stream sequence of each event, and whether any of them had been
+/// stored before (same event id inside the duplicate window).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    /// The stream sequence of each event, in order (the original one for a duplicate).
+    pub sequences: Vec<u64>,
+    /// Whether at least one event was a duplicate of one already stored.
+    pub duplicate: bool,
 }
 
 #[cfg(test)]
