@@ -424,7 +424,7 @@ impl Bench {
         // The bench host's `timeout` ends the command first; ours is only a backstop for a
         // runner (ssh, docker) that itself hangs.
         let backstop = guard.outlives() + Duration::from_secs(5);
-        let out = crate::timing::outside(runner::run(inv, backstop))
+        let out = timeline::outside(runner::run(inv, backstop))
             .await
             .map_err(|e| match e {
                 RunError::Spawn { program, source } => BenchError::Spawn {

@@ -16,7 +16,6 @@ pub mod names;
 pub mod parse;
 pub mod rest;
 pub mod runner;
-pub mod timing;
 pub mod usage;
 
 pub use bench::{

@@ -279,7 +279,7 @@ impl FrappeClient {
         if let Some(b) = body {
             req = req.json(b);
         }
-        let (resp, text) = crate::timing::outside(async {
+        let (resp, text) = timeline::outside(async {
             let resp = req.send().await?;
             let (status, headers) = (resp.status(), resp.headers().clone());
             resp.text().await.map(|text| ((status, headers), text))

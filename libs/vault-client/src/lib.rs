@@ -359,7 +359,8 @@ impl VaultClient {
                     );
                 });
         let began = tokio::time::Instant::now();
-        let out = tokio::time::timeout(budget, retried).await;
+        // Marked for the caller's timeline: the vault is part of the control plane's own cost.
+        let out = timeline::within("vault", tokio::time::timeout(budget, retried)).await;
         tracing::trace!(
             operation,
             ms = u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX),

@@ -31,12 +31,22 @@ const PASSWORD: &str = "Bench-Password-1";
 const OPS: u32 = 2;
 const INSTANCES: usize = 3;
 
-/// `(tenant, overhead ms)` of every provisioning measured in this process.
+/// The parts of the control plane's time the provisioner names, in ms.
+const PARTS: [&str; 4] = ["pickup_ms", "events_ms", "vault_ms", "placement_ms"];
+
+/// One provisioning's measurement: overhead and its named parts, in ms.
 #[derive(Clone, Default)]
-struct Overheads(Arc<Mutex<Vec<(String, u64)>>>);
+struct Measured {
+    overhead_ms: u64,
+    parts: [u64; PARTS.len()],
+}
+
+/// `(tenant, measurement)` of every provisioning measured in this process.
+#[derive(Clone, Default)]
+struct Overheads(Arc<Mutex<Vec<(String, Measured)>>>);
 
 impl Overheads {
-    fn take(&self) -> HashMap<String, u64> {
+    fn take(&self) -> HashMap<String, Measured> {
         std::mem::take(&mut *self.0.lock().expect("overheads"))
             .into_iter()
             .collect()
@@ -47,12 +57,15 @@ impl Overheads {
 struct Fields {
     tenant: Option<String>,
     overhead_ms: Option<u64>,
+    parts: [u64; PARTS.len()],
 }
 
 impl tracing::field::Visit for Fields {
     fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
         if field.name() == "overhead_ms" {
             self.overhead_ms = Some(value);
+        } else if let Some(i) = PARTS.iter().position(|p| *p == field.name()) {
+            self.parts[i] = value;
         }
     }
 
@@ -74,8 +87,12 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Overheads {
         }
         let mut f = Fields::default();
         event.record(&mut f);
-        if let (Some(t), Some(ms)) = (f.tenant, f.overhead_ms) {
-            self.0.lock().expect("overheads").push((t, ms));
+        if let (Some(t), Some(overhead_ms)) = (f.tenant, f.overhead_ms) {
+            let m = Measured {
+                overhead_ms,
+                parts: f.parts,
+            };
+            self.0.lock().expect("overheads").push((t, m));
         }
     }
 }
@@ -87,6 +104,8 @@ struct Run {
     seconds: f64,
     active: Vec<Duration>,
     overhead: Vec<Duration>,
+    /// Per part: its p50 over every signup, and its mean over the slowest 1 % by overhead.
+    parts: Vec<(Duration, Duration)>,
     failed: usize,
     max_concurrency: usize,
 }
@@ -196,11 +215,28 @@ async fn run(
         .collect();
     // Give the instances a moment to log the last provisionings.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let overhead: Vec<Duration> = overheads
+    let mut measured: Vec<Measured> = overheads
         .take()
         .into_iter()
         .filter(|(t, _)| requested.contains_key(t))
-        .map(|(_, ms)| Duration::from_millis(ms))
+        .map(|(_, m)| m)
+        .collect();
+    measured.sort_by_key(|m| m.overhead_ms);
+    let overhead: Vec<Duration> = measured
+        .iter()
+        .map(|m| Duration::from_millis(m.overhead_ms))
+        .collect();
+    let slowest = &measured[measured.len() - measured.len().div_ceil(100)..];
+    let parts = (0..PARTS.len())
+        .map(|i| {
+            let all: Vec<Duration> = measured
+                .iter()
+                .map(|m| Duration::from_millis(m.parts[i]))
+                .collect();
+            let tail =
+                slowest.iter().map(|m| m.parts[i]).sum::<u64>() / slowest.len().max(1) as u64;
+            (pct(&all, 0.5), Duration::from_millis(tail))
+        })
         .collect();
     let max_concurrency = stack
         .benches
@@ -217,6 +253,7 @@ async fn run(
         seconds: (last - started).to_std().unwrap_or_default().as_secs_f64(),
         active,
         overhead,
+        parts,
         failed,
         max_concurrency,
     }
@@ -299,6 +336,28 @@ async fn main() {
             r.overhead.len(),
             r.failed,
             r.max_concurrency,
+        );
+    }
+    println!(
+        "\nwhere the control plane's time goes (p50 over every signup / mean over the slowest 1 %):"
+    );
+    println!(
+        "| benches | overhead p50 / p99 | {} |",
+        PARTS.map(|p| p.trim_end_matches("_ms")).join(" | ")
+    );
+    println!("|---|---|{}", "---|".repeat(PARTS.len()));
+    for r in &runs {
+        let cells: Vec<String> = r
+            .parts
+            .iter()
+            .map(|(p50, tail)| format!("{} / {}", ms(*p50), ms(*tail)))
+            .collect();
+        println!(
+            "| {} | {} / {} | {} |",
+            r.benches,
+            ms(pct(&r.overhead, 0.5)),
+            ms(pct(&r.overhead, 0.99)),
+            cells.join(" | ")
         );
     }
     if let (Some(base), Some(top)) = (base, runs.last()) {

@@ -51,7 +51,9 @@ pub enum Outcome {
 }
 
 /// Appends `bodies` to `subject` at `version` with deterministic ids, after proving the lease
-/// is still ours, honouring the crash hook. Returns the subject's new version.
+/// is still ours, honouring the crash hook. Returns the subject's new version, or `None` when an
+/// event had been stored before (an earlier run's, possibly different): then only a reload says
+/// what the subject holds.
 pub async fn append(
     ctx: &Ctx,
     fence: &Fence,
@@ -59,7 +61,7 @@ pub async fn append(
     version: u64,
     cause: &RecordedEvent,
     bodies: Vec<(uuid::Uuid, Body)>,
-) -> Result<u64, StepError> {
+) -> Result<Option<u64>, StepError> {
     fence.check().await?;
     let hit = |ty: &str| bodies.iter().any(|(_, b)| b.type_name() == ty);
     if let Some(CrashPoint::Before(ty)) = &ctx.settings.crash
@@ -72,14 +74,21 @@ pub async fn append(
         .iter()
         .map(|(id, b)| NewEvent::new(b.clone()).with_id(*id).following(cause))
         .collect();
-    let sequences = ctx.store.append(subject, version, events).await?;
+    let appended = timeline::within(
+        "events",
+        ctx.store.append_reporting(subject, version, events),
+    )
+    .await?;
     if let Some(CrashPoint::After(ty)) = &ctx.settings.crash
         && hit(ty)
     {
         tracing::error!(event = %ty, "crash hook: aborting after append");
         std::process::abort();
     }
-    Ok(sequences.last().copied().unwrap_or(version))
+    if appended.duplicate {
+        return Ok(None);
+    }
+    Ok(Some(appended.sequences.last().copied().unwrap_or(version)))
 }
 
 /// Operator retries recorded for the tenant (ProvisioningRetryRequested on its lifecycle subject).
@@ -96,10 +105,8 @@ pub async fn retries_requested(ctx: &Ctx, tenant: &str) -> Result<u32, StepError
 
 /// Loads the tenant's provisioning subject: (version, fold).
 pub async fn load_state(ctx: &Ctx, tenant: &str) -> Result<(u64, ProvisioningState), StepError> {
-    let events = ctx
-        .store
-        .load(&ctx.store.subject(EventContext::Provisioning, tenant))
-        .await?;
+    let subject = ctx.store.subject(EventContext::Provisioning, tenant);
+    let events = timeline::within("events", ctx.store.load(&subject)).await?;
     let version = events.last().map_or(0, |e| e.sequence);
     Ok((version, process::fold(events.iter().map(|e| &e.body))))
 }
@@ -108,7 +115,7 @@ pub async fn load_state(ctx: &Ctx, tenant: &str) -> Result<(u64, ProvisioningSta
 /// tenant's (our infrastructure, a busy site lock, a lost lease) end the run without being
 /// recorded: the delivery comes back and resumes from the recorded state.
 pub async fn provision(ctx: &Ctx, fence: &Fence, req: &Request) -> Result<Outcome, StepError> {
-    let timeline = frappe::timing::Timeline::new();
+    let timeline = timeline::Timeline::new();
     let began = Utc::now();
     let mut whole = None;
     let outcome = timeline
@@ -129,6 +136,9 @@ pub async fn provision(ctx: &Ctx, fence: &Fence, req: &Request) -> Result<Outcom
             overhead_ms = ms(overhead),
             pickup_ms = ms((began - req.requested_at).to_std().unwrap_or_default()),
             external_ms = ms(timeline.external()),
+            vault_ms = ms(timeline.own_of("vault")),
+            events_ms = ms(timeline.own_of("events")),
+            placement_ms = ms(timeline.own_of("placement")),
             "provisioned; control-plane time is the wall time not spent in bench commands, REST calls or waits for a bench slot"
         );
     }
@@ -191,9 +201,9 @@ async fn steps_of(
                         let after = bodies
                             .iter()
                             .fold(state.clone(), |s, (_, b)| process::apply(s, b));
-                        let version =
-                            append(ctx, fence, &subject, version, &req.cause, bodies).await?;
-                        known = Some((version, after));
+                        known = append(ctx, fence, &subject, version, &req.cause, bodies)
+                            .await?
+                            .map(|version| (version, after));
                     }
                     Err(
                         e @ (StepError::Infra(_) | StepError::Busy(_) | StepError::LeaseLost(_)),

@@ -112,7 +112,7 @@ impl Slots {
         longest: Duration,
     ) -> Result<SlotGuard, StepError> {
         // Waiting for the bench's capacity is the bench's time, not the control plane's.
-        frappe::timing::outside(self.wait_for_slot(bench, longest)).await
+        timeline::outside(self.wait_for_slot(bench, longest)).await
     }
 
     async fn wait_for_slot(

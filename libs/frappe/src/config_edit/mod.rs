@@ -178,7 +178,7 @@ impl Bench {
             edit.clone(),
             self.timeout_of(BenchOp::Other),
         );
-        crate::timing::outside(tokio::task::spawn_blocking(move || {
+        timeline::outside(tokio::task::spawn_blocking(move || {
             in_place::apply(&dir, &edit2, wait)
         }))
         .await

@@ -20,19 +20,25 @@ pub async fn run(
     // Before anything is placed or claimed: a subdomain whose site another tenant has stops
     // here, with nothing to undo.
     fence.check().await?;
-    ctx.placer.claim_name(&req.body.subdomain, tenant).await?;
-    let rec = match ctx.placer.get(tenant).await? {
-        Some(rec) => rec,
-        None => match crate::standby::claim(ctx, fence, tenant, &req.body.region, apps).await? {
+    // Marked as the control plane's own: name claim, placement record, pool claim, counters.
+    let rec = timeline::within("placement", async {
+        ctx.placer.claim_name(&req.body.subdomain, tenant).await?;
+        Ok::<_, StepError>(match ctx.placer.get(tenant).await? {
             Some(rec) => rec,
             None => {
-                fence.check().await?;
-                ctx.placer
-                    .place(&ctx.fleet, tenant, &req.body.region, apps)
-                    .await?
+                match crate::standby::claim(ctx, fence, tenant, &req.body.region, apps).await? {
+                    Some(rec) => rec,
+                    None => {
+                        fence.check().await?;
+                        ctx.placer
+                            .place(&ctx.fleet, tenant, &req.body.region, apps)
+                            .await?
+                    }
+                }
             }
-        },
-    };
+        })
+    })
+    .await?;
     let (bench, _) = ctx.bench(&rec.bench)?;
     let site = bench
         .site_name(&req.body.subdomain)
