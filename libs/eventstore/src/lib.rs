@@ -7,6 +7,7 @@
 //! redelivery and dead letters; replays read the log in order from any sequence.
 
 mod config;
+mod consumers;
 mod deadletter;
 pub mod drift;
 mod envelope;
@@ -17,6 +18,7 @@ mod subscribe;
 mod trace;
 
 pub use config::{NatsAuth, NatsTls, StoreConfig};
+pub use consumers::ConsumerStatus;
 pub use deadletter::{DeadLetter, DeadLetters};
 pub use envelope::{NewEvent, RecordedEvent, headers};
 pub use error::{DecodeError, StoreError};

@@ -120,6 +120,8 @@ pub enum Command {
     /// Events a consumer gave up on.
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// Each durable consumer's progress: pending, unacknowledged, redelivered, last activity.
+    Consumers(ConsumersArgs),
     /// The credential vault.
     #[command(subcommand)]
     Vault(VaultCommand),
@@ -290,6 +292,14 @@ pub struct DlqListArgs {
     /// Only this consumer's.
     #[arg(long)]
     pub consumer: Option<String>,
+}
+
+/// `consumers`
+#[derive(Debug, Clone, Args)]
+pub struct ConsumersArgs {
+    /// Only consumers whose name contains this.
+    #[arg(long)]
+    pub name: Option<String>,
 }
 
 /// `dlq retry`

@@ -159,6 +159,13 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<(), CliError>
             dlq.retry(&args.consumer, args.sequence).await?;
             o.retried(&args.consumer, args.sequence)
         }
+        Command::Consumers(args) => {
+            let mut consumers = event_store(g).await?.consumers().await?;
+            if let Some(part) = &args.name {
+                consumers.retain(|c| c.name.contains(part.as_str()));
+            }
+            o.consumers(&consumers, chrono::Utc::now())
+        }
         Command::Vault(VaultCommand::Audit(args)) => vault_audit(g, &args, &mut o).await,
         Command::Vault(VaultCommand::Shred(args)) => vault_shred(g, &args, &mut o).await,
         Command::Billing(cmd) => billing_command(g, cmd, &mut o).await,

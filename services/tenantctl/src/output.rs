@@ -4,7 +4,7 @@
 use std::io::Write;
 
 use comfy_table::{Table, presets};
-use eventstore::{DeadLetter, RecordedEvent};
+use eventstore::{ConsumerStatus, DeadLetter, RecordedEvent};
 use proto::v1 as pb;
 use serde::Serialize;
 use tenancy::Status;
@@ -167,6 +167,17 @@ pub fn progress_bar() -> indicatif::ProgressBar {
     .progress_chars("=> ");
     bar.set_style(style);
     bar
+}
+
+/// `t` as "<n>s ago", "<n>m ago", "<n>h ago" or "<n>d ago" from `now`.
+fn ago(now: chrono::DateTime<chrono::Utc>, t: chrono::DateTime<chrono::Utc>) -> String {
+    let secs = (now - t).num_seconds().max(0);
+    match secs {
+        0..60 => format!("{secs}s ago"),
+        60..3600 => format!("{}m ago", secs / 60),
+        3600..86400 => format!("{}h ago", secs / 3600),
+        _ => format!("{}d ago", secs / 86400),
+    }
 }
 
 fn table(header: &[&str]) -> Table {
@@ -371,6 +382,50 @@ impl<'a> Output<'a> {
             writeln!(self.out, "# {text}")?;
         }
         Ok(())
+    }
+
+    /// `consumers`: one row per durable, with how long ago it last delivered.
+    pub fn consumers(
+        &mut self,
+        consumers: &[ConsumerStatus],
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), CliError> {
+        if self.json {
+            return self.json_line(&serde_json::json!({ "consumers": consumers }));
+        }
+        if consumers.is_empty() {
+            writeln!(
+                self.out,
+                "no durable consumers (no service has subscribed yet)"
+            )?;
+            return Ok(());
+        }
+        let mut t = table(&[
+            "CONSUMER",
+            "FILTER",
+            "PENDING",
+            "ACK PENDING",
+            "REDELIVERED",
+            "WAITING",
+            "DELIVERED SEQ",
+            "ACK FLOOR",
+            "LAST ACTIVE",
+        ]);
+        for c in consumers {
+            t.add_row(vec![
+                c.name.clone(),
+                dash(&c.filter).to_owned(),
+                c.pending.to_string(),
+                c.ack_pending.to_string(),
+                c.redelivered.to_string(),
+                c.waiting.to_string(),
+                c.delivered_sequence.to_string(),
+                c.ack_floor.to_string(),
+                c.last_active
+                    .map_or_else(|| "never".to_owned(), |t| ago(now, t)),
+            ]);
+        }
+        self.print_table(&t)
     }
 
     /// `dlq list`.

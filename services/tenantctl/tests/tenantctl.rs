@@ -539,6 +539,58 @@ async fn dlq_lists_and_retries_dead_letters() {
 }
 
 #[tokio::test]
+async fn consumers_show_each_durables_progress() {
+    let mut stack = spawn_stack().await;
+    let (id, last) = stack.active_tenant("acme").await;
+    // A worker takes the tenant's three events and acknowledges none yet.
+    let mut sub = stack
+        .events
+        .subscribe(
+            "slow-worker",
+            &stack.events.tenant_filter(&id),
+            SubscribeOptions::default(),
+        )
+        .await
+        .unwrap();
+    let mut held = Vec::new();
+    while held.len() < 3 {
+        held.push(sub.next().await.unwrap().unwrap());
+    }
+    let json = stack.json(&["consumers", "--name", "slow-worker"]).await;
+    let list = json["consumers"].as_array().unwrap();
+    assert_eq!(list.len(), 1, "{json}");
+    let c = &list[0];
+    assert_eq!(c["name"], "slow-worker");
+    assert_eq!(c["pending"], 0, "{c}");
+    assert_eq!(c["ack_pending"], 3, "{c}");
+    assert_eq!(c["delivered_sequence"], last, "{c}");
+    assert!(
+        c["ack_floor"].as_u64().unwrap() < held[0].event.sequence,
+        "{c}"
+    );
+    assert!(c["last_active"].is_string(), "{c}");
+
+    for d in held {
+        d.ack_confirmed().await.unwrap();
+    }
+    let json = stack.json(&["consumers", "--name", "slow-worker"]).await;
+    let c = &json["consumers"][0];
+    assert_eq!(c["ack_pending"], 0, "{c}");
+    assert_eq!(c["ack_floor"], last, "{c}");
+    // Every durable is listed (the projection's too); the table names ours.
+    let all = stack.json(&["consumers"]).await;
+    assert!(all["consumers"].as_array().unwrap().len() >= 2, "{all}");
+    let human = stack.ok(&["consumers"]).await;
+    assert!(
+        human.contains("slow-worker") && human.contains("ACK PENDING"),
+        "{human}"
+    );
+    let none = stack.ok(&["consumers", "--name", "nobody"]).await;
+    assert!(none.contains("no durable consumers"), "{none}");
+    stack.stop().await;
+}
+
+#[tokio::test]
 async fn vault_audit_shows_who_did_what() {
     let stack = spawn_stack().await;
     // The first audit query is itself audited.
