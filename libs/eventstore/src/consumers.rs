@@ -2,6 +2,8 @@
 //! one is, what it holds unacknowledged, how often it had to be redelivered, when it last
 //! moved. Read from JetStream's consumer info; nothing here changes a consumer.
 
+use async_nats::jetstream::consumer;
+use async_nats::jetstream::context::ConsumerInfoErrorKind;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use serde::Serialize;
@@ -47,19 +49,39 @@ impl EventStore {
             if info.config.durable_name.is_none() {
                 continue;
             }
-            out.push(ConsumerStatus {
-                name: info.name,
-                filter: info.config.filter_subject,
-                pending: info.num_pending,
-                ack_pending: info.num_ack_pending as u64,
-                redelivered: info.num_redelivered as u64,
-                waiting: info.num_waiting as u64,
-                delivered_sequence: info.delivered.stream_sequence,
-                ack_floor: info.ack_floor.stream_sequence,
-                last_active: info.delivered.last_active,
-            });
+            out.push(ConsumerStatus::from(info));
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
+    }
+
+    /// One consumer's progress; `None` when the stream has no consumer of that name.
+    pub async fn consumer(&self, name: &str) -> Result<Option<ConsumerStatus>, StoreError> {
+        let stream = self
+            .jetstream()
+            .get_stream(self.stream_name())
+            .await
+            .map_err(StoreError::unavailable)?;
+        match stream.consumer_info(name).await {
+            Ok(info) => Ok(Some(ConsumerStatus::from(info))),
+            Err(e) if e.kind() == ConsumerInfoErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::unavailable(e)),
+        }
+    }
+}
+
+impl From<consumer::Info> for ConsumerStatus {
+    fn from(info: consumer::Info) -> Self {
+        Self {
+            name: info.name,
+            filter: info.config.filter_subject,
+            pending: info.num_pending,
+            ack_pending: info.num_ack_pending as u64,
+            redelivered: info.num_redelivered as u64,
+            waiting: info.num_waiting as u64,
+            delivered_sequence: info.delivered.stream_sequence,
+            ack_floor: info.ack_floor.stream_sequence,
+            last_active: info.delivered.last_active,
+        }
     }
 }

@@ -20,6 +20,7 @@ use eventstore::{EventStore, RecordedEvent, SubscribeOptions};
 use svc::{Readiness, Shutdown};
 
 use crate::apply::{Applied, apply_batch};
+use crate::behind;
 use crate::error::Error;
 use crate::store::{Store, active_in};
 
@@ -61,17 +62,38 @@ pub async fn handle(store: &Store, event: &RecordedEvent) -> Result<Applied, Err
     Ok(applied)
 }
 
-/// Consumes until `shutdown`, re-subscribing if the subscription ends.
-pub async fn run(
-    store: Store,
-    events: EventStore,
-    durable: String,
-    ack_wait: Duration,
-    stats: Arc<ConsumerStats>,
-    readiness: Readiness,
-    shutdown: Shutdown,
-) -> Result<(), Error> {
+/// What the live consumer works with.
+pub struct Consumer {
+    /// The read model.
+    pub store: Store,
+    /// The event log.
+    pub events: EventStore,
+    /// The durable consumer's name.
+    pub durable: String,
+    /// How long a delivery may stay unacknowledged.
+    pub ack_wait: Duration,
+    /// Counters of what it did.
+    pub stats: Arc<ConsumerStats>,
+    /// Ready while subscribed (and the model holds the log).
+    pub readiness: Readiness,
+    /// Closed while the model is behind the log.
+    pub gate: behind::Gate,
+}
+
+/// Consumes until `shutdown`, re-subscribing if the subscription ends. Unless `checked`, it first
+/// compares the read model with the log ([`behind`]), before applying anything.
+pub async fn run(c: Consumer, checked: bool, shutdown: Shutdown) -> Result<(), Error> {
+    let Consumer {
+        store,
+        events,
+        durable,
+        ack_wait,
+        stats,
+        readiness,
+        gate,
+    } = c;
     let filter = events.all_filter();
+    let mut checked = checked;
     while !shutdown.is_triggered() {
         let mut sub = match events
             .subscribe(&durable, &filter, subscribe_options(ack_wait))
@@ -88,6 +110,22 @@ pub async fn run(
             }
             Err(e) => return Err(e.into()),
         };
+        // Once per start, before anything is applied (applying would move the checkpoint past
+        // the floor and hide the hole).
+        if !checked {
+            if let Err(e) =
+                behind::check_and_hold(&store, &events, &durable, &readiness, &gate, &shutdown)
+                    .await
+            {
+                tracing::warn!(error = %e, "cannot compare the read model with the log; retrying");
+                readiness.set(false);
+                tokio::select! {
+                    _ = shutdown.wait() => break,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                }
+            }
+            checked = true;
+        }
         readiness.set(true);
         tracing::info!(%durable, %filter, "projection consumer subscribed");
         loop {

@@ -19,6 +19,10 @@ pub enum Error {
         /// The `min_sequence` asked for.
         wanted: u64,
     },
+    /// The read model lost events its consumer had acknowledged: it answers nothing until a
+    /// rebuild (see [`crate::behind`]).
+    #[error("{0}")]
+    LostEvents(crate::behind::Behind),
     /// Another rebuild holds the rebuild lock.
     #[error("another rebuild of the tenant projection is running; wait for it to finish")]
     RebuildRunning,
@@ -43,7 +47,9 @@ impl From<Error> for tonic::Status {
             Error::InvalidArgument(m) => Status::invalid_argument(m),
             Error::NotFound(m) => Status::not_found(m),
             e @ Error::Behind { .. } => Status::unavailable(e.to_string()),
-            e @ Error::RebuildRunning => Status::failed_precondition(e.to_string()),
+            e @ (Error::RebuildRunning | Error::LostEvents(_)) => {
+                Status::failed_precondition(e.to_string())
+            }
             Error::Events(e) if e.is_transient() => Status::unavailable(e.to_string()),
             other => {
                 // The full cause is logged once, here at the edge; the caller gets the gist.

@@ -16,6 +16,7 @@ use tenancy::Status as DomainStatus;
 use tokio::sync::broadcast;
 use tonic::{Request, Response, Status};
 
+use crate::behind::Gate;
 use crate::error::Error;
 use crate::store::{
     Cursor, HistoryRow, MAX_PAGE_SIZE, NOTIFY_CHANNEL, Store, TenantFilter, TenantRow,
@@ -27,22 +28,26 @@ pub struct DirectoryService {
     store: Store,
     read_wait: Duration,
     changes: broadcast::Sender<String>,
+    gate: Gate,
     shutdown: Shutdown,
 }
 
 impl DirectoryService {
     /// Serves `store`; reads with a `min_sequence` wait up to `read_wait` for it; watchers
-    /// follow `changes` (see [`spawn_change_listener`]) and end at `shutdown`.
+    /// follow `changes` (see [`spawn_change_listener`]) and end at `shutdown`; nothing is
+    /// answered while `gate` is closed.
     pub fn new(
         store: Store,
         read_wait: Duration,
         changes: broadcast::Sender<String>,
+        gate: Gate,
         shutdown: Shutdown,
     ) -> Self {
         Self {
             store,
             read_wait,
             changes,
+            gate,
             shutdown,
         }
     }
@@ -189,6 +194,7 @@ impl TenantDirectory for DirectoryService {
         &self,
         request: Request<GetTenantRequest>,
     ) -> Result<Response<Tenant>, Status> {
+        self.gate.check()?;
         let req = request.into_inner();
         let id = tenant_id(&req.tenant_id)?;
         self.store
@@ -204,6 +210,7 @@ impl TenantDirectory for DirectoryService {
         &self,
         request: Request<ListTenantsRequest>,
     ) -> Result<Response<ListTenantsResponse>, Status> {
+        self.gate.check()?;
         let req = request.into_inner();
         let filter = TenantFilter {
             status: status_filter(req.status)?,
@@ -238,6 +245,7 @@ impl TenantDirectory for DirectoryService {
         &self,
         request: Request<GetHistoryRequest>,
     ) -> Result<Response<GetHistoryResponse>, Status> {
+        self.gate.check()?;
         let req = request.into_inner();
         let id = tenant_id(&req.tenant_id)?;
         self.store
@@ -258,6 +266,7 @@ impl TenantDirectory for DirectoryService {
         &self,
         request: Request<WatchTenantsRequest>,
     ) -> Result<Response<Self::WatchTenantsStream>, Status> {
+        self.gate.check()?;
         let wanted = status_filter(request.into_inner().status)?;
         // Subscribe before taking the snapshot, so no change between the two is missed (a change
         // may then be sent twice, which a watcher tolerates: it is the same current state).

@@ -11,6 +11,7 @@
 
 pub mod admin;
 pub mod apply;
+pub mod behind;
 pub mod consumer;
 pub mod error;
 pub mod grpc;
@@ -130,6 +131,7 @@ pub struct Application {
     operators: OperatorAuth,
     stats: Arc<ConsumerStats>,
     readiness: Readiness,
+    gate: behind::Gate,
 }
 
 impl Application {
@@ -167,6 +169,7 @@ impl Application {
             operators,
             stats: Arc::default(),
             readiness: Readiness::default(),
+            gate: behind::Gate::default(),
         })
     }
 
@@ -203,17 +206,44 @@ impl Application {
             trigger.trigger();
         });
 
+        // Before the first query is answered and the first event applied: is the database
+        // missing events the durable consumer already acknowledged? NATS unreachable now: the
+        // consumer checks once it has subscribed.
+        let checked = if self.config.no_consumer {
+            true
+        } else {
+            match behind::check_and_hold(
+                &self.store,
+                &self.events,
+                &self.config.durable,
+                &self.readiness,
+                &self.gate,
+                &stop,
+            )
+            .await
+            {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot compare the read model with the log yet");
+                    false
+                }
+            }
+        };
         let consumer = if self.config.no_consumer {
             self.readiness.set(true);
             None
         } else {
             Some(tokio::spawn(consumer::run(
-                self.store.clone(),
-                self.events.clone(),
-                self.config.durable.clone(),
-                Duration::from_millis(self.config.ack_wait_ms.max(1)),
-                Arc::clone(&self.stats),
-                self.readiness.clone(),
+                consumer::Consumer {
+                    store: self.store.clone(),
+                    events: self.events.clone(),
+                    durable: self.config.durable.clone(),
+                    ack_wait: Duration::from_millis(self.config.ack_wait_ms.max(1)),
+                    stats: Arc::clone(&self.stats),
+                    readiness: self.readiness.clone(),
+                    gate: self.gate.clone(),
+                },
+                checked,
                 stop.clone(),
             )))
         };
@@ -231,6 +261,7 @@ impl Application {
             self.store.clone(),
             Duration::from_millis(self.config.read_wait_ms),
             changes,
+            self.gate.clone(),
             stop.clone(),
         );
         if self.operators.is_empty() {

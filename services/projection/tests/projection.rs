@@ -154,6 +154,72 @@ async fn a_crash_between_apply_and_ack_never_applies_an_event_twice() {
 }
 
 #[tokio::test]
+async fn a_database_that_lost_applied_events_answers_nothing_until_rebuilt() {
+    let events = event_store().await;
+    let mut rng = rng(rand::random());
+    let histories: Vec<Vec<Body>> = (0..8).map(|n| lifecycle(&mut rng, n, 10)).collect();
+    let last = append_interleaved(&events, &mut rng, histories).await;
+    let first = spawn_projection(&events).await;
+    first.caught_up(last).await;
+    assert!(first.readiness.is_ready());
+    first.stop().await;
+
+    // The database is lost and recreated empty; the durable consumer (in NATS) remembers that
+    // everything up to `last` was applied.
+    let projection = spawn_projection(&events).await;
+    eventually(|| {
+        let r = projection.readiness.clone();
+        async move { (!r.is_ready()).then_some(()) }
+    })
+    .await;
+    let mut client = projection.client().await;
+    let refused = client
+        .list_tenants(pb::ListTenantsRequest::default())
+        .await
+        .expect_err("an empty model under an acknowledged log is not served");
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        refused.message().contains("tenantctl replay")
+            && refused.message().contains(&format!("up to {last}")),
+        "{}",
+        refused.message()
+    );
+    // New events still flow in meanwhile, and the model stays refused: the hole is still there.
+    let mut versions = HashMap::new();
+    let later = lifecycle(&mut rng, 99, 3);
+    let mut newest = last;
+    for b in later {
+        newest = append(&events, &mut versions, b).await;
+    }
+    projection.caught_up(newest).await;
+    assert!(!projection.readiness.is_ready());
+
+    // Told to rebuild, it makes a generation from the whole log and serves it.
+    let report = projection::rebuild(
+        &projection.store,
+        &events,
+        &RebuildOptions::default(),
+        |_| {},
+    )
+    .await
+    .unwrap();
+    assert!(report.last_sequence >= newest);
+    eventually(|| {
+        let r = projection.readiness.clone();
+        async move { r.is_ready().then_some(()) }
+    })
+    .await;
+    let page = client
+        .list_tenants(pb::ListTenantsRequest::default())
+        .await
+        .expect("served again after the rebuild")
+        .into_inner();
+    assert!(page.total > 0);
+    assert_matches_fold(&projection.store, &events_by_tenant(&events).await).await;
+    projection.stop().await;
+}
+
+#[tokio::test]
 async fn rebuild_equals_the_live_tables_and_queries_keep_answering() {
     let events = event_store().await;
     let projection = spawn_projection(&events).await;

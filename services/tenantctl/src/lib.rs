@@ -3,7 +3,7 @@
 //! exit code they mean ([`ErrorKind`]). `main` only parses, calls [`run`] and exits.
 //!
 //! It talks to the services through their gRPC APIs (TenantDirectory, ProjectionAdmin,
-//! TenantAdmin, Vault) and, for `events tail` and `dlq`, to NATS: it never writes a service's
+//! TenantAdmin, Vault) and, for `events tail`, `dlq` and `consumers`, to NATS: it never writes a service's
 //! tables itself.
 
 #![warn(missing_docs)]

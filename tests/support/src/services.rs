@@ -145,6 +145,8 @@ pub struct TestProjection {
     pub stats: Arc<ConsumerStats>,
     /// Database URL.
     pub database_url: String,
+    /// What its `/readyz` would answer.
+    pub readiness: svc::Readiness,
     stop: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<Result<(), projection::Error>>>,
 }
@@ -217,6 +219,7 @@ pub async fn spawn_projection(config: projection::Config) -> TestProjection {
     let addr = app.local_addr();
     let store = app.store().clone();
     let stats = app.stats();
+    let readiness = app.readiness();
     let (stop, stopped) = oneshot::channel::<()>();
     let handle = tokio::spawn(app.run_until_stopped(async move {
         let _ = stopped.await;
@@ -226,6 +229,7 @@ pub async fn spawn_projection(config: projection::Config) -> TestProjection {
         store,
         stats,
         database_url,
+        readiness,
         stop: Some(stop),
         handle: Some(handle),
     }
