@@ -13,6 +13,14 @@ up:
 down:
     deploy/local/down.sh
 
+# Start a 3-node JetStream cluster on loopback (client ports 4231-4233; deploy/nats/)
+cluster-up:
+    deploy/nats/cluster-up.sh
+
+# Stop the cluster `just cluster-up` started (its data stays under .tenantry/nats-cluster/)
+cluster-down:
+    deploy/nats/cluster-down.sh
+
 # Bring the stack up, start `tenantry dev` (every service + frappe-sim), sign up a sample tenant
 demo: up
     #!/usr/bin/env bash

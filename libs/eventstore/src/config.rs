@@ -50,7 +50,8 @@ pub struct NatsTls {
 /// Where the event store lives and how its stream is shaped.
 #[derive(Clone)]
 pub struct StoreConfig {
-    /// NATS server(s), e.g. `nats://127.0.0.1:4222`.
+    /// NATS server(s), e.g. `nats://127.0.0.1:4222`, or the nodes of a cluster separated by
+    /// commas (`nats://n1:4222,nats://n2:4222,nats://n3:4222`).
     pub nats_url: String,
     /// Isolates a deployment or a test: prefixes the stream (`<ns>_TENANTRY_EVENTS`), the
     /// subjects (`<ns>.tenantry.…`) and KV buckets. Empty in production.
@@ -80,12 +81,35 @@ impl std::fmt::Debug for StoreConfig {
     }
 }
 
-/// The URL without credentials (NATS URLs may carry a token or user:password).
+/// The URL without credentials (NATS URLs may carry a token or user:password); each URL of a
+/// comma-separated list on its own.
 pub(crate) fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    let one = |url: &str| match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s => format!("{}***{}", &url[..s + 3], &url[at..]),
         _ => url.to_owned(),
+    };
+    url.split(',').map(one).collect::<Vec<_>>().join(",")
+}
+
+/// The servers of `nats_url`: one URL, or several separated by commas (the nodes of a
+/// cluster; the client connects to any and fails over to the others).
+pub(crate) fn server_addrs(nats_url: &str) -> Result<Vec<async_nats::ServerAddr>, String> {
+    let urls: Vec<&str> = nats_url
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .collect();
+    if urls.is_empty() {
+        return Err(
+            "the NATS URL is empty; give nats://host:port, or several separated by commas".into(),
+        );
     }
+    urls.iter()
+        .map(|u| {
+            u.parse::<async_nats::ServerAddr>()
+                .map_err(|e| format!("NATS URL {} is not valid: {e}", redact(u)))
+        })
+        .collect()
 }
 
 impl Default for StoreConfig {
@@ -114,6 +138,12 @@ impl StoreConfig {
     /// The same config in another namespace.
     pub fn with_namespace(mut self, namespace: impl Into<String>) -> Self {
         self.namespace = namespace.into();
+        self
+    }
+
+    /// The same config with `replicas` copies of the stream and every KV bucket.
+    pub fn with_replicas(mut self, replicas: usize) -> Self {
+        self.replicas = replicas;
         self
     }
 
@@ -164,7 +194,11 @@ pub(crate) async fn secure(
         })?,
     };
     let tls = &config.tls;
-    if tls.required || tls.ca.is_some() || config.nats_url.starts_with("tls://") {
+    let tls_url = config
+        .nats_url
+        .split(',')
+        .any(|u| u.trim().starts_with("tls://"));
+    if tls.required || tls.ca.is_some() || tls_url {
         options = options.require_tls(true);
     }
     if let Some(ca) = &tls.ca {
@@ -174,4 +208,25 @@ pub(crate) async fn secure(
         options = options.add_client_certificate(cert.clone(), key.clone());
     }
     Ok(options)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{redact, server_addrs};
+
+    #[test]
+    fn a_list_of_servers_is_parsed_and_each_is_redacted() {
+        let list = "nats://a:4222, nats://user:pw@b:4223,tls://c:4224";
+        let addrs = server_addrs(list).unwrap();
+        assert_eq!(addrs.len(), 3);
+        assert_eq!(addrs[1].port(), 4223);
+        assert!(addrs[2].tls_required());
+        assert_eq!(
+            redact(list),
+            "nats://a:4222, nats://***@b:4223,tls://c:4224"
+        );
+        assert!(server_addrs(" , ").unwrap_err().contains("empty"));
+        let bad = server_addrs("nats://a:4222,nats://tok@:notaport").unwrap_err();
+        assert!(bad.contains("not valid") && !bad.contains("tok"), "{bad}");
+    }
 }

@@ -93,8 +93,9 @@ impl EventStore {
         // With retry_on_initial_connect the client comes back at once and connects in the
         // background: wait (bounded) for the connection itself, so a wrong URL, password or
         // CA is reported as such instead of as a later request timeout.
+        let servers = crate::config::server_addrs(&config.nats_url).map_err(StoreError::Invalid)?;
         let deadline = tokio::time::Instant::now() + config.connect_timeout;
-        let client = tokio::time::timeout_at(deadline, options.connect(config.nats_url.as_str()))
+        let client = tokio::time::timeout_at(deadline, options.connect(servers))
             .await
             .map_err(|_| unreachable())?
             .map_err(StoreError::unavailable)?;

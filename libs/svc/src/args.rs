@@ -14,7 +14,7 @@ use crate::secret;
 /// `NATS_TOKEN` / `--nats-token-file`, `--nats-nkey-file`, `--nats-creds-file`.
 #[derive(Clone, clap::Args)]
 pub struct NatsArgs {
-    /// NATS server URL (`tls://` forces TLS).
+    /// NATS server URL (`tls://` forces TLS); for a cluster, its nodes separated by commas.
     #[arg(
         id = "nats-url",
         long = "nats-url",
@@ -22,6 +22,16 @@ pub struct NatsArgs {
         default_value = "nats://127.0.0.1:4222"
     )]
     pub nats_url: String,
+    /// Copies of the event stream and of every KV bucket: 1 on one server, 3 on a cluster
+    /// (survives losing a node). An existing stream is brought to it at start-up.
+    #[arg(
+        id = "nats-replicas",
+        long = "nats-replicas",
+        env = "TENANTRY_NATS_REPLICAS",
+        default_value_t = 1,
+        value_parser = clap::value_parser!(u8).range(1..=5)
+    )]
+    pub replicas: u8,
     /// Prefix for streams, subjects and buckets (isolates deployments sharing one NATS).
     #[arg(
         id = "namespace",
@@ -86,8 +96,17 @@ pub struct NatsArgs {
 impl std::fmt::Debug for NatsArgs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NatsArgs")
-            .field("nats_url", &redact_url(&self.nats_url))
+            .field(
+                "nats_url",
+                &self
+                    .nats_url
+                    .split(',')
+                    .map(redact_url)
+                    .collect::<Vec<_>>()
+                    .join(","),
+            )
             .field("namespace", &self.namespace)
+            .field("replicas", &self.replicas)
             .field("user", &self.user)
             .field("creds_file", &self.creds_file)
             .field("tls_required", &self.tls_required)
@@ -100,6 +119,7 @@ impl Default for NatsArgs {
     fn default() -> Self {
         Self {
             nats_url: "nats://127.0.0.1:4222".to_owned(),
+            replicas: 1,
             namespace: String::new(),
             user: None,
             password_file: None,
@@ -174,6 +194,7 @@ impl NatsArgs {
         };
         Ok(StoreConfig::new(self.nats_url.clone())
             .with_namespace(self.namespace.clone())
+            .with_replicas(usize::from(self.replicas))
             .with_security(
                 methods.pop().unwrap_or_default(),
                 NatsTls {
@@ -333,5 +354,23 @@ mod tests {
             database_url: "postgres://u:hunter2@h/db".into(),
         };
         assert!(!format!("{args:?}").contains("hunter2"));
+        // Every node of a cluster list loses its credentials, not only the first.
+        let nats = NatsArgs {
+            nats_url: "nats://one:pw1@a:4222,nats://two:pw2@b:4222".into(),
+            ..NatsArgs::default()
+        };
+        let shown = format!("{nats:?}");
+        assert!(!shown.contains("pw1") && !shown.contains("pw2"), "{shown}");
+        assert!(shown.contains("b:4222"), "{shown}");
+    }
+
+    #[test]
+    fn replicas_reach_the_store_config() {
+        let nats = NatsArgs {
+            replicas: 3,
+            ..NatsArgs::default()
+        };
+        assert_eq!(nats.store_config().unwrap().replicas, 3);
+        assert_eq!(NatsArgs::default().store_config().unwrap().replicas, 1);
     }
 }

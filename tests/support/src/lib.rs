@@ -21,7 +21,7 @@ use std::time::Duration;
 use sqlx::{Connection, Executor, PgConnection, PgPool};
 
 pub use events::{tenant_events, wait_for_events};
-pub use nats::NatsServer;
+pub use nats::{NatsCluster, NatsServer};
 pub use services::{
     ADMIN_TOKEN, Bearer, DirectoryClient, READER_TOKEN, TestProjection, TestSignup,
     projection_config, spawn_projection, spawn_signup, test_operators,

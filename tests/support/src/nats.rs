@@ -128,3 +128,62 @@ impl Drop for NatsServer {
         self.kill();
     }
 }
+
+/// A private JetStream cluster of nodes on loopback (free client and route ports, file stores
+/// in temp dirs), shaped as `deploy/nats/` configures one. Dropping it kills every node.
+pub struct NatsCluster {
+    nodes: Vec<NatsServer>,
+}
+
+impl NatsCluster {
+    /// Starts `n` nodes routed to each other and waits until each accepts connections (the
+    /// JetStream meta leader is elected shortly after: callers retry their first stream
+    /// creation).
+    pub async fn start(n: usize) -> Self {
+        let routes: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let route_list = routes
+            .iter()
+            .map(|p| format!("nats-route://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut nodes = Vec::with_capacity(n);
+        for (i, route) in routes.iter().enumerate() {
+            let config = format!(
+                "server_name: n{}\ncluster {{\n  name: tenantry\n  listen: 127.0.0.1:{route}\n  routes: [ {route_list} ]\n}}\n",
+                i + 1
+            );
+            let mut node = NatsServer {
+                bin: find_binary(),
+                port: free_port(),
+                store: tempfile::tempdir().expect("tempdir"),
+                config: Some(config),
+                child: None,
+            };
+            node.run().await;
+            nodes.push(node);
+        }
+        Self { nodes }
+    }
+
+    /// Every node's URL, separated by commas (what `--nats-url` takes).
+    pub fn urls(&self) -> String {
+        self.nodes
+            .iter()
+            .map(NatsServer::url)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Node `i` (0-based; its server name is `n<i+1>`).
+    pub fn node(&mut self, i: usize) -> &mut NatsServer {
+        &mut self.nodes[i]
+    }
+
+    /// The index of the node called `name` (`n1`, `n2`, …).
+    pub fn index_of(name: &str) -> Option<usize> {
+        name.strip_prefix('n')?
+            .parse::<usize>()
+            .ok()?
+            .checked_sub(1)
+    }
+}
