@@ -282,6 +282,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     );
     vault_config.listen_addr = args.vault_addr;
     vault_config.namespace = args.nats.namespace.clone();
+    vault_config.nats_replicas = usize::from(args.nats.replicas);
     if let Some(files) = &tls {
         vault_config.grpc.tls = server_tls(files, true);
     }

@@ -123,6 +123,7 @@ impl VaultArgs {
         config.database_schema = self.database_schema;
         config.database_max_connections = self.database_max_connections;
         config.namespace = nats.namespace;
+        config.nats_replicas = nats.replicas;
         config.nats_auth = nats.auth;
         config.nats_tls = nats.tls;
         config.grpc = self.grpc;

@@ -54,6 +54,8 @@ pub struct Config {
     pub nats_url: String,
     /// Event-store namespace ("" in production; tests isolate themselves with one).
     pub namespace: String,
+    /// Copies of the event stream and buckets it creates (`--nats-replicas`).
+    pub nats_replicas: usize,
     /// NATS credentials (user/password, token, nkey or `.creds` file).
     pub nats_auth: NatsAuth,
     /// NATS TLS (CA, client certificate).
@@ -99,6 +101,7 @@ impl Config {
             database_max_connections: 20,
             nats_url: nats_url.into(),
             namespace: String::new(),
+            nats_replicas: 1,
             nats_auth: NatsAuth::None,
             nats_tls: NatsTls::default(),
             grpc: svc::GrpcServerArgs::default(),
@@ -152,6 +155,7 @@ impl Application {
         let events = EventStore::connect(
             &StoreConfig::new(config.nats_url.clone())
                 .with_namespace(config.namespace.clone())
+                .with_replicas(config.nats_replicas)
                 .with_security(config.nats_auth.clone(), config.nats_tls.clone()),
         )
         .await
