@@ -6,6 +6,7 @@
 //! (`Nats-Msg-Id` = event id). Durable subscriptions deliver with explicit acks, bounded
 //! redelivery and dead letters; replays read the log in order from any sequence.
 
+mod archive;
 mod config;
 mod consumers;
 mod deadletter;
@@ -17,12 +18,13 @@ mod store;
 mod subscribe;
 mod trace;
 
+pub use archive::{ArchiveReport, ArchivedMessage};
 pub use config::{NatsAuth, NatsTls, StoreConfig};
 pub use consumers::ConsumerStatus;
 pub use deadletter::{DeadLetter, DeadLetters};
 pub use envelope::{NewEvent, RecordedEvent, headers};
 pub use error::{DecodeError, StoreError};
-pub use replay::Replay;
+pub use replay::{RawMessage, Replay};
 pub use store::{Appended, EventStore, KvOptions};
 pub use subscribe::{DeliverFrom, Delivery, SubscribeOptions, Subscription};
 pub use trace::{current_trace_context, extract_trace_context};

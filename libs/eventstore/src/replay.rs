@@ -10,6 +10,21 @@ use futures::StreamExt;
 
 use crate::{RecordedEvent, StoreError};
 
+/// One stored message, as JetStream holds it.
+#[derive(Debug, Clone)]
+pub struct RawMessage {
+    /// Its stream sequence.
+    pub sequence: u64,
+    /// Its subject.
+    pub subject: String,
+    /// Every header it was stored with.
+    pub headers: async_nats::HeaderMap,
+    /// The payload bytes.
+    pub payload: bytes::Bytes,
+    /// When JetStream stored it.
+    pub stored_at: chrono::DateTime<chrono::Utc>,
+}
+
 /// Silence after which a replay asks the stream whether anything is left. The `pending` count
 /// on deliveries (our end-of-replay signal) can stay above zero on the last message (seen with
 /// nats-server 2.9 on filtered consumers), so the stream's last sequence has the final word.
@@ -92,6 +107,25 @@ impl Replay {
 
     /// The next event in stream order, `None` once caught up.
     pub async fn next(&mut self) -> Option<Result<RecordedEvent, StoreError>> {
+        let raw = match self.next_raw().await? {
+            Ok(raw) => raw,
+            Err(e) => return Some(Err(e)),
+        };
+        Some(
+            RecordedEvent::decode(
+                &raw.subject,
+                raw.sequence,
+                Some(&raw.headers),
+                &raw.payload,
+                raw.stored_at,
+            )
+            .map_err(StoreError::from),
+        )
+    }
+
+    /// The next message in stream order as stored (subject, headers, payload), undecoded:
+    /// for exports, which must carry every message whatever it holds. `None` once caught up.
+    pub async fn next_raw(&mut self) -> Option<Result<RawMessage, StoreError>> {
         loop {
             let messages = self.messages.as_mut()?;
             let message = match tokio::time::timeout(QUIET, messages.next()).await {
@@ -145,16 +179,13 @@ impl Replay {
             if pending == 0 {
                 self.messages = None;
             }
-            return Some(
-                RecordedEvent::decode(
-                    &message.subject,
-                    sequence,
-                    message.headers.as_ref(),
-                    &message.payload,
-                    published,
-                )
-                .map_err(StoreError::from),
-            );
+            return Some(Ok(RawMessage {
+                sequence,
+                subject: message.subject.to_string(),
+                headers: message.headers.clone().unwrap_or_default(),
+                payload: message.payload.clone(),
+                stored_at: published,
+            }));
         }
     }
 

@@ -240,6 +240,19 @@ pub struct PlanArgs {
 pub enum EventsCommand {
     /// Print events as they are appended (from `--from-seq` when given).
     Tail(TailArgs),
+    /// Write every message of the event stream, raw (headers, payload), to a file (JSON lines).
+    Export(ArchiveFileArgs),
+    /// Append an export to an empty stream, each message at its old sequence; run again to
+    /// resume an interrupted import.
+    Import(ArchiveFileArgs),
+}
+
+/// `events export` / `events import`
+#[derive(Debug, Clone, Args)]
+pub struct ArchiveFileArgs {
+    /// The export file (export refuses to overwrite one).
+    #[arg(long)]
+    pub file: std::path::PathBuf,
 }
 
 /// `events tail`

@@ -12,7 +12,7 @@ pub mod cli;
 pub mod error;
 mod output;
 
-use std::io::Write;
+use std::io::{BufRead, Write};
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{DeliverPolicy, pull};
@@ -26,8 +26,8 @@ pub use cli::{Cli, Command};
 pub use error::{CliError, ErrorKind};
 
 use crate::cli::{
-    AuditArgs, BillingCommand, DlqCommand, EventsCommand, Global, ListArgs, ReplayArgs, ShredArgs,
-    TailArgs, TenantsCommand, VaultCommand,
+    ArchiveFileArgs, AuditArgs, BillingCommand, DlqCommand, EventsCommand, Global, ListArgs,
+    ReplayArgs, ShredArgs, TailArgs, TenantsCommand, VaultCommand,
 };
 use crate::output::{AdminResult, EventLine, Output, TenantView};
 
@@ -135,6 +135,8 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<(), CliError>
             o.admin(&AdminResult::new("plan change requested", &r.into_inner()))
         }
         Command::Events(EventsCommand::Tail(args)) => events_tail(g, &args, &mut o).await,
+        Command::Events(EventsCommand::Export(args)) => events_export(g, &args, &mut o).await,
+        Command::Events(EventsCommand::Import(args)) => events_import(g, &args, &mut o).await,
         Command::Replay(args) => replay(g, &args, &mut o).await,
         Command::Dlq(DlqCommand::List(args)) => {
             let store = event_store(g).await?;
@@ -533,6 +535,103 @@ async fn replay(g: &Global, args: &ReplayArgs, o: &mut Output<'_>) -> Result<(),
         )
     })?;
     o.rebuilt(&report)
+}
+
+/// Refusals of an import (another stream's events, a gap) are the operator's to resolve.
+fn archive_error(e: eventstore::StoreError) -> CliError {
+    match e {
+        eventstore::StoreError::Invalid(m) => CliError::new(ErrorKind::Refused, m),
+        other => other.into(),
+    }
+}
+
+async fn events_export(
+    g: &Global,
+    args: &ArchiveFileArgs,
+    o: &mut Output<'_>,
+) -> Result<(), CliError> {
+    if args.file.exists() {
+        return Err(CliError::new(
+            ErrorKind::Refused,
+            format!(
+                "{} exists; move it away or name another file (an export never overwrites one)",
+                args.file.display()
+            ),
+        ));
+    }
+    let store = event_store(g).await?;
+    // Written beside the target and renamed at the end: a file under the name is complete.
+    let partial = {
+        let mut p = args.file.clone().into_os_string();
+        p.push(".partial");
+        std::path::PathBuf::from(p)
+    };
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&partial).map_err(|e| {
+        CliError::new(
+            ErrorKind::Failure,
+            format!("cannot create {}: {e}", partial.display()),
+        )
+    })?);
+    let bar = if g.json {
+        indicatif::ProgressBar::hidden()
+    } else {
+        output::progress_bar()
+    };
+    bar.set_message("exporting");
+    let report = store
+        .export(&mut out, |done, total| {
+            bar.set_length(total);
+            bar.set_position(done);
+        })
+        .await
+        .inspect_err(|_| bar.abandon())
+        .map_err(archive_error)?;
+    bar.finish_and_clear();
+    drop(out);
+    std::fs::rename(&partial, &args.file).map_err(|e| {
+        CliError::new(
+            ErrorKind::Failure,
+            format!(
+                "the export is complete in {} but cannot be renamed to {}: {e}",
+                partial.display(),
+                args.file.display()
+            ),
+        )
+    })?;
+    o.archived("exported", &report, &args.file)
+}
+
+async fn events_import(
+    g: &Global,
+    args: &ArchiveFileArgs,
+    o: &mut Output<'_>,
+) -> Result<(), CliError> {
+    let file = std::fs::File::open(&args.file).map_err(|e| {
+        CliError::new(
+            ErrorKind::NotFound,
+            format!("cannot open {}: {e}", args.file.display()),
+        )
+    })?;
+    let lines = std::io::BufReader::new(&file)
+        .lines()
+        .filter(|l| l.as_ref().is_ok_and(|l| !l.trim().is_empty()))
+        .count() as u64;
+    let store = event_store(g).await?;
+    let bar = if g.json {
+        indicatif::ProgressBar::hidden()
+    } else {
+        output::progress_bar()
+    };
+    bar.set_message("importing");
+    bar.set_length(lines);
+    let mut input = std::io::BufReader::new(std::fs::File::open(&args.file)?);
+    let report = store
+        .import(&mut input, |done| bar.set_position(done))
+        .await
+        .inspect_err(|_| bar.abandon())
+        .map_err(archive_error)?;
+    bar.finish_and_clear();
+    o.archived("imported", &report, &args.file)
 }
 
 fn parse_time(

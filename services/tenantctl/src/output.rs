@@ -428,6 +428,40 @@ impl<'a> Output<'a> {
         self.print_table(&t)
     }
 
+    /// `events export` / `events import`.
+    pub fn archived(
+        &mut self,
+        what: &str,
+        r: &eventstore::ArchiveReport,
+        file: &std::path::Path,
+    ) -> Result<(), CliError> {
+        if self.json {
+            return self.json_line(&serde_json::json!({
+                what: {
+                    "file": file.display().to_string(),
+                    "messages": r.messages,
+                    "already_there": r.already_there,
+                    "last_sequence": r.last_sequence,
+                }
+            }));
+        }
+        write!(self.out, "{what} {} events", r.messages)?;
+        if r.already_there > 0 {
+            write!(
+                self.out,
+                " ({} were already in the stream)",
+                r.already_there
+            )?;
+        }
+        writeln!(
+            self.out,
+            "; the stream's last sequence is {} ({})",
+            r.last_sequence,
+            file.display()
+        )?;
+        Ok(())
+    }
+
     /// `dlq list`.
     pub fn dead_letters(&mut self, letters: &[DeadLetter]) -> Result<(), CliError> {
         if self.json {
