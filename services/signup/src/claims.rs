@@ -13,6 +13,7 @@ use eventstore::EventStore;
 use serde::{Deserialize, Serialize};
 use tenancy::{Subdomain, TenantId};
 
+use crate::claims_recovery::ClaimsGate;
 use crate::error::SignupError;
 
 /// The bucket's name (namespaced by the event store).
@@ -24,15 +25,15 @@ const CLAIM_ROUNDS: usize = 8;
 
 /// What the bucket stores per subdomain.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-struct Record {
-    tenant_id: String,
-    state: State,
+pub(crate) struct Record {
+    pub(crate) tenant_id: String,
+    pub(crate) state: State,
     at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
-enum State {
+pub(crate) enum State {
     Claimed,
     Released,
 }
@@ -53,6 +54,18 @@ pub enum Claim {
 #[derive(Clone)]
 pub struct Claims {
     kv: kv::Store,
+    gate: ClaimsGate,
+}
+
+/// The stored value of a claim by `tenant`.
+pub(crate) fn encode_claim(tenant: &str) -> Bytes {
+    let record = Record {
+        tenant_id: tenant.to_owned(),
+        state: State::Claimed,
+        at: Utc::now(),
+    };
+    // Serialising a struct of strings and a timestamp cannot fail.
+    Bytes::from(serde_json::to_vec(&record).unwrap_or_default())
 }
 
 fn unavailable(what: &str, e: impl std::fmt::Display) -> SignupError {
@@ -69,7 +82,28 @@ impl Claims {
                 "Tenantry subdomain claims: one key per subdomain, never deleted",
             )
             .await?;
-        Ok(Self { kv })
+        Ok(Self {
+            kv,
+            gate: ClaimsGate::default(),
+        })
+    }
+
+    /// [`Claims::open`], refusing every claim and check while the bucket is empty under a log
+    /// that holds signups (see [`crate::claims_recovery`]).
+    pub async fn open_guarded(store: &EventStore) -> Result<Self, eventstore::StoreError> {
+        let claims = Self::open(store).await?;
+        crate::claims_recovery::guard(store, &claims.kv, &claims.gate).await?;
+        Ok(claims)
+    }
+
+    /// The bucket itself (for recovery).
+    pub(crate) fn bucket(&self) -> kv::Store {
+        self.kv.clone()
+    }
+
+    /// Closed while the claims are missing.
+    pub fn gate(&self) -> &ClaimsGate {
+        &self.gate
     }
 
     fn encode(tenant: &TenantId, state: State) -> Bytes {
@@ -89,6 +123,7 @@ impl Claims {
         subdomain: &Subdomain,
         tenant: &TenantId,
     ) -> Result<Claim, SignupError> {
+        self.gate.check()?;
         let key = subdomain.as_str();
         for _ in 0..CLAIM_ROUNDS {
             match self
@@ -159,6 +194,7 @@ impl Claims {
 
     /// Whether `subdomain` can be claimed now (never claimed, or released).
     pub async fn is_free(&self, subdomain: &Subdomain) -> Result<bool, SignupError> {
+        self.gate.check()?;
         let entry = self
             .kv
             .entry(subdomain.as_str())

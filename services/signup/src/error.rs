@@ -111,6 +111,10 @@ pub enum SignupError {
     /// No or wrong bearer token (UNAUTHENTICATED).
     #[error("missing or invalid bearer token; send `authorization: Bearer <token>`")]
     Unauthenticated,
+    /// The subdomain claims are missing under a log that holds signups: nothing can be claimed
+    /// safely until an operator restores them (FAILED_PRECONDITION).
+    #[error("{0}")]
+    ClaimsMissing(String),
     /// A dependency (NATS, the vault) is unreachable; retrying later may work (UNAVAILABLE).
     #[error("{0}; try again shortly")]
     Unavailable(String),
@@ -133,7 +137,9 @@ impl SignupError {
             SignupError::RateLimited { .. } | SignupError::TooManyStreams { .. } => {
                 Code::ResourceExhausted
             }
-            SignupError::IdempotencyMismatch => Code::FailedPrecondition,
+            SignupError::IdempotencyMismatch | SignupError::ClaimsMissing(_) => {
+                Code::FailedPrecondition
+            }
             SignupError::IdempotencyInProgress => Code::Aborted,
             SignupError::TenantNotFound(_) => Code::NotFound,
             SignupError::Domain(e) => match e {

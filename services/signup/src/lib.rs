@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod claims;
+pub mod claims_recovery;
 pub mod error;
 pub mod grpc;
 pub mod idempotency;
@@ -372,7 +373,7 @@ impl Application {
                 .await
                 .map_err(|e| ServiceError::Config(e.to_string()))?;
         }
-        let claims = Claims::open(&store).await?;
+        let claims = Claims::open_guarded(&store).await?;
         let idempotency = Idempotency::open(
             &store,
             Duration::from_millis(config.idempotency_wait_ms),

@@ -122,6 +122,8 @@ pub enum Command {
     Dlq(DlqCommand),
     /// Each durable consumer's progress: pending, unacknowledged, redelivered, last activity.
     Consumers(ConsumersArgs),
+    /// Rebuild state derived from the event log that was lost (today: the subdomain claims).
+    Recover(RecoverArgs),
     /// The credential vault.
     #[command(subcommand)]
     Vault(VaultCommand),
@@ -305,6 +307,14 @@ pub struct DlqListArgs {
     /// Only this consumer's.
     #[arg(long)]
     pub consumer: Option<String>,
+}
+
+/// `recover`
+#[derive(Debug, Clone, Args)]
+pub struct RecoverArgs {
+    /// Report what differs without writing anything.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// `consumers`

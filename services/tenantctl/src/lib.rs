@@ -161,6 +161,23 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<(), CliError>
             dlq.retry(&args.consumer, args.sequence).await?;
             o.retried(&args.consumer, args.sequence)
         }
+        Command::Recover(args) => {
+            let store = event_store(g).await?;
+            let bar = if g.json {
+                indicatif::ProgressBar::hidden()
+            } else {
+                output::progress_bar()
+            };
+            bar.set_message("reading signups");
+            let report = signup::claims_recovery::recover(&store, args.dry_run, |done, total| {
+                bar.set_length(total);
+                bar.set_position(done);
+            })
+            .await
+            .inspect_err(|_| bar.abandon())?;
+            bar.finish_and_clear();
+            o.recovered(&report, args.dry_run)
+        }
         Command::Consumers(args) => {
             let mut consumers = event_store(g).await?.consumers().await?;
             if let Some(part) = &args.name {

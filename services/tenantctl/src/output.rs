@@ -428,6 +428,45 @@ impl<'a> Output<'a> {
         self.print_table(&t)
     }
 
+    /// `recover`.
+    pub fn recovered(
+        &mut self,
+        r: &signup::claims_recovery::ClaimsReport,
+        dry_run: bool,
+    ) -> Result<(), CliError> {
+        if self.json {
+            return self.json_line(&serde_json::json!({ "dry_run": dry_run, "subdomains": r }));
+        }
+        let verb = if dry_run { "would restore" } else { "restored" };
+        writeln!(
+            self.out,
+            "subdomain claims: {} signups in the log; {} claims match, {verb} {}, {} differ",
+            r.signups,
+            r.matching,
+            r.restored.len(),
+            r.differing.len()
+        )?;
+        if !r.restored.is_empty() {
+            writeln!(self.out, "{verb}: {}", r.restored.join(", "))?;
+        }
+        if r.differing.is_empty() {
+            return Ok(());
+        }
+        writeln!(
+            self.out,
+            "left alone (a signup in flight, or a hand edit — check each before releasing it):"
+        )?;
+        let mut t = table(&["SUBDOMAIN", "IN THE LOG", "IN THE BUCKET"]);
+        for d in &r.differing {
+            t.add_row(vec![
+                d.subdomain.clone(),
+                d.in_log.clone(),
+                d.in_bucket.clone(),
+            ]);
+        }
+        self.print_table(&t)
+    }
+
     /// `events export` / `events import`.
     pub fn archived(
         &mut self,

@@ -703,6 +703,108 @@ async fn events_export_then_import_elsewhere_gives_the_same_log_and_read_model()
 }
 
 #[tokio::test]
+async fn recover_restores_lost_subdomain_claims_and_signup_waits_for_it() {
+    let mut stack = spawn_stack().await;
+    // Two tenants in the log and none in SUBDOMAINS: the bucket was lost.
+    let (acme, _) = stack.active_tenant("acme").await;
+    stack.active_tenant("globex").await;
+
+    let dry = stack.json(&["recover", "--dry-run"]).await;
+    assert_eq!(dry["dry_run"], true);
+    assert_eq!(
+        dry["subdomains"]["restored"],
+        serde_json::json!(["acme", "globex"]),
+        "{dry}"
+    );
+    assert_eq!(
+        stack.json(&["recover", "--dry-run"]).await["subdomains"]["restored"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2,
+        "a dry run writes nothing"
+    );
+
+    // A signup instance starting now refuses to check or claim any name.
+    let vault = &stack.services.as_ref().unwrap().2;
+    let late = testkit::spawn_signup(vault, |c| {
+        // The test polls CheckSubdomain until the door opens.
+        c.check_rate_per_address = 100_000;
+    })
+    .await;
+    let mut client = pb::signup_service_client::SignupServiceClient::connect(late.endpoint())
+        .await
+        .unwrap();
+    let check = |name: &str| pb::CheckSubdomainRequest {
+        subdomain: name.to_owned(),
+        organisation: String::new(),
+    };
+    let refused = client.check_subdomain(check("acme")).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        refused.message().contains("tenantctl recover"),
+        "{}",
+        refused.message()
+    );
+
+    let done = stack.json(&["recover"]).await;
+    assert_eq!(
+        done["subdomains"]["restored"].as_array().unwrap().len(),
+        2,
+        "{done}"
+    );
+    let again = stack.json(&["recover"]).await;
+    assert_eq!(again["subdomains"]["matching"], 2, "{again}");
+    assert_eq!(again["subdomains"]["restored"].as_array().unwrap().len(), 0);
+
+    // The late instance opens again by itself, and the live tenant's name is taken.
+    let answer = testkit::within(Duration::from_secs(10), || {
+        let mut client = client.clone();
+        async move { client.check_subdomain(check("acme")).await.ok() }
+    })
+    .await
+    .expect("signup accepts checks again after the recovery")
+    .into_inner();
+    assert!(answer.valid && !answer.available, "{answer:?}");
+    let free = client
+        .check_subdomain(check("brand-new"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(free.available);
+
+    // A claim that disagrees with the log is reported and left alone.
+    let claims = signup::claims::Claims::open(&stack.events).await.unwrap();
+    let intruder = tenancy::TenantId::new();
+    let (third, _) = stack.active_tenant("initech").await;
+    let initech = tenancy::Subdomain::parse("initech").unwrap();
+    assert!(matches!(
+        claims.claim(&initech, &intruder).await.unwrap(),
+        signup::claims::Claim::Won { .. }
+    ));
+    let report = stack.json(&["recover"]).await;
+    let differing = report["subdomains"]["differing"].as_array().unwrap();
+    assert_eq!(differing.len(), 1, "{report}");
+    assert_eq!(differing[0]["subdomain"], "initech");
+    assert_eq!(differing[0]["in_log"], third.as_str());
+    assert!(
+        differing[0]["in_bucket"]
+            .as_str()
+            .unwrap()
+            .contains(&intruder.to_string())
+    );
+    assert!(!claims.is_free(&initech).await.unwrap());
+    let human = stack.ok(&["recover", "--dry-run"]).await;
+    assert!(
+        human.contains("left alone") && human.contains("initech"),
+        "{human}"
+    );
+    let _ = acme;
+    late.stop();
+    stack.stop().await;
+}
+
+#[tokio::test]
 async fn vault_audit_shows_who_did_what() {
     let stack = spawn_stack().await;
     // The first audit query is itself audited.
