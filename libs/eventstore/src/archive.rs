@@ -47,6 +47,20 @@ pub struct ArchiveReport {
     pub last_sequence: u64,
 }
 
+/// Every header as `(name, value)`, sorted by name (values of one name in stored order).
+fn flat_headers(headers: &HeaderMap) -> Vec<(String, String)> {
+    let mut flat: Vec<(String, String)> = headers
+        .iter()
+        .flat_map(|(name, values)| {
+            values
+                .iter()
+                .map(move |v| (name.to_string(), v.as_str().to_owned()))
+        })
+        .collect();
+    flat.sort_by(|a, b| a.0.cmp(&b.0));
+    flat
+}
+
 fn bad_line(line: u64, why: impl std::fmt::Display) -> StoreError {
     StoreError::Invalid(format!("export line {line}: {why}"))
 }
@@ -73,16 +87,7 @@ impl EventStore {
         };
         while let Some(raw) = replay.next_raw().await {
             let raw = raw?;
-            let mut headers: Vec<(String, String)> = raw
-                .headers
-                .iter()
-                .flat_map(|(name, values)| {
-                    values
-                        .iter()
-                        .map(move |v| (name.to_string(), v.as_str().to_owned()))
-                })
-                .collect();
-            headers.sort_by(|a, b| a.0.cmp(&b.0));
+            let headers = flat_headers(&raw.headers);
             let message = ArchivedMessage {
                 sequence: raw.sequence,
                 subject: raw
@@ -267,15 +272,7 @@ impl EventStore {
                 .find(|(k, _)| k == crate::headers::EVENT_ID)
                 .map(|(_, v)| v.clone())
         };
-        let stored_headers: Vec<(String, String)> = stored
-            .headers
-            .iter()
-            .flat_map(|(name, values)| {
-                values
-                    .iter()
-                    .map(move |v| (name.to_string(), v.as_str().to_owned()))
-            })
-            .collect();
+        let stored_headers = flat_headers(&stored.headers);
         let same_subject = stored.subject.as_str() == format!("{}.{}", self.root(), m.subject);
         if same_subject && id_of(&stored_headers) == id_of(&m.headers) {
             return Ok(());

@@ -63,30 +63,37 @@ async fn a_replicated_stream_keeps_every_event_once_when_its_leader_dies() {
         .with_namespace(testkit::unique_namespace())
         .with_replicas(3);
     let store = connect(&config).await;
-    let mut stream = store
-        .jetstream()
-        .get_stream(store.stream_name())
-        .await
-        .unwrap();
-    let info = stream.info().await.unwrap().clone();
-    assert_eq!(info.config.num_replicas, 3);
-    let leader = info
-        .cluster
-        .as_ref()
-        .and_then(|c| c.leader.clone())
-        .expect("a stream leader");
+    // A fresh R3 stream elects its leader shortly after it is created.
+    let (replicas, leader) = testkit::within(Duration::from_secs(30), || async {
+        let mut stream = store
+            .jetstream()
+            .get_stream(store.stream_name())
+            .await
+            .ok()?;
+        let info = stream.info().await.ok()?;
+        let leader = info.cluster.as_ref()?.leader.clone()?;
+        Some((info.config.num_replicas, leader))
+    })
+    .await
+    .expect("the stream has a leader");
+    assert_eq!(replicas, 3);
     // KV buckets are replicated the same way.
-    let kv = store
-        .key_value("CLUSTER_CHECK", 1, "replication check")
-        .await
-        .unwrap();
-    kv.put("k", "v".into()).await.unwrap();
-    let mut kv_stream = store
-        .jetstream()
-        .get_stream(format!("KV_{}", store.bucket_name("CLUSTER_CHECK")))
-        .await
-        .unwrap();
-    assert_eq!(kv_stream.info().await.unwrap().config.num_replicas, 3);
+    let kv_replicas = testkit::within(Duration::from_secs(30), || async {
+        let kv = store
+            .key_value("CLUSTER_CHECK", 1, "replication check")
+            .await
+            .ok()?;
+        kv.put("k", "v".into()).await.ok()?;
+        let mut kv_stream = store
+            .jetstream()
+            .get_stream(format!("KV_{}", store.bucket_name("CLUSTER_CHECK")))
+            .await
+            .ok()?;
+        Some(kv_stream.info().await.ok()?.config.num_replicas)
+    })
+    .await
+    .expect("a replicated bucket is created and written");
+    assert_eq!(kv_replicas, 3);
 
     let tenants: Vec<String> = (0..SUBJECTS)
         .map(|_| uuid::Uuid::now_v7().to_string())
@@ -122,10 +129,14 @@ async fn a_replicated_stream_keeps_every_event_once_when_its_leader_dies() {
     let mut seen = HashSet::new();
     let mut per_tenant: HashMap<String, Vec<String>> = HashMap::new();
     for t in &tenants {
-        let events = store
-            .load(&store.subject(EventContext::Billing, t))
-            .await
-            .unwrap();
+        // Reads, too, may meet a cluster still settling after the restart: retried like the
+        // appends (a read changes nothing).
+        let subject = store.subject(EventContext::Billing, t);
+        let events = testkit::within(Duration::from_secs(60), || async {
+            store.load(&subject).await.ok()
+        })
+        .await
+        .expect("the tenant's events can be read within a minute of the failover");
         for e in &events {
             assert!(seen.insert(e.event_id), "event {} stored twice", e.event_id);
             if let Body::PlanChangeRequested(p) = &e.body {

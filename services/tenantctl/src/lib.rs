@@ -163,11 +163,7 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<(), CliError>
         }
         Command::Recover(args) => {
             let store = event_store(g).await?;
-            let bar = if g.json {
-                indicatif::ProgressBar::hidden()
-            } else {
-                output::progress_bar()
-            };
+            let bar = output::progress_bar_unless(g.json);
             bar.set_message("reading signups");
             let report = signup::claims_recovery::recover(&store, args.dry_run, |done, total| {
                 bar.set_length(total);
@@ -523,11 +519,7 @@ async fn replay(g: &Global, args: &ReplayArgs, o: &mut Output<'_>) -> Result<(),
         channel_without_timeout(g, &g.directory_url, "projection").await?,
     );
     let mut progress = c.rebuild(request).await?.into_inner();
-    let bar = if g.json {
-        indicatif::ProgressBar::hidden()
-    } else {
-        output::progress_bar()
-    };
+    let bar = output::progress_bar_unless(g.json);
     let mut report = None;
     while let Some(p) = progress.message().await.inspect_err(|_| bar.abandon())? {
         bar.set_length(p.total);
@@ -589,11 +581,7 @@ async fn events_export(
             format!("cannot create {}: {e}", partial.display()),
         )
     })?);
-    let bar = if g.json {
-        indicatif::ProgressBar::hidden()
-    } else {
-        output::progress_bar()
-    };
+    let bar = output::progress_bar_unless(g.json);
     bar.set_message("exporting");
     let report = store
         .export(&mut out, |done, total| {
@@ -634,11 +622,7 @@ async fn events_import(
         .filter(|l| l.as_ref().is_ok_and(|l| !l.trim().is_empty()))
         .count() as u64;
     let store = event_store(g).await?;
-    let bar = if g.json {
-        indicatif::ProgressBar::hidden()
-    } else {
-        output::progress_bar()
-    };
+    let bar = output::progress_bar_unless(g.json);
     bar.set_message("importing");
     bar.set_length(lines);
     let mut input = std::io::BufReader::new(std::fs::File::open(&args.file)?);

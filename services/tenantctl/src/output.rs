@@ -169,6 +169,15 @@ pub fn progress_bar() -> indicatif::ProgressBar {
     bar
 }
 
+/// [`progress_bar`] on a terminal run, a hidden one under `--json` (output stays one document).
+pub fn progress_bar_unless(json: bool) -> indicatif::ProgressBar {
+    if json {
+        indicatif::ProgressBar::hidden()
+    } else {
+        progress_bar()
+    }
+}
+
 /// `t` as "<n>s ago", "<n>m ago", "<n>h ago" or "<n>d ago" from `now`.
 fn ago(now: chrono::DateTime<chrono::Utc>, t: chrono::DateTime<chrono::Utc>) -> String {
     let secs = (now - t).num_seconds().max(0);

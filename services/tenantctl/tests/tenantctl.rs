@@ -99,6 +99,17 @@ impl Stack {
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {out}"))
     }
 
+    /// `--json` output of a command against another namespace.
+    async fn json_in(&self, namespace: &str, args: &[&str]) -> Value {
+        let mut with = args.to_vec();
+        with.push("--json");
+        let mut out = Vec::new();
+        tenantctl::run(self.cli_in(namespace, &with), &mut out)
+            .await
+            .unwrap_or_else(|e| panic!("tenantctl {args:?} in {namespace} failed: {e}"));
+        serde_json::from_slice(&out).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e})"))
+    }
+
     async fn fails(&self, args: &[&str]) -> ErrorKind {
         match self.run(args).await {
             Ok(out) => panic!("tenantctl {args:?} should fail, printed {out}"),
@@ -621,14 +632,9 @@ async fn events_export_then_import_elsewhere_gives_the_same_log_and_read_model()
     // Restored into an empty deployment (another namespace): the same events at the same
     // sequences, and a projection built there answers as the original does.
     let elsewhere = testkit::unique_namespace();
-    let mut out = Vec::new();
-    tenantctl::run(
-        stack.cli_in(&elsewhere, &["events", "import", "--file", path, "--json"]),
-        &mut out,
-    )
-    .await
-    .unwrap();
-    let json: Value = serde_json::from_slice(&out).unwrap();
+    let json = stack
+        .json_in(&elsewhere, &["events", "import", "--file", path])
+        .await;
     assert_eq!(json["imported"]["messages"], last, "{json}");
     let restored = testkit::event_store_in(&elsewhere).await;
     for context in [
@@ -666,14 +672,9 @@ async fn events_export_then_import_elsewhere_gives_the_same_log_and_read_model()
     projection.stop().await;
 
     // Run again (resuming): nothing twice. Into a stream with other events: refused.
-    let mut out = Vec::new();
-    tenantctl::run(
-        stack.cli_in(&elsewhere, &["events", "import", "--file", path, "--json"]),
-        &mut out,
-    )
-    .await
-    .unwrap();
-    let json: Value = serde_json::from_slice(&out).unwrap();
+    let json = stack
+        .json_in(&elsewhere, &["events", "import", "--file", path])
+        .await;
     assert_eq!(json["imported"]["already_there"], last, "{json}");
     assert_eq!(json["imported"]["messages"], 0, "{json}");
     // Into a stream holding other events (the same shape, other tenants): refused, nothing
