@@ -79,7 +79,7 @@ impl Timeline {
 /// Runs `f`, counting its time as external to the current timeline (if any).
 pub async fn outside<F: Future>(f: F) -> F::Output {
     let start = Instant::now();
-    let out = f.await;
+    let out = Box::pin(f).await;
     let end = Instant::now();
     let _ = CURRENT.try_with(|t| t.with(|m| m.external.push((start, end))));
     out
@@ -88,7 +88,9 @@ pub async fn outside<F: Future>(f: F) -> F::Output {
 /// Runs `f`, counting its time as the control plane's own, spent in a dependency of `kind`.
 pub async fn within<F: Future>(kind: &'static str, f: F) -> F::Output {
     let start = Instant::now();
-    let out = f.await;
+    // Boxed: the wrapped futures (a step's placement, a vault call with its retries) are large,
+    // and inline in a step loop they overflow a debug build's worker stack.
+    let out = Box::pin(f).await;
     let took = start.elapsed();
     let _ = CURRENT.try_with(|t| t.with(|m| *m.own.entry(kind).or_default() += took));
     out
