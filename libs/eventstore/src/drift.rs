@@ -96,12 +96,32 @@ pub fn stream_differences(
     (updatable, fixed)
 }
 
+/// `wanted`, keeping the existing replica count when it asks for fewer: a process started
+/// without `--nats-replicas` (an operator's `tenantctl`, a forgotten env) must not shrink a
+/// cluster's R3 log to one copy. Raising replicas is an update like any other.
+pub fn never_fewer_replicas(
+    existing: &stream::Config,
+    mut wanted: stream::Config,
+) -> stream::Config {
+    if wanted.num_replicas < existing.num_replicas {
+        tracing::warn!(
+            stream = %wanted.name,
+            existing = existing.num_replicas,
+            asked = wanted.num_replicas,
+            "keeping the stream's replicas: Tenantry never lowers them (change them with the nats CLI if you mean it)"
+        );
+        wanted.num_replicas = existing.num_replicas;
+    }
+    wanted
+}
+
 /// Brings an existing stream to `wanted`, or refuses with what differs.
 pub async fn reconcile_stream(
     js: &jetstream::Context,
     existing: &stream::Config,
     wanted: stream::Config,
 ) -> Result<(), StoreError> {
+    let wanted = never_fewer_replicas(existing, wanted);
     let (updatable, fixed) = stream_differences(existing, &wanted);
     if !fixed.is_empty() {
         return Err(StoreError::Config(format!(
@@ -176,6 +196,27 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn replicas_are_raised_but_never_lowered() {
+        let existing = stream::Config {
+            name: "S".into(),
+            num_replicas: 3,
+            ..Default::default()
+        };
+        let one = stream::Config {
+            num_replicas: 1,
+            ..existing.clone()
+        };
+        let kept = never_fewer_replicas(&existing, one);
+        assert_eq!(kept.num_replicas, 3);
+        assert!(stream_differences(&existing, &kept).0.is_empty());
+        let five = stream::Config {
+            num_replicas: 5,
+            ..existing.clone()
+        };
+        assert_eq!(never_fewer_replicas(&existing, five).num_replicas, 5);
+    }
 
     #[test]
     fn names_every_setting_that_differs() {

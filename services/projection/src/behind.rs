@@ -40,29 +40,20 @@ impl std::fmt::Display for Behind {
     }
 }
 
-/// Closed while the read model is behind the log: queries are refused (FAILED_PRECONDITION,
-/// saying which command rebuilds it) rather than answered from a model with a hole in it.
+/// Closed while the active generation is marked behind: queries are refused
+/// (FAILED_PRECONDITION, saying which command rebuilds it) rather than answered from a model with
+/// a hole in it.
 #[derive(Debug, Clone, Default)]
-pub struct Gate(Arc<Mutex<Option<Behind>>>);
+pub struct Gate(Arc<Mutex<Option<String>>>);
 
 impl Gate {
-    fn with<R>(&self, f: impl FnOnce(&mut Option<Behind>) -> R) -> R {
+    fn with<R>(&self, f: impl FnOnce(&mut Option<String>) -> R) -> R {
         f(&mut self.0.lock().unwrap_or_else(PoisonError::into_inner))
-    }
-
-    /// Refuses queries, with `behind` as the reason.
-    pub fn close(&self, behind: Behind) {
-        self.with(|g| *g = Some(behind));
-    }
-
-    /// Answers queries again.
-    pub fn open(&self) {
-        self.with(|g| *g = None);
     }
 
     /// `Err(LostEvents)` while closed.
     pub fn check(&self) -> Result<(), Error> {
-        self.with(|g| g.map_or(Ok(()), |b| Err(Error::LostEvents(b))))
+        self.with(|g| g.clone().map_or(Ok(()), |m| Err(Error::LostEvents(m))))
     }
 }
 
@@ -85,15 +76,15 @@ pub async fn check(
     }))
 }
 
-/// Checks once; when behind, logs why, closes `gate` now, and holds `readiness` back until a
-/// rebuild (in the background). `Ok(())` means checked (behind or not).
-pub async fn check_and_hold(
+/// Checks once, before this instance applies anything; when behind, logs why, marks the
+/// generation in the database (so every instance, now and after restarts, refuses it — the
+/// checkpoint soon passes the floor and a later comparison would no longer see the hole) and
+/// closes `gate` at once.
+pub async fn check_and_mark(
     store: &Store,
     events: &EventStore,
     durable: &str,
-    readiness: &Readiness,
     gate: &Gate,
-    shutdown: &Shutdown,
 ) -> Result<(), Error> {
     if let Some(b) = check(store, events, durable).await? {
         tracing::error!(
@@ -102,55 +93,57 @@ pub async fn check_and_hold(
             ack_floor = b.ack_floor,
             "{b}"
         );
-        gate.close(b);
-        tokio::spawn(hold_until_rebuilt(
-            store.clone(),
-            b,
-            readiness.part("read model holds the log"),
-            gate.clone(),
-            Duration::from_secs(2),
-            shutdown.clone(),
-        ));
+        store.mark_behind(b.generation).await?;
+        gate.with(|g| *g = Some(b.to_string()));
     }
     Ok(())
 }
 
-/// Holds `part` unready and `gate` closed until a rebuild has made another generation active
-/// whose checkpoint is not behind the floor found, checking every `every`.
-pub async fn hold_until_rebuilt(
+/// Keeps `gate` and a readiness part in line with the database's mark: once now, then every
+/// `every` until `shutdown`. A failed read keeps the last answer.
+pub async fn watch(
     store: Store,
-    behind: Behind,
-    part: ReadinessPart,
     gate: Gate,
+    readiness: &Readiness,
     every: Duration,
     shutdown: Shutdown,
 ) {
-    part.set(false);
-    gate.close(behind);
-    loop {
-        tokio::select! {
-            _ = shutdown.wait() => return,
-            _ = tokio::time::sleep(every) => {}
-        }
-        let rebuilt = async {
-            let g = store.active().await?;
-            if g.number == behind.generation {
-                return Ok::<_, Error>(false);
+    let part = readiness.part("read model holds the log");
+    refresh(&store, &gate, &part).await;
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = shutdown.wait() => return,
+                _ = tokio::time::sleep(every) => {}
             }
-            Ok(store.checkpoint_of(&g).await? >= behind.ack_floor)
-        };
-        match rebuilt.await {
-            Ok(true) => {
+            refresh(&store, &gate, &part).await;
+        }
+    });
+}
+
+/// One look at the database's mark.
+async fn refresh(store: &Store, gate: &Gate, part: &ReadinessPart) {
+    match store.active_behind().await {
+        Ok(Some(generation)) => {
+            gate.with(|g| {
+                if g.is_none() {
+                    *g = Some(format!(
+                        "the read model (generation {generation}) lost events its consumer had \
+                         acknowledged; run `tenantctl replay --projection tenants` to rebuild it \
+                         from the log"
+                    ));
+                }
+            });
+            part.set(false);
+        }
+        Ok(None) => {
+            if gate.with(Option::take).is_some() {
                 tracing::info!(
-                    generation = behind.generation,
-                    "a rebuild replaced the read model that was behind the log; ready"
+                    "a rebuild replaced the read model that was behind the log; serving"
                 );
-                gate.open();
-                part.set(true);
-                return;
             }
-            Ok(false) => {}
-            Err(e) => tracing::warn!(error = %e, "cannot check whether the read model was rebuilt"),
+            part.set(true);
         }
+        Err(e) => tracing::warn!(error = %e, "cannot read whether the read model is behind"),
     }
 }

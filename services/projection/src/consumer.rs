@@ -113,10 +113,7 @@ pub async fn run(c: Consumer, checked: bool, shutdown: Shutdown) -> Result<(), E
         // Once per start, before anything is applied (applying would move the checkpoint past
         // the floor and hide the hole).
         if !checked {
-            if let Err(e) =
-                behind::check_and_hold(&store, &events, &durable, &readiness, &gate, &shutdown)
-                    .await
-            {
+            if let Err(e) = behind::check_and_mark(&store, &events, &durable, &gate).await {
                 tracing::warn!(error = %e, "cannot compare the read model with the log; retrying");
                 readiness.set(false);
                 tokio::select! {

@@ -22,7 +22,7 @@ pub enum Error {
     /// The read model lost events its consumer had acknowledged: it answers nothing until a
     /// rebuild (see [`crate::behind`]).
     #[error("{0}")]
-    LostEvents(crate::behind::Behind),
+    LostEvents(String),
     /// Another rebuild holds the rebuild lock.
     #[error("another rebuild of the tenant projection is running; wait for it to finish")]
     RebuildRunning,

@@ -212,13 +212,11 @@ impl Application {
         let checked = if self.config.no_consumer {
             true
         } else {
-            match behind::check_and_hold(
+            match behind::check_and_mark(
                 &self.store,
                 &self.events,
                 &self.config.durable,
-                &self.readiness,
                 &self.gate,
-                &stop,
             )
             .await
             {
@@ -229,6 +227,15 @@ impl Application {
                 }
             }
         };
+        // Every instance (with a consumer or not) follows the database's mark.
+        behind::watch(
+            self.store.clone(),
+            self.gate.clone(),
+            &self.readiness,
+            Duration::from_secs(2),
+            stop.clone(),
+        )
+        .await;
         let consumer = if self.config.no_consumer {
             self.readiness.set(true);
             None

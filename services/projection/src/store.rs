@@ -306,6 +306,28 @@ impl Store {
         checkpoint_in(&mut *self.pool.acquire().await?, g, false).await
     }
 
+    /// Marks generation `number` as missing events its consumer acknowledged (state `behind`),
+    /// if it is the active one: every instance then refuses queries until a rebuild replaces it.
+    pub async fn mark_behind(&self, number: i32) -> Result<(), Error> {
+        sqlx::query(
+            "UPDATE generations SET state = 'behind' WHERE generation = $1 AND state = 'active'",
+        )
+        .bind(number)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The active generation's number when it is marked `behind`.
+    pub async fn active_behind(&self) -> Result<Option<i32>, Error> {
+        Ok(sqlx::query_scalar(
+            "SELECT g.generation FROM active_generation a \
+             JOIN generations g ON g.generation = a.generation WHERE g.state = 'behind'",
+        )
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
     /// The active generation's checkpoint.
     pub async fn checkpoint(&self) -> Result<u64, Error> {
         let g = self.active().await?;

@@ -166,7 +166,8 @@ async fn a_database_that_lost_applied_events_answers_nothing_until_rebuilt() {
 
     // The database is lost and recreated empty; the durable consumer (in NATS) remembers that
     // everything up to `last` was applied.
-    let projection = spawn_projection(&events).await;
+    let fresh = config(&events).await;
+    let projection = spawn_with(fresh.clone()).await;
     eventually(|| {
         let r = projection.readiness.clone();
         async move { (!r.is_ready()).then_some(()) }
@@ -193,6 +194,20 @@ async fn a_database_that_lost_applied_events_answers_nothing_until_rebuilt() {
     }
     projection.caught_up(newest).await;
     assert!(!projection.readiness.is_ready());
+    // The checkpoint is past the floor now, yet the hole is still there: a second instance on
+    // the same database (a restart, a replica, one without a consumer) refuses too — the
+    // verdict is in the database.
+    let mut reader_only = fresh.clone();
+    reader_only.no_consumer = true;
+    let second = spawn_with(reader_only).await;
+    let refused = second
+        .client()
+        .await
+        .list_tenants(pb::ListTenantsRequest::default())
+        .await
+        .expect_err("the second instance refuses as well");
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+    assert!(!second.readiness.is_ready());
 
     // Told to rebuild, it makes a generation from the whole log and serves it.
     let report = projection::rebuild(
@@ -216,6 +231,18 @@ async fn a_database_that_lost_applied_events_answers_nothing_until_rebuilt() {
         .into_inner();
     assert!(page.total > 0);
     assert_matches_fold(&projection.store, &events_by_tenant(&events).await).await;
+    eventually(|| {
+        let r = second.readiness.clone();
+        async move { r.is_ready().then_some(()) }
+    })
+    .await;
+    second
+        .client()
+        .await
+        .list_tenants(pb::ListTenantsRequest::default())
+        .await
+        .expect("the second instance serves the rebuilt model");
+    second.stop().await;
     projection.stop().await;
 }
 

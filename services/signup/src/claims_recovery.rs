@@ -1,8 +1,9 @@
 //! The subdomain claims follow from the log: every `TenantRequested` claimed its subdomain
 //! first. Losing the `SUBDOMAINS` bucket would let a second signup take a live tenant's name, so:
-//! - at start-up, an empty bucket under a log that holds signups shuts the door — signups and
-//!   availability checks answer FAILED_PRECONDITION naming the command that restores it — until
-//!   the bucket holds claims again (checked every 2 s);
+//! - an empty bucket under a log that holds signups, or a recovery not finished, shuts the
+//!   door — signups and availability checks answer FAILED_PRECONDITION naming the command that
+//!   restores it — on every instance (checked at start-up and every 5 s), until a recovery has
+//!   finished;
 //! - [`recover`] rebuilds the claims from the log, create-only: a missing claim is written for
 //!   the tenant the log names; a claim that exists is never changed, and one that disagrees with
 //!   the log is reported for an operator to judge (it may be a signup in flight).
@@ -18,7 +19,6 @@ use std::time::Duration;
 
 use async_nats::jetstream::kv::{self, CreateErrorKind, Operation};
 use eventstore::{Body, EventContext, EventStore, StoreError};
-use futures::StreamExt;
 use serde::Serialize;
 
 use crate::claims::{Record, State};
@@ -47,13 +47,11 @@ impl ClaimsGate {
     }
 }
 
-async fn bucket_is_empty(kv: &kv::Store) -> Result<bool, StoreError> {
-    let mut keys = kv
-        .keys()
-        .await
-        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-    Ok(keys.next().await.is_none())
-}
+/// The bucket's key saying a recovery is running (`in-progress`, also left by one that was cut
+/// short) or has finished (`done`). Not a valid subdomain (`_`), so it never collides with one.
+const RECOVERY_KEY: &str = "_recovery";
+const IN_PROGRESS: &[u8] = b"in-progress";
+const DONE: &[u8] = b"done";
 
 /// Signups recorded in the log (TenantRequested events), counted without reading them.
 async fn signups_in_log(store: &EventStore) -> Result<u64, StoreError> {
@@ -63,35 +61,65 @@ async fn signups_in_log(store: &EventStore) -> Result<u64, StoreError> {
         .total())
 }
 
-/// Closes `gate` when the bucket is empty while the log holds signups, and opens it again once
-/// the bucket holds claims (a `tenantctl recover`).
+/// Why names cannot be claimed now, if they cannot.
+async fn closed_because(store: &EventStore, kv: &kv::Store) -> Result<Option<String>, StoreError> {
+    let unavailable = |e: &dyn std::fmt::Display| StoreError::Unavailable(e.to_string());
+    match kv.get(RECOVERY_KEY).await.map_err(|e| unavailable(&e))? {
+        Some(v) if v.as_ref() == DONE => return Ok(None),
+        Some(_) => {
+            return Ok(Some(
+                "a recovery of the subdomain claims is running or was cut short; no name can be \
+                 checked or claimed safely until `tenantctl recover` has finished"
+                    .to_owned(),
+            ));
+        }
+        None => {}
+    }
+    let values = kv.status().await.map_err(|e| unavailable(&e))?.values();
+    if values > 0 {
+        return Ok(None);
+    }
+    let signups = signups_in_log(store).await?;
+    Ok((signups > 0).then(|| {
+        format!(
+            "the subdomain claims are missing while the log holds {signups} signups; no name can \
+             be checked or claimed safely until an operator runs `tenantctl recover`"
+        )
+    }))
+}
+
+/// Closes `gate` now when the claims are missing (or a recovery is unfinished), and keeps it
+/// right afterwards: every 5 s, for as long as the gate is in use, the same question is asked
+/// again — so an instance that was running when the bucket was lost closes too, and every
+/// instance opens once a recovery has finished. A failed check keeps the last answer.
 pub async fn guard(
     store: &EventStore,
     kv: &kv::Store,
     gate: &ClaimsGate,
 ) -> Result<(), StoreError> {
-    if !bucket_is_empty(kv).await? {
-        return Ok(());
+    let reason = closed_because(store, kv).await?;
+    if let Some(r) = &reason {
+        tracing::error!("{r}");
     }
-    let signups = signups_in_log(store).await?;
-    if signups == 0 {
-        return Ok(());
-    }
-    let reason = format!(
-        "the subdomain claims are missing while the log holds {signups} signups; no name can be \
-         checked or claimed safely until an operator runs `tenantctl recover`"
-    );
-    tracing::error!("{reason}");
-    gate.with(|g| *g = Some(reason));
-    let (kv, gate) = (kv.clone(), gate.clone());
+    gate.with(|g| *g = reason);
+    let weak = Arc::downgrade(&gate.0);
+    let (store, kv) = (store.clone(), kv.clone());
     tokio::spawn(async move {
         loop {
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            if matches!(bucket_is_empty(&kv).await, Ok(false)) {
-                tracing::info!("subdomain claims are back; accepting signups");
-                gate.with(|g| *g = None);
-                return;
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            let Some(slot) = weak.upgrade() else { return };
+            drop(slot);
+            let Ok(reason) = closed_because(&store, &kv).await else {
+                continue;
+            };
+            let Some(slot) = weak.upgrade() else { return };
+            let mut g = slot.lock().unwrap_or_else(PoisonError::into_inner);
+            match (&*g, &reason) {
+                (Some(_), None) => tracing::info!("subdomain claims are back; accepting signups"),
+                (None, Some(r)) => tracing::error!("{r}"),
+                _ => {}
             }
+            *g = reason;
         }
     });
     Ok(())
@@ -129,6 +157,13 @@ pub async fn recover(
     mut progress: impl FnMut(u64, u64) + Send,
 ) -> Result<ClaimsReport, StoreError> {
     let kv = crate::claims::Claims::open(store).await?.bucket();
+    if !dry_run {
+        // Every signup instance stays closed until this says `done`, even once some claims
+        // are back: a name not restored yet must not be given away meanwhile.
+        kv.put(RECOVERY_KEY, IN_PROGRESS.into())
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+    }
     let mut replay = store
         .replay(&store.context_filter(EventContext::Signup), 1)
         .await?;
@@ -182,6 +217,11 @@ pub async fn recover(
                 }
             }
         }
+    }
+    if !dry_run {
+        kv.put(RECOVERY_KEY, DONE.into())
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
     }
     Ok(report)
 }

@@ -759,7 +759,7 @@ async fn recover_restores_lost_subdomain_claims_and_signup_waits_for_it() {
     assert_eq!(again["subdomains"]["restored"].as_array().unwrap().len(), 0);
 
     // The late instance opens again by itself, and the live tenant's name is taken.
-    let answer = testkit::within(Duration::from_secs(10), || {
+    let answer = testkit::within(Duration::from_secs(20), || {
         let mut client = client.clone();
         async move { client.check_subdomain(check("acme")).await.ok() }
     })
@@ -800,6 +800,36 @@ async fn recover_restores_lost_subdomain_claims_and_signup_waits_for_it() {
         human.contains("left alone") && human.contains("initech"),
         "{human}"
     );
+
+    // A recovery cut short (its marker still says in progress) closes running instances too,
+    // until a recovery finishes.
+    let bucket = stack
+        .events
+        .key_value(signup::claims::BUCKET, 5, "")
+        .await
+        .unwrap();
+    bucket.put("_recovery", "in-progress".into()).await.unwrap();
+    let closed = testkit::within(Duration::from_secs(20), || {
+        let mut client = client.clone();
+        async move {
+            let e = client.check_subdomain(check("brand-new")).await.err()?;
+            (e.code() == tonic::Code::FailedPrecondition).then_some(e)
+        }
+    })
+    .await
+    .expect("a running instance closes when a recovery is unfinished");
+    assert!(
+        closed.message().contains("cut short"),
+        "{}",
+        closed.message()
+    );
+    stack.json(&["recover"]).await;
+    testkit::within(Duration::from_secs(20), || {
+        let mut client = client.clone();
+        async move { client.check_subdomain(check("brand-new")).await.ok() }
+    })
+    .await
+    .expect("open again once the recovery finished");
     let _ = acme;
     late.stop();
     stack.stop().await;
