@@ -1,9 +1,8 @@
 //! The subdomain claims follow from the log: every `TenantRequested` claimed its subdomain
 //! first. Losing the `SUBDOMAINS` bucket would let a second signup take a live tenant's name, so:
-//! - an empty bucket under a log that holds signups, or a recovery not finished, shuts the
-//!   door — signups and availability checks answer FAILED_PRECONDITION naming the command that
-//!   restores it — on every instance (checked at start-up and every 5 s), until a recovery has
-//!   finished;
+//! - an empty bucket under a log that holds signups (judged at start-up), or a recovery not
+//!   finished (judged every 5 s), shuts the door — signups and availability checks answer
+//!   FAILED_PRECONDITION naming the command that restores it — until a recovery has finished;
 //! - [`recover`] rebuilds the claims from the log, create-only: a missing claim is written for
 //!   the tenant the log names; a claim that exists is never changed, and one that disagrees with
 //!   the log is reported for an operator to judge (it may be a signup in flight).
@@ -61,8 +60,16 @@ async fn signups_in_log(store: &EventStore) -> Result<u64, StoreError> {
         .total())
 }
 
-/// Why names cannot be claimed now, if they cannot.
-async fn closed_because(store: &EventStore, kv: &kv::Store) -> Result<Option<String>, StoreError> {
+/// Why names cannot be claimed now, if they cannot. An empty bucket is judged at start-up only:
+/// while NATS restarts, a running instance can briefly read a bucket that has not been loaded
+/// yet as empty, and closing on that would turn an outage's retryable answers into a
+/// FAILED_PRECONDITION. At runtime only the recovery's own marker closes the door — which is
+/// why `tenantctl recover` writes it first.
+async fn closed_because(
+    store: &EventStore,
+    kv: &kv::Store,
+    at_start: bool,
+) -> Result<Option<String>, StoreError> {
     let unavailable = |e: &dyn std::fmt::Display| StoreError::Unavailable(e.to_string());
     match kv.get(RECOVERY_KEY).await.map_err(|e| unavailable(&e))? {
         Some(v) if v.as_ref() == DONE => return Ok(None),
@@ -74,6 +81,9 @@ async fn closed_because(store: &EventStore, kv: &kv::Store) -> Result<Option<Str
             ));
         }
         None => {}
+    }
+    if !at_start {
+        return Ok(None);
     }
     let values = kv.status().await.map_err(|e| unavailable(&e))?.values();
     if values > 0 {
@@ -89,15 +99,15 @@ async fn closed_because(store: &EventStore, kv: &kv::Store) -> Result<Option<Str
 }
 
 /// Closes `gate` now when the claims are missing (or a recovery is unfinished), and keeps it
-/// right afterwards: every 5 s, for as long as the gate is in use, the same question is asked
-/// again — so an instance that was running when the bucket was lost closes too, and every
-/// instance opens once a recovery has finished. A failed check keeps the last answer.
+/// right afterwards: every 5 s, for as long as the gate is in use, the recovery marker is read
+/// again — every instance, also one that was running when the bucket was lost, closes while a
+/// recovery runs and opens once it has finished. A failed check keeps the last answer.
 pub async fn guard(
     store: &EventStore,
     kv: &kv::Store,
     gate: &ClaimsGate,
 ) -> Result<(), StoreError> {
-    let reason = closed_because(store, kv).await?;
+    let reason = closed_because(store, kv, true).await?;
     if let Some(r) = &reason {
         tracing::error!("{r}");
     }
@@ -109,7 +119,7 @@ pub async fn guard(
             tokio::time::sleep(Duration::from_secs(5)).await;
             let Some(slot) = weak.upgrade() else { return };
             drop(slot);
-            let Ok(reason) = closed_because(&store, &kv).await else {
+            let Ok(reason) = closed_because(&store, &kv, false).await else {
                 continue;
             };
             let Some(slot) = weak.upgrade() else { return };
