@@ -60,15 +60,15 @@ async fn signups_in_log(store: &EventStore) -> Result<u64, StoreError> {
         .total())
 }
 
-/// Why names cannot be claimed now, if they cannot. An empty bucket is judged at start-up only:
-/// while NATS restarts, a running instance can briefly read a bucket that has not been loaded
-/// yet as empty, and closing on that would turn an outage's retryable answers into a
-/// FAILED_PRECONDITION. At runtime only the recovery's own marker closes the door — which is
-/// why `tenantctl recover` writes it first.
+/// Why names cannot be claimed now, if they cannot. An empty bucket is judged only with
+/// `judge_empty` (at start-up, and while the door is already closed): while NATS restarts, a
+/// running instance can briefly read a bucket that has not been loaded yet as empty, and closing
+/// on that would turn an outage's retryable answers into a FAILED_PRECONDITION. An open door is
+/// closed only by the recovery's own marker — which is why `tenantctl recover` writes it first.
 async fn closed_because(
     store: &EventStore,
     kv: &kv::Store,
-    at_start: bool,
+    judge_empty: bool,
 ) -> Result<Option<String>, StoreError> {
     let unavailable = |e: &dyn std::fmt::Display| StoreError::Unavailable(e.to_string());
     match kv.get(RECOVERY_KEY).await.map_err(|e| unavailable(&e))? {
@@ -82,7 +82,7 @@ async fn closed_because(
         }
         None => {}
     }
-    if !at_start {
+    if !judge_empty {
         return Ok(None);
     }
     let values = kv.status().await.map_err(|e| unavailable(&e))?.values();
@@ -118,8 +118,14 @@ pub async fn guard(
         loop {
             tokio::time::sleep(Duration::from_secs(5)).await;
             let Some(slot) = weak.upgrade() else { return };
+            // An open door is closed only by the marker; a closed one is judged in full, so
+            // an empty bucket keeps it closed until a recovery has run.
+            let closed = slot
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .is_some();
             drop(slot);
-            let Ok(reason) = closed_because(&store, &kv, false).await else {
+            let Ok(reason) = closed_because(&store, &kv, closed).await else {
                 continue;
             };
             let Some(slot) = weak.upgrade() else { return };

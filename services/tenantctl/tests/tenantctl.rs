@@ -747,6 +747,10 @@ async fn recover_restores_lost_subdomain_claims_and_signup_waits_for_it() {
         "{}",
         refused.message()
     );
+    // It stays closed past its periodic re-check (5 s) while nobody has recovered.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let still = client.check_subdomain(check("acme")).await.unwrap_err();
+    assert_eq!(still.code(), tonic::Code::FailedPrecondition);
 
     let done = stack.json(&["recover"]).await;
     assert_eq!(
