@@ -7,6 +7,7 @@ pub mod args;
 pub mod auth;
 #[cfg(feature = "devca")]
 pub mod devca;
+pub mod gate;
 pub mod grpc;
 pub mod metrics;
 pub mod secret;
@@ -17,6 +18,7 @@ pub mod tls;
 pub use admin::{AdminServer, Readiness, ReadinessPart};
 pub use args::{AdminArgs, DatabaseArgs, NatsArgs, NatsConfigError, TelemetryArgs};
 pub use auth::{Operator, OperatorArgs, OperatorAuth, Role};
+pub use gate::Gate;
 pub use grpc::GrpcServerArgs;
 pub use metrics::Metrics;
 pub use shutdown::Shutdown;

@@ -8,7 +8,6 @@
 //! command rebuilds it, until a rebuild (blue/green, `tenantctl replay --projection tenants`)
 //! makes a new generation from the whole log.
 
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use eventstore::EventStore;
@@ -44,16 +43,14 @@ impl std::fmt::Display for Behind {
 /// (FAILED_PRECONDITION, saying which command rebuilds it) rather than answered from a model with
 /// a hole in it.
 #[derive(Debug, Clone, Default)]
-pub struct Gate(Arc<Mutex<Option<String>>>);
+pub struct Gate(svc::Gate);
 
 impl Gate {
-    fn with<R>(&self, f: impl FnOnce(&mut Option<String>) -> R) -> R {
-        f(&mut self.0.lock().unwrap_or_else(PoisonError::into_inner))
-    }
-
     /// `Err(LostEvents)` while closed.
     pub fn check(&self) -> Result<(), Error> {
-        self.with(|g| g.clone().map_or(Ok(()), |m| Err(Error::LostEvents(m))))
+        self.0
+            .reason()
+            .map_or(Ok(()), |m| Err(Error::LostEvents(m)))
     }
 }
 
@@ -94,7 +91,7 @@ pub async fn check_and_mark(
             "{b}"
         );
         store.mark_behind(b.generation).await?;
-        gate.with(|g| *g = Some(b.to_string()));
+        gate.0.set(Some(b.to_string()));
     }
     Ok(())
 }
@@ -125,19 +122,15 @@ pub async fn watch(
 async fn refresh(store: &Store, gate: &Gate, part: &ReadinessPart) {
     match store.active_behind().await {
         Ok(Some(generation)) => {
-            gate.with(|g| {
-                if g.is_none() {
-                    *g = Some(format!(
-                        "the read model (generation {generation}) lost events its consumer had \
-                         acknowledged; run `tenantctl replay --projection tenants` to rebuild it \
-                         from the log"
-                    ));
-                }
-            });
+            gate.0.close(format!(
+                "the read model (generation {generation}) lost events its consumer had \
+                 acknowledged; run `tenantctl replay --projection tenants` to rebuild it from the \
+                 log"
+            ));
             part.set(false);
         }
         Ok(None) => {
-            if gate.with(Option::take).is_some() {
+            if gate.0.open() {
                 tracing::info!(
                     "a rebuild replaced the read model that was behind the log; serving"
                 );
