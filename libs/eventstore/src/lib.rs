@@ -10,6 +10,7 @@ mod archive;
 mod config;
 mod consumers;
 mod deadletter;
+pub mod derived;
 pub mod drift;
 mod envelope;
 mod error;

@@ -501,6 +501,25 @@ impl EventStore {
             .map_err(|e| StoreError::Config(format!("cannot open KV bucket {bucket}: {e}")))
     }
 
+    /// Opens a KV bucket of this namespace as it is, without bringing its settings to anyone's
+    /// (a tool must not change a service's `max_age`); `None` when it does not exist.
+    pub async fn existing_key_value(&self, name: &str) -> Result<Option<kv::Store>, StoreError> {
+        let bucket = self.bucket_name(name);
+        match self.js.get_stream(format!("KV_{bucket}")).await {
+            Ok(_) => self.js.get_key_value(&bucket).await.map(Some).map_err(|e| {
+                StoreError::Unavailable(format!("cannot open KV bucket {bucket}: {e}"))
+            }),
+            Err(e) => match e.kind() {
+                async_nats::jetstream::context::GetStreamErrorKind::JetStream(j)
+                    if j.error_code() == async_nats::jetstream::ErrorCode::STREAM_NOT_FOUND =>
+                {
+                    Ok(None)
+                }
+                _ => Err(StoreError::unavailable(e)),
+            },
+        }
+    }
+
     /// Deletes this namespace's stream, dead-letter bucket and retry stream. For tests and
     /// teardown of throw-away namespaces; never called by services.
     pub async fn destroy(&self) -> Result<(), StoreError> {

@@ -107,6 +107,9 @@ pub struct Ctx {
     pub http: reqwest::Client,
     /// Timings.
     pub settings: ProcessSettings,
+    /// Closed while derived state (placements, names, counters, pool) is behind the log
+    /// ([`crate::recovery`]).
+    pub derived: svc::Gate,
 }
 
 impl Ctx {

@@ -24,6 +24,7 @@ pub mod ownership;
 pub mod placement;
 pub mod pool_size;
 pub mod process;
+pub mod recovery;
 pub mod secrets;
 pub mod site_bench;
 pub mod site_rest;
@@ -367,7 +368,16 @@ impl Application {
             metrics,
             http,
             settings: config.process.clone(),
+            derived: svc::Gate::default(),
         };
+        let buckets = recovery::Buckets::open(&ctx.store).await?;
+        recovery::guard(
+            &ctx.store,
+            &buckets,
+            &ctx.derived,
+            readiness.part("derived state holds the log"),
+        )
+        .await?;
         Ok(Self {
             ctx,
             config,
@@ -464,6 +474,12 @@ impl Handler for Tenants {
     }
 
     async fn handle(&self, work: Work) -> Result<Outcome, WorkError> {
+        // Placements, names and counters are missing or being rebuilt: working now could put
+        // a site on a full bench or under a live tenant's name.
+        if let Some(why) = self.ctx.derived.reason() {
+            tracing::debug!(tenant = %work.event.tenant_id, %why, "derived state behind the log; coming back later");
+            return Ok(Outcome::Later(BUSY_RETRY));
+        }
         let fence = Fence::of(work.lease.clone());
         let result = match &work.event.body {
             eventstore::Body::TenantRequested(_) => match Request::from_event(&work.event) {

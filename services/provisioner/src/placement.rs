@@ -140,6 +140,38 @@ fn unavailable(e: impl std::fmt::Display) -> PlacerError {
     PlacerError::Unavailable(e.to_string())
 }
 
+/// Sites counted per bench.
+pub const BENCH_SITES: &str = "BENCH_SITES";
+/// Each tenant's (and unclaimed standby's) placement.
+pub const PLACEMENTS: &str = "PLACEMENTS";
+/// The tenant each subdomain's site belongs to.
+pub const SITE_NAMES: &str = "SITE_NAMES";
+
+/// Opens (creating if needed) `BENCH_SITES`, `PLACEMENTS` and `SITE_NAMES`, in that order.
+pub async fn open_buckets(
+    store: &EventStore,
+) -> Result<(kv::Store, kv::Store, kv::Store), eventstore::StoreError> {
+    Ok((
+        store
+            .key_value(BENCH_SITES, 1, "Tenantry: sites per bench (CAS counters)")
+            .await?,
+        store
+            .key_value(
+                PLACEMENTS,
+                1,
+                "Tenantry: bench (and standby) of each tenant",
+            )
+            .await?,
+        store
+            .key_value(
+                SITE_NAMES,
+                1,
+                "Tenantry: the tenant each subdomain's site belongs to",
+            )
+            .await?,
+    ))
+}
+
 /// Placement backed by NATS KV.
 #[derive(Clone)]
 pub struct Placer {
@@ -152,28 +184,9 @@ pub struct Placer {
 const CAS_ATTEMPTS: usize = 200;
 
 impl Placer {
-    /// Opens (creating if needed) the `BENCH_SITES` and `PLACEMENTS` buckets.
+    /// Opens (creating if needed) the `BENCH_SITES`, `PLACEMENTS` and `SITE_NAMES` buckets.
     pub async fn open(store: &EventStore) -> Result<Self, PlacerError> {
-        let sites = store
-            .key_value("BENCH_SITES", 1, "Tenantry: sites per bench (CAS counters)")
-            .await
-            .map_err(unavailable)?;
-        let placements = store
-            .key_value(
-                "PLACEMENTS",
-                1,
-                "Tenantry: bench (and standby) of each tenant",
-            )
-            .await
-            .map_err(unavailable)?;
-        let names = store
-            .key_value(
-                "SITE_NAMES",
-                1,
-                "Tenantry: the tenant each subdomain's site belongs to",
-            )
-            .await
-            .map_err(unavailable)?;
+        let (sites, placements, names) = open_buckets(store).await.map_err(unavailable)?;
         Ok(Self {
             sites,
             placements,

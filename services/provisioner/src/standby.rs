@@ -79,7 +79,12 @@ pub struct Entry {
 
 /// The KV token of an app set (`erpnext-hrms`, or `frappe` for none).
 pub fn app_set_key(apps: &[AppName]) -> String {
-    let mut names: Vec<&str> = apps.iter().map(AppName::as_str).collect();
+    app_set_key_of(apps.iter().map(AppName::as_str))
+}
+
+/// [`app_set_key`] of app names as text (a pool entry's, or an event's).
+pub fn app_set_key_of<'a>(apps: impl Iterator<Item = &'a str>) -> String {
+    let mut names: Vec<&str> = apps.collect();
     names.sort_unstable();
     if names.is_empty() {
         "frappe".to_owned()
@@ -88,12 +93,21 @@ pub fn app_set_key(apps: &[AppName]) -> String {
     }
 }
 
+/// The pool bucket's name.
+pub const POOL: &str = "STANDBY_POOL";
+
+/// Opens (creating if needed) the pool bucket.
+pub async fn open_bucket(
+    store: &eventstore::EventStore,
+) -> Result<kv::Store, eventstore::StoreError> {
+    store
+        .key_value(POOL, 1, "Tenantry: warm standby sites")
+        .await
+}
+
 /// The pool bucket.
 pub async fn bucket(ctx: &Ctx) -> Result<kv::Store, StepError> {
-    ctx.store
-        .key_value("STANDBY_POOL", 1, "Tenantry: warm standby sites")
-        .await
-        .map_err(StepError::from)
+    open_bucket(&ctx.store).await.map_err(StepError::from)
 }
 
 async fn read(pool: &kv::Store, key: &str) -> Option<(Entry, u64)> {
@@ -370,6 +384,10 @@ async fn refill_once(
     builds: &mut tokio::task::JoinSet<()>,
     every: Duration,
 ) -> Result<(), StepError> {
+    // No standby is built (nor its site counted) while the counters are behind the log.
+    if ctx.derived.is_closed() {
+        return Ok(());
+    }
     let pool = bucket(ctx).await?;
     let slots = ctx.fleet.standby.policy().slots();
     // Sites per bench now: a build is not started on a bench that is full.

@@ -3,7 +3,7 @@
 //! - an empty bucket under a log that holds signups (judged at start-up), or a recovery not
 //!   finished (judged every 5 s), shuts the door — signups and availability checks answer
 //!   FAILED_PRECONDITION naming the command that restores it — until a recovery has finished;
-//! - [`recover`] rebuilds the claims from the log, create-only: a missing claim is written for
+//! - [`crate::recovery::recover`] rebuilds the claims from the log, create-only: a missing claim is written for
 //!   the tenant the log names; a claim that exists is never changed, and one that disagrees with
 //!   the log is reported for an operator to judge (it may be a signup in flight).
 //!
@@ -13,44 +13,32 @@
 //! hand.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use async_nats::jetstream::kv::{self, CreateErrorKind, Operation};
-use eventstore::{Body, EventContext, EventStore, StoreError};
-use serde::Serialize;
+use async_nats::jetstream::kv;
+use eventstore::derived::{self, BucketReport, Marker};
+use eventstore::{EventContext, EventStore, StoreError};
 
 use crate::claims::{Record, State};
 use crate::error::SignupError;
 
 /// Closed while the claims are missing: the reason, with the command that fixes it.
 #[derive(Debug, Clone, Default)]
-pub struct ClaimsGate(Arc<Mutex<Option<String>>>);
+pub struct ClaimsGate(svc::Gate);
 
 impl ClaimsGate {
-    fn with<R>(&self, f: impl FnOnce(&mut Option<String>) -> R) -> R {
-        f(&mut self.0.lock().unwrap_or_else(PoisonError::into_inner))
-    }
-
     /// `Err` while closed.
     pub fn check(&self) -> Result<(), SignupError> {
-        self.with(|g| {
-            g.clone()
-                .map_or(Ok(()), |m| Err(SignupError::ClaimsMissing(m)))
-        })
+        self.0
+            .reason()
+            .map_or(Ok(()), |m| Err(SignupError::ClaimsMissing(m)))
     }
 
     /// Whether signups are refused for missing claims.
     pub fn is_closed(&self) -> bool {
-        self.with(|g| g.is_some())
+        self.0.is_closed()
     }
 }
-
-/// The bucket's key saying a recovery is running (`in-progress`, also left by one that was cut
-/// short) or has finished (`done`). Not a valid subdomain (`_`), so it never collides with one.
-const RECOVERY_KEY: &str = "_recovery";
-const IN_PROGRESS: &[u8] = b"in-progress";
-const DONE: &[u8] = b"done";
 
 /// Signups recorded in the log (TenantRequested events), counted without reading them.
 async fn signups_in_log(store: &EventStore) -> Result<u64, StoreError> {
@@ -70,10 +58,9 @@ async fn closed_because(
     kv: &kv::Store,
     judge_empty: bool,
 ) -> Result<Option<String>, StoreError> {
-    let unavailable = |e: &dyn std::fmt::Display| StoreError::Unavailable(e.to_string());
-    match kv.get(RECOVERY_KEY).await.map_err(|e| unavailable(&e))? {
-        Some(v) if v.as_ref() == DONE => return Ok(None),
-        Some(_) => {
+    match derived::marker(kv).await? {
+        Some(Marker::Done) => return Ok(None),
+        Some(Marker::InProgress) => {
             return Ok(Some(
                 "a recovery of the subdomain claims is running or was cut short; no name can be \
                  checked or claimed safely until `tenantctl recover` has finished"
@@ -85,8 +72,7 @@ async fn closed_because(
     if !judge_empty {
         return Ok(None);
     }
-    let values = kv.status().await.map_err(|e| unavailable(&e))?.values();
-    if values > 0 {
+    if !derived::is_empty(kv).await? {
         return Ok(None);
     }
     let signups = signups_in_log(store).await?;
@@ -111,133 +97,51 @@ pub async fn guard(
     if let Some(r) = &reason {
         tracing::error!("{r}");
     }
-    gate.with(|g| *g = reason);
-    let weak = Arc::downgrade(&gate.0);
+    gate.0.set(reason);
+    let weak = gate.0.downgrade();
     let (store, kv) = (store.clone(), kv.clone());
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(Duration::from_secs(5)).await;
-            let Some(slot) = weak.upgrade() else { return };
+            let Some(gate) = weak.upgrade() else { return };
             // An open door is closed only by the marker; a closed one is judged in full, so
             // an empty bucket keeps it closed until a recovery has run.
-            let closed = slot
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .is_some();
-            drop(slot);
+            let closed = gate.is_closed();
+            drop(gate);
             let Ok(reason) = closed_because(&store, &kv, closed).await else {
                 continue;
             };
-            let Some(slot) = weak.upgrade() else { return };
-            let mut g = slot.lock().unwrap_or_else(PoisonError::into_inner);
-            match (&*g, &reason) {
-                (Some(_), None) => tracing::info!("subdomain claims are back; accepting signups"),
-                (None, Some(r)) => tracing::error!("{r}"),
+            let Some(gate) = weak.upgrade() else { return };
+            match (closed, &reason) {
+                (true, None) => tracing::info!("subdomain claims are back; accepting signups"),
+                (false, Some(r)) => tracing::error!("{r}"),
                 _ => {}
             }
-            *g = reason;
+            gate.set(reason);
         }
     });
     Ok(())
 }
 
-/// What a recovery found and did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct ClaimsReport {
-    /// Signup events read.
-    pub signups: u64,
-    /// Claims the log and the bucket agree on.
-    pub matching: u64,
-    /// Claims written (or, in a dry run, that would be).
-    pub restored: Vec<String>,
-    /// Subdomains whose claim names another tenant than the log, or is released: left alone.
-    pub differing: Vec<Differing>,
-}
-
-/// A claim the recovery left alone.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Differing {
-    /// The subdomain.
-    pub subdomain: String,
-    /// The tenant the log says requested it last.
-    pub in_log: String,
-    /// What the bucket holds instead.
-    pub in_bucket: String,
-}
-
-/// Rebuilds the subdomain claims from the log (see the module docs); `progress(done, total)`
-/// while reading the log.
-pub async fn recover(
-    store: &EventStore,
+/// Restores the claims of `wanted` (subdomain → the tenant whose TenantRequested named it
+/// last), create-only: a claim that exists is never changed, one that disagrees with the log is
+/// reported (it may be a signup in flight).
+pub(crate) async fn restore(
+    kv: &kv::Store,
+    wanted: BTreeMap<String, String>,
     dry_run: bool,
-    mut progress: impl FnMut(u64, u64) + Send,
-) -> Result<ClaimsReport, StoreError> {
-    let kv = crate::claims::Claims::open(store).await?.bucket();
-    if !dry_run {
-        // Every signup instance stays closed until this says `done`, even once some claims
-        // are back: a name not restored yet must not be given away meanwhile.
-        kv.put(RECOVERY_KEY, IN_PROGRESS.into())
-            .await
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-    }
-    let mut replay = store
-        .replay(&store.context_filter(EventContext::Signup), 1)
-        .await?;
-    let total = replay.total();
-    let mut report = ClaimsReport::default();
-    // Subdomain → tenant of its latest TenantRequested.
-    let mut wanted: BTreeMap<String, String> = BTreeMap::new();
-    while let Some(e) = replay.next().await {
-        let e = e?;
-        report.signups += 1;
-        if let Body::TenantRequested(r) = &e.body {
-            wanted.insert(r.subdomain.clone(), r.tenant_id.clone());
-        }
-        progress(report.signups, total);
-    }
+) -> Result<BucketReport, StoreError> {
+    let mut report = BucketReport::new(crate::claims::BUCKET);
     for (subdomain, tenant) in wanted {
-        let entry = kv
-            .entry(&subdomain)
-            .await
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        let held = entry
-            .filter(|e| e.operation == Operation::Put)
-            .map(|e| serde_json::from_slice::<Record>(&e.value).ok());
-        match held {
-            Some(Some(r)) if r.state == State::Claimed && r.tenant_id == tenant => {
-                report.matching += 1;
-            }
-            Some(other) => report.differing.push(Differing {
-                subdomain,
-                in_log: tenant,
-                in_bucket: match other {
-                    Some(r) if r.state == State::Claimed => format!("claimed by {}", r.tenant_id),
-                    Some(r) => format!("released by {}", r.tenant_id),
-                    None => "an unreadable value".to_owned(),
-                },
-            }),
-            None if dry_run => report.restored.push(subdomain),
-            None => {
-                let value = crate::claims::encode_claim(&tenant);
-                match kv.create(&subdomain, value).await {
-                    Ok(_) => report.restored.push(subdomain),
-                    // Claimed meanwhile (a signup in flight): that claim stands.
-                    Err(e) if e.kind() == CreateErrorKind::AlreadyExists => {
-                        report.differing.push(Differing {
-                            subdomain,
-                            in_log: tenant,
-                            in_bucket: "claimed during the recovery".to_owned(),
-                        });
-                    }
-                    Err(e) => return Err(StoreError::Unavailable(e.to_string())),
-                }
-            }
-        }
-    }
-    if !dry_run {
-        kv.put(RECOVERY_KEY, DONE.into())
-            .await
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let held = |value: &[u8]| match serde_json::from_slice::<Record>(value) {
+            Ok(r) if r.state == State::Claimed && r.tenant_id == tenant => None,
+            Ok(r) if r.state == State::Claimed => Some(format!("claimed by {}", r.tenant_id)),
+            Ok(r) => Some(format!("released by {}", r.tenant_id)),
+            Err(_) => Some("an unreadable value".to_owned()),
+        };
+        let value = crate::claims::encode_claim(&tenant);
+        let in_log = format!("claimed by {tenant}");
+        derived::restore_key(kv, &subdomain, value, &in_log, held, dry_run, &mut report).await?;
     }
     Ok(report)
 }

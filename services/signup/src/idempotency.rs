@@ -286,3 +286,66 @@ impl Idempotency {
         }
     }
 }
+
+/// How long answers are kept when the bucket has to be created by a recovery (the signup
+/// service's default; it brings the bucket to its own setting when it starts).
+pub const DEFAULT_KEEP_FOR: Duration = Duration::from_secs(86_400);
+
+/// An answer the log proves was given: a TenantRequested that carried an idempotency key.
+#[derive(Debug, Clone)]
+pub(crate) struct Given {
+    /// The client's key, as the event holds it.
+    pub(crate) client_key: String,
+    /// The request's fingerprint, from the event's validated fields.
+    pub(crate) fingerprint: String,
+    /// When it was requested.
+    pub(crate) at: DateTime<Utc>,
+    /// The answer.
+    pub(crate) answer: Answer,
+}
+
+/// Writes the answers in `given` that the bucket lost, create-only; an answer older than the
+/// bucket's `max_age` would have expired and is left out. A record the bucket holds for another
+/// tenant or request is reported, never changed.
+pub(crate) async fn restore(
+    kv: &kv::Store,
+    given: Vec<Given>,
+    now: DateTime<Utc>,
+    dry_run: bool,
+) -> Result<eventstore::derived::BucketReport, eventstore::StoreError> {
+    let unavailable =
+        |e: &dyn std::fmt::Display| eventstore::StoreError::Unavailable(e.to_string());
+    let keep_for = kv.status().await.map_err(|e| unavailable(&e))?.max_age();
+    let mut report = eventstore::derived::BucketReport::new(BUCKET);
+    for g in given {
+        let age = (now - g.at).to_std().unwrap_or_default();
+        if !keep_for.is_zero() && age >= keep_for {
+            continue;
+        }
+        let key = hex::encode(Sha256::digest(g.client_key.as_bytes()));
+        let record = Record {
+            fingerprint: g.fingerprint.clone(),
+            tenant_id: g.answer.tenant_id.clone(),
+            started_at: g.at,
+            answer: Some(g.answer.clone()),
+            owner: String::new(),
+        };
+        let held = |value: &[u8]| match serde_json::from_slice::<Record>(value) {
+            Ok(r) if r.tenant_id == g.answer.tenant_id && r.fingerprint == g.fingerprint => None,
+            Ok(r) => Some(format!("an answer for tenant {}", r.tenant_id)),
+            Err(_) => Some("an unreadable value".to_owned()),
+        };
+        let in_log = format!("the answer for tenant {}", g.answer.tenant_id);
+        eventstore::derived::restore_key(
+            kv,
+            &key,
+            encode(&record),
+            &in_log,
+            held,
+            dry_run,
+            &mut report,
+        )
+        .await?;
+    }
+    Ok(report)
+}

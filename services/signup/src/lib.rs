@@ -14,6 +14,7 @@ pub mod error;
 pub mod grpc;
 pub mod idempotency;
 pub mod ratelimit;
+pub mod recovery;
 pub mod streams;
 pub mod validate;
 pub mod watch;

@@ -106,21 +106,28 @@ impl SignupInput {
     /// the same idempotency key. The password is left out on purpose: a fast hash of it stored
     /// in NATS KV could be brute-forced, and a retry carries the same password anyway.
     pub fn fingerprint(&self) -> String {
-        let mut h = Sha256::new();
-        for part in [
+        fingerprint([
             self.email.as_str(),
             self.full_name.as_str(),
             self.organisation.as_str(),
             self.subdomain.as_str(),
             self.plan.as_str(),
             self.region.as_str(),
-        ] {
-            h.update(part.as_bytes());
-            // A separator that cannot occur in any field keeps ("ab","c") apart from ("a","bc").
-            h.update([0u8]);
-        }
-        hex::encode(h.finalize())
+        ])
     }
+}
+
+/// The fingerprint of a request from its fields (email, full name, organisation, subdomain,
+/// plan, region) — also from a TenantRequested, whose fields are the validated ones, when the
+/// idempotency answers are rebuilt from the log.
+pub fn fingerprint(parts: [&str; 6]) -> String {
+    let mut h = Sha256::new();
+    for part in parts {
+        h.update(part.as_bytes());
+        // A separator that cannot occur in any field keeps ("ab","c") apart from ("a","bc").
+        h.update([0u8]);
+    }
+    hex::encode(h.finalize())
 }
 
 /// Parses one field, prefixing the tenancy message with the field's human name.

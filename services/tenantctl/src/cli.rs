@@ -122,7 +122,7 @@ pub enum Command {
     Dlq(DlqCommand),
     /// Each durable consumer's progress: pending, unacknowledged, redelivered, last activity.
     Consumers(ConsumersArgs),
-    /// Rebuild state derived from the event log that was lost (today: the subdomain claims).
+    /// Rebuild the KV buckets derived from the event log (claims, answers, placements, counters, pool).
     Recover(RecoverArgs),
     /// The credential vault.
     #[command(subcommand)]

@@ -164,15 +164,28 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<(), CliError>
         Command::Recover(args) => {
             let store = event_store(g).await?;
             let bar = output::progress_bar_unless(g.json);
-            bar.set_message("reading signups");
-            let report = signup::claims_recovery::recover(&store, args.dry_run, |done, total| {
-                bar.set_length(total);
-                bar.set_position(done);
-            })
+            let step = |bar: &indicatif::ProgressBar, what: &'static str| {
+                bar.set_message(what);
+                bar.set_position(0);
+                let bar = bar.clone();
+                move |done, total| {
+                    bar.set_length(total);
+                    bar.set_position(done);
+                }
+            };
+            let signup =
+                signup::recovery::recover(&store, args.dry_run, step(&bar, "signup events"))
+                    .await
+                    .inspect_err(|_| bar.abandon())?;
+            let provisioner = provisioner::recovery::recover(
+                &store,
+                args.dry_run,
+                step(&bar, "provisioning events"),
+            )
             .await
             .inspect_err(|_| bar.abandon())?;
             bar.finish_and_clear();
-            o.recovered(&report, args.dry_run)
+            o.recovered(&signup, &provisioner, args.dry_run)
         }
         Command::Consumers(args) => {
             let mut consumers = event_store(g).await?.consumers().await?;

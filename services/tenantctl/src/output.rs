@@ -440,35 +440,63 @@ impl<'a> Output<'a> {
     /// `recover`.
     pub fn recovered(
         &mut self,
-        r: &signup::claims_recovery::ClaimsReport,
+        signup: &signup::recovery::SignupRecovery,
+        provisioner: &provisioner::recovery::ProvisionerRecovery,
         dry_run: bool,
     ) -> Result<(), CliError> {
+        let buckets: Vec<&eventstore::derived::BucketReport> =
+            signup.buckets.iter().chain(&provisioner.buckets).collect();
         if self.json {
-            return self.json_line(&serde_json::json!({ "dry_run": dry_run, "subdomains": r }));
+            return self.json_line(&serde_json::json!({
+                "dry_run": dry_run,
+                "signup_events": signup.events,
+                "events": provisioner.events,
+                "buckets": buckets,
+            }));
         }
         let verb = if dry_run { "would restore" } else { "restored" };
         writeln!(
             self.out,
-            "subdomain claims: {} signups in the log; {} claims match, {verb} {}, {} differ",
-            r.signups,
-            r.matching,
-            r.restored.len(),
-            r.differing.len()
+            "read {} events ({} signups){}",
+            provisioner.events,
+            signup.events,
+            if dry_run {
+                "; dry run, nothing written"
+            } else {
+                ""
+            }
         )?;
-        if !r.restored.is_empty() {
-            writeln!(self.out, "{verb}: {}", r.restored.join(", "))?;
+        let mut t = table(&["BUCKET", "MATCHING", verb_upper(verb), "DIFFERING"]);
+        for b in &buckets {
+            t.add_row(vec![
+                b.bucket.clone(),
+                b.matching.to_string(),
+                b.restored.len().to_string(),
+                b.differing.len().to_string(),
+            ]);
         }
-        if r.differing.is_empty() {
+        self.print_table(&t)?;
+        for b in &buckets {
+            if !b.restored.is_empty() {
+                writeln!(self.out, "{} {verb}: {}", b.bucket, b.restored.join(", "))?;
+            }
+        }
+        let differing: Vec<_> = buckets
+            .iter()
+            .flat_map(|b| b.differing.iter().map(move |d| (&b.bucket, d)))
+            .collect();
+        if differing.is_empty() {
             return Ok(());
         }
         writeln!(
             self.out,
-            "left alone (a signup in flight, or a hand edit — check each before releasing it):"
+            "left alone (work in flight, or a hand edit — check each before changing it):"
         )?;
-        let mut t = table(&["SUBDOMAIN", "IN THE LOG", "IN THE BUCKET"]);
-        for d in &r.differing {
+        let mut t = table(&["BUCKET", "KEY", "IN THE LOG", "IN THE BUCKET"]);
+        for (bucket, d) in differing {
             t.add_row(vec![
-                d.subdomain.clone(),
+                bucket.clone(),
+                d.key.clone(),
                 d.in_log.clone(),
                 d.in_bucket.clone(),
             ]);
@@ -852,4 +880,12 @@ fn money(minor: i64) -> String {
     let sign = if minor < 0 { "-" } else { "" };
     let m = minor.unsigned_abs();
     format!("{sign}{}.{:02}", m / 100, m % 100)
+}
+
+fn verb_upper(verb: &str) -> &'static str {
+    if verb.starts_with("would") {
+        "WOULD RESTORE"
+    } else {
+        "RESTORED"
+    }
 }

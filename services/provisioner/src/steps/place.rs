@@ -20,6 +20,10 @@ pub async fn run(
     // Before anything is placed or claimed: a subdomain whose site another tenant has stops
     // here, with nothing to undo.
     fence.check().await?;
+    // A recovery may have started since the delivery was taken.
+    if let Some(why) = ctx.derived.reason() {
+        return Err(StepError::Busy(why));
+    }
     // Marked as the control plane's own: name claim, placement record, pool claim, counters.
     let rec = timeline::within("placement", async {
         ctx.placer.claim_name(&req.body.subdomain, tenant).await?;
