@@ -69,6 +69,28 @@ pub async fn is_empty(kv: &kv::Store) -> Result<bool, StoreError> {
     Ok(stream.info().await.map_err(unavailable)?.state.messages == 0)
 }
 
+/// Every key `kv` holds but the marker.
+pub async fn keys(kv: &kv::Store) -> Result<Vec<String>, StoreError> {
+    use futures::TryStreamExt;
+    let keys: Vec<String> = kv
+        .keys()
+        .await
+        .map_err(unavailable)?
+        .try_collect()
+        .await
+        .map_err(unavailable)?;
+    Ok(keys.into_iter().filter(|k| k != RECOVERY_KEY).collect())
+}
+
+/// What a service's recovery read and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Recovery {
+    /// Events read.
+    pub events: u64,
+    /// One report per bucket.
+    pub buckets: Vec<BucketReport>,
+}
+
 /// What rebuilding one bucket found and did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct BucketReport {

@@ -69,6 +69,47 @@ impl WeakGate {
     }
 }
 
+/// Keeps `gate` (and `part`, ready while open) in line with `judge` every `every`, for as long
+/// as anyone holds the gate. `judge(closed)` answers the reason to be closed (`Some(None)`:
+/// open), or `None` when it could not tell — the last answer then stands. `what` names the state
+/// in the log line written when the gate opens again.
+pub fn watch<F, Fut>(
+    gate: &Gate,
+    part: Option<crate::ReadinessPart>,
+    every: std::time::Duration,
+    what: &'static str,
+    mut judge: F,
+) where
+    F: FnMut(bool) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Option<Option<String>>> + Send,
+{
+    if let Some(p) = &part {
+        p.set(!gate.is_closed());
+    }
+    let weak = gate.downgrade();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            let Some(closed) = weak.upgrade().map(|g| g.is_closed()) else {
+                return;
+            };
+            let Some(reason) = judge(closed).await else {
+                continue;
+            };
+            let Some(gate) = weak.upgrade() else { return };
+            match (closed, &reason) {
+                (true, None) => tracing::info!("{what} is back"),
+                (false, Some(r)) => tracing::error!("{r}"),
+                _ => {}
+            }
+            if let Some(p) = &part {
+                p.set(reason.is_none());
+            }
+            gate.set(reason);
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

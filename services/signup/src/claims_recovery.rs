@@ -98,28 +98,19 @@ pub async fn guard(
         tracing::error!("{r}");
     }
     gate.0.set(reason);
-    let weak = gate.0.downgrade();
     let (store, kv) = (store.clone(), kv.clone());
-    tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(Duration::from_secs(5)).await;
-            let Some(gate) = weak.upgrade() else { return };
-            // An open door is closed only by the marker; a closed one is judged in full, so
-            // an empty bucket keeps it closed until a recovery has run.
-            let closed = gate.is_closed();
-            drop(gate);
-            let Ok(reason) = closed_because(&store, &kv, closed).await else {
-                continue;
-            };
-            let Some(gate) = weak.upgrade() else { return };
-            match (closed, &reason) {
-                (true, None) => tracing::info!("subdomain claims are back; accepting signups"),
-                (false, Some(r)) => tracing::error!("{r}"),
-                _ => {}
-            }
-            gate.set(reason);
-        }
-    });
+    // An open door is closed only by the marker; a closed one is judged in full, so an empty
+    // bucket keeps it closed until a recovery has run.
+    svc::gate::watch(
+        &gate.0,
+        None,
+        Duration::from_secs(5),
+        "subdomain claims",
+        move |closed| {
+            let (store, kv) = (store.clone(), kv.clone());
+            async move { closed_because(&store, &kv, closed).await.ok() }
+        },
+    );
     Ok(())
 }
 

@@ -8,28 +8,18 @@
 
 use std::collections::BTreeMap;
 
-use eventstore::derived::{self, BucketReport, Marker};
+use eventstore::derived::{self, Marker, Recovery};
 use eventstore::{Body, EventContext, EventStore, KvOptions, StoreError};
 use proto::v1::TenantStatus;
-use serde::Serialize;
 
 use crate::idempotency::{self, Answer, Given};
-
-/// What a recovery of signup's buckets read and did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct SignupRecovery {
-    /// Signup events read.
-    pub events: u64,
-    /// One report per bucket.
-    pub buckets: Vec<BucketReport>,
-}
 
 /// Rebuilds signup's buckets from the log; `progress(done, total)` while reading it.
 pub async fn recover(
     store: &EventStore,
     dry_run: bool,
     mut progress: impl FnMut(u64, u64) + Send,
-) -> Result<SignupRecovery, StoreError> {
+) -> Result<Recovery, StoreError> {
     let claims = crate::claims::Claims::open(store).await?.bucket();
     if !dry_run {
         // Every signup instance stays closed until this says `done`, even once some claims
@@ -51,7 +41,7 @@ pub async fn recover(
         .replay(&store.context_filter(EventContext::Signup), 1)
         .await?;
     let total = replay.total();
-    let mut out = SignupRecovery::default();
+    let mut out = Recovery::default();
     let mut wanted: BTreeMap<String, String> = BTreeMap::new();
     let mut given = Vec::new();
     while let Some(e) = replay.next().await {

@@ -440,8 +440,8 @@ impl<'a> Output<'a> {
     /// `recover`.
     pub fn recovered(
         &mut self,
-        signup: &signup::recovery::SignupRecovery,
-        provisioner: &provisioner::recovery::ProvisionerRecovery,
+        signup: &eventstore::derived::Recovery,
+        provisioner: &eventstore::derived::Recovery,
         dry_run: bool,
     ) -> Result<(), CliError> {
         let buckets: Vec<&eventstore::derived::BucketReport> =

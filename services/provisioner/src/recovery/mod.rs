@@ -21,10 +21,9 @@ use std::time::Duration;
 
 use async_nats::jetstream::kv;
 use bytes::Bytes;
-use eventstore::derived::{self, BucketReport, Marker, RECOVERY_KEY};
+use eventstore::derived::{self, BucketReport, Marker, Recovery};
 use eventstore::{Body, EventContext, EventStore, StoreError};
 use futures::{StreamExt, TryStreamExt};
-use serde::Serialize;
 use svc::{Gate, ReadinessPart};
 
 use crate::placement::{self, PlacementRecord};
@@ -148,39 +147,19 @@ pub async fn guard(
     if let Some(r) = &reason {
         tracing::error!("{r}");
     }
-    part.set(reason.is_none());
     gate.set(reason);
-    let weak = gate.downgrade();
     let (store, buckets) = (store.clone(), buckets.clone());
-    tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(Duration::from_secs(5)).await;
-            let Some(gate) = weak.upgrade() else { return };
-            let closed = gate.is_closed();
-            drop(gate);
-            let Ok(reason) = closed_because(&store, &buckets, closed).await else {
-                continue;
-            };
-            let Some(gate) = weak.upgrade() else { return };
-            match (closed, &reason) {
-                (true, None) => tracing::info!("derived state is back; provisioning"),
-                (false, Some(r)) => tracing::error!("{r}"),
-                _ => {}
-            }
-            part.set(reason.is_none());
-            gate.set(reason);
-        }
-    });
+    svc::gate::watch(
+        gate,
+        Some(part),
+        Duration::from_secs(5),
+        "derived state",
+        move |closed| {
+            let (store, buckets) = (store.clone(), buckets.clone());
+            async move { closed_because(&store, &buckets, closed).await.ok() }
+        },
+    );
     Ok(())
-}
-
-/// What a recovery of the provisioner's buckets read and did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct ProvisionerRecovery {
-    /// Events read.
-    pub events: u64,
-    /// One report per bucket.
-    pub buckets: Vec<BucketReport>,
 }
 
 /// Rebuilds the provisioner's buckets from the log; `progress(done, total)` while reading it.
@@ -188,14 +167,14 @@ pub async fn recover(
     store: &EventStore,
     dry_run: bool,
     mut progress: impl FnMut(u64, u64) + Send,
-) -> Result<ProvisionerRecovery, StoreError> {
+) -> Result<Recovery, StoreError> {
     let buckets = Buckets::open(store).await?;
     if !dry_run {
         buckets.mark(Marker::InProgress).await?;
     }
     let mut replay = store.replay(&store.all_filter(), 1).await?;
     let total = replay.total();
-    let mut out = ProvisionerRecovery::default();
+    let mut out = Recovery::default();
     let mut f = fold::Fold::default();
     while let Some(e) = replay.next().await {
         f.apply(&e?.body);
@@ -263,14 +242,7 @@ pub async fn recover(
 
 /// Every placement record the bucket holds: id → bench.
 async fn live_placements(kv: &kv::Store) -> Result<BTreeMap<String, String>, StoreError> {
-    let keys: Vec<String> = kv
-        .keys()
-        .await
-        .map_err(unavailable)?
-        .try_collect()
-        .await
-        .map_err(unavailable)?;
-    let read = futures::stream::iter(keys.into_iter().filter(|k| k != RECOVERY_KEY))
+    let read = futures::stream::iter(derived::keys(kv).await?)
         .map(|k| async move {
             let v = kv.get(&k).await.map_err(unavailable)?;
             Ok::<_, StoreError>(v.and_then(|v| {
@@ -292,13 +264,7 @@ async fn restore_pool(
     dry_run: bool,
 ) -> Result<BucketReport, StoreError> {
     let mut report = BucketReport::new(standby::POOL);
-    let keys: BTreeSet<String> = kv
-        .keys()
-        .await
-        .map_err(unavailable)?
-        .try_collect()
-        .await
-        .map_err(unavailable)?;
+    let keys: BTreeSet<String> = derived::keys(kv).await?.into_iter().collect();
     let mut present = BTreeSet::new();
     for k in &keys {
         if let Some(v) = kv.get(k).await.map_err(unavailable)?
@@ -361,14 +327,7 @@ async fn recount(
     for bench in benches_of.values() {
         *counts.entry(bench.clone()).or_default() += 1;
     }
-    let existing: Vec<String> = kv
-        .keys()
-        .await
-        .map_err(unavailable)?
-        .try_collect()
-        .await
-        .map_err(unavailable)?;
-    for k in existing.into_iter().filter(|k| k != RECOVERY_KEY) {
+    for k in derived::keys(kv).await? {
         counts.entry(k).or_default();
     }
     for (bench, count) in counts {
