@@ -6,65 +6,28 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{FleetOptions, PASSWORD, TestStack};
-use proto::v1::{self as pb, signup_service_client::SignupServiceClient};
+use common::{FleetOptions, Outcome, PASSWORD, TestStack, signup_retrying};
+use proto::v1 as pb;
 use tonic::Code;
 
 const CLIENTS: usize = 50;
 
-/// What one client saw: its tenant, when it got it, and the codes of its failed attempts.
-struct Outcome {
-    tenant_id: String,
-    answered_at: Instant,
-    failures: Vec<Code>,
-    slowest_failure: Duration,
-}
-
 async fn client(endpoint: String, i: usize) -> Outcome {
-    let mut failures = Vec::new();
-    let mut slowest_failure = Duration::ZERO;
-    let giving_up = Instant::now() + Duration::from_secs(120);
-    loop {
-        let attempt = Instant::now();
-        let answer = async {
-            let mut c = SignupServiceClient::connect(endpoint.clone()).await?;
-            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
-                c.signup(pb::SignupRequest {
-                    email: format!("owner{i}@outage.example.com"),
-                    password: PASSWORD.to_owned(),
-                    full_name: "Olive Owner".to_owned(),
-                    organisation: format!("Outage {i}"),
-                    subdomain: format!("outage-{i:02}"),
-                    plan: "starter".to_owned(),
-                    region: String::new(),
-                    idempotency_key: format!("outage-key-{i}"),
-                })
-                .await,
-            )
-        }
-        .await;
-        match answer {
-            Ok(Ok(r)) => {
-                return Outcome {
-                    tenant_id: r.into_inner().tenant_id,
-                    answered_at: Instant::now(),
-                    failures,
-                    slowest_failure,
-                };
-            }
-            Ok(Err(status)) => {
-                assert!(
-                    matches!(status.code(), Code::Unavailable | Code::Aborted),
-                    "client {i}: {status:?}"
-                );
-                failures.push(status.code());
-            }
-            Err(_) => failures.push(Code::Unavailable),
-        }
-        slowest_failure = slowest_failure.max(attempt.elapsed());
-        assert!(Instant::now() < giving_up, "client {i} never got an answer");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    signup_retrying(
+        endpoint,
+        pb::SignupRequest {
+            email: format!("owner{i}@outage.example.com"),
+            password: PASSWORD.to_owned(),
+            full_name: "Olive Owner".to_owned(),
+            organisation: format!("Outage {i}"),
+            subdomain: format!("outage-{i:02}"),
+            plan: "starter".to_owned(),
+            region: String::new(),
+            idempotency_key: format!("outage-key-{i}"),
+        },
+        Duration::from_secs(120),
+    )
+    .await
 }
 
 #[tokio::test]

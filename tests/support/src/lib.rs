@@ -29,8 +29,8 @@ pub use services::{
 pub use sim::{SimBench, frappe_sim_bin, mariadb_has};
 pub use vault::{
     CALLERS, TestVault, caller_token, key, ring, spawn_vault, spawn_vault_beside, spawn_vault_in,
-    spawn_vault_on, spawn_vault_on_pooled, spawn_vault_pooled, spawn_vault_tuned, spawn_vault_with,
-    spawn_vault_with_acl,
+    spawn_vault_on, spawn_vault_on_pooled, spawn_vault_pooled, spawn_vault_replicated,
+    spawn_vault_tuned, spawn_vault_with, spawn_vault_with_acl,
 };
 
 /// NATS server the tests use: `NATS_URL` or the local default.

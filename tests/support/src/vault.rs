@@ -161,6 +161,22 @@ pub async fn spawn_vault_on_pooled(
     .await
 }
 
+/// [`spawn_vault_on`] creating its stream and buckets with `replicas` copies (a cluster test).
+pub async fn spawn_vault_replicated(nats_url: &str, namespace: &str, replicas: usize) -> TestVault {
+    crate::init_logging();
+    let (database_url, pool) = crate::fresh_database().await.expect("fresh database");
+    start_tuned(
+        database_url,
+        pool,
+        (nats_url.to_owned(), namespace.to_owned()),
+        ring("k1", &[("k1", 1)]),
+        TEST_POOL,
+        AclConfig::default_policy(),
+        |c| c.nats_replicas = replicas,
+    )
+    .await
+}
+
 /// A vault in `namespace` whose ACL is the default policy with `acl_toml` laid over it (e.g.
 /// a caller with fewer grants), tokens as usual.
 pub async fn spawn_vault_with_acl(namespace: &str, acl_toml: &str) -> TestVault {

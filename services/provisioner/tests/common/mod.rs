@@ -53,6 +53,8 @@ pub struct FleetOptions {
     pub standby_policy: &'static str,
     /// The vault's database pool (default: the small test pool).
     pub vault_pool: Option<u32>,
+    /// Copies of the stream and buckets every part creates (3 on a cluster).
+    pub replicas: usize,
 }
 
 impl Default for FleetOptions {
@@ -68,6 +70,7 @@ impl Default for FleetOptions {
             nats_url: None,
             standby_policy: "",
             vault_pool: None,
+            replicas: 1,
         }
     }
 }
@@ -88,6 +91,8 @@ pub struct TestStack {
     pub fleet_toml: String,
     /// The NATS server every part uses.
     pub nats_url: String,
+    /// Copies of the stream and buckets.
+    pub replicas: usize,
 }
 
 /// The fleet TOML for `benches`.
@@ -194,12 +199,17 @@ impl TestStack {
         let namespace = testkit::unique_namespace();
         let nats_url = opts.nats_url.clone().unwrap_or_else(testkit::nats_url);
         let store = EventStore::connect(
-            &StoreConfig::new(nats_url.clone()).with_namespace(namespace.clone()),
+            &StoreConfig::new(nats_url.clone())
+                .with_namespace(namespace.clone())
+                .with_replicas(opts.replicas),
         )
         .await
         .expect("event store");
         let vault = match opts.vault_acl {
             Some(acl) => testkit::spawn_vault_with_acl(&namespace, acl).await,
+            None if opts.replicas > 1 => {
+                testkit::spawn_vault_replicated(&nats_url, &namespace, opts.replicas).await
+            }
             None => match opts.vault_pool {
                 Some(n) => testkit::spawn_vault_on_pooled(&nats_url, &namespace, n).await,
                 None => testkit::spawn_vault_on(&nats_url, &namespace).await,
@@ -226,6 +236,7 @@ impl TestStack {
             fleet,
             fleet_toml,
             nats_url,
+            replicas: opts.replicas,
         }
     }
 
@@ -243,6 +254,7 @@ impl TestStack {
             self.fleet.clone(),
         );
         c.nats.namespace = self.namespace.clone();
+        c.nats = c.nats.with_replicas(self.replicas);
         c.ack_wait = Duration::from_secs(5);
         c.process.retry_backoff = Duration::from_millis(20);
         c.process.verify_timeout = Duration::from_millis(500);
@@ -575,4 +587,66 @@ pub async fn assert_site_works(
         .await
         .expect("the key answers");
     assert_eq!(who, AUTOMATION_USER);
+}
+
+/// What one signup client saw: its tenant, when it got it, and the codes of its failed attempts.
+pub struct Outcome {
+    /// The tenant it was answered.
+    pub tenant_id: String,
+    /// When.
+    pub answered_at: std::time::Instant,
+    /// The codes of the attempts that failed (UNAVAILABLE for a failed connect).
+    pub failures: Vec<tonic::Code>,
+    /// The longest a failed attempt took.
+    pub slowest_failure: Duration,
+}
+
+/// Sends `request` (which carries an idempotency key) until it is answered, as a client that
+/// retries what the gateway says is retryable would; any other error fails the test, and so
+/// does no answer within `give_up`.
+#[allow(dead_code)] // each test binary uses a part
+pub async fn signup_retrying(
+    endpoint: String,
+    request: proto::v1::SignupRequest,
+    give_up: Duration,
+) -> Outcome {
+    use proto::v1::signup_service_client::SignupServiceClient;
+    use tonic::Code;
+    let mut failures = Vec::new();
+    let mut slowest_failure = Duration::ZERO;
+    let giving_up = std::time::Instant::now() + give_up;
+    loop {
+        let attempt = std::time::Instant::now();
+        let answer = async {
+            let mut c = SignupServiceClient::connect(endpoint.clone()).await?;
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(c.signup(request.clone()).await)
+        }
+        .await;
+        match answer {
+            Ok(Ok(r)) => {
+                return Outcome {
+                    tenant_id: r.into_inner().tenant_id,
+                    answered_at: std::time::Instant::now(),
+                    failures,
+                    slowest_failure,
+                };
+            }
+            Ok(Err(status)) => {
+                assert!(
+                    matches!(status.code(), Code::Unavailable | Code::Aborted),
+                    "{}: {status:?}",
+                    request.subdomain
+                );
+                failures.push(status.code());
+            }
+            Err(_) => failures.push(Code::Unavailable),
+        }
+        slowest_failure = slowest_failure.max(attempt.elapsed());
+        assert!(
+            std::time::Instant::now() < giving_up,
+            "{} never got an answer",
+            request.subdomain
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
