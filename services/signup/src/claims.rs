@@ -5,11 +5,17 @@
 //! after a delete (DESIGN §2). A signup that fails after claiming marks its claim `released`
 //! instead, with a compare-and-set on the revision, and a later claimant takes a released name
 //! with another compare-and-set.
+//!
+//! A deleted tenant keeps its name for a grace period (`--subdomain-grace-days`, 90 by default)
+//! after its SiteDeleted: links, mail and SSO clients may still point at it, and a name handed
+//! on at once would let a newcomer receive what was meant for the old tenant. After it, a
+//! claim takes the name over with a compare-and-set, as it takes a released one. Only a name
+//! whose holder's log says SiteDeleted is ever freed this way.
 
 use async_nats::jetstream::kv::{self, CreateErrorKind, Operation, UpdateErrorKind};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use eventstore::EventStore;
+use eventstore::{Body, EventContext, EventStore};
 use serde::{Deserialize, Serialize};
 use tenancy::{Subdomain, TenantId};
 
@@ -18,6 +24,9 @@ use crate::error::SignupError;
 
 /// The bucket's name (namespaced by the event store).
 pub const BUCKET: &str = "SUBDOMAINS";
+
+/// How long a deleted tenant keeps its name unless configured otherwise.
+pub const DEFAULT_GRACE: std::time::Duration = std::time::Duration::from_secs(90 * 86_400);
 
 /// How many compare-and-set rounds a claim tries before giving up (each lost round means
 /// another request changed the same key in between, so a handful is plenty).
@@ -55,6 +64,8 @@ pub enum Claim {
 pub struct Claims {
     kv: kv::Store,
     gate: ClaimsGate,
+    store: EventStore,
+    grace: std::time::Duration,
 }
 
 /// The stored value of a claim by `tenant`.
@@ -85,7 +96,33 @@ impl Claims {
         Ok(Self {
             kv,
             gate: ClaimsGate::default(),
+            store: store.clone(),
+            grace: DEFAULT_GRACE,
         })
+    }
+
+    /// How long a deleted tenant keeps its name after its SiteDeleted.
+    #[must_use]
+    pub fn with_grace(mut self, grace: std::time::Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
+    /// Whether `holder` was deleted longer than the grace period ago (its log says so).
+    async fn past_grace(&self, holder: &str) -> Result<bool, SignupError> {
+        let subject = self.store.subject(EventContext::Provisioning, holder);
+        let events = self
+            .store
+            .load(&subject)
+            .await
+            .map_err(|e| unavailable("read the holder's history", e))?;
+        let deleted_at = events
+            .iter()
+            .rev()
+            .find(|e| matches!(e.body, Body::SiteDeleted(_)))
+            .map(|e| e.occurred_at);
+        Ok(deleted_at
+            .is_some_and(|at| (Utc::now() - at).to_std().unwrap_or_default() >= self.grace))
     }
 
     /// [`Claims::open`], refusing every claim and check while the bucket is empty under a log
@@ -166,6 +203,21 @@ impl Claims {
                         Err(e) => return Err(unavailable("claim the subdomain", e)),
                     }
                 }
+                // Claimed by a tenant deleted longer ago than the grace period: free to take.
+                Some(r) if r.state == State::Claimed && self.past_grace(&r.tenant_id).await? => {
+                    match self
+                        .kv
+                        .update(key, Self::encode(tenant, State::Claimed), entry.revision)
+                        .await
+                    {
+                        Ok(revision) => {
+                            tracing::info!(subdomain = key, from = %r.tenant_id, to = %tenant, "a deleted tenant's subdomain passed to a new tenant after the grace period");
+                            return Ok(Claim::Won { revision });
+                        }
+                        Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => continue,
+                        Err(e) => return Err(unavailable("claim the subdomain", e)),
+                    }
+                }
                 // Claimed by someone else, or a value we cannot read: either way not ours.
                 _ => return Ok(Claim::Taken),
             }
@@ -192,7 +244,8 @@ impl Claims {
         }
     }
 
-    /// Whether `subdomain` can be claimed now (never claimed, or released).
+    /// Whether `subdomain` can be claimed now (never claimed, released, or its tenant deleted
+    /// longer than the grace period ago).
     pub async fn is_free(&self, subdomain: &Subdomain) -> Result<bool, SignupError> {
         self.gate.check()?;
         let entry = self
@@ -203,9 +256,11 @@ impl Claims {
         Ok(match entry {
             None => true,
             Some(e) if e.operation != Operation::Put => true,
-            Some(e) => {
-                serde_json::from_slice::<Record>(&e.value).is_ok_and(|r| r.state == State::Released)
-            }
+            Some(e) => match serde_json::from_slice::<Record>(&e.value) {
+                Ok(r) if r.state == State::Released => true,
+                Ok(r) => self.past_grace(&r.tenant_id).await?,
+                Err(_) => false,
+            },
         })
     }
 

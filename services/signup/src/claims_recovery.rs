@@ -7,10 +7,8 @@
 //!   the tenant the log names; a claim that exists is never changed, and one that disagrees with
 //!   the log is reported for an operator to judge (it may be a signup in flight).
 //!
-//! A deleted tenant keeps its name: links, mail and SSO clients may still point at it, and
-//! giving it to someone else would let them receive what was meant for the old tenant. Freeing
-//! names of deleted tenants after a grace period is not built; an operator can release one by
-//! hand.
+//! A deleted tenant's claim is restored like any other: whether its grace period is over is
+//! judged from the log when someone claims the name (see [`crate::claims`]).
 
 use std::collections::BTreeMap;
 use std::time::Duration;

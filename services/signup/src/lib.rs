@@ -201,6 +201,14 @@ pub struct Config {
         default_value_t = 86_400
     )]
     pub idempotency_keep_secs: u64,
+    /// How long a deleted tenant's subdomain stays its own after SiteDeleted, in days; then
+    /// another signup may take it.
+    #[arg(
+        long = "subdomain-grace-days",
+        env = "TENANTRY_SUBDOMAIN_GRACE_DAYS",
+        default_value_t = 90
+    )]
+    pub subdomain_grace_days: u32,
     /// Longest a Signup call works before it answers UNAVAILABLE (retry with the same key).
     #[arg(
         long = "signup-deadline-ms",
@@ -244,6 +252,7 @@ impl Config {
             idempotency_wait_ms: 10_000,
             idempotency_stale_secs: 15,
             idempotency_keep_secs: 86_400,
+            subdomain_grace_days: 90,
             signup_deadline_ms: 10_000,
         }
     }
@@ -374,7 +383,11 @@ impl Application {
                 .await
                 .map_err(|e| ServiceError::Config(e.to_string()))?;
         }
-        let claims = Claims::open_guarded(&store).await?;
+        let claims = Claims::open_guarded(&store)
+            .await?
+            .with_grace(Duration::from_secs(
+                u64::from(config.subdomain_grace_days) * 86_400,
+            ));
         let idempotency = Idempotency::open(
             &store,
             Duration::from_millis(config.idempotency_wait_ms),
