@@ -54,6 +54,8 @@ const MAX_RESTARTS: u32 = 3;
 pub struct Replay {
     stream: Stream,
     filter: String,
+    /// The filter covers the whole stream: the consumer goes without it.
+    whole_stream: bool,
     messages: Option<pull::Ordered>,
     /// The stream sequence to read from next.
     next_from: u64,
@@ -69,9 +71,14 @@ impl Replay {
         filter: &str,
         from_sequence: u64,
     ) -> Result<Self, StoreError> {
+        // A filter that covers the whole stream leaves nothing out, but nats-server 2.9 counts a
+        // filtered consumer's pending messages by scanning the stream (seconds for a million
+        // events): such a replay reads the stream unfiltered.
+        let whole_stream = stream.cached_info().config.subjects == [filter];
         let mut replay = Self {
             stream: stream.clone(),
             filter: filter.to_owned(),
+            whole_stream,
             messages: None,
             next_from: from_sequence.max(1),
             restarts: 0,
@@ -94,7 +101,11 @@ impl Replay {
         let consumer = self
             .stream
             .create_consumer(pull::OrderedConfig {
-                filter_subject: self.filter.clone(),
+                filter_subject: if self.whole_stream {
+                    String::new()
+                } else {
+                    self.filter.clone()
+                },
                 deliver_policy,
                 ..Default::default()
             })
