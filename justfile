@@ -80,7 +80,7 @@ bench: up
     cargo bench -p eventstore --bench eventstore
     cargo bench -p vault --bench vault_bench
     cargo bench -p signup --bench signup
-    cargo bench -p projection --bench rebuild
+    BENCH_EVENTS=1000000 cargo bench -p projection --bench rebuild
     cargo bench -p provisioner --bench provisioning
     cargo bench -p provisioner --bench throughput
 

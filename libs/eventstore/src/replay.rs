@@ -8,7 +8,7 @@ use async_nats::jetstream::{
 };
 use futures::StreamExt;
 
-use crate::{RecordedEvent, StoreError};
+use crate::{DecodeError, RecordedEvent, StoreError};
 
 /// One stored message, as JetStream holds it.
 #[derive(Debug, Clone)]
@@ -23,6 +23,20 @@ pub struct RawMessage {
     pub payload: bytes::Bytes,
     /// When JetStream stored it.
     pub stored_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl RawMessage {
+    /// Decodes the message as a Tenantry event (see [`RecordedEvent::decode`]), moving its
+    /// headers into the event instead of copying them.
+    pub fn into_event(self) -> Result<RecordedEvent, DecodeError> {
+        RecordedEvent::from_parts(
+            self.subject,
+            self.sequence,
+            self.headers,
+            &self.payload,
+            self.stored_at,
+        )
+    }
 }
 
 /// Silence after which a replay asks the stream whether anything is left. The `pending` count
@@ -40,6 +54,8 @@ const MAX_RESTARTS: u32 = 3;
 pub struct Replay {
     stream: Stream,
     filter: String,
+    /// The filter covers the whole stream: the consumer goes without it.
+    whole_stream: bool,
     messages: Option<pull::Ordered>,
     /// The stream sequence to read from next.
     next_from: u64,
@@ -55,9 +71,14 @@ impl Replay {
         filter: &str,
         from_sequence: u64,
     ) -> Result<Self, StoreError> {
+        // A filter that covers the whole stream leaves nothing out, but nats-server 2.9 counts a
+        // filtered consumer's pending messages by scanning the stream (seconds for a million
+        // events): such a replay reads the stream unfiltered.
+        let whole_stream = stream.cached_info().config.subjects == [filter];
         let mut replay = Self {
             stream: stream.clone(),
             filter: filter.to_owned(),
+            whole_stream,
             messages: None,
             next_from: from_sequence.max(1),
             restarts: 0,
@@ -80,7 +101,11 @@ impl Replay {
         let consumer = self
             .stream
             .create_consumer(pull::OrderedConfig {
-                filter_subject: self.filter.clone(),
+                filter_subject: if self.whole_stream {
+                    String::new()
+                } else {
+                    self.filter.clone()
+                },
                 deliver_policy,
                 ..Default::default()
             })
@@ -107,20 +132,10 @@ impl Replay {
 
     /// The next event in stream order, `None` once caught up.
     pub async fn next(&mut self) -> Option<Result<RecordedEvent, StoreError>> {
-        let raw = match self.next_raw().await? {
-            Ok(raw) => raw,
-            Err(e) => return Some(Err(e)),
-        };
-        Some(
-            RecordedEvent::decode(
-                &raw.subject,
-                raw.sequence,
-                Some(&raw.headers),
-                &raw.payload,
-                raw.stored_at,
-            )
-            .map_err(StoreError::from),
-        )
+        Some(match self.next_raw().await? {
+            Ok(raw) => raw.into_event().map_err(StoreError::from),
+            Err(e) => Err(e),
+        })
     }
 
     /// The next message in stream order as stored (subject, headers, payload), undecoded:
@@ -145,7 +160,7 @@ impl Replay {
                     }
                 },
             };
-            let message = match message {
+            let mut message = match message {
                 Ok(Some(Ok(m))) => m,
                 Ok(Some(Err(e))) => {
                     self.messages = None;
@@ -179,11 +194,13 @@ impl Replay {
             if pending == 0 {
                 self.messages = None;
             }
+            // The delivery is ours: its headers and payload move out rather than being copied.
+            let message = &mut message.message;
             return Some(Ok(RawMessage {
                 sequence,
                 subject: message.subject.to_string(),
-                headers: message.headers.clone().unwrap_or_default(),
-                payload: message.payload.clone(),
+                headers: message.headers.take().unwrap_or_default(),
+                payload: std::mem::take(&mut message.payload),
                 stored_at: published,
             }));
         }

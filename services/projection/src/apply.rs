@@ -28,12 +28,71 @@ pub struct Applied {
     pub changed: Vec<String>,
 }
 
-struct Entry {
-    state: TenantState,
-    last_sequence: i64,
-    activated_at: Option<DateTime<Utc>>,
-    dirty: bool,
+/// A tenant being folded: its domain state plus the columns only the projection derives.
+#[derive(Default)]
+pub(crate) struct Entry {
+    pub(crate) state: TenantState,
+    /// Stream sequence of the last event that changed the tenant.
+    pub(crate) last_sequence: i64,
+    /// When it first went from Provisioning to Active.
+    pub(crate) activated_at: Option<DateTime<Utc>>,
+    /// Changed by the events applied so far (and so to be written).
+    pub(crate) dirty: bool,
 }
+
+impl Entry {
+    /// Folds `e` into the tenant; answers whether the event counted (the version moved).
+    pub(crate) fn fold(&mut self, e: &RecordedEvent) -> bool {
+        let before_version = self.state.version;
+        let before_status = self.state.status;
+        let state = std::mem::take(&mut self.state);
+        self.state = tenancy::apply_event(state, &envelope(e));
+        if self.state.version == before_version {
+            return false;
+        }
+        self.last_sequence = seq_i64(e.sequence);
+        if self.state.status == Status::Active
+            && before_status == Status::Provisioning
+            && self.activated_at.is_none()
+        {
+            self.activated_at = Some(e.occurred_at);
+        }
+        true
+    }
+
+    /// `created_at` and `updated_at` of the tenant's row.
+    pub(crate) fn times(&self) -> (DateTime<Utc>, DateTime<Utc>) {
+        let s = &self.state;
+        let updated = to_datetime(s.updated_at).unwrap_or_else(Utc::now);
+        (to_datetime(s.requested_at).unwrap_or(updated), updated)
+    }
+
+    /// `activation_ms` of the tenant's row.
+    pub(crate) fn activation_ms(&self) -> Option<i64> {
+        self.state
+            .activation_ms
+            .map(|v| i64::try_from(v).unwrap_or(i64::MAX))
+    }
+}
+
+/// The columns of a `tenants` row, in the order every writer lists them.
+pub(crate) const TENANT_WRITE_COLUMNS: &str = "tenant_id, status, subdomain, site, bench, plan, \
+    organisation, owner_email, owner_name, region, url, last_error, activation_ms, activated_at, \
+    created_at, updated_at, last_sequence, state";
+
+/// What an upsert of `tenants` rows replaces when the tenant is already there.
+pub(crate) const TENANT_UPSERT: &str = " ON CONFLICT (tenant_id) DO UPDATE SET \
+    status = EXCLUDED.status, subdomain = EXCLUDED.subdomain, site = EXCLUDED.site, \
+    bench = EXCLUDED.bench, plan = EXCLUDED.plan, organisation = EXCLUDED.organisation, \
+    owner_email = EXCLUDED.owner_email, owner_name = EXCLUDED.owner_name, \
+    region = EXCLUDED.region, url = EXCLUDED.url, last_error = EXCLUDED.last_error, \
+    activation_ms = EXCLUDED.activation_ms, activated_at = EXCLUDED.activated_at, \
+    created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at, \
+    last_sequence = EXCLUDED.last_sequence, state = EXCLUDED.state";
+
+/// The columns of a `tenant_history` row, in the order every writer lists them.
+pub(crate) const HISTORY_WRITE_COLUMNS: &str = "sequence, tenant_id, event_id, event_type, \
+    context, summary, occurred_at, correlation_id, causation_id";
 
 fn to_datetime(t: Option<prost_types::Timestamp>) -> Option<DateTime<Utc>> {
     let t = t?;
@@ -55,7 +114,7 @@ pub fn envelope(event: &RecordedEvent) -> pb::Event {
     }
 }
 
-fn seq_i64(seq: u64) -> i64 {
+pub(crate) fn seq_i64(seq: u64) -> i64 {
     i64::try_from(seq).unwrap_or(i64::MAX)
 }
 
@@ -121,8 +180,7 @@ pub async fn apply_batch(
     }
 
     let mut history = QueryBuilder::new(format!(
-        "INSERT INTO {}.tenant_history (sequence, tenant_id, event_id, event_type, context, \
-         summary, occurred_at, correlation_id, causation_id) ",
+        "INSERT INTO {}.tenant_history ({HISTORY_WRITE_COLUMNS}) ",
         g.schema
     ));
     history.push_values(&fresh, |mut b, e| {
@@ -146,28 +204,10 @@ pub async fn apply_batch(
         if id.is_empty() {
             continue;
         }
-        let entry = entries.entry(id.to_owned()).or_insert_with(|| Entry {
-            state: TenantState::default(),
-            last_sequence: 0,
-            activated_at: None,
-            dirty: false,
-        });
-        let before_version = entry.state.version;
-        let before_status = entry.state.status;
-        let state = std::mem::take(&mut entry.state);
-        entry.state = tenancy::apply_event(state, &envelope(e));
-        if entry.state.version != before_version {
-            entry.last_sequence = seq_i64(e.sequence);
-            if entry.state.status == Status::Active
-                && before_status == Status::Provisioning
-                && entry.activated_at.is_none()
-            {
-                entry.activated_at = Some(e.occurred_at);
-            }
-            if !entry.dirty {
-                entry.dirty = true;
-                out.changed.push(id.to_owned());
-            }
+        let entry = entries.entry(id.to_owned()).or_default();
+        if entry.fold(e) && !entry.dirty {
+            entry.dirty = true;
+            out.changed.push(id.to_owned());
         }
     }
 
@@ -180,14 +220,12 @@ pub async fn apply_batch(
         .collect();
     if !dirty.is_empty() {
         let mut upsert = QueryBuilder::new(format!(
-            "INSERT INTO {}.tenants (tenant_id, status, subdomain, site, bench, plan, \
-             organisation, owner_email, owner_name, region, url, last_error, activation_ms, \
-             activated_at, created_at, updated_at, last_sequence, state) ",
+            "INSERT INTO {}.tenants ({TENANT_WRITE_COLUMNS}) ",
             g.schema
         ));
         upsert.push_values(&dirty, |mut b, (id, e)| {
             let s = &e.state;
-            let updated = to_datetime(s.updated_at).unwrap_or_else(Utc::now);
+            let (created, updated) = e.times();
             b.push_bind((*id).clone())
                 .push_bind(s.status.as_str())
                 .push_bind(s.subdomain.clone())
@@ -200,37 +238,18 @@ pub async fn apply_batch(
                 .push_bind(s.region.clone())
                 .push_bind(s.url.clone())
                 .push_bind(s.last_error.clone())
-                .push_bind(
-                    s.activation_ms
-                        .map(|v| i64::try_from(v).unwrap_or(i64::MAX)),
-                )
+                .push_bind(e.activation_ms())
                 .push_bind(e.activated_at)
-                .push_bind(to_datetime(s.requested_at).unwrap_or(updated))
+                .push_bind(created)
                 .push_bind(updated)
                 .push_bind(e.last_sequence)
                 .push_bind(sqlx::types::Json(s));
         });
-        upsert.push(
-            " ON CONFLICT (tenant_id) DO UPDATE SET status = EXCLUDED.status, \
-             subdomain = EXCLUDED.subdomain, site = EXCLUDED.site, bench = EXCLUDED.bench, \
-             plan = EXCLUDED.plan, organisation = EXCLUDED.organisation, \
-             owner_email = EXCLUDED.owner_email, owner_name = EXCLUDED.owner_name, \
-             region = EXCLUDED.region, url = EXCLUDED.url, last_error = EXCLUDED.last_error, \
-             activation_ms = EXCLUDED.activation_ms, activated_at = EXCLUDED.activated_at, \
-             created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at, \
-             last_sequence = EXCLUDED.last_sequence, state = EXCLUDED.state",
-        );
+        upsert.push(TENANT_UPSERT);
         upsert.build().execute(&mut *conn).await?;
     }
 
-    sqlx::query(&format!(
-        "UPDATE {}.projection_checkpoint SET stream_sequence = $1 WHERE name = $2",
-        g.schema
-    ))
-    .bind(seq_i64(out.checkpoint))
-    .bind(CHECKPOINT_NAME)
-    .execute(&mut *conn)
-    .await?;
+    set_checkpoint(conn, g, out.checkpoint).await?;
 
     if notify && !out.changed.is_empty() {
         // Delivered to listeners only when the transaction commits, i.e. once the row is visible.
@@ -241,4 +260,21 @@ pub async fn apply_batch(
             .await?;
     }
     Ok(out)
+}
+
+/// Moves generation `g`'s checkpoint to `sequence`, on the caller's transaction.
+pub(crate) async fn set_checkpoint(
+    conn: &mut PgConnection,
+    g: &Generation,
+    sequence: u64,
+) -> Result<(), Error> {
+    sqlx::query(&format!(
+        "UPDATE {}.projection_checkpoint SET stream_sequence = $1 WHERE name = $2",
+        g.schema
+    ))
+    .bind(seq_i64(sequence))
+    .bind(CHECKPOINT_NAME)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }

@@ -1,13 +1,16 @@
 //! Blue/green rebuild: replay the log into a fresh generation, then flip the active pointer.
 //!
 //! 1. Take the rebuild lock (a session advisory lock; one rebuild at a time).
-//! 2. Create generation `N+1` and replay from `from_sequence` into it in batch transactions,
-//!    while queries and the live consumer keep using generation `N`.
+//! 2. Create generation `N+1` and replay from `from_sequence` into it with `COPY`, folding
+//!    tenants in memory ([`bulk`]), while queries and the live consumer keep using `N`.
 //! 3. Catch up with events appended meanwhile, replay after replay, until the lag is small.
 //! 4. Flip: in one transaction, lock the active pointer (the live consumer waits), apply the
 //!    last tail, point queries at `N+1`. The live consumer then continues on `N+1`, skipping what
 //!    the rebuild already applied.
 //! 5. Drop generations older than the previous one (kept so in-flight queries can finish).
+
+mod bulk;
+mod copy;
 
 use std::time::{Duration, Instant};
 
@@ -24,8 +27,14 @@ pub struct RebuildOptions {
     /// First stream sequence to apply (1 = from the beginning). Events before it are left
     /// out of the new generation: only for logs whose head was removed, or for experiments.
     pub from_sequence: u64,
-    /// Events per transaction while replaying.
+    /// Events per hand-off from the log reader to the database writer (one `COPY` message)
+    /// while replaying, and per transaction while applying the last tail under the lock.
     pub batch_size: usize,
+    /// Events per transaction while replaying and catching up (default: no limit, one
+    /// transaction per pass). Each commits its history rows, the tenants it changed and the
+    /// checkpoint together; a tenant that changes in several chunks is written in each, as an
+    /// upsert, so smaller chunks bound the transaction at the cost of speed.
+    pub chunk_events: u64,
     /// Catch-up stops and the flip happens once fewer events than this are outstanding.
     pub flip_lag: u64,
 }
@@ -35,6 +44,7 @@ impl Default for RebuildOptions {
         Self {
             from_sequence: 1,
             batch_size: 1000,
+            chunk_events: u64::MAX,
             flip_lag: 1000,
         }
     }
@@ -128,19 +138,9 @@ pub async fn rebuild(
 
     // Replay, then catch up until the remaining lag is small enough to finish under the lock.
     let mut from = options.from_sequence.max(1);
+    let mut bulk = bulk::Bulk::new(store, events, &g, options);
     loop {
-        let mut replay = events.replay(&filter, from).await?;
-        state.total += replay.total();
-        progress(&state);
-        let mut batch: Vec<RecordedEvent> = Vec::with_capacity(batch_size);
-        while let Some(event) = replay.next().await {
-            batch.push(event?);
-            if batch.len() >= batch_size {
-                apply_in_tx(store, &g, &mut batch, &mut state).await?;
-                progress(&state);
-            }
-        }
-        apply_in_tx(store, &g, &mut batch, &mut state).await?;
+        bulk.pass(from, &mut state, &mut progress).await?;
         state.total = state.total.max(state.applied);
         progress(&state);
         from = state.last_sequence.max(from.saturating_sub(1)) + 1;
@@ -150,6 +150,8 @@ pub async fn rebuild(
         }
         state.phase = Phase::CatchingUp;
     }
+    // Every folded tenant is in the tables now: the tail below reads them back from there.
+    drop(bulk);
 
     // The flip.
     state.phase = Phase::Flipping;
@@ -209,21 +211,6 @@ pub async fn rebuild(
         last_sequence: state.last_sequence,
         elapsed: started.elapsed(),
     })
-}
-
-async fn apply_in_tx(
-    store: &Store,
-    g: &Generation,
-    batch: &mut Vec<RecordedEvent>,
-    state: &mut RebuildProgress,
-) -> Result<(), Error> {
-    if batch.is_empty() {
-        return Ok(());
-    }
-    let mut tx = store.pool().begin().await?;
-    apply_on(&mut tx, g, batch, state).await?;
-    tx.commit().await?;
-    Ok(())
 }
 
 async fn apply_on(

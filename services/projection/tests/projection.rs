@@ -350,6 +350,104 @@ async fn rebuild_equals_the_live_tables_and_queries_keep_answering() {
     projection.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_in_many_chunks_with_catch_ups_equals_the_fold() {
+    let events = event_store().await;
+    let projection = spawn_projection(&events).await;
+    let mut rng = rng(rand::random());
+    let histories: Vec<Vec<Body>> = (0..120).map(|n| lifecycle(&mut rng, n, 20)).collect();
+    let last = append_interleaved(&events, &mut rng, histories).await;
+    projection.caught_up(last).await;
+    let store = projection.store.clone();
+    let live = store.active().await.unwrap();
+    let live_tenants = store.all_tenants_in(&live).await.unwrap();
+    let live_history = store.history_in(&live, None).await.unwrap();
+
+    // Tiny chunks: most tenants change in several, so later chunks update rows earlier ones
+    // wrote, and each chunk is many hand-offs from the reader.
+    let options = RebuildOptions {
+        batch_size: 13,
+        chunk_events: 97,
+        ..RebuildOptions::default()
+    };
+    let report = projection::rebuild(&store, &events, &options, |_| {})
+        .await
+        .unwrap();
+    assert!(
+        report.events > 5 * options.chunk_events,
+        "{}",
+        report.events
+    );
+    assert_eq!(report.last_sequence, last);
+    assert_eq!(
+        store.all_tenants_in(&report.generation).await.unwrap(),
+        live_tenants
+    );
+    assert_eq!(
+        store.history_in(&report.generation, None).await.unwrap(),
+        live_history
+    );
+
+    // Again, with events appended once the first pass has written everything that was there:
+    // a catch-up pass folds them onto tenants it wrote (the flip waits until nothing is left).
+    let active: Vec<String> = live_tenants
+        .iter()
+        .filter(|t| t.status == Status::Active)
+        .map(|t| t.tenant_id.clone())
+        .collect();
+    let mut appended = false;
+    let mut phases = Vec::new();
+    let options = RebuildOptions {
+        flip_lag: 1,
+        ..options
+    };
+    let second = projection::rebuild(&store, &events, &options, |p| {
+        phases.push(p.phase);
+        if !appended && p.last_sequence >= last {
+            appended = true;
+            // The callback is synchronous; this test runs on a multi-threaded runtime.
+            tokio::task::block_in_place(|| {
+                tokio::runtime::Handle::current().block_on(append_to(&events, &active))
+            });
+        }
+    })
+    .await
+    .unwrap();
+    assert!(appended);
+    assert!(
+        phases.contains(&projection::Phase::CatchingUp),
+        "{phases:?}"
+    );
+    let last = events.last_sequence().await.unwrap();
+    assert_eq!(second.last_sequence, last);
+    projection.caught_up(last).await;
+    assert_eq!(store.active().await.unwrap(), second.generation);
+    assert_matches_fold(&store, &events_by_tenant(&events).await).await;
+    let history = store.history_in(&second.generation, None).await.unwrap();
+    assert_eq!(history.len() as u64, last);
+    projection.stop().await;
+}
+
+/// A backup of each of `tenants` (a fact that changes an existing tenant) and a new tenant.
+async fn append_to(events: &eventstore::EventStore, tenants: &[String]) {
+    let mut versions = HashMap::new();
+    for t in tenants {
+        let body = Body::SiteBackedUp(pb::SiteBackedUp {
+            tenant_id: t.clone(),
+            site: "s".into(),
+            files: vec![],
+            duration_ms: 900,
+        });
+        let subject = events.subject(body.context(), t);
+        versions.insert(subject.clone(), events.version(&subject).await.unwrap());
+        append(events, &mut versions, body).await;
+    }
+    let mut rng = common::rng(11);
+    for body in lifecycle(&mut rng, 300, 5) {
+        append(events, &mut versions, body).await;
+    }
+}
+
 #[tokio::test]
 async fn a_second_rebuild_at_the_same_time_is_refused() {
     let events = event_store().await;

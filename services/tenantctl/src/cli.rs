@@ -287,7 +287,8 @@ pub struct ReplayArgs {
     /// First stream sequence to apply; events before it are left out of the rebuilt model.
     #[arg(long, default_value_t = 1)]
     pub from_seq: u64,
-    /// Events per transaction.
+    /// Events per hand-off from the log reader to the database writer, and per transaction
+    /// of the last tail applied under the lock.
     #[arg(long, default_value_t = 1000)]
     pub batch_size: usize,
 }
