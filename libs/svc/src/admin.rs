@@ -153,12 +153,14 @@ async fn readyz(State(s): State<AdminState>) -> impl IntoResponse {
     }
 }
 
+/// What `/metrics` sends: prometheus-client writes OpenMetrics text (`_total` counters, `# EOF`),
+/// and Prometheus picks its parser by this header — under the 0.0.4 text type it would split
+/// each counter into `unknown` families.
+pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
 async fn metrics(State(s): State<AdminState>) -> impl IntoResponse {
     (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
+        [(axum::http::header::CONTENT_TYPE, METRICS_CONTENT_TYPE)],
         s.metrics.render(),
     )
 }

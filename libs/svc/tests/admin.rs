@@ -56,15 +56,19 @@ async fn health_readiness_and_metrics() {
     consumer.set(false);
     drop(consumer);
     assert!(readiness.is_ready(), "a dropped part no longer counts");
-    let body = http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let answer = http.get(format!("{base}/metrics")).send().await.unwrap();
+    assert_eq!(
+        answer.headers()["content-type"],
+        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        "the type of the format sent"
+    );
+    let body = answer.text().await.unwrap();
+    assert!(body.contains("# TYPE tenantry_signups counter"), "{body}");
     assert!(body.contains("tenantry_signups_total 3"), "{body}");
+    assert!(
+        body.ends_with("# EOF\n"),
+        "OpenMetrics text ends with EOF: {body}"
+    );
 
     shutdown.trigger();
     task.await.unwrap().unwrap();
