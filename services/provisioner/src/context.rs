@@ -97,6 +97,8 @@ pub struct Ctx {
     pub vault: VaultClient,
     /// Placement.
     pub placer: Placer,
+    /// The warm pool's bucket (`STANDBY_POOL`).
+    pub pool: async_nats::jetstream::kv::Store,
     /// Bench operation slots.
     pub slots: Slots,
     /// Per-tenant (and per-standby-build) leases, shared with the consumers.

@@ -50,7 +50,6 @@ use crate::driver::Request;
 use crate::error::StepError;
 use crate::fleet::FleetConfig;
 use crate::lifecycle::Settle;
-use crate::placement::Placer;
 use crate::slots::{SlotConfig, Slots};
 
 /// Errors that stop the service from starting or running.
@@ -324,9 +323,8 @@ impl Application {
                 vault_client::VaultClient::from_endpoint(endpoint, &config.vault_token)
                     .map_err(|e| ProvisionerError::Config(e.to_string()))
             })?;
-        let placer = Placer::open(&store)
-            .await
-            .map_err(|e| ProvisionerError::Config(e.to_string()))?;
+        // Opened once: placement, the pool and the start-up check share the handles.
+        let buckets = recovery::Buckets::open(&store).await?;
         let slots = Slots::open(
             &store,
             &config.instance_id,
@@ -362,7 +360,8 @@ impl Application {
             fleet: Arc::new(config.fleet.clone()),
             benches: Arc::new(benches),
             vault,
-            placer,
+            placer: buckets.placer(),
+            pool: buckets.pool(),
             slots,
             leases,
             metrics,
@@ -370,7 +369,6 @@ impl Application {
             settings: config.process.clone(),
             derived: svc::Gate::default(),
         };
-        let buckets = recovery::Buckets::open(&ctx.store).await?;
         recovery::guard(
             &ctx.store,
             &buckets,

@@ -184,14 +184,13 @@ pub struct Placer {
 const CAS_ATTEMPTS: usize = 200;
 
 impl Placer {
-    /// Opens (creating if needed) the `BENCH_SITES`, `PLACEMENTS` and `SITE_NAMES` buckets.
-    pub async fn open(store: &EventStore) -> Result<Self, PlacerError> {
-        let (sites, placements, names) = open_buckets(store).await.map_err(unavailable)?;
-        Ok(Self {
+    /// Placement over buckets already open (see [`open_buckets`]).
+    pub fn over(sites: kv::Store, placements: kv::Store, names: kv::Store) -> Self {
+        Self {
             sites,
             placements,
             names,
-        })
+        }
     }
 
     /// Claims `subdomain` for `tenant` (idempotent for the same tenant); [`PlacerError::Taken`]

@@ -105,11 +105,6 @@ pub async fn open_bucket(
         .await
 }
 
-/// The pool bucket.
-pub async fn bucket(ctx: &Ctx) -> Result<kv::Store, StepError> {
-    open_bucket(&ctx.store).await.map_err(StepError::from)
-}
-
 async fn read(pool: &kv::Store, key: &str) -> Option<(Entry, u64)> {
     let e = pool.entry(key).await.ok()??;
     if e.operation != kv::Operation::Put {
@@ -138,9 +133,9 @@ pub async fn claim(
     if slots == 0 || !ctx.fleet.standby_app_sets().contains(apps) {
         return Ok(None);
     }
-    let pool = bucket(ctx).await?;
+    let pool = &ctx.pool;
     let set = app_set_key(apps);
-    let found = take(ctx, fence, tenant, region, &pool, &set, slots).await?;
+    let found = take(ctx, fence, tenant, region, pool, &set, slots).await?;
     ctx.metrics.pool_placement(&set, found.is_some());
     if let PoolPolicy::Adaptive(a) = policy {
         demand::placed(ctx, &set, found.is_some(), a.window);
@@ -215,9 +210,7 @@ async fn take(
 /// refill replace it — only if the key still holds that standby: once removed, the refill may
 /// already have put a new standby there, which must not be orphaned.
 pub async fn forget(ctx: &Ctx, standby: &StandbyRef) {
-    let Ok(pool) = bucket(ctx).await else {
-        return;
-    };
+    let pool = &ctx.pool;
     let key = standby.pool_key.as_str();
     let Ok(Some(entry)) = pool.entry(key).await else {
         return;
@@ -388,7 +381,7 @@ async fn refill_once(
     if ctx.derived.is_closed() {
         return Ok(());
     }
-    let pool = bucket(ctx).await?;
+    let pool = ctx.pool.clone();
     let slots = ctx.fleet.standby.policy().slots();
     // Sites per bench now: a build is not started on a bench that is full.
     let mut counts = ctx.placer.counts(&ctx.fleet).await?;

@@ -55,6 +55,20 @@ impl Buckets {
         })
     }
 
+    /// Placement over these buckets.
+    pub fn placer(&self) -> crate::placement::Placer {
+        crate::placement::Placer::over(
+            self.sites.clone(),
+            self.placements.clone(),
+            self.names.clone(),
+        )
+    }
+
+    /// The warm pool's bucket.
+    pub fn pool(&self) -> kv::Store {
+        self.pool.clone()
+    }
+
     fn each(&self) -> [(&'static str, &kv::Store); 4] {
         [
             (placement::PLACEMENTS, &self.placements),
