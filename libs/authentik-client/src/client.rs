@@ -8,6 +8,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+use tracing::Instrument as _;
 
 use crate::error::AuthentikError;
 use crate::model::{
@@ -128,13 +129,27 @@ impl Authentik {
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let resp = req.send().await.map_err(|e| {
-            AuthentikError::Unavailable(format!("{method} {path}: {}", without_url(e)))
-        })?;
-        let status = resp.status();
-        let text = resp.text().await.map_err(|e| {
-            AuthentikError::Unavailable(format!("{method} {path}: {}", without_url(e)))
-        })?;
+        let span = tracing::info_span!(
+            "authentik",
+            otel.name = %format!("authentik {method} {path}"),
+            otel.kind = "client",
+            http.request.method = %method,
+            url.path = %path,
+            http.response.status_code = tracing::field::Empty,
+        );
+        let (status, text) = async {
+            let resp = req.send().await.map_err(|e| {
+                AuthentikError::Unavailable(format!("{method} {path}: {}", without_url(e)))
+            })?;
+            let status = resp.status();
+            tracing::Span::current().record("http.response.status_code", status.as_u16());
+            let text = resp.text().await.map_err(|e| {
+                AuthentikError::Unavailable(format!("{method} {path}: {}", without_url(e)))
+            })?;
+            Ok::<_, AuthentikError>((status, text))
+        }
+        .instrument(span)
+        .await?;
         let parsed = || serde_json::from_str::<Value>(&text).ok();
         match status {
             s if s.is_success() => {

@@ -161,6 +161,19 @@ impl DeadLetters {
         Ok(value.and_then(|v| serde_json::from_slice(&v).ok()))
     }
 
+    /// How many records consumer `consumer` has (what its dead-letter gauge shows).
+    pub async fn count(&self, consumer: &str) -> Result<u64, StoreError> {
+        let mut keys = self.kv.keys().await.map_err(StoreError::unavailable)?;
+        let prefix = format!("{consumer}.");
+        let mut n = 0;
+        while let Some(k) = keys.next().await {
+            if k.map_err(StoreError::unavailable)?.starts_with(&prefix) {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
     /// Every record, by consumer then sequence.
     pub async fn list(&self) -> Result<Vec<DeadLetter>, StoreError> {
         let mut keys = match self.kv.keys().await {

@@ -59,6 +59,9 @@ impl EventStore {
             .name("tenantry")
             .retry_on_initial_connect()
             .connection_timeout(Duration::from_secs(5))
+            // A silent partition (no reset) shows after two missed pings, not the default
+            // minutes: readiness and the fail-fast paths rely on the connection state.
+            .ping_interval(Duration::from_secs(10))
             // A request (publish ack, KV op) fails after this instead of hanging while the
             // server is away; callers turn that into a retryable UNAVAILABLE.
             .request_timeout(Some(Duration::from_secs(5)))

@@ -5,6 +5,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use tracing::Instrument as _;
 
 use crate::names::{
     AppName, ConfigKey, DbName, HostUrl, MethodPath, NameError, PersonName, PyLiteral, SiteName,
@@ -424,8 +425,24 @@ impl Bench {
         // The bench host's `timeout` ends the command first; ours is only a backstop for a
         // runner (ssh, docker) that itself hangs.
         let backstop = guard.outlives() + Duration::from_secs(5);
+        let command: String = inv.redacted().join(" ").chars().take(300).collect();
+        let span = tracing::info_span!(
+            "bench",
+            otel.name = %format!("bench {op}"),
+            otel.kind = "client",
+            bench.op = op,
+            // Redacted: passwords and keys are `***`.
+            bench.command = %command,
+            exit_code = tracing::field::Empty,
+        );
         let out = timeline::outside(runner::run(inv, backstop))
+            .instrument(span.clone())
             .await
+            .inspect(|out| {
+                if let Some(code) = out.exit_code {
+                    span.record("exit_code", code);
+                }
+            })
             .map_err(|e| match e {
                 RunError::Spawn { program, source } => BenchError::Spawn {
                     op,

@@ -9,6 +9,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::time::Instant;
+use tracing::Instrument as _;
 
 use crate::bench::ApiCredentials;
 use crate::names::{MethodPath, PersonName, SiteName, UserEmail, UserId};
@@ -275,15 +276,26 @@ impl FrappeClient {
         if !query.is_empty() {
             url.query_pairs_mut().extend_pairs(query);
         }
+        let method_name = method.to_string();
         let mut req = self.http.request(method, url).headers(self.headers()?);
         if let Some(b) = body {
             req = req.json(b);
         }
+        let span = tracing::info_span!(
+            "rest",
+            otel.name = %format!("{method_name} {path}"),
+            otel.kind = "client",
+            http.request.method = %method_name,
+            url.path = %path,
+            http.response.status_code = tracing::field::Empty,
+        );
         let (resp, text) = timeline::outside(async {
             let resp = req.send().await?;
             let (status, headers) = (resp.status(), resp.headers().clone());
+            span.record("http.response.status_code", status.as_u16());
             resp.text().await.map(|text| ((status, headers), text))
         })
+        .instrument(span.clone())
         .await
         .map_err(RestError::Transport)?;
         let (status, headers) = resp;

@@ -3,11 +3,13 @@
 
 use std::{
     collections::BTreeMap,
+    future::Future,
     net::SocketAddr,
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
     },
+    time::Duration,
 };
 
 use axum::{Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
@@ -23,8 +25,9 @@ pub struct Readiness(Arc<ReadinessInner>);
 #[derive(Default, Debug)]
 struct ReadinessInner {
     ready: AtomicBool,
-    // A plain mutex: a few map operations, never held across an await.
-    parts: Mutex<BTreeMap<String, bool>>,
+    // A plain mutex: a few map operations, never held across an await. `None` is ready,
+    // `Some(why)` is not.
+    parts: Mutex<BTreeMap<String, Option<String>>>,
 }
 
 impl Readiness {
@@ -36,21 +39,22 @@ impl Readiness {
     /// A part that must be ready too (registered as not ready yet), e.g. one consumer.
     pub fn part(&self, name: impl Into<String>) -> ReadinessPart {
         let name = name.into();
-        self.parts().insert(name.clone(), false);
+        self.parts()
+            .insert(name.clone(), Some("not checked yet".to_owned()));
         ReadinessPart {
             readiness: self.clone(),
             name,
         }
     }
 
-    fn parts(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, bool>> {
+    fn parts(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Option<String>>> {
         // A poisoned map is still a valid map of flags.
         self.0.parts.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Whether it is ready.
     pub fn is_ready(&self) -> bool {
-        self.0.ready.load(Ordering::Acquire) && self.parts().values().all(|r| *r)
+        self.0.ready.load(Ordering::Acquire) && self.parts().values().all(Option::is_none)
     }
 
     /// What is not ready, for `/readyz` and logs.
@@ -58,8 +62,11 @@ impl Readiness {
         let mut out: Vec<String> = self
             .parts()
             .iter()
-            .filter(|(_, ready)| !**ready)
-            .map(|(name, _)| name.clone())
+            .filter_map(|(name, why)| match why.as_deref() {
+                None => None,
+                Some("") => Some(name.clone()),
+                Some(why) => Some(format!("{name} ({why})")),
+            })
             .collect();
         if !self.0.ready.load(Ordering::Acquire) {
             out.insert(0, "service".to_owned());
@@ -78,7 +85,119 @@ pub struct ReadinessPart {
 impl ReadinessPart {
     /// Marks this part ready (or not).
     pub fn set(&self, ready: bool) {
-        self.readiness.parts().insert(self.name.clone(), ready);
+        self.readiness
+            .parts()
+            .insert(self.name.clone(), (!ready).then(String::new));
+    }
+
+    /// Marks this part ready (`Ok`) or not, saying why (shown by `/readyz`).
+    pub fn report(&self, check: Result<(), String>) {
+        self.readiness
+            .parts()
+            .insert(self.name.clone(), check.err());
+    }
+}
+
+/// Keeps part `name` of `readiness` up to date with `check`, run every `every` until
+/// `shutdown` (each run bounded by `every`, at least a second: a dependency that hangs is as
+/// unready as one that refuses). Returns the watching task.
+pub fn probe<F, Fut>(
+    readiness: &Readiness,
+    name: impl Into<String>,
+    every: Duration,
+    shutdown: Shutdown,
+    mut check: F,
+) -> tokio::task::JoinHandle<()>
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: Future<Output = Result<(), String>> + Send,
+{
+    let part = readiness.part(name);
+    let limit = every.max(Duration::from_secs(1));
+    tokio::spawn(async move {
+        loop {
+            let result = match tokio::time::timeout(limit, check()).await {
+                Ok(r) => r,
+                Err(_) => Err(format!("no answer within {limit:?}")),
+            };
+            part.report(result);
+            tokio::select! {
+                () = shutdown.wait() => break,
+                () = tokio::time::sleep(every) => {}
+            }
+        }
+    })
+}
+
+/// What a service reports through an admin port: whether it is ready, and its metrics.
+#[derive(Clone, Default)]
+pub struct AdminHandle {
+    /// The readiness `/readyz` answers from.
+    pub readiness: Readiness,
+    /// The registry `/metrics` renders.
+    pub metrics: Metrics,
+}
+
+impl std::fmt::Debug for AdminHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminHandle")
+            .field("ready", &self.readiness.is_ready())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A service's admin port: its own (bound by [`Admin::open`]), or a share of the one its
+/// embedding process serves (`tenantry dev` runs every service behind one port).
+pub struct Admin {
+    handle: AdminHandle,
+    server: Option<AdminServer>,
+}
+
+impl Admin {
+    /// Binds `addr`, unless `shared` names the embedding process's admin port to report into.
+    pub async fn open(addr: SocketAddr, shared: Option<AdminHandle>) -> std::io::Result<Self> {
+        match shared {
+            Some(handle) => Ok(Self {
+                handle,
+                server: None,
+            }),
+            None => {
+                let handle = AdminHandle {
+                    readiness: Readiness::default(),
+                    metrics: Metrics::new(),
+                };
+                let server =
+                    AdminServer::bind(addr, handle.readiness.clone(), handle.metrics.clone())
+                        .await?;
+                Ok(Self {
+                    handle,
+                    server: Some(server),
+                })
+            }
+        }
+    }
+
+    /// The readiness this service reports into.
+    pub fn readiness(&self) -> &Readiness {
+        &self.handle.readiness
+    }
+
+    /// The registry this service registers its metrics in.
+    pub fn metrics(&self) -> &Metrics {
+        &self.handle.metrics
+    }
+
+    /// The bound address of its own port (`None` when it reports into a shared one).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.server.as_ref().and_then(|s| s.local_addr().ok())
+    }
+
+    /// Serves its own port until `shutdown` (the embedding process serves a shared one).
+    pub fn serve(&mut self, shutdown: Shutdown) -> tokio::task::JoinHandle<std::io::Result<()>> {
+        match self.server.take() {
+            Some(server) => tokio::spawn(server.serve(shutdown)),
+            None => tokio::spawn(async { Ok(()) }),
+        }
     }
 }
 

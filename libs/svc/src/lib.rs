@@ -5,17 +5,19 @@
 pub mod admin;
 pub mod args;
 pub mod auth;
+pub mod consumers;
 #[cfg(feature = "devca")]
 pub mod devca;
 pub mod gate;
 pub mod grpc;
 pub mod metrics;
+pub mod observe;
 pub mod secret;
 pub mod shutdown;
 pub mod telemetry;
 pub mod tls;
 
-pub use admin::{AdminServer, Readiness, ReadinessPart};
+pub use admin::{Admin, AdminHandle, AdminServer, Readiness, ReadinessPart};
 pub use args::{AdminArgs, DatabaseArgs, NatsArgs, NatsConfigError, TelemetryArgs};
 pub use auth::{Operator, OperatorArgs, OperatorAuth, Role};
 pub use gate::Gate;

@@ -24,6 +24,7 @@ use secrecy::{ExposeSecret, SecretSlice, SecretString};
 use tonic::metadata::{AsciiMetadataValue, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Response, Status};
+use tracing::Instrument as _;
 
 use proto::metadata::CORRELATION_ID as CORRELATION_HEADER;
 
@@ -230,6 +231,7 @@ pub struct AuditQuery {
 #[derive(Clone)]
 pub struct VaultClient {
     inner: Grpc<Channel>,
+    health: tonic_health::pb::health_client::HealthClient<Channel>,
     authorization: AsciiMetadataValue,
     correlation_id: Option<AsciiMetadataValue>,
     retry: RetryPolicy,
@@ -277,6 +279,7 @@ impl VaultClient {
         // Keeps the token out of `Debug` output of the request headers.
         authorization.set_sensitive(true);
         Ok(Self {
+            health: tonic_health::pb::health_client::HealthClient::new(channel.clone()),
             inner: Grpc::new(channel),
             authorization,
             correlation_id: None,
@@ -309,9 +312,19 @@ impl VaultClient {
         Fut: Future<Output = Result<Response<R>, Status>>,
     {
         let per_attempt = self.retry.attempt_timeout;
+        let span = tracing::info_span!(
+            "vault.call",
+            otel.name = %format!("vault {operation}"),
+            otel.kind = "client",
+            rpc.system = "grpc",
+            rpc.service = "tenantry.v1.Vault",
+            rpc.method = operation,
+        );
         let attempt = || {
             let mut request = Request::new(make());
             request.set_timeout(per_attempt);
+            // The vault's span continues this call's trace.
+            span.in_scope(|| svc::observe::inject_context(request.metadata_mut()));
             request
                 .metadata_mut()
                 .insert("authorization", self.authorization.clone());
@@ -360,7 +373,9 @@ impl VaultClient {
                 });
         let began = tokio::time::Instant::now();
         // Marked for the caller's timeline: the vault is part of the control plane's own cost.
-        let out = timeline::within("vault", tokio::time::timeout(budget, retried)).await;
+        let out = timeline::within("vault", tokio::time::timeout(budget, retried))
+            .instrument(span.clone())
+            .await;
         tracing::trace!(
             operation,
             ms = u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX),
@@ -373,6 +388,28 @@ impl VaultClient {
         })
         .map(Response::into_inner)
         .map_err(|status| ClientError::Status { operation, status })
+    }
+
+    /// Whether the vault answers and says it is serving (gRPC health; no token needed): the
+    /// readiness check of a service that cannot work without it. One attempt, bounded by
+    /// the attempt timeout.
+    pub async fn health(&self) -> Result<(), String> {
+        let mut request = Request::new(tonic_health::pb::HealthCheckRequest {
+            service: "tenantry.v1.Vault".to_owned(),
+        });
+        request.set_timeout(self.retry.attempt_timeout);
+        let mut client = self.health.clone();
+        match tokio::time::timeout(self.retry.attempt_timeout, client.check(request)).await {
+            Err(_) => Err("the vault did not answer its health check".to_owned()),
+            Ok(Err(status)) => Err(format!(
+                "the vault's health check failed: {}",
+                status.code()
+            )),
+            Ok(Ok(answer)) => match answer.into_inner().status() {
+                tonic_health::pb::health_check_response::ServingStatus::Serving => Ok(()),
+                other => Err(format!("the vault says {}", other.as_str_name())),
+            },
+        }
     }
 
     /// Stores a new version of secret `tenant_id/name` of `kind`.

@@ -6,9 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use eventstore::{Delivery, EventStore, RecordedEvent, StoreError, SubscribeOptions};
+use svc::consumers::ConsumerMetrics;
 use svc::{ReadinessPart, Shutdown};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
+use tracing::Instrument as _;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::Lease;
 use crate::lease::{Acquire, LeaseError, Leases};
@@ -141,6 +144,7 @@ pub struct Worker<H> {
     handler: Arc<H>,
     leases: Option<Leases>,
     permits: Arc<Semaphore>,
+    metrics: Option<ConsumerMetrics>,
 }
 
 impl<H: Handler> Worker<H> {
@@ -160,13 +164,28 @@ impl<H: Handler> Worker<H> {
             handler,
             leases,
             permits,
+            metrics: None,
         }
+    }
+
+    /// Reports this consumer's progress, redeliveries and dead letters into `metrics`.
+    pub fn with_metrics(mut self, metrics: ConsumerMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Consumes until `shutdown`; `ready` is up while subscribed. Returns an error only for a
     /// configuration JetStream refuses (start-up must stop and say so).
     pub async fn run(self, ready: ReadinessPart, shutdown: Shutdown) -> Result<(), StoreError> {
         let config = Arc::new(self.config);
+        let watch = self.metrics.as_ref().map(|m| {
+            m.watch(
+                self.store.clone(),
+                &config.durable,
+                Duration::from_secs(5),
+                shutdown.clone(),
+            )
+        });
         let mut tasks = JoinSet::new();
         let mut subscription = None;
         let mut resubscribe_delay = Duration::from_millis(200);
@@ -215,6 +234,10 @@ impl<H: Handler> Worker<H> {
             match next {
                 Ok(None) => {}
                 Ok(Some(delivery)) => {
+                    if let Some(m) = &self.metrics {
+                        m.delivered(&config.durable, delivery.delivery_count());
+                    }
+                    let span = consume_span(&config.durable, &delivery);
                     let handler = Arc::clone(&self.handler);
                     let leases = self.leases.clone();
                     let config = Arc::clone(&config);
@@ -228,6 +251,7 @@ impl<H: Handler> Worker<H> {
                             permit,
                             shutdown,
                         )
+                        .instrument(span)
                         .await;
                     });
                 }
@@ -253,8 +277,32 @@ impl<H: Handler> Worker<H> {
             tracing::warn!(durable = %config.durable, "shutdown grace passed; abandoning in-flight work to redelivery");
             tasks.abort_all();
         }
+        if let Some(w) = watch {
+            w.abort();
+        }
         Ok(())
     }
+}
+
+/// The span of one delivery: a child of the span that appended the event (its `traceparent`),
+/// so a tenant's whole life is one trace across services.
+pub fn consume_span(durable: &str, delivery: &Delivery) -> tracing::Span {
+    let event = &delivery.event;
+    let span = tracing::info_span!(
+        "consume",
+        otel.name = %format!("{durable} {}", event.event_type),
+        otel.kind = "consumer",
+        messaging.system = "nats",
+        messaging.consumer.group.name = %durable,
+        messaging.message.id = %event.event_id,
+        tenant = %event.tenant_id,
+        event = %event.event_type,
+        sequence = event.sequence,
+        delivered = delivery.delivery_count(),
+    );
+    // Without an OpenTelemetry layer (a test's subscriber) the span is a plain one.
+    let _ = span.set_parent(event.trace_context());
+    span
 }
 
 async fn process<H: Handler>(
