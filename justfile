@@ -49,24 +49,29 @@ demo-stop:
         echo "tenantry dev is not running"
     fi
 
-# The packages of the Python subscriber example, which the test suite runs against a live stack
+# The Python packages the test suite uses: the subscriber example's and the OpenMetrics parser
 python-deps:
     #!/usr/bin/env bash
     set -euo pipefail
-    if python3 -c "import nats, google.protobuf, grpc_tools" 2>/dev/null; then exit 0; fi
+    if python3 -c "import nats, google.protobuf, grpc_tools, prometheus_client" 2>/dev/null; then exit 0; fi
     echo "==> installing the Python example's packages (examples/python-subscriber/requirements.txt)"
     if ! command -v python3 >/dev/null 2>&1; then
         sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
         $sudo apt-get install -y -qq python3 python3-pip >/dev/null
     fi
     python3 -m pip --version >/dev/null 2>&1 || python3 -m ensurepip --user >/dev/null
-    req=examples/python-subscriber/requirements.txt
-    # A Debian python refuses user installs unless told (PEP 668); ours go to ~/.local only.
-    python3 -m pip install --user --quiet -r "$req" 2>/dev/null \
-        || python3 -m pip install --user --quiet --break-system-packages -r "$req"
+    for req in examples/python-subscriber/requirements.txt tests/requirements.txt; do
+        # A Debian python refuses user installs unless told (PEP 668); ours go to ~/.local only.
+        python3 -m pip install --user --quiet -r "$req" 2>/dev/null \
+            || python3 -m pip install --user --quiet --break-system-packages -r "$req"
+    done
+
+# Validate the dashboard JSON and the alert rules (promtool check + unit tests)
+check-observability:
+    deploy/observability/check.sh
 
 # Run every test against the real servers (runs `just up` first)
-test: up python-deps
+test: up python-deps check-observability
     #!/usr/bin/env bash
     set -euo pipefail
     if cargo nextest --version >/dev/null 2>&1; then

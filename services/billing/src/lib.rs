@@ -24,12 +24,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument as _;
 
 use async_nats::jetstream::kv;
 use eventstore::{Body, EventContext, EventStore, StoreConfig};
 use futures::StreamExt as _;
 use secrecy::SecretString;
-use svc::{AdminServer, Readiness, Shutdown};
+use svc::{Readiness, Shutdown};
 use tenancy::Dunning;
 use tokio::sync::Semaphore;
 use worker::{Acquire, Handler, Leases, Outcome, Work, WorkError, Worker, WorkerConfig};
@@ -78,6 +79,8 @@ pub struct Config {
     pub lease_ttl: Duration,
     /// Admin HTTP address.
     pub admin_addr: SocketAddr,
+    /// The embedding process's admin port to report into instead (`tenantry dev`).
+    pub shared_admin: Option<svc::AdminHandle>,
     /// The `Billing` gRPC API's address; port 0 picks one.
     pub listen_addr: SocketAddr,
     /// TLS and limits of the gRPC API.
@@ -112,6 +115,7 @@ impl Config {
             ack_wait: Duration::from_secs(60),
             lease_ttl: Duration::from_secs(15),
             admin_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            shared_admin: None,
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             grpc: svc::GrpcServerArgs::default(),
             operators: svc::OperatorAuth::default(),
@@ -297,7 +301,7 @@ pub struct Application<P> {
     due: kv::Store,
     leases: Leases,
     config: Config,
-    admin: AdminServer,
+    admin: svc::Admin,
     readiness: Readiness,
 }
 
@@ -313,12 +317,12 @@ impl<P: PaymentProvider> Application<P> {
             .map_err(|e| {
                 StartError::Config(format!("cannot listen on {}: {e}", config.listen_addr))
             })?;
-        let readiness = Readiness::default();
-        let admin = AdminServer::bind(config.admin_addr, readiness.clone(), svc::Metrics::new())
+        let admin = svc::Admin::open(config.admin_addr, config.shared_admin.clone())
             .await
             .map_err(|e| {
                 StartError::Config(format!("cannot listen on {}: {e}", config.admin_addr))
             })?;
+        let readiness = admin.readiness().clone();
         let store = EventStore::connect(&config.nats).await?;
         plans::agree(&store, &config.catalogue, "billing")
             .await
@@ -392,10 +396,17 @@ impl<P: PaymentProvider> Application<P> {
             due,
             leases,
             config,
-            admin,
+            mut admin,
             readiness,
         } = self;
-        let admin_task = tokio::spawn(admin.serve(shutdown.clone()));
+        let admin_task = admin.serve(shutdown.clone());
+        let nats_probe = svc::admin::probe(
+            &readiness,
+            "nats",
+            Duration::from_secs(1),
+            shutdown.clone(),
+            svc::consumers::nats_check(&ctx.store),
+        );
         let api = tonic::service::interceptor::InterceptedService::new(
             proto::v1::billing_server::BillingServer::new(grpc::BillingService::new(
                 Arc::clone(&ctx),
@@ -408,6 +419,7 @@ impl<P: PaymentProvider> Application<P> {
             .grpc
             .builder("billing")
             .map_err(|e| StartError::Config(e.to_string()))?
+            .layer(svc::observe::ObserveLayer::new("billing", admin.metrics()))
             .layer(config.grpc.limit())
             .add_service(api);
         let stop_serving = shutdown.clone();
@@ -434,7 +446,8 @@ impl<P: PaymentProvider> Application<P> {
             handler,
             Some(leases.clone()),
             Arc::new(Semaphore::new(16)),
-        );
+        )
+        .with_metrics(svc::consumers::ConsumerMetrics::new(admin.metrics()));
         let consumer =
             tokio::spawn(worker.run(readiness.part("billing-provisioning"), shutdown.clone()));
         let scheduler = tokio::spawn(schedule(
@@ -448,6 +461,7 @@ impl<P: PaymentProvider> Application<P> {
         let consumed = consumer.await;
         shutdown.trigger();
         let _ = scheduler.await;
+        let _ = nats_probe.await;
         let _ = admin_task.await;
         if let Ok(Err(e)) = served.await {
             return Err(anyhow::Error::new(e).context("billing gRPC server").into());
@@ -553,10 +567,22 @@ impl<P: PaymentProvider> Handler for Subscriptions<P> {
         let fence = Fence::of(work.lease.clone());
         let tenant = work.event.tenant_id.clone();
         let result = match &work.event.body {
-            Body::TenantProvisioned(_) => match self.ctx.start(&fence, &tenant).await {
-                Ok(()) => self.ctx.settle(&fence, &tenant).await,
-                Err(e) => Err(e),
-            },
+            Body::TenantProvisioned(_) => {
+                // The subscription's start: the last step of a signup's trace.
+                let span = tracing::info_span!(
+                    "step",
+                    otel.name = "billing start subscription",
+                    tenant = %tenant,
+                );
+                async {
+                    match self.ctx.start(&fence, &tenant).await {
+                        Ok(()) => self.ctx.settle(&fence, &tenant).await,
+                        Err(e) => Err(e),
+                    }
+                }
+                .instrument(span)
+                .await
+            }
             Body::SiteDeleted(_) => self.ctx.cancel(&fence, &tenant).await.map(|()| None),
             // Running again: measurable again (usage is not metered while suspended).
             Body::SiteResumed(_) => self.ctx.settle(&fence, &tenant).await,

@@ -30,7 +30,7 @@ use std::time::Duration;
 use authentik_client::{Authentik, AuthentikConfig, Directory, DirectoryNames};
 use eventstore::{EventContext, EventStore, StoreConfig};
 use secrecy::SecretString;
-use svc::{AdminServer, Readiness, Shutdown};
+use svc::{Readiness, Shutdown};
 use tokio::sync::Semaphore;
 use worker::{Handler, Leases, Outcome, Work, WorkError, Worker, WorkerConfig};
 
@@ -74,6 +74,8 @@ pub struct Config {
     pub sites: SiteApi,
     /// Admin HTTP address; port 0 picks one.
     pub admin_addr: SocketAddr,
+    /// The embedding process's admin port to report into instead (`tenantry dev`).
+    pub shared_admin: Option<svc::AdminHandle>,
     /// Tenants handled at once by this instance.
     pub concurrency: usize,
     /// Ack wait of the consumers (kept alive with in-progress acks).
@@ -113,6 +115,7 @@ impl Config {
             public_auth_url: None,
             sites,
             admin_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            shared_admin: None,
             concurrency: 16,
             ack_wait: Duration::from_secs(60),
             max_attempts: 8,
@@ -283,7 +286,7 @@ pub struct Application {
     ctx: Ctx,
     config: Config,
     leases: Leases,
-    admin: AdminServer,
+    admin: svc::Admin,
     readiness: Readiness,
 }
 
@@ -291,13 +294,12 @@ impl Application {
     /// Binds the admin listener, connects to NATS and the vault, and looks up the flows,
     /// mappings and signing key in Authentik (a missing one stops start-up, named).
     pub async fn build(config: Config) -> Result<Self, IdentityError> {
-        let registry = svc::Metrics::new();
-        let readiness = Readiness::default();
-        let admin = AdminServer::bind(config.admin_addr, readiness.clone(), registry)
+        let admin = svc::Admin::open(config.admin_addr, config.shared_admin.clone())
             .await
             .map_err(|e| {
                 IdentityError::Config(format!("cannot listen on {}: {e}", config.admin_addr))
             })?;
+        let readiness = admin.readiness().clone();
         let store = EventStore::connect(&config.nats).await?;
         let vault = config
             .vault_tls
@@ -362,10 +364,18 @@ impl Application {
             ctx,
             config,
             leases,
-            admin,
+            mut admin,
             readiness,
         } = self;
-        let admin_task = tokio::spawn(admin.serve(shutdown.clone()));
+        let admin_task = admin.serve(shutdown.clone());
+        let consumer_metrics = svc::consumers::ConsumerMetrics::new(admin.metrics());
+        let nats_probe = svc::admin::probe(
+            &readiness,
+            "nats",
+            Duration::from_secs(1),
+            shutdown.clone(),
+            svc::consumers::nats_check(&ctx.store),
+        );
         let permits = Arc::new(Semaphore::new(config.concurrency));
         let handler = Arc::new(Tenants {
             ctx: ctx.clone(),
@@ -390,9 +400,12 @@ impl Application {
                 Arc::clone(&handler),
                 Some(leases.clone()),
                 Arc::clone(&permits),
-            );
+            )
+            .with_metrics(consumer_metrics.clone());
             tokio::spawn(worker.run(readiness.part(durable), shutdown.clone()))
         });
+        // The consumers' parts say whether they are subscribed; the service itself is up.
+        readiness.set(true);
         let mut failed = None;
         for w in workers {
             match w.await {
@@ -402,6 +415,7 @@ impl Application {
             }
         }
         shutdown.trigger();
+        let _ = nats_probe.await;
         let served = match admin_task.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(anyhow::Error::new(e).context("admin server").into()),

@@ -4,6 +4,7 @@
 use eventstore::{Body, EventContext, NewEvent, RecordedEvent, StoreError};
 use proto::v1 as pb;
 use tenancy::{IdentityAction, IdentityTrigger, Status};
+use tracing::Instrument as _;
 use worker::{Outcome, Work, WorkError};
 
 use crate::configure::{Failed, configure};
@@ -31,6 +32,16 @@ pub fn trigger(body: &Body) -> Option<IdentityTrigger> {
     })
 }
 
+fn action_name(action: &IdentityAction) -> &'static str {
+    match action {
+        IdentityAction::Nothing => "nothing",
+        IdentityAction::Configure { .. } => "configure",
+        IdentityAction::Disable => "disable",
+        IdentityAction::Enable => "enable",
+        IdentityAction::Remove => "remove",
+    }
+}
+
 /// Handles one delivery of a trigger event.
 pub async fn handle(ctx: &Ctx, attempts: &Attempts, work: &Work) -> Result<Outcome, WorkError> {
     let Some(trigger) = trigger(&work.event.body) else {
@@ -46,80 +57,91 @@ pub async fn handle(ctx: &Ctx, attempts: &Attempts, work: &Work) -> Result<Outco
         && tenant.provisioned.is_some();
     let action = tenancy::decide_identity(&tenant.state.sso, trigger, tenant.suspended());
     tracing::debug!(tenant = %tenant.id, ?trigger, ?action, "identity decision");
-    let result = match action {
-        IdentityAction::Nothing => {
-            // A redelivery after IdentityConfigured whose password clean-up was lost.
-            if tenant.state.sso.configured() {
-                ctx.forget_password(&tenant.id).await.map_err(work_error)?;
-            }
-            return Ok(Outcome::Done);
-        }
-        IdentityAction::Configure { .. } if !live => return Ok(Outcome::Done),
-        IdentityAction::Configure { active } => match configure(ctx, &fence, &tenant, active).await
-        {
-            Ok(done) => {
-                record(
-                    ctx,
-                    &fence,
-                    &tenant,
-                    &work.event,
-                    "configured",
-                    Body::IdentityConfigured(done),
-                )
-                .await?;
-                // Authentik holds the password now; the vault's copy goes.
-                ctx.forget_password(&tenant.id).await.map_err(work_error)?;
+    // One span per action: the parent of its Authentik and site calls, a child of the delivery.
+    let span = tracing::info_span!(
+        "step",
+        otel.name = %format!("identity {}", action_name(&action)),
+        tenant = %tenant.id,
+    );
+    async {
+        let result = match action {
+            IdentityAction::Nothing => {
+                // A redelivery after IdentityConfigured whose password clean-up was lost.
+                if tenant.state.sso.configured() {
+                    ctx.forget_password(&tenant.id).await.map_err(work_error)?;
+                }
                 return Ok(Outcome::Done);
             }
-            Err(failed) => Err(failed),
-        },
-        IdentityAction::Disable => lifecycle::set_users_active(ctx, &fence, &tenant, false)
-            .await
-            .map(|n| {
-                Body::IdentityDisabled(pb::IdentityDisabled {
-                    tenant_id: tenant.id.clone(),
-                    users_deactivated: n,
+            IdentityAction::Configure { .. } if !live => return Ok(Outcome::Done),
+            IdentityAction::Configure { active } => {
+                match configure(ctx, &fence, &tenant, active).await {
+                    Ok(done) => {
+                        record(
+                            ctx,
+                            &fence,
+                            &tenant,
+                            &work.event,
+                            "configured",
+                            Body::IdentityConfigured(done),
+                        )
+                        .await?;
+                        // Authentik holds the password now; the vault's copy goes.
+                        ctx.forget_password(&tenant.id).await.map_err(work_error)?;
+                        return Ok(Outcome::Done);
+                    }
+                    Err(failed) => Err(failed),
+                }
+            }
+            IdentityAction::Disable => lifecycle::set_users_active(ctx, &fence, &tenant, false)
+                .await
+                .map(|n| {
+                    Body::IdentityDisabled(pb::IdentityDisabled {
+                        tenant_id: tenant.id.clone(),
+                        users_deactivated: n,
+                    })
                 })
-            })
-            .map_err(|error| Failed {
-                step: "disable",
-                error,
-            }),
-        IdentityAction::Enable => lifecycle::enable(ctx, &fence, &tenant)
-            .await
-            .map(|n| {
-                Body::IdentityEnabled(pb::IdentityEnabled {
-                    tenant_id: tenant.id.clone(),
-                    users_activated: n,
+                .map_err(|error| Failed {
+                    step: "disable",
+                    error,
+                }),
+            IdentityAction::Enable => lifecycle::enable(ctx, &fence, &tenant)
+                .await
+                .map(|n| {
+                    Body::IdentityEnabled(pb::IdentityEnabled {
+                        tenant_id: tenant.id.clone(),
+                        users_activated: n,
+                    })
                 })
-            })
-            .map_err(|error| Failed {
-                step: "enable",
-                error,
-            }),
-        IdentityAction::Remove => lifecycle::remove(ctx, &fence, &tenant)
-            .await
-            .map(|()| {
-                Body::IdentityRemoved(pb::IdentityRemoved {
-                    tenant_id: tenant.id.clone(),
+                .map_err(|error| Failed {
+                    step: "enable",
+                    error,
+                }),
+            IdentityAction::Remove => lifecycle::remove(ctx, &fence, &tenant)
+                .await
+                .map(|()| {
+                    Body::IdentityRemoved(pb::IdentityRemoved {
+                        tenant_id: tenant.id.clone(),
+                    })
                 })
-            })
-            .map_err(|error| Failed {
-                step: "remove",
-                error,
-            }),
-    };
-    match result {
-        Ok(body) => {
-            let tag = body.type_name();
-            record(ctx, &fence, &tenant, &work.event, tag, body).await?;
-            Ok(Outcome::Done)
-        }
-        Err(failed) => {
-            let configuring = matches!(action, IdentityAction::Configure { .. });
-            failure(ctx, &fence, attempts, work, &tenant, failed, configuring).await
+                .map_err(|error| Failed {
+                    step: "remove",
+                    error,
+                }),
+        };
+        match result {
+            Ok(body) => {
+                let tag = body.type_name();
+                record(ctx, &fence, &tenant, &work.event, tag, body).await?;
+                Ok(Outcome::Done)
+            }
+            Err(failed) => {
+                let configuring = matches!(action, IdentityAction::Configure { .. });
+                failure(ctx, &fence, attempts, work, &tenant, failed, configuring).await
+            }
         }
     }
+    .instrument(span)
+    .await
 }
 
 /// Records a failed attempt; gives up (IdentityConfigurationFailed) when another attempt will

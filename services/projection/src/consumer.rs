@@ -15,6 +15,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+use tracing::Instrument as _;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use eventstore::{EventStore, RecordedEvent, SubscribeOptions};
 use svc::{Readiness, Shutdown};
@@ -144,9 +146,24 @@ pub async fn run(c: Consumer, checked: bool, shutdown: Shutdown) -> Result<(), E
                     break;
                 }
             };
+            let span = tracing::info_span!(
+                "consume",
+                otel.name = %format!("{durable} {}", delivery.event.event_type),
+                otel.kind = "consumer",
+                messaging.system = "nats",
+                messaging.consumer.group.name = %durable,
+                tenant = %delivery.event.tenant_id,
+                event = %delivery.event.event_type,
+                sequence = delivery.event.sequence,
+            );
+            // Continues the trace of whoever appended the event.
+            let _ = span.set_parent(delivery.event.trace_context());
             let mut backoff = Duration::from_millis(100);
             loop {
-                match handle(&store, &delivery.event).await {
+                match handle(&store, &delivery.event)
+                    .instrument(span.clone())
+                    .await
+                {
                     Ok(applied) => {
                         stats.applied.fetch_add(applied.applied, Ordering::Relaxed);
                         stats.skipped.fetch_add(applied.skipped, Ordering::Relaxed);

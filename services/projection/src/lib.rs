@@ -15,6 +15,7 @@ pub mod behind;
 pub mod consumer;
 pub mod error;
 pub mod grpc;
+pub mod metrics;
 pub mod rebuild;
 pub mod store;
 
@@ -90,6 +91,12 @@ pub struct Config {
     /// TLS, limits and timeout of the listener.
     #[command(flatten)]
     pub grpc: GrpcServerArgs,
+    /// The admin port (`/healthz`, `/readyz`, `/metrics`).
+    #[command(flatten)]
+    pub admin: svc::AdminArgs,
+    /// The embedding process's admin port to report into instead (`tenantry dev`).
+    #[arg(skip)]
+    pub shared_admin: Option<svc::AdminHandle>,
     /// Named operators: readers may query `TenantDirectory`, admins may also rebuild.
     #[command(flatten)]
     pub operators: OperatorArgs,
@@ -115,6 +122,10 @@ impl Config {
             read_wait_ms: 5_000,
             no_consumer: false,
             grpc: GrpcServerArgs::default(),
+            admin: svc::AdminArgs {
+                admin_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            },
+            shared_admin: None,
             operators: OperatorArgs::default(),
             operator_auth: None,
         }
@@ -132,6 +143,7 @@ pub struct Application {
     stats: Arc<ConsumerStats>,
     readiness: Readiness,
     gate: behind::Gate,
+    admin: svc::Admin,
 }
 
 impl Application {
@@ -142,6 +154,10 @@ impl Application {
             anyhow::Error::new(e).context(format!("cannot listen on {}", config.listen_addr))
         })?;
         let local_addr = listener.local_addr().map_err(anyhow::Error::new)?;
+        let admin_addr = config.admin.admin_addr;
+        let admin = svc::Admin::open(admin_addr, config.shared_admin.clone())
+            .await
+            .map_err(|e| anyhow::Error::new(e).context(format!("cannot listen on {admin_addr}")))?;
         // Checked now so a bad certificate stops the start, not the first call.
         config
             .grpc
@@ -168,8 +184,9 @@ impl Application {
             config,
             operators,
             stats: Arc::default(),
-            readiness: Readiness::default(),
+            readiness: admin.readiness().clone(),
             gate: behind::Gate::default(),
+            admin,
         })
     }
 
@@ -193,6 +210,16 @@ impl Application {
         self.readiness.clone()
     }
 
+    /// The registry the projection reports into.
+    pub fn metrics(&self) -> &svc::Metrics {
+        self.admin.metrics()
+    }
+
+    /// The bound admin address (`None` when it reports into the embedding process's port).
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.local_addr()
+    }
+
     /// Consumes and serves until `shutdown` completes, then finishes in-flight work.
     pub async fn run_until_stopped(
         self,
@@ -205,6 +232,39 @@ impl Application {
             shutdown.await;
             trigger.trigger();
         });
+        let mut admin_port = self.admin;
+        let admin_task = admin_port.serve(stop.clone());
+        let registry = admin_port.metrics().clone();
+        let mut background = vec![
+            svc::admin::probe(
+                &self.readiness,
+                "nats",
+                PROBE_EVERY,
+                stop.clone(),
+                svc::consumers::nats_check(&self.events),
+            ),
+            svc::admin::probe(&self.readiness, "postgres", PROBE_EVERY, stop.clone(), {
+                let store = self.store.clone();
+                move || {
+                    let store = store.clone();
+                    async move { store.ping().await }
+                }
+            }),
+            metrics::ProjectionMetrics::register(&registry, &self.stats).watch(
+                self.store.clone(),
+                self.events.clone(),
+                Duration::from_secs(5),
+                stop.clone(),
+            ),
+        ];
+        if !self.config.no_consumer {
+            background.push(svc::consumers::ConsumerMetrics::new(&registry).watch(
+                self.events.clone(),
+                &self.config.durable,
+                Duration::from_secs(5),
+                stop.clone(),
+            ));
+        }
 
         // Before the first query is answered and the first event applied: is the database
         // missing events the durable consumer already acknowledged? NATS unreachable now: the
@@ -291,6 +351,7 @@ impl Application {
             .grpc
             .builder("projection")
             .map_err(anyhow::Error::new)?
+            .layer(svc::observe::ObserveLayer::new("projection", &registry))
             .layer(self.config.grpc.limit())
             .add_service(health_service)
             .add_service(reflection)
@@ -303,6 +364,10 @@ impl Application {
         // The server also stops if it fails; make sure the consumer does too.
         stop.trigger();
         watcher.abort();
+        for task in background {
+            let _ = task.await;
+        }
+        let _ = admin_task.await;
         let consumed = match consumer {
             Some(handle) => handle
                 .await
@@ -313,6 +378,9 @@ impl Application {
         consumed
     }
 }
+
+/// How often `/readyz`'s dependency checks run.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
 
 /// Builds and runs the projection until `shutdown` completes.
 pub async fn run(

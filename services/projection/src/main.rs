@@ -2,7 +2,7 @@
 //! serve until SIGINT/SIGTERM.
 
 use clap::Parser;
-use svc::{AdminArgs, AdminServer, Metrics, Shutdown, TelemetryArgs};
+use svc::{Shutdown, TelemetryArgs};
 
 #[derive(Parser)]
 #[command(
@@ -14,8 +14,6 @@ struct Cli {
     config: projection::Config,
     #[command(flatten)]
     telemetry: TelemetryArgs,
-    #[command(flatten)]
-    admin: AdminArgs,
     /// Print the effective configuration (secrets redacted) and exit.
     #[arg(long)]
     dump_config: bool,
@@ -29,14 +27,9 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let _telemetry = svc::telemetry::init("projection", &cli.telemetry)?;
-    let shutdown = Shutdown::from_signals();
     let app = projection::Application::build(cli.config).await?;
-    let admin = AdminServer::bind(cli.admin.admin_addr, app.readiness(), Metrics::new()).await?;
-    tracing::info!(grpc = %app.local_addr(), admin = %admin.local_addr()?, "projection listening");
-    let admin_task = tokio::spawn(admin.serve(shutdown.clone()));
-    let stop = shutdown.clone();
-    app.run_until_stopped(async move { stop.wait().await })
+    tracing::info!(grpc = %app.local_addr(), admin = ?app.admin_addr(), "projection listening");
+    app.run_until_stopped(Shutdown::from_signals().into_future())
         .await?;
-    admin_task.await??;
     Ok(())
 }

@@ -443,6 +443,30 @@ impl Store {
         })
     }
 
+    /// Tenants of the active generation by status, with the age in seconds of the oldest
+    /// one of each status (for the metrics).
+    pub async fn status_counts(&self) -> Result<Vec<(String, i64, f64)>, Error> {
+        let g = self.active().await?;
+        let rows: Vec<(String, i64, f64)> = sqlx::query_as(&format!(
+            "SELECT status, count(*), \
+             COALESCE(EXTRACT(EPOCH FROM now() - min(created_at))::float8, 0) \
+             FROM {}.tenants GROUP BY status",
+            g.schema
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows)
+    }
+
+    /// Whether PostgreSQL answers (the readiness check).
+    pub async fn ping(&self) -> Result<(), String> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("PostgreSQL: {e}"))
+    }
+
     /// Every tenant of a generation (for comparisons in tests and after a rebuild).
     pub async fn all_tenants_in(&self, g: &Generation) -> Result<Vec<TenantRow>, Error> {
         let rows = sqlx::query(&format!(

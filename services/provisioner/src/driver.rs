@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use eventstore::{EventContext, NewEvent, RecordedEvent};
 use proto::v1::{self as pb, event::Body};
 use tokio::time::Instant;
+use tracing::Instrument as _;
 
 use crate::context::{CrashPoint, Ctx, Fence};
 use crate::error::StepError;
@@ -118,11 +119,23 @@ pub async fn provision(ctx: &Ctx, fence: &Fence, req: &Request) -> Result<Outcom
     let timeline = timeline::Timeline::new();
     let began = Utc::now();
     let mut whole = None;
+    let mut finished = None;
     let outcome = timeline
         .scope(crate::known::Known::scope(steps_of(
-            ctx, fence, req, &mut whole,
+            ctx,
+            fence,
+            req,
+            &mut whole,
+            &mut finished,
         )))
         .await?;
+    // Measured by the run that recorded the last step, so a redelivery counts nothing twice.
+    if outcome == Outcome::Provisioned
+        && let Some(from_pool) = finished
+    {
+        let waited = (Utc::now() - req.requested_at).to_std().unwrap_or_default();
+        ctx.metrics.provisioned(from_pool, waited.as_secs_f64());
+    }
     // Only a provisioning this run did from its first step is measured: one resumed after a
     // crash would count the gap as ours.
     if outcome == Outcome::Provisioned && whole == Some(true) {
@@ -145,13 +158,17 @@ pub async fn provision(ctx: &Ctx, fence: &Fence, req: &Request) -> Result<Outcom
     Ok(outcome)
 }
 
-/// The step loop. `whole` is set on the first pass: whether nothing was recorded yet.
+/// The step loop. `whole` is set on the first pass: whether nothing was recorded yet;
+/// `finished`, when this run recorded a step and the tenant ended provisioned: whether its
+/// site came from the pool.
 async fn steps_of(
     ctx: &Ctx,
     fence: &Fence,
     req: &Request,
     whole: &mut Option<bool>,
+    finished: &mut Option<bool>,
 ) -> Result<Outcome, StepError> {
+    let mut ran = false;
     let tenant = req.tenant_id.as_str();
     let subject = ctx.store.subject(EventContext::Provisioning, tenant);
     // Step loop: what is decided always follows what is recorded. After our own append at the
@@ -175,7 +192,12 @@ async fn steps_of(
         let group = process::side_by_side(&state);
         tracing::debug!(tenant, ?next, round, "next provisioning step");
         match next {
-            Next::Done => return Ok(Outcome::Provisioned),
+            Next::Done => {
+                if ran {
+                    *finished = Some(state.from_standby);
+                }
+                return Ok(Outcome::Provisioned);
+            }
             Next::AwaitRetry => return Ok(Outcome::Failed),
             Next::RollBack(gave_up) => {
                 fence.check().await?;
@@ -188,16 +210,23 @@ async fn steps_of(
                 tracing::warn!(tenant, step = gave_up.step.as_str(), reason = %gave_up.reason, "provisioning failed and was rolled back");
             }
             Next::Run(_) if group.len() > 1 => {
+                ran = true;
                 fence.check().await?;
                 Box::pin(run_side_by_side(ctx, fence, req, &state, &group, version)).await?;
             }
             Next::Run(step) => {
+                ran = true;
                 fence.check().await?;
                 let attempt = state.attempt(step);
                 let started = Instant::now();
-                match Box::pin(steps::run(ctx, fence, req, &state, step)).await {
+                let span = step_span(req, &state, step);
+                match Box::pin(steps::run(ctx, fence, req, &state, step))
+                    .instrument(span)
+                    .await
+                {
                     Ok(events) => {
-                        let bodies = done(ctx, tenant, round, step, started.elapsed(), events);
+                        let bodies =
+                            done(ctx, &state, tenant, round, step, started.elapsed(), events);
                         let after = bodies
                             .iter()
                             .fold(state.clone(), |s, (_, b)| process::apply(s, b));
@@ -218,19 +247,42 @@ async fn steps_of(
     }
 }
 
+/// The bench a step runs on, for metrics and spans (`none` before the placement).
+fn bench_of(state: &ProvisioningState) -> &str {
+    state
+        .placement
+        .as_ref()
+        .map_or("none", |p| p.bench.as_str())
+}
+
+/// The span of one step: a child of the delivery's, parent of its bench commands and calls.
+fn step_span(req: &Request, state: &ProvisioningState, step: Step) -> tracing::Span {
+    tracing::info_span!(
+        "step",
+        otel.name = %format!("provision {}", step.as_str()),
+        tenant = %req.tenant_id,
+        step = step.as_str(),
+        bench = bench_of(state),
+        attempt = state.attempt(step),
+    )
+}
+
 /// A step that succeeded: measured, logged, and its events given their deterministic ids.
 fn done(
     ctx: &Ctx,
+    state: &ProvisioningState,
     tenant: &str,
     round: u32,
     step: Step,
     took: std::time::Duration,
     events: Vec<Body>,
 ) -> Vec<(uuid::Uuid, Body)> {
-    ctx.metrics.step_done(step.as_str(), took.as_secs_f64());
+    ctx.metrics
+        .step_done(step.as_str(), bench_of(state), took.as_secs_f64());
     tracing::info!(
         tenant,
         step = step.as_str(),
+        bench = bench_of(state),
         ms = ms(took),
         "provisioning step done"
     );
@@ -250,7 +302,9 @@ async fn timed(
 ) -> (Step, std::time::Duration, Result<Vec<Body>, StepError>) {
     let started = Instant::now();
     // Boxed: three lanes of step futures inline in one future overflow a debug build's stack.
-    let r = Box::pin(steps::run(ctx, fence, req, state, step)).await;
+    let r = Box::pin(steps::run(ctx, fence, req, state, step))
+        .instrument(step_span(req, state, step))
+        .await;
     (step, started.elapsed(), r)
 }
 
@@ -298,7 +352,7 @@ async fn run_side_by_side(
     let mut failure = None;
     for (step, took, r) in results {
         match r {
-            Ok(events) => bodies.extend(done(ctx, tenant, round, step, took, events)),
+            Ok(events) => bodies.extend(done(ctx, state, tenant, round, step, took, events)),
             Err(e) => {
                 if failure.is_none() {
                     failure = Some((step, e));
@@ -339,7 +393,7 @@ async fn record_failure(
 ) -> Result<(), StepError> {
     let tenant = req.tenant_id.as_str();
     let subject = ctx.store.subject(EventContext::Provisioning, tenant);
-    ctx.metrics.step_failed(step.as_str());
+    ctx.metrics.step_failed(step.as_str(), bench_of(state));
     let transient = matches!(e, StepError::Transient(_));
     let will_retry = transient && attempt < ctx.settings.step_attempts;
     let delay = ctx.settings.retry_backoff * 2u32.saturating_pow(attempt - 1);

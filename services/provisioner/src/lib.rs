@@ -41,7 +41,7 @@ use std::time::Duration;
 use eventstore::{EventContext, EventStore, StoreConfig};
 use frappe::Bench;
 use secrecy::SecretString;
-use svc::{AdminServer, Readiness, Shutdown};
+use svc::{Readiness, Shutdown};
 use tokio::sync::Semaphore;
 use worker::{Handler, Leases, Outcome, Work, WorkError, Worker, WorkerConfig};
 
@@ -84,6 +84,9 @@ pub struct Config {
     pub plans: Option<plans::PlanCatalogue>,
     /// Admin HTTP address (`/healthz`, `/readyz`, `/metrics`); port 0 picks one.
     pub admin_addr: SocketAddr,
+    /// The embedding process's admin port to report into instead of binding `admin_addr`
+    /// (`tenantry dev`).
+    pub shared_admin: Option<svc::AdminHandle>,
     /// Tenants handled at once by this instance.
     pub concurrency: usize,
     /// Ack wait of the consumers (kept alive with in-progress acks every third of it).
@@ -124,6 +127,7 @@ impl Config {
             fleet,
             plans: None,
             admin_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            shared_admin: None,
             concurrency: 16,
             ack_wait: Duration::from_secs(60),
             max_deliver: 500,
@@ -267,7 +271,7 @@ impl ProvisionerArgs {
 pub struct Application {
     ctx: Ctx,
     config: Config,
-    admin: AdminServer,
+    admin: svc::Admin,
     readiness: Readiness,
 }
 
@@ -301,13 +305,13 @@ impl Application {
                 }
             }
         }
-        let registry = svc::Metrics::new();
-        let readiness = Readiness::default();
-        let admin = AdminServer::bind(config.admin_addr, readiness.clone(), registry.clone())
+        let admin = svc::Admin::open(config.admin_addr, config.shared_admin.clone())
             .await
             .map_err(|e| {
                 ProvisionerError::Config(format!("cannot listen on {}: {e}", config.admin_addr))
             })?;
+        let registry = admin.metrics().clone();
+        let readiness = admin.readiness().clone();
         let store = EventStore::connect(&config.nats).await?;
         if let Some(catalogue) = &config.plans {
             plans::agree(&store, catalogue, "provisioner")
@@ -389,15 +393,28 @@ impl Application {
         self.admin.local_addr().unwrap_or(self.config.admin_addr)
     }
 
+    /// The registry the provisioner reports into (tests read it without scraping).
+    pub fn metrics(&self) -> &svc::Metrics {
+        self.admin.metrics()
+    }
+
     /// Consumes until `shutdown`, then lets in-flight tenants finish (up to the grace period).
     pub async fn run_until_stopped(self, shutdown: Shutdown) -> Result<(), ProvisionerError> {
         let Self {
             ctx,
             config,
-            admin,
+            mut admin,
             readiness,
         } = self;
-        let admin_task = tokio::spawn(admin.serve(shutdown.clone()));
+        let admin_task = admin.serve(shutdown.clone());
+        let consumer_metrics = svc::consumers::ConsumerMetrics::new(admin.metrics());
+        let nats_probe = svc::admin::probe(
+            &readiness,
+            "nats",
+            PROBE_EVERY,
+            shutdown.clone(),
+            svc::consumers::nats_check(&ctx.store),
+        );
         // Bounds the tenants in flight in this instance (each holds bench slots, HTTP
         // connections and a delivery); shared by both consumers.
         let permits = Arc::new(Semaphore::new(config.concurrency));
@@ -426,7 +443,8 @@ impl Application {
                 Arc::clone(&handler),
                 Some(ctx.leases.clone()),
                 Arc::clone(&permits),
-            );
+            )
+            .with_metrics(consumer_metrics.clone());
             tokio::spawn(worker.run(readiness.part(durable), shutdown.clone()))
         });
         let mut failed = None;
@@ -440,6 +458,7 @@ impl Application {
         // A consumer that cannot run (a configuration JetStream refuses) stops the service.
         shutdown.trigger();
         let _ = refill.await;
+        let _ = nats_probe.await;
         let served = match admin_task.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(anyhow::Error::new(e).context("admin server").into()),
@@ -506,6 +525,9 @@ impl Handler for Tenants {
         }
     }
 }
+
+/// How often `/readyz`'s dependency checks run: NATS going away shows within this.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
 
 /// When a delivery whose site was locked on the bench host comes back.
 const BUSY_RETRY: Duration = Duration::from_secs(5);

@@ -175,7 +175,8 @@ async fn suspension(ctx: &Ctx, fence: &Fence, tenant: &str) -> Result<Settle, St
     )
     .await?;
     let step = if suspend { "suspend" } else { "resume" };
-    ctx.metrics.step_done(step, started.elapsed().as_secs_f64());
+    ctx.metrics
+        .step_done(step, &bench_name, started.elapsed().as_secs_f64());
     let body = if suspend {
         Body::SiteSuspended(pb::SiteSuspended {
             tenant_id: tenant.to_owned(),
@@ -234,7 +235,7 @@ async fn delete(
                 Ok(summary) => {
                     ctx.crash_at("backup");
                     ctx.metrics
-                        .step_done("backup", started.elapsed().as_secs_f64());
+                        .step_done("backup", &b, started.elapsed().as_secs_f64());
                     let body = backed_up(tenant, &site, &summary, started.elapsed());
                     let id = process::event_id(tenant, 0, "SiteBackedUp", cause.sequence);
                     driver::append(ctx, fence, &subject, version, cause, vec![(id, body)]).await?;

@@ -12,6 +12,19 @@ struct StepLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StepBenchLabels {
+    step: String,
+    /// The bench the step ran on (`none` before a placement).
+    bench: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PathLabels {
+    /// `pool` (a standby was claimed) or `cold` (the site was built for the tenant).
+    path: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BenchLabels {
     bench: String,
 }
@@ -44,12 +57,22 @@ fn step_histogram() -> Histogram {
     ))
 }
 
+fn provisioned_histogram() -> Histogram {
+    // 250 ms … ~34 min: a pooled signup to a cold build behind a queue.
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        0.25, 2.0, 14,
+    ))
+}
+
 /// Handles to the provisioner's metrics. Cheap to clone.
 #[derive(Clone)]
 pub struct Metrics {
     step_seconds: Family<StepLabels, Histogram, fn() -> Histogram>,
     in_flight: Family<BenchLabels, Gauge>,
-    failures: Family<StepLabels, Counter>,
+    steps: Family<StepBenchLabels, Counter>,
+    failures: Family<StepBenchLabels, Counter>,
+    provisioned: Family<PathLabels, Histogram, fn() -> Histogram>,
+    pool_ready: Family<PoolSlotLabels, Gauge>,
     pool: Family<PoolLabels, Counter>,
     hit_ratio: Family<PoolSetLabels, Ratio>,
     pool_target: Family<PoolSlotLabels, Gauge>,
@@ -61,7 +84,10 @@ impl Default for Metrics {
         Self {
             step_seconds: Family::new_with_constructor(step_histogram),
             in_flight: Family::default(),
+            steps: Family::default(),
             failures: Family::default(),
+            provisioned: Family::new_with_constructor(provisioned_histogram),
+            pool_ready: Family::default(),
             pool: Family::default(),
             hit_ratio: Family::default(),
             pool_target: Family::default(),
@@ -88,9 +114,24 @@ impl Metrics {
             m.in_flight.clone(),
         );
         registry.register(
+            "provisioner_steps",
+            "Step attempts, failed ones included, by step and bench",
+            m.steps.clone(),
+        );
+        registry.register(
             "provisioner_step_failures",
-            "Failed step attempts, by step",
+            "Failed step attempts, by step and bench",
             m.failures.clone(),
+        );
+        registry.register(
+            "provisioner_time_to_provisioned_seconds",
+            "From TenantRequested to TenantProvisioned, by path: pool (a standby claimed) or cold",
+            m.provisioned.clone(),
+        );
+        registry.register(
+            "provisioner_pool_ready",
+            "Standbys ready to claim, per bench and app set (as the last refill pass saw them)",
+            m.pool_ready.clone(),
         );
         registry.register(
             "provisioner_pool_placements",
@@ -152,22 +193,48 @@ impl Metrics {
             .inc();
     }
 
-    /// Records a step's duration.
-    pub fn step_done(&self, step: &str, seconds: f64) {
+    /// Records a successful step attempt and its duration.
+    pub fn step_done(&self, step: &str, bench: &str, seconds: f64) {
         self.step_seconds
             .get_or_create(&StepLabels {
                 step: step.to_owned(),
             })
             .observe(seconds);
+        self.steps
+            .get_or_create(&StepBenchLabels {
+                step: step.to_owned(),
+                bench: bench.to_owned(),
+            })
+            .inc();
     }
 
     /// Counts a failed attempt of a step.
-    pub fn step_failed(&self, step: &str) {
-        self.failures
-            .get_or_create(&StepLabels {
-                step: step.to_owned(),
+    pub fn step_failed(&self, step: &str, bench: &str) {
+        let labels = StepBenchLabels {
+            step: step.to_owned(),
+            bench: bench.to_owned(),
+        };
+        self.failures.get_or_create(&labels).inc();
+        self.steps.get_or_create(&labels).inc();
+    }
+
+    /// Records how long a tenant waited from its signup to its site, by path.
+    pub fn provisioned(&self, from_pool: bool, seconds: f64) {
+        self.provisioned
+            .get_or_create(&PathLabels {
+                path: if from_pool { "pool" } else { "cold" }.to_owned(),
             })
-            .inc();
+            .observe(seconds);
+    }
+
+    /// Sets how many standbys of an app set are ready on a bench.
+    pub fn pool_ready(&self, bench: &str, apps: &str, ready: u32) {
+        self.pool_ready
+            .get_or_create(&PoolSlotLabels {
+                bench: bench.to_owned(),
+                apps: apps.to_owned(),
+            })
+            .set(i64::from(ready));
     }
 
     /// Adds `delta` to the bench's in-flight gauge.

@@ -405,9 +405,13 @@ async fn refill_once(
         .await;
         for bench in holders {
             ctx.metrics.pool_target(&bench.name, &set_key, size);
+            let mut ready = 0;
             for n in 0..slots {
                 let key = format!("{}.{set_key}.{n}", bench.name);
                 if let Some((entry, revision)) = read(&pool, &key).await {
+                    if matches!(entry.state, EntryState::Ready) {
+                        ready += 1;
+                    }
                     if matches!(entry.state, EntryState::Building { .. }) {
                         // A build whose builder stopped renewing its lease was abandoned: take
                         // the lease over (so nobody else cleans up at the same time) and
@@ -474,6 +478,7 @@ async fn refill_once(
                     build(&ctx, &fence, &pool, &key, entry, revision, &set).await;
                 });
             }
+            ctx.metrics.pool_ready(&bench.name, &set_key, ready);
         }
     }
     Ok(())
@@ -526,15 +531,18 @@ async fn build(
             if let Err(e) = ctx.store.append(&subject, 0, vec![event]).await {
                 tracing::warn!(error = %e, standby = %entry.id, "could not record StandbySiteCreated");
             }
-            ctx.metrics
-                .step_done("standby_build", started.elapsed().as_secs_f64());
+            ctx.metrics.step_done(
+                "standby_build",
+                &entry.bench,
+                started.elapsed().as_secs_f64(),
+            );
             if matches!(ctx.fleet.standby.policy(), PoolPolicy::Adaptive(_)) {
                 demand::built(ctx, &app_set_key(apps), started.elapsed().as_secs_f64()).await;
             }
             tracing::info!(standby = %entry.id, bench = %entry.bench, "standby site ready");
         }
         Err(e) => {
-            ctx.metrics.step_failed("standby_build");
+            ctx.metrics.step_failed("standby_build", &entry.bench);
             tracing::warn!(error = %e, standby = %entry.id, "standby build failed; discarding it");
             if discard(ctx, fence, &entry).await.is_ok() {
                 let _ = pool.delete_expect_revision(key, Some(revision)).await;

@@ -28,6 +28,7 @@ use vault_client::VaultClient;
 use crate::claims::{Claim, Claims};
 use crate::error::{RateScope, SignupError};
 use crate::idempotency::{Answer, Begin, Idempotency};
+use crate::metrics::SignupMetrics;
 use crate::ratelimit::RateLimiter;
 use crate::streams::StreamSlots;
 use crate::validate::{self, Catalog, SignupInput};
@@ -485,12 +486,13 @@ fn response(answer: Answer) -> SignupResponse {
 #[derive(Clone)]
 pub struct SignupApi {
     gateway: Arc<Gateway>,
+    metrics: SignupMetrics,
 }
 
 impl SignupApi {
-    /// Serves `gateway`.
-    pub fn new(gateway: Arc<Gateway>) -> Self {
-        Self { gateway }
+    /// Serves `gateway`, counting outcomes in `metrics`.
+    pub fn new(gateway: Arc<Gateway>, metrics: SignupMetrics) -> Self {
+        Self { gateway, metrics }
     }
 }
 
@@ -501,11 +503,18 @@ impl SignupService for SignupApi {
         request: Request<SignupRequest>,
     ) -> Result<Response<SignupResponse>, Status> {
         let address = self.gateway.client_address(&request);
-        self.gateway
-            .signup(address, request.into_inner())
-            .await
-            .map(Response::new)
-            .map_err(Status::from)
+        let plan = request.get_ref().plan.clone();
+        match self.gateway.signup(address, request.into_inner()).await {
+            Ok(answer) => {
+                // Only a validated plan gets here: the label set stays the catalogue's.
+                self.metrics.accepted(&plan);
+                Ok(Response::new(answer))
+            }
+            Err(e) => {
+                self.metrics.rejected(&e);
+                Err(Status::from(e))
+            }
+        }
     }
 
     type WatchSignupStream = ProgressStream;
@@ -520,7 +529,9 @@ impl SignupService for SignupApi {
             Status::from(SignupError::invalid("tenant_id", format!("tenant id {e}")))
         })?;
         // Taken before the consumer exists, so a refused stream costs the server nothing.
-        let slot = self.gateway.streams.acquire(address)?;
+        let slot = self.gateway.streams.acquire(address).inspect_err(|e| {
+            self.metrics.limited(e);
+        })?;
         let updates = watch::watch(
             &self.gateway.store,
             &tenant,
@@ -546,6 +557,9 @@ impl SignupService for SignupApi {
             .check_subdomain(address, request.into_inner())
             .await
             .map(Response::new)
-            .map_err(Status::from)
+            .map_err(|e| {
+                self.metrics.limited(&e);
+                Status::from(e)
+            })
     }
 }

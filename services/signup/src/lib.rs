@@ -13,6 +13,7 @@ pub mod claims_recovery;
 pub mod error;
 pub mod grpc;
 pub mod idempotency;
+pub mod metrics;
 pub mod ratelimit;
 pub mod recovery;
 pub mod streams;
@@ -29,7 +30,9 @@ use http::{HeaderName, HeaderValue, Method};
 use proto::v1::signup_service_server::SignupServiceServer;
 use proto::v1::tenant_admin_server::TenantAdminServer;
 use secrecy::SecretString;
-use svc::{ClientTlsArgs, GrpcServerArgs, NatsArgs, OperatorArgs, OperatorAuth, Role, Shutdown};
+use svc::{
+    AdminArgs, ClientTlsArgs, GrpcServerArgs, NatsArgs, OperatorArgs, OperatorAuth, Role, Shutdown,
+};
 use tenancy::{PlanId, Region};
 use tokio::net::TcpListener;
 use tonic::service::interceptor::InterceptedService;
@@ -68,6 +71,12 @@ pub struct Config {
     /// TLS, limits and timeout of both listeners.
     #[command(flatten)]
     pub grpc: GrpcServerArgs,
+    /// The admin port (`/healthz`, `/readyz`, `/metrics`).
+    #[command(flatten)]
+    pub admin: AdminArgs,
+    /// The embedding process's admin port to report into instead (`tenantry dev`).
+    #[arg(skip)]
+    pub shared_admin: Option<svc::AdminHandle>,
     /// NATS server, namespace, credentials and TLS.
     #[command(flatten)]
     pub nats: NatsArgs,
@@ -229,6 +238,10 @@ impl Config {
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
             operator_addr: SocketAddr::from(([127, 0, 0, 1], 50054)),
             grpc: GrpcServerArgs::default(),
+            admin: AdminArgs {
+                admin_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            },
+            shared_admin: None,
             nats,
             vault_endpoint: vault_endpoint.into(),
             client_tls: ClientTlsArgs::default(),
@@ -328,6 +341,9 @@ async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), ServiceErro
     Ok((listener, local))
 }
 
+/// How often `/readyz`'s dependency checks run: NATS going away shows within this.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+
 /// The entry point: [`Application::build`].
 pub struct Application;
 
@@ -337,6 +353,13 @@ impl Application {
     pub async fn build(config: Config) -> Result<App, ServiceError> {
         let (listener, local_addr) = bind(config.listen_addr).await?;
         let (operator_listener, operator_addr) = bind(config.operator_addr).await?;
+        let admin_addr = config.admin.admin_addr;
+        let admin = svc::Admin::open(admin_addr, config.shared_admin.clone())
+            .await
+            .map_err(|source| ServiceError::Bind {
+                addr: admin_addr,
+                source,
+            })?;
         let plan_file = config
             .plans_file
             .as_deref()
@@ -372,6 +395,7 @@ impl Application {
             .map_err(|e| config_error(&e))?;
         let vault = vault_client::VaultClient::from_endpoint(vault_endpoint, &token)
             .map_err(|e| config_error(&e))?;
+        let vault_probe = vault.clone();
         let operators = match config.operator_auth.clone() {
             Some(o) => o,
             None => config.operators.load().map_err(|e| config_error(&e))?,
@@ -421,13 +445,17 @@ impl Application {
             tracing::warn!("no operator configured: the TenantAdmin API refuses every call");
         }
         tracing::info!(%local_addr, %operator_addr, tls = config.grpc.tls.enabled(), "signup gateway built");
+        let metrics = metrics::SignupMetrics::register(admin.metrics());
         Ok(App {
+            admin_port: admin,
+            probe_store: store.clone(),
+            vault: vault_probe,
             listener,
             local_addr,
             operator_listener,
             operator_addr,
             grpc: config.grpc,
-            signup: SignupApi::new(Arc::new(gateway)),
+            signup: SignupApi::new(Arc::new(gateway), metrics),
             admin: AdminApi::new(store, catalog),
             operators,
             cors,
@@ -438,6 +466,9 @@ impl Application {
 
 /// A built gateway: listeners bound, NATS connected; serve it with [`App::run_until_stopped`].
 pub struct App {
+    admin_port: svc::Admin,
+    probe_store: EventStore,
+    vault: vault_client::VaultClient,
     listener: TcpListener,
     local_addr: SocketAddr,
     operator_listener: TcpListener,
@@ -461,6 +492,11 @@ impl App {
     /// The bound operator (TenantAdmin) address.
     pub fn operator_addr(&self) -> SocketAddr {
         self.operator_addr
+    }
+
+    /// The bound admin address (`None` when it reports into the embedding process's port).
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_port.local_addr()
     }
 
     /// Serves until `shutdown` completes, then ends open streams, finishes in-flight calls and
@@ -488,6 +524,26 @@ impl App {
             shutdown.await;
             stop.trigger();
         });
+        let mut admin_port = self.admin_port;
+        let admin_task = admin_port.serve(self.stop.clone());
+        let readiness = admin_port.readiness().clone();
+        let probes = [
+            svc::admin::probe(
+                &readiness,
+                "nats",
+                PROBE_EVERY,
+                self.stop.clone(),
+                svc::consumers::nats_check(&self.probe_store),
+            ),
+            svc::admin::probe(&readiness, "vault", PROBE_EVERY * 5, self.stop.clone(), {
+                let vault = self.vault.clone();
+                move || {
+                    let vault = vault.clone();
+                    async move { vault.health().await }
+                }
+            }),
+        ];
+        let observe = svc::observe::ObserveLayer::new("signup", admin_port.metrics());
         let signup =
             SignupServiceServer::new(self.signup).max_decoding_message_size(MAX_MESSAGE_BYTES);
         let public = self
@@ -498,6 +554,7 @@ impl App {
             .layer(self.grpc.limit())
             .layer(self.cors)
             .layer(tonic_web::GrpcWebLayer::new())
+            .layer(observe.clone())
             .add_service(health_service)
             .add_service(reflection("tenantry.v1.SignupService")?)
             .add_service(signup)
@@ -518,6 +575,7 @@ impl App {
             .grpc
             .builder("signup operator API")
             .map_err(config_error)?
+            .layer(observe)
             .layer(self.grpc.limit())
             .add_service(operator_health_service)
             .add_service(reflection("tenantry.v1.TenantAdmin")?)
@@ -526,8 +584,13 @@ impl App {
                 svc::grpc::incoming(self.operator_listener),
                 self.stop.clone().into_future(),
             );
+        readiness.set(true);
         let (public, operator) = tokio::join!(public, operator);
         relay.abort();
+        for p in probes {
+            let _ = p.await;
+        }
+        let _ = admin_task.await;
         public.map_err(ServiceError::from)?;
         operator.map_err(ServiceError::from)
     }

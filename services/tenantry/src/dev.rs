@@ -57,6 +57,14 @@ pub struct DevArgs {
         default_value = "127.0.0.1:50055"
     )]
     pub billing_addr: SocketAddr,
+    /// The one admin port of the whole process: `/healthz`, `/readyz` (every service's
+    /// dependencies and consumers) and `/metrics` (every service's metrics).
+    #[arg(
+        long = "admin-addr",
+        env = "TENANTRY_ADMIN_ADDR",
+        default_value = "127.0.0.1:9464"
+    )]
+    pub admin_addr: SocketAddr,
     /// Serve plaintext gRPC instead of TLS (e.g. for a browser that does not trust the dev CA).
     #[arg(long, env = "TENANTRY_DEV_NO_TLS")]
     pub no_tls: bool,
@@ -141,7 +149,8 @@ size = {standby}
 }
 
 /// The sample plan catalogue `tenantry dev` starts with.
-const SAMPLE_PLANS: &str = r#"# The plan catalogue every service reads. Raise `version` when you change a plan.
+/// The plan catalogue `tenantry dev` writes when none is given (tests run with it too).
+pub const SAMPLE_PLANS: &str = r#"# The plan catalogue every service reads. Raise `version` when you change a plan.
 version = 1
 
 [plans.starter]
@@ -187,6 +196,16 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let database_url = args.database.database_url.clone();
     ensure_database(&database_url).await?;
     let shutdown = Shutdown::from_signals();
+    // One admin port for the process; every service reports into it.
+    let admin = svc::AdminHandle::default();
+    let admin_server = svc::AdminServer::bind(
+        args.admin_addr,
+        admin.readiness.clone(),
+        admin.metrics.clone(),
+    )
+    .await
+    .with_context(|| format!("cannot listen on {} (--admin-addr)", args.admin_addr))?;
+    let admin_addr = admin_server.local_addr()?;
 
     // The plan catalogue every service reads.
     let plans_path = match &args.plans_file {
@@ -281,6 +300,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         acl,
     );
     vault_config.listen_addr = args.vault_addr;
+    vault_config.shared_admin = Some(admin.clone());
     vault_config.namespace = args.nats.namespace.clone();
     vault_config.nats_replicas = usize::from(args.nats.replicas);
     if let Some(files) = &tls {
@@ -299,6 +319,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     ))?;
     let mut projection_config = projection::Config::new(database_url.clone(), &args.nats.nats_url);
     projection_config.listen_addr = args.directory_addr;
+    projection_config.shared_admin = Some(admin.clone());
     projection_config.nats = args.nats.clone();
     projection_config.operator_auth = Some(operators.clone());
     if let Some(files) = &tls {
@@ -314,6 +335,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         secrets.signup_vault_token.clone(),
     );
     signup_config.listen_addr = args.signup_addr;
+    signup_config.shared_admin = Some(admin.clone());
     signup_config.operator_addr = args.operator_addr;
     signup_config.operator_auth = Some(operators.clone());
     signup_config.plans_file = Some(plans_path.clone());
@@ -333,6 +355,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     );
     provisioner_config.nats = args.nats.store_config()?;
     provisioner_config.plans = Some(catalogue);
+    provisioner_config.shared_admin = Some(admin.clone());
     if let Some(files) = &tls {
         provisioner_config.vault_tls = client_tls(files).load()?;
     }
@@ -348,6 +371,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         identity::sites::SiteApi::load(&fleet_path)?,
     );
     identity_config.nats = args.nats.store_config()?;
+    identity_config.shared_admin = Some(admin.clone());
     if let Some(files) = &tls {
         identity_config.vault_tls = client_tls(files).load()?;
     }
@@ -363,6 +387,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     );
     billing_config.nats = args.nats.store_config()?;
     billing_config.listen_addr = args.billing_addr;
+    billing_config.shared_admin = Some(admin.clone());
     billing_config.operators = operators;
     let billing_vault_tls = match &tls {
         Some(files) => client_tls(files).load()?,
@@ -409,7 +434,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     }
     let operator_env = secrets.write_operator_env(&env)?;
     println!(
-        "tenantry dev is running\n  signup (gRPC + grpc-web)  {}\n  operator API              {}\n  directory                 {}\n  billing                   {}\n  vault                     {vault_url}\n  Authentik                 {authentik_url}{}\n  for tenantctl             set -a; . {}; set +a\n",
+        "tenantry dev is running\n  signup (gRPC + grpc-web)  {}\n  operator API              {}\n  directory                 {}\n  billing                   {}\n  vault                     {vault_url}\n  admin (health, metrics)   http://{admin_addr}\n  Authentik                 {authentik_url}{}\n  for tenantctl             set -a; . {}; set +a\n",
         url(signup_app.local_addr()),
         url(signup_app.operator_addr()),
         url(projection_app.local_addr()),
@@ -422,6 +447,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         operator_env.display(),
     );
 
+    let admin_task = tokio::spawn(admin_server.serve(shutdown.clone()));
     // Any service failing stops the others: a half-running dev stack only confuses.
     let stop_all = |r: anyhow::Result<()>, s: &Shutdown| {
         if r.is_err() {
@@ -486,5 +512,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             )
         },
     );
+    shutdown.trigger();
+    let _ = admin_task.await;
     a.and(b).and(c).and(d).and(e).and(f)
 }

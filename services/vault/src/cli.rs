@@ -32,6 +32,9 @@ pub struct VaultArgs {
     /// TLS, mTLS, limits and timeout of the gRPC listener.
     #[command(flatten)]
     pub grpc: svc::GrpcServerArgs,
+    /// The admin port (`/healthz`, `/readyz`, `/metrics`).
+    #[command(flatten)]
+    pub admin: svc::AdminArgs,
     /// Schema for the vault's tables.
     #[arg(long, env = "TENANTRY_VAULT_DB_SCHEMA", default_value = "vault")]
     pub database_schema: String,
@@ -127,6 +130,7 @@ impl VaultArgs {
         config.nats_auth = nats.auth;
         config.nats_tls = nats.tls;
         config.grpc = self.grpc;
+        config.admin_addr = self.admin.admin_addr;
         config.default_one_time_ttl = Duration::from_secs(self.one_time_ttl_secs);
         config.max_one_time_ttl = Duration::from_secs(self.max_one_time_ttl_secs);
         config.take_replay_window = Duration::from_secs(self.take_replay_window_secs);

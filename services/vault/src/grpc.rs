@@ -80,6 +80,7 @@ pub type CallCounter = Family<Vec<(String, String)>, Counter>;
 pub struct VaultService {
     core: Arc<VaultCore>,
     calls: CallCounter,
+    denials: CallCounter,
 }
 
 /// What every call carries besides its message.
@@ -139,8 +140,12 @@ impl Audit {
 
 impl VaultService {
     /// Wraps the core.
-    pub fn new(core: Arc<VaultCore>, calls: CallCounter) -> Self {
-        Self { core, calls }
+    pub fn new(core: Arc<VaultCore>, calls: CallCounter, denials: CallCounter) -> Self {
+        Self {
+            core,
+            calls,
+            denials,
+        }
     }
 
     fn authenticate(&self, meta: &CallMeta, audit: &mut Audit) -> Result<Caller, VaultError> {
@@ -186,6 +191,16 @@ impl VaultService {
                 ("outcome".to_owned(), audit.record.outcome.clone()),
             ])
             .inc();
+        if matches!(audit.record.outcome.as_str(), "denied" | "unauthenticated") {
+            // `anonymous` when the token matched no caller (the audit row's name for it).
+            let caller = audit.record.caller.clone();
+            self.denials
+                .get_or_create(&vec![
+                    ("caller".to_owned(), caller),
+                    ("operation".to_owned(), audit.record.operation.clone()),
+                ])
+                .inc();
+        }
         if in_tx && result.is_ok() {
             return result.map_err(Status::from);
         }

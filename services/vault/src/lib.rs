@@ -63,6 +63,10 @@ pub struct Config {
     /// TLS (and mTLS when a client CA is set), concurrency limits and request timeout of the
     /// gRPC listener.
     pub grpc: svc::GrpcServerArgs,
+    /// The admin port (`/healthz`, `/readyz`, `/metrics`); port 0 picks a free port.
+    pub admin_addr: SocketAddr,
+    /// The embedding process's admin port to report into instead (`tenantry dev`).
+    pub shared_admin: Option<svc::AdminHandle>,
     /// The key-encryption keys.
     pub keyring: KeyRing,
     /// Callers, their token hashes and grants.
@@ -105,6 +109,8 @@ impl Config {
             nats_auth: NatsAuth::None,
             nats_tls: NatsTls::default(),
             grpc: svc::GrpcServerArgs::default(),
+            admin_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            shared_admin: None,
             keyring,
             acl,
             default_one_time_ttl: Duration::from_secs(24 * 3600),
@@ -129,6 +135,8 @@ pub struct Application {
     purge_interval: Duration,
     relay: Option<relay::RelaySettings>,
     calls: grpc::CallCounter,
+    denials: grpc::CallCounter,
+    admin: svc::Admin,
 }
 
 impl Application {
@@ -139,6 +147,11 @@ impl Application {
             anyhow::Error::new(e).context(format!("cannot listen on {}", config.listen_addr))
         })?;
         let local_addr = listener.local_addr().map_err(anyhow::Error::new)?;
+        let admin = svc::Admin::open(config.admin_addr, config.shared_admin.clone())
+            .await
+            .map_err(|e| {
+                anyhow::Error::new(e).context(format!("cannot listen on {}", config.admin_addr))
+            })?;
         let acl = Acl::from_config(&config.acl)
             .map_err(|e| VaultError::InvalidArgument(e.to_string()))?;
         let store = Store::connect(
@@ -181,17 +194,35 @@ impl Application {
                 ..relay::RelaySettings::default()
             }),
             calls: grpc::CallCounter::default(),
-        })
+            denials: grpc::CallCounter::default(),
+            admin,
+        }
+        .with_metrics())
     }
 
-    /// Registers the vault's metrics (`tenantry_vault_calls_total{operation, outcome}`) in the
-    /// service's registry, which the admin server renders at `/metrics`.
-    pub fn register_metrics(&self, metrics: &svc::Metrics) {
+    fn with_metrics(self) -> Self {
+        let metrics = self.admin.metrics();
         metrics.register(
             "vault_calls",
-            "Vault calls by operation and outcome",
+            "Vault calls by operation and outcome (allowed, denied, unauthenticated, not_found, error)",
             self.calls.clone(),
         );
+        metrics.register(
+            "vault_denials",
+            "Vault calls refused by the ACL or for a bad token, by caller and operation",
+            self.denials.clone(),
+        );
+        self
+    }
+
+    /// The registry the vault reports into (rendered at its admin port's `/metrics`).
+    pub fn metrics(&self) -> &svc::Metrics {
+        self.admin.metrics()
+    }
+
+    /// The bound admin address (`None` when it reports into the embedding process's port).
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.local_addr()
     }
 
     /// The bound gRPC address.
@@ -238,18 +269,47 @@ impl Application {
             ))
         });
 
+        let mut admin = self.admin;
+        let stop = svc::Shutdown::new();
+        let admin_task = admin.serve(stop.clone());
+        let readiness = admin.readiness().clone();
+        let probes = [
+            svc::admin::probe(
+                &readiness,
+                "nats",
+                PROBE_EVERY,
+                stop.clone(),
+                svc::consumers::nats_check(&self.core.events),
+            ),
+            svc::admin::probe(&readiness, "postgres", PROBE_EVERY, stop.clone(), {
+                let core = Arc::clone(&self.core);
+                move || {
+                    let core = Arc::clone(&core);
+                    async move { core.store.ping().await }
+                }
+            }),
+        ];
+        readiness.set(true);
+        let observe = svc::observe::ObserveLayer::new("vault", admin.metrics());
         let server = self.server;
         let served = server
+            .layer(observe)
             .layer(self.grpc.limit())
             .add_service(health_service)
             .add_service(reflection)
             .add_service(VaultServer::new(VaultService::new(
                 Arc::clone(&self.core),
                 self.calls.clone(),
+                self.denials.clone(),
             )))
             .serve_with_incoming_shutdown(svc::grpc::incoming(self.listener), shutdown)
             .await;
         let _ = stop_tx.send(true);
+        stop.trigger();
+        for p in probes {
+            let _ = p.await;
+        }
+        let _ = admin_task.await;
         let _ = purger.await;
         if let Some(relay) = relay {
             let _ = relay.await;
@@ -259,6 +319,9 @@ impl Application {
         })
     }
 }
+
+/// How often `/readyz`'s dependency checks run.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
 
 /// Builds and runs the vault until `shutdown` completes.
 pub async fn run(

@@ -2,7 +2,7 @@
 
 use clap::Parser;
 use secrecy::ExposeSecret;
-use svc::{AdminArgs, AdminServer, Metrics, Readiness, Shutdown, TelemetryArgs};
+use svc::{Shutdown, TelemetryArgs};
 use vault::cli::VaultArgs;
 
 #[derive(Parser)]
@@ -12,8 +12,6 @@ struct Cli {
     vault: VaultArgs,
     #[command(flatten)]
     telemetry: TelemetryArgs,
-    #[command(flatten)]
-    admin: AdminArgs,
     /// Print the effective configuration (secrets redacted) and exit.
     #[arg(long)]
     dump_config: bool,
@@ -62,19 +60,9 @@ async fn main() -> anyhow::Result<()> {
             "USING A THROW-AWAY DEV KEY RING: every secret stored now is unreadable after a restart. Never use --dev-keyring in production."
         );
     }
-    let shutdown = Shutdown::from_signals();
-    let readiness = Readiness::default();
-    // Both listeners are bound before anything else happens, so a port conflict fails at once.
-    let metrics = Metrics::new();
-    let admin = AdminServer::bind(cli.admin.admin_addr, readiness.clone(), metrics.clone()).await?;
     let app = vault::Application::build(config).await?;
-    app.register_metrics(&metrics);
-    tracing::info!(grpc = %app.local_addr(), admin = %admin.local_addr()?, "vault listening");
-    let admin_task = tokio::spawn(admin.serve(shutdown.clone()));
-    readiness.set(true);
-    let stop = shutdown.clone();
-    app.run_until_stopped(async move { stop.wait().await })
+    tracing::info!(grpc = %app.local_addr(), admin = ?app.admin_addr(), "vault listening");
+    app.run_until_stopped(Shutdown::from_signals().into_future())
         .await?;
-    admin_task.await??;
     Ok(())
 }

@@ -23,8 +23,8 @@ use sqlx::{Connection, Executor, PgConnection, PgPool};
 pub use events::{tenant_events, wait_for_events};
 pub use nats::{NatsCluster, NatsServer};
 pub use services::{
-    ADMIN_TOKEN, Bearer, DirectoryClient, READER_TOKEN, TestProjection, TestSignup,
-    projection_config, spawn_projection, spawn_signup, test_operators,
+    ADMIN_TOKEN, AdminAnswer, Bearer, DirectoryClient, READER_TOKEN, TestProjection, TestSignup,
+    admin_get, projection_config, readyz, spawn_projection, spawn_signup, test_operators,
 };
 pub use sim::{SimBench, frappe_sim_bin, mariadb_has};
 pub use vault::{

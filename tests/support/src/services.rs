@@ -1,5 +1,5 @@
 //! The signup gateway and the projection on 127.0.0.1:0, for tests that need them as a client
-//! would see them.
+//! would see them, and [`readyz`] / [`admin_get`] for their admin ports.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,6 +9,7 @@ use projection::{ConsumerStats, Store};
 use proto::v1 as pb;
 use secrecy::SecretString;
 use svc::{NatsArgs, OperatorAuth, Role, Shutdown};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
@@ -70,6 +71,8 @@ pub struct TestSignup {
     pub addr: SocketAddr,
     /// Operator gRPC address (TenantAdmin).
     pub operator_addr: SocketAddr,
+    /// Admin HTTP address (`/healthz`, `/readyz`, `/metrics`).
+    pub admin_addr: SocketAddr,
     stop: Shutdown,
 }
 
@@ -82,6 +85,16 @@ impl TestSignup {
     /// `http://<operator_addr>`.
     pub fn operator_endpoint(&self) -> String {
         format!("http://{}", self.operator_addr)
+    }
+
+    /// What its `/readyz` answers (see [`readyz`]).
+    pub async fn readyz(&self) -> (u16, String) {
+        readyz(self.admin_addr).await
+    }
+
+    /// What its admin port answers to `GET path` (see [`admin_get`]).
+    pub async fn admin_get(&self, path: &str) -> AdminAnswer {
+        admin_get(self.admin_addr, path).await
     }
 
     /// Stops it.
@@ -97,7 +110,8 @@ impl Drop for TestSignup {
 }
 
 /// The signup gateway in `vault`'s namespace, calling `vault` as its `signup` caller; `tweak`
-/// adjusts the config (admin tokens, limits, CORS) before it is built.
+/// adjusts the config (admin tokens, limits, CORS) before it is built. Its admin port is its own
+/// (127.0.0.1:0 unless `tweak` says otherwise): a `tweak` that sets `shared_admin` panics here.
 pub async fn spawn_signup(
     vault: &TestVault,
     tweak: impl FnOnce(&mut signup::Config),
@@ -118,6 +132,9 @@ pub async fn spawn_signup(
         .expect("signup builds");
     let addr = app.local_addr();
     let operator_addr = app.operator_addr();
+    let admin_addr = app
+        .admin_addr()
+        .expect("spawn_signup serves the gateway's own admin port (no shared_admin)");
     let stop = Shutdown::new();
     let wait = stop.clone();
     tokio::spawn(async move {
@@ -131,6 +148,7 @@ pub async fn spawn_signup(
     TestSignup {
         addr,
         operator_addr,
+        admin_addr,
         stop,
     }
 }
@@ -147,6 +165,9 @@ pub struct TestProjection {
     pub database_url: String,
     /// What its `/readyz` would answer.
     pub readiness: svc::Readiness,
+    /// Admin HTTP address (`/healthz`, `/readyz`, `/metrics`); `None` when its config reports
+    /// into an embedding process's port (`shared_admin`).
+    pub admin_addr: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<Result<(), projection::Error>>>,
 }
@@ -220,6 +241,7 @@ pub async fn spawn_projection(config: projection::Config) -> TestProjection {
     let store = app.store().clone();
     let stats = app.stats();
     let readiness = app.readiness();
+    let admin_addr = app.admin_addr();
     let (stop, stopped) = oneshot::channel::<()>();
     let handle = tokio::spawn(app.run_until_stopped(async move {
         let _ = stopped.await;
@@ -230,7 +252,83 @@ pub async fn spawn_projection(config: projection::Config) -> TestProjection {
         stats,
         database_url,
         readiness,
+        admin_addr,
         stop: Some(stop),
         handle: Some(handle),
     }
+}
+
+/// How long [`admin_get`] waits for an answer.
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What an admin port answered (see [`admin_get`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminAnswer {
+    /// HTTP status; 0 when there was no HTTP answer (connection refused, no answer within 5 s,
+    /// not HTTP): `body` then says why.
+    pub status: u16,
+    /// The `content-type` header (empty when there was none).
+    pub content_type: String,
+    /// The body, as (lossy) UTF-8.
+    pub body: String,
+}
+
+/// `GET http://<addr><path>` on a service's admin port (`/healthz`, `/readyz`, `/metrics`),
+/// with a 5 s bound. Never fails: a port that does not answer gives status 0 and the reason
+/// in the body, so tests can poll a service that is starting, stopping or gone.
+///
+/// A plain HTTP/1.0 request on a fresh connection (the admin port closes it after the answer),
+/// so testkit needs no HTTP client.
+pub async fn admin_get(addr: SocketAddr, path: &str) -> AdminAnswer {
+    let failed = |why: String| AdminAnswer {
+        status: 0,
+        content_type: String::new(),
+        body: why,
+    };
+    match tokio::time::timeout(ADMIN_TIMEOUT, http_get(addr, path)).await {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(e)) => failed(format!("GET http://{addr}{path}: {e}")),
+        Err(_) => failed(format!(
+            "GET http://{addr}{path}: no answer within {ADMIN_TIMEOUT:?}"
+        )),
+    }
+}
+
+/// What `GET http://<addr>/readyz` answers: `(200, "ready\n")`, or
+/// `(503, "not ready: <part> (<why>), …\n")` naming each part that is not ready (`nats`,
+/// `vault`, `postgres`, …); `(0, <why>)` when the port does not answer (see [`admin_get`]).
+pub async fn readyz(addr: SocketAddr) -> (u16, String) {
+    let answer = admin_get(addr, "/readyz").await;
+    (answer.status, answer.body)
+}
+
+async fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<AdminAnswer> {
+    let invalid =
+        |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| invalid("an answer without a header end"))?;
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|line| line.split(' ').nth(1))
+        .and_then(|code| code.parse::<u16>().ok())
+        .ok_or_else(|| invalid("an answer without an HTTP status line"))?;
+    let content_type = lines
+        .filter_map(|line| line.split_once(':'))
+        .find(|(name, _)| name.trim().eq_ignore_ascii_case("content-type"))
+        .map(|(_, value)| value.trim().to_owned())
+        .unwrap_or_default();
+    Ok(AdminAnswer {
+        status,
+        content_type,
+        body: body.to_owned(),
+    })
 }

@@ -59,6 +59,9 @@ pub struct TestVault {
     pub tokens: BTreeMap<String, SecretString>,
     /// The registry the vault's metrics are in.
     pub metrics: svc::Metrics,
+    /// Admin HTTP address (`/healthz`, `/readyz`, `/metrics`); `None` when a `tune` made it
+    /// report into an embedding process's port (`shared_admin`).
+    pub admin_addr: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<Result<(), VaultError>>>,
 }
@@ -75,6 +78,23 @@ impl TestVault {
             .get(caller)
             .unwrap_or_else(|| panic!("no caller {caller}"))
             .clone()
+    }
+
+    /// What its `/readyz` answers (see [`crate::services::readyz`]); panics when it has no admin
+    /// port of its own.
+    pub async fn readyz(&self) -> (u16, String) {
+        crate::services::readyz(self.own_admin_addr()).await
+    }
+
+    /// What its admin port answers to `GET path` (see [`crate::services::admin_get`]); panics
+    /// when it has no admin port of its own.
+    pub async fn admin_get(&self, path: &str) -> crate::services::AdminAnswer {
+        crate::services::admin_get(self.own_admin_addr(), path).await
+    }
+
+    fn own_admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+            .expect("the vault serves its own admin port (no shared_admin)")
     }
 
     /// A typed client authenticated as `caller`.
@@ -313,9 +333,9 @@ async fn start_tuned(
     let app = vault::Application::build(config)
         .await
         .expect("vault builds");
-    let metrics = svc::Metrics::new();
-    app.register_metrics(&metrics);
+    let metrics = app.metrics().clone();
     let addr = app.local_addr();
+    let admin_addr = app.admin_addr();
     let (stop, stopped) = oneshot::channel::<()>();
     let handle = tokio::spawn(app.run_until_stopped(async move {
         let _ = stopped.await;
@@ -328,6 +348,7 @@ async fn start_tuned(
         nats_url,
         tokens,
         metrics,
+        admin_addr,
         stop: Some(stop),
         handle: Some(handle),
     }

@@ -266,6 +266,15 @@ impl Store {
         Ok(Self { pool })
     }
 
+    /// Whether PostgreSQL answers (the readiness check); the error says what failed.
+    pub async fn ping(&self) -> Result<(), String> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("PostgreSQL: {e}"))
+    }
+
     /// The pool (tests inspect the tables through it).
     pub fn pool(&self) -> &PgPool {
         &self.pool

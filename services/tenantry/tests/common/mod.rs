@@ -1,0 +1,401 @@
+//! The whole control plane as production runs it, for tests: every service its own process
+//! (`tenantry vault`, `projection`, `signup`, `provisioner`, `identity`, `billing`) against real
+//! NATS and PostgreSQL, frappe-sim as the bench and the Authentik double. Every gRPC port
+//! speaks TLS, the vault asks for client certificates, tokens come from the environment and
+//! files, the directory wants an operator, and each process has its own admin port.
+
+#![allow(dead_code)] // each test file uses its part
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use tokio::process::{Child, Command};
+
+const TENANTRY: &str = env!("CARGO_BIN_EXE_tenantry");
+
+/// The plan catalogue every process reads (`tenantry dev`'s sample).
+const PLANS: &str = tenantry::dev::SAMPLE_PLANS;
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn sha256_hex(token: &str) -> String {
+    vault::acl::token_sha256(&SecretString::from(token.to_owned()))
+}
+
+/// What to start besides the defaults.
+#[derive(Default)]
+pub struct StackOptions {
+    /// Where every process sends its spans (`OTEL_EXPORTER_OTLP_ENDPOINT`).
+    pub otlp_endpoint: Option<String>,
+    /// `LOG_FORMAT` of every process (`json` for structured logs).
+    pub log_format: Option<&'static str>,
+}
+
+/// A running stack. Every process is killed when it is dropped, however the test ends.
+pub struct Stack {
+    pub namespace: String,
+    pub database_url: String,
+    pub pool: sqlx::PgPool,
+    pub work: tempfile::TempDir,
+    pub bench: tenantry::sim::SimBench,
+    pub authentik: authentik_fake::FakeAuthentik,
+    pub ca: svc::devca::DevCaFiles,
+    pub signup_port: u16,
+    pub directory_port: u16,
+    pub billing_port: u16,
+    pub vault_port: u16,
+    /// Each service's admin port, by service name.
+    pub admin_ports: BTreeMap<&'static str, u16>,
+    pub reader_token: String,
+    children: Vec<Child>,
+}
+
+impl Stack {
+    /// Starts every service; returns once they are spawned (not yet answering).
+    pub async fn start(options: StackOptions) -> Stack {
+        testkit::init_logging();
+        let namespace = testkit::unique_namespace();
+        let (database_url, pool) = testkit::fresh_database()
+            .await
+            .expect("PostgreSQL must be running (just up)");
+        let work = tempfile::tempdir().expect("temp dir");
+        // The bench: frappe-sim, as `tenantry dev` would run it.
+        let bench = tenantry::sim::SimBench::start(&work.path().join("bench"), 0, "erpnext,hrms")
+            .await
+            .expect("frappe-sim");
+        let fleet = format!(
+            r#"[[benches]]
+name = "e2e-bench"
+region = "eu"
+base_url = {base:?}
+base_domain = "erp.localhost"
+routing = "header"
+public_scheme = "http"
+max_sites = 10
+max_concurrent_operations = 2
+apps = ["erpnext", "hrms"]
+db_root_password_file = {root:?}
+runner = {{ kind = "local", bench_dir = {dir:?}, bench_bin = {bin:?} }}
+"#,
+            base = bench.base_url,
+            dir = bench.dir.display().to_string(),
+            bin = bench.bin.display().to_string(),
+            root = bench.dir.join("db-root-password").display().to_string(),
+        );
+        let fleet_path = work.path().join("fleet.toml");
+        std::fs::write(&fleet_path, fleet).unwrap();
+        let plans_path = work.path().join("plans.toml");
+        std::fs::write(&plans_path, PLANS).unwrap();
+
+        // Credentials exactly as production passes them: a key ring and caller token hashes
+        // in env, operators (billing among them, as a service) in env.
+        let signup_token = format!("signup-{namespace}");
+        let provisioner_token = format!("provisioner-{namespace}");
+        let identity_token = format!("identity-{namespace}");
+        let reader_token = format!("reader-{namespace}");
+        let billing_token = format!("billing-{namespace}");
+        let operators = format!(
+            "[operators.e2e-reader]\ntoken_sha256 = \"{}\"\nrole = \"reader\"\n\
+             [operators.billing]\ntoken_sha256 = \"{}\"\nrole = \"admin\"\nservice = true\n",
+            svc::auth::token_sha256(&reader_token),
+            svc::auth::token_sha256(&billing_token),
+        );
+        // A throw-away CA, as `tenantry dev` makes one; certificates name `localhost`.
+        let ca = svc::devca::DevCa::load_or_create(&work.path().join("tls")).expect("dev CA");
+        let path = |p: &Path| p.display().to_string();
+        let server_tls = vec![
+            ("TENANTRY_TLS_CERT", path(&ca.server_cert)),
+            ("TENANTRY_TLS_KEY", path(&ca.server_key)),
+        ];
+        let client_tls = vec![
+            ("TENANTRY_TLS_CA", path(&ca.ca)),
+            ("TENANTRY_TLS_CLIENT_CERT", path(&ca.client_cert)),
+            ("TENANTRY_TLS_CLIENT_KEY", path(&ca.client_key)),
+        ];
+        // Authentik: the double, held to its OpenAPI schema, as `tenantry dev` runs it.
+        let authentik = authentik_fake::FakeAuthentik::start(authentik_fake::FakeConfig::default())
+            .await
+            .expect("authentik fake");
+        let provisioner_token_file = work.path().join("provisioner.token");
+        std::fs::write(&provisioner_token_file, &provisioner_token).unwrap();
+        let keyring = "active = \"k1\"\n[[keys]]\nid = \"k1\"\nkey = \"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\"\n".to_owned();
+        let callers = format!(
+            "[callers.signup]\ntoken_sha256 = \"{}\"\n[callers.provisioner]\ntoken_sha256 = \"{}\"\n[callers.identity]\ntoken_sha256 = \"{}\"\n",
+            sha256_hex(&signup_token),
+            sha256_hex(&provisioner_token),
+            sha256_hex(&identity_token)
+        );
+        let nats = testkit::nats_url();
+        let (vault_port, directory_port, signup_port, operator_port, billing_port) = (
+            free_port(),
+            free_port(),
+            free_port(),
+            free_port(),
+            free_port(),
+        );
+        let vault_url = format!("https://localhost:{vault_port}");
+        let admin_ports: BTreeMap<&'static str, u16> = [
+            "vault",
+            "projection",
+            "signup",
+            "provisioner",
+            "identity",
+            "billing",
+        ]
+        .into_iter()
+        .map(|s| (s, free_port()))
+        .collect();
+        let common = |service: &'static str, extra: Vec<(&'static str, String)>| {
+            let mut v = vec![
+                ("NATS_URL", nats.clone()),
+                ("TENANTRY_NAMESPACE", namespace.clone()),
+                ("DATABASE_URL", database_url.clone()),
+                ("TENANTRY_PLANS", path(&plans_path)),
+                (
+                    "TENANTRY_ADMIN_ADDR",
+                    format!("127.0.0.1:{}", admin_ports[service]),
+                ),
+                ("RUST_LOG", "info".to_owned()),
+                ("RUST_BACKTRACE", "0".to_owned()),
+            ];
+            if let Some(endpoint) = &options.otlp_endpoint {
+                v.push(("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.clone()));
+                // Spans leave within a fifth of a second, not the default five.
+                v.push(("OTEL_BSP_SCHEDULE_DELAY", "200".to_owned()));
+            }
+            if let Some(format) = options.log_format {
+                v.push(("LOG_FORMAT", format.to_owned()));
+            }
+            v.extend(extra);
+            (service, v)
+        };
+        let with = |a: Vec<(&'static str, String)>, b: &[(&'static str, String)]| {
+            a.into_iter().chain(b.iter().cloned()).collect::<Vec<_>>()
+        };
+        let services = vec![
+            common(
+                "vault",
+                with(
+                    vec![
+                        ("TENANTRY_VAULT_LISTEN", format!("127.0.0.1:{vault_port}")),
+                        ("TENANTRY_VAULT_KEYRING", keyring),
+                        ("TENANTRY_VAULT_CALLERS", callers),
+                        ("TENANTRY_TLS_CLIENT_CA", path(&ca.ca)),
+                    ],
+                    &server_tls,
+                ),
+            ),
+            common(
+                "projection",
+                with(
+                    vec![
+                        (
+                            "TENANTRY_PROJECTION_LISTEN",
+                            format!("127.0.0.1:{directory_port}"),
+                        ),
+                        ("TENANTRY_OPERATORS", operators.clone()),
+                    ],
+                    &server_tls,
+                ),
+            ),
+            common(
+                "signup",
+                with(
+                    with(
+                        vec![
+                            ("TENANTRY_SIGNUP_ADDR", format!("127.0.0.1:{signup_port}")),
+                            ("TENANTRY_VAULT_ENDPOINT", vault_url.clone()),
+                            ("TENANTRY_SIGNUP_VAULT_TOKEN", signup_token),
+                            (
+                                "TENANTRY_SIGNUP_OPERATOR_ADDR",
+                                format!("127.0.0.1:{operator_port}"),
+                            ),
+                            ("TENANTRY_OPERATORS", operators.clone()),
+                        ],
+                        &server_tls,
+                    ),
+                    &client_tls,
+                ),
+            ),
+            common(
+                "provisioner",
+                with(
+                    vec![
+                        ("TENANTRY_VAULT_ENDPOINT", vault_url.clone()),
+                        (
+                            "TENANTRY_PROVISIONER_VAULT_TOKEN_FILE",
+                            path(&provisioner_token_file),
+                        ),
+                        ("TENANTRY_FLEET", path(&fleet_path)),
+                    ],
+                    &client_tls,
+                ),
+            ),
+            common(
+                "identity",
+                with(
+                    vec![
+                        ("TENANTRY_VAULT_ENDPOINT", vault_url.clone()),
+                        ("TENANTRY_IDENTITY_VAULT_TOKEN", identity_token),
+                        ("TENANTRY_AUTHENTIK_URL", authentik.base_url()),
+                        (
+                            "TENANTRY_AUTHENTIK_TOKEN",
+                            authentik_fake::FakeConfig::default().token,
+                        ),
+                        ("TENANTRY_FLEET", path(&fleet_path)),
+                    ],
+                    &client_tls,
+                ),
+            ),
+            common(
+                "billing",
+                with(
+                    with(
+                        vec![
+                            (
+                                "TENANTRY_BILLING_LISTEN",
+                                format!("127.0.0.1:{billing_port}"),
+                            ),
+                            (
+                                "TENANTRY_ADMIN_URL",
+                                format!("https://localhost:{operator_port}"),
+                            ),
+                            ("TENANTRY_BILLING_TOKEN", billing_token),
+                            ("TENANTRY_OPERATORS", operators),
+                        ],
+                        &server_tls,
+                    ),
+                    &client_tls,
+                ),
+            ),
+        ];
+        let children = services
+            .into_iter()
+            .map(|(service, envs)| spawn(service, &envs, work.path()))
+            .collect();
+        Stack {
+            namespace,
+            database_url,
+            pool,
+            bench,
+            authentik,
+            ca,
+            signup_port,
+            directory_port,
+            billing_port,
+            vault_port,
+            admin_ports,
+            reader_token,
+            children,
+            work,
+        }
+    }
+
+    /// Where the processes write their logs (`<service>.log`).
+    pub fn logs(&self) -> &Path {
+        self.work.path()
+    }
+
+    /// The last lines of every service log, for a failure message.
+    pub fn logs_tail(&self) -> String {
+        let mut out = String::new();
+        for entry in std::fs::read_dir(self.logs())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "log") {
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                let tail = lines[lines.len().saturating_sub(15)..].join("\n");
+                out.push_str(&format!("\n--- {} ---\n{tail}\n", path.display()));
+            }
+        }
+        out
+    }
+
+    /// What a client trusts: the dev CA.
+    pub fn client_tls(&self) -> svc::ClientTls {
+        svc::ClientTls::with_ca(std::fs::read(&self.ca.ca).unwrap())
+    }
+
+    /// A channel to a TLS port of the stack, once it answers.
+    pub async fn connect(&self, port: u16) -> tonic::transport::Channel {
+        let url = format!("https://localhost:{port}");
+        let tls = self.client_tls();
+        for _ in 0..300 {
+            if let Ok(c) = tls.endpoint(&url).unwrap().connect().await {
+                return c;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("nothing answered at {url} within 30 s{}", self.logs_tail());
+    }
+
+    /// `GET http://127.0.0.1:<admin port of service><path>`: status, content type and body.
+    pub async fn admin_get(&self, service: &str, path: &str) -> (u16, String, String) {
+        let url = format!("http://127.0.0.1:{}{path}", self.admin_ports[service]);
+        match reqwest::get(&url).await {
+            Ok(r) => {
+                let status = r.status().as_u16();
+                let content_type = r
+                    .headers()
+                    .get(reqwest::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                (status, content_type, r.text().await.unwrap_or_default())
+            }
+            Err(e) => (0, String::new(), e.to_string()),
+        }
+    }
+
+    /// Deletes the stream and buckets of this stack's namespace.
+    pub async fn clean_up(&self) {
+        let store = eventstore::EventStore::connect(
+            &eventstore::StoreConfig::new(testkit::nats_url())
+                .with_namespace(self.namespace.clone()),
+        )
+        .await
+        .unwrap();
+        store.destroy().await.unwrap();
+    }
+}
+
+/// One service process; killed when the test ends, however it ends.
+fn spawn(service: &str, envs: &[(&str, String)], log_dir: &Path) -> Child {
+    let log = std::fs::File::create(log_dir.join(format!("{service}.log"))).expect("log file");
+    let mut cmd = Command::new(TENANTRY);
+    cmd.arg(service)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .kill_on_drop(true);
+    // A clean environment for the variables the services read, so the caller's shell cannot
+    // leak in.
+    for (k, _) in std::env::vars() {
+        if k.starts_with("TENANTRY_") || k.starts_with("OTEL_") || k == "LOG_FORMAT" {
+            cmd.env_remove(k);
+        }
+    }
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd.spawn()
+        .unwrap_or_else(|e| panic!("cannot start tenantry {service}: {e}"))
+}
+
+/// A path inside the stack's work directory.
+pub fn in_work(stack: &Stack, name: &str) -> PathBuf {
+    stack.work.path().join(name)
+}
