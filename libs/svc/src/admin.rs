@@ -151,15 +151,23 @@ impl std::fmt::Debug for AdminHandle {
 pub struct Admin {
     handle: AdminHandle,
     server: Option<AdminServer>,
+    // Set when the port is shared: parts are then named after their service.
+    service: Option<String>,
 }
 
 impl Admin {
-    /// Binds `addr`, unless `shared` names the embedding process's admin port to report into.
-    pub async fn open(addr: SocketAddr, shared: Option<AdminHandle>) -> std::io::Result<Self> {
+    /// Binds `addr` for `service`, unless `shared` names the embedding process's admin port to
+    /// report into.
+    pub async fn open(
+        addr: SocketAddr,
+        shared: Option<AdminHandle>,
+        service: &str,
+    ) -> std::io::Result<Self> {
         match shared {
             Some(handle) => Ok(Self {
                 handle,
                 server: None,
+                service: Some(service.to_owned()),
             }),
             None => {
                 let handle = AdminHandle {
@@ -172,8 +180,18 @@ impl Admin {
                 Ok(Self {
                     handle,
                     server: Some(server),
+                    service: None,
                 })
             }
+        }
+    }
+
+    /// The name of readiness part `what` (`nats`, `postgres`): as is on a port of its own,
+    /// `<service> <what>` on a shared one, where several services check the same thing.
+    pub fn part_name(&self, what: &str) -> String {
+        match &self.service {
+            Some(service) => format!("{service} {what}"),
+            None => what.to_owned(),
         }
     }
 

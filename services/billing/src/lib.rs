@@ -317,7 +317,7 @@ impl<P: PaymentProvider> Application<P> {
             .map_err(|e| {
                 StartError::Config(format!("cannot listen on {}: {e}", config.listen_addr))
             })?;
-        let admin = svc::Admin::open(config.admin_addr, config.shared_admin.clone())
+        let admin = svc::Admin::open(config.admin_addr, config.shared_admin.clone(), "billing")
             .await
             .map_err(|e| {
                 StartError::Config(format!("cannot listen on {}: {e}", config.admin_addr))
@@ -402,7 +402,7 @@ impl<P: PaymentProvider> Application<P> {
         let admin_task = admin.serve(shutdown.clone());
         let nats_probe = svc::admin::probe(
             &readiness,
-            "nats",
+            admin.part_name("nats"),
             Duration::from_secs(1),
             shutdown.clone(),
             svc::consumers::nats_check(&ctx.store),

@@ -294,7 +294,7 @@ impl Application {
     /// Binds the admin listener, connects to NATS and the vault, and looks up the flows,
     /// mappings and signing key in Authentik (a missing one stops start-up, named).
     pub async fn build(config: Config) -> Result<Self, IdentityError> {
-        let admin = svc::Admin::open(config.admin_addr, config.shared_admin.clone())
+        let admin = svc::Admin::open(config.admin_addr, config.shared_admin.clone(), "identity")
             .await
             .map_err(|e| {
                 IdentityError::Config(format!("cannot listen on {}: {e}", config.admin_addr))
@@ -371,7 +371,7 @@ impl Application {
         let consumer_metrics = svc::consumers::ConsumerMetrics::new(admin.metrics());
         let nats_probe = svc::admin::probe(
             &readiness,
-            "nats",
+            admin.part_name("nats"),
             Duration::from_secs(1),
             shutdown.clone(),
             svc::consumers::nats_check(&ctx.store),

@@ -155,7 +155,7 @@ impl Application {
         })?;
         let local_addr = listener.local_addr().map_err(anyhow::Error::new)?;
         let admin_addr = config.admin.admin_addr;
-        let admin = svc::Admin::open(admin_addr, config.shared_admin.clone())
+        let admin = svc::Admin::open(admin_addr, config.shared_admin.clone(), "projection")
             .await
             .map_err(|e| anyhow::Error::new(e).context(format!("cannot listen on {admin_addr}")))?;
         // Checked now so a bad certificate stops the start, not the first call.
@@ -238,18 +238,24 @@ impl Application {
         let mut background = vec![
             svc::admin::probe(
                 &self.readiness,
-                "nats",
+                admin_port.part_name("nats"),
                 PROBE_EVERY,
                 stop.clone(),
                 svc::consumers::nats_check(&self.events),
             ),
-            svc::admin::probe(&self.readiness, "postgres", PROBE_EVERY, stop.clone(), {
-                let store = self.store.clone();
-                move || {
-                    let store = store.clone();
-                    async move { store.ping().await }
-                }
-            }),
+            svc::admin::probe(
+                &self.readiness,
+                admin_port.part_name("postgres"),
+                PROBE_EVERY,
+                stop.clone(),
+                {
+                    let store = self.store.clone();
+                    move || {
+                        let store = store.clone();
+                        async move { store.ping().await }
+                    }
+                },
+            ),
             metrics::ProjectionMetrics::register(&registry, &self.stats).watch(
                 self.store.clone(),
                 self.events.clone(),

@@ -305,11 +305,15 @@ impl Application {
                 }
             }
         }
-        let admin = svc::Admin::open(config.admin_addr, config.shared_admin.clone())
-            .await
-            .map_err(|e| {
-                ProvisionerError::Config(format!("cannot listen on {}: {e}", config.admin_addr))
-            })?;
+        let admin = svc::Admin::open(
+            config.admin_addr,
+            config.shared_admin.clone(),
+            "provisioner",
+        )
+        .await
+        .map_err(|e| {
+            ProvisionerError::Config(format!("cannot listen on {}: {e}", config.admin_addr))
+        })?;
         let registry = admin.metrics().clone();
         let readiness = admin.readiness().clone();
         let store = EventStore::connect(&config.nats).await?;
@@ -410,7 +414,7 @@ impl Application {
         let consumer_metrics = svc::consumers::ConsumerMetrics::new(admin.metrics());
         let nats_probe = svc::admin::probe(
             &readiness,
-            "nats",
+            admin.part_name("nats"),
             PROBE_EVERY,
             shutdown.clone(),
             svc::consumers::nats_check(&ctx.store),

@@ -354,7 +354,7 @@ impl Application {
         let (listener, local_addr) = bind(config.listen_addr).await?;
         let (operator_listener, operator_addr) = bind(config.operator_addr).await?;
         let admin_addr = config.admin.admin_addr;
-        let admin = svc::Admin::open(admin_addr, config.shared_admin.clone())
+        let admin = svc::Admin::open(admin_addr, config.shared_admin.clone(), "signup")
             .await
             .map_err(|source| ServiceError::Bind {
                 addr: admin_addr,
@@ -530,18 +530,24 @@ impl App {
         let probes = [
             svc::admin::probe(
                 &readiness,
-                "nats",
+                admin_port.part_name("nats"),
                 PROBE_EVERY,
                 self.stop.clone(),
                 svc::consumers::nats_check(&self.probe_store),
             ),
-            svc::admin::probe(&readiness, "vault", PROBE_EVERY * 5, self.stop.clone(), {
-                let vault = self.vault.clone();
-                move || {
-                    let vault = vault.clone();
-                    async move { vault.health().await }
-                }
-            }),
+            svc::admin::probe(
+                &readiness,
+                admin_port.part_name("vault"),
+                PROBE_EVERY * 5,
+                self.stop.clone(),
+                {
+                    let vault = self.vault.clone();
+                    move || {
+                        let vault = vault.clone();
+                        async move { vault.health().await }
+                    }
+                },
+            ),
         ];
         let observe = svc::observe::ObserveLayer::new("signup", admin_port.metrics());
         let signup =

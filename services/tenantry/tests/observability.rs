@@ -8,14 +8,12 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::Write as _;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use otlp_fake::{Receiver, Span, SpanKind};
 use proto::v1::{SignupRequest, WatchSignupRequest, signup_service_client::SignupServiceClient};
 
-use common::{Stack, StackOptions};
+use common::{Stack, StackOptions, parse_openmetrics};
 
 /// Signs up and follows the signup to its end; the tenant id.
 async fn sign_up(stack: &Stack) -> String {
@@ -82,37 +80,6 @@ fn by<'a>(spans: &'a [Span], service: &str, name_part: &str) -> Vec<&'a Span> {
 fn parent_of<'a>(spans: &'a [Span], span: &Span) -> Option<&'a Span> {
     let id = span.parent_span_id.as_deref()?;
     spans.iter().find(|s| s.span_id == id)
-}
-
-/// The metric family names in `text`, as the reference OpenMetrics parser reads them (it
-/// refuses anything Prometheus would not take).
-fn parse_openmetrics(service: &str, text: &str) -> BTreeSet<String> {
-    let script = "import sys\n\
-        from prometheus_client.openmetrics.parser import text_string_to_metric_families\n\
-        for f in text_string_to_metric_families(sys.stdin.read()):\n    print(f.name)\n";
-    let mut child = Command::new("python3")
-        .args(["-c", script])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 runs (`just python-deps` installs prometheus-client)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{service}'s /metrics does not parse as OpenMetrics: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_owned)
-        .collect()
 }
 
 /// Metrics families that only show once a step fails or a standby pool is kept.

@@ -147,7 +147,7 @@ impl Application {
             anyhow::Error::new(e).context(format!("cannot listen on {}", config.listen_addr))
         })?;
         let local_addr = listener.local_addr().map_err(anyhow::Error::new)?;
-        let admin = svc::Admin::open(config.admin_addr, config.shared_admin.clone())
+        let admin = svc::Admin::open(config.admin_addr, config.shared_admin.clone(), "vault")
             .await
             .map_err(|e| {
                 anyhow::Error::new(e).context(format!("cannot listen on {}", config.admin_addr))
@@ -276,18 +276,24 @@ impl Application {
         let probes = [
             svc::admin::probe(
                 &readiness,
-                "nats",
+                admin.part_name("nats"),
                 PROBE_EVERY,
                 stop.clone(),
                 svc::consumers::nats_check(&self.core.events),
             ),
-            svc::admin::probe(&readiness, "postgres", PROBE_EVERY, stop.clone(), {
-                let core = Arc::clone(&self.core);
-                move || {
-                    let core = Arc::clone(&core);
-                    async move { core.store.ping().await }
-                }
-            }),
+            svc::admin::probe(
+                &readiness,
+                admin.part_name("postgres"),
+                PROBE_EVERY,
+                stop.clone(),
+                {
+                    let core = Arc::clone(&self.core);
+                    move || {
+                        let core = Arc::clone(&core);
+                        async move { core.store.ping().await }
+                    }
+                },
+            ),
         ];
         readiness.set(true);
         let observe = svc::observe::ObserveLayer::new("vault", admin.metrics());

@@ -6,7 +6,8 @@
 
 #![allow(dead_code)] // each test file uses its part
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write as _;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -398,4 +399,35 @@ fn spawn(service: &str, envs: &[(&str, String)], log_dir: &Path) -> Child {
 /// A path inside the stack's work directory.
 pub fn in_work(stack: &Stack, name: &str) -> PathBuf {
     stack.work.path().join(name)
+}
+
+/// The metric family names in `text`, as the reference OpenMetrics parser reads them (it
+/// refuses anything Prometheus would not take).
+pub fn parse_openmetrics(service: &str, text: &str) -> BTreeSet<String> {
+    let script = "import sys\n\
+        from prometheus_client.openmetrics.parser import text_string_to_metric_families\n\
+        for f in text_string_to_metric_families(sys.stdin.read()):\n    print(f.name)\n";
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 runs (`just python-deps` installs prometheus-client)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{service}'s /metrics does not parse as OpenMetrics: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
 }
