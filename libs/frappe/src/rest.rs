@@ -176,6 +176,16 @@ struct Message<T> {
     message: T,
 }
 
+/// A REST path as spans show it: a document's name (a user's email, say) becomes `{name}`, so
+/// traces carry no personal data and span names stay few.
+fn span_route(path: &str) -> String {
+    let parts: Vec<&str> = path.split('/').collect();
+    match parts.as_slice() {
+        ["", "api", "resource", doctype, _name, ..] => format!("/api/resource/{doctype}/{{name}}"),
+        _ => path.to_owned(),
+    }
+}
+
 impl FrappeClient {
     /// A client for `site` on the server at `base_url` (e.g. `http://127.0.0.1:8000`), without
     /// auth. Requests time out after 30 s.
@@ -281,12 +291,13 @@ impl FrappeClient {
         if let Some(b) = body {
             req = req.json(b);
         }
+        let route = span_route(path);
         let span = tracing::info_span!(
             "rest",
-            otel.name = %format!("{method_name} {path}"),
+            otel.name = %format!("{method_name} {route}"),
             otel.kind = "client",
             http.request.method = %method_name,
-            url.path = %path,
+            url.path = %route,
             http.response.status_code = tracing::field::Empty,
         );
         let (resp, text) = timeline::outside(async {
@@ -690,4 +701,19 @@ fn strip_tags(s: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod span_tests {
+    use super::span_route;
+
+    #[test]
+    fn span_routes_hide_document_names() {
+        assert_eq!(
+            span_route("/api/resource/User/ada@example.com"),
+            "/api/resource/User/{name}"
+        );
+        assert_eq!(span_route("/api/resource/User"), "/api/resource/User");
+        assert_eq!(span_route("/api/method/login"), "/api/method/login");
+    }
 }

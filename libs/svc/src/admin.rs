@@ -20,7 +20,11 @@ use crate::{Metrics, Shutdown};
 /// Whether the service is ready to take work: the service says so ([`Readiness::set`]) and
 /// every part it registered (a consumer, a dependency) is ready. Starts not ready.
 #[derive(Clone, Default, Debug)]
-pub struct Readiness(Arc<ReadinessInner>);
+pub struct Readiness {
+    inner: Arc<ReadinessInner>,
+    // Set on a service's share of a process's readiness: its `set` is then its own part.
+    scope: Option<String>,
+}
 
 #[derive(Default, Debug)]
 struct ReadinessInner {
@@ -33,7 +37,25 @@ struct ReadinessInner {
 impl Readiness {
     /// Marks the service ready (or not).
     pub fn set(&self, ready: bool) {
-        self.0.ready.store(ready, Ordering::Release);
+        match &self.scope {
+            None => self.inner.ready.store(ready, Ordering::Release),
+            Some(service) => {
+                self.parts()
+                    .insert(service.clone(), (!ready).then(|| "starting".to_owned()));
+            }
+        }
+    }
+
+    /// `service`'s share of this readiness (one process hosting several services): its
+    /// [`Readiness::set`] marks part `service` (registered not ready), so one service cannot
+    /// answer for the others.
+    pub fn scoped(&self, service: &str) -> Readiness {
+        self.parts()
+            .insert(service.to_owned(), Some("starting".to_owned()));
+        Readiness {
+            inner: Arc::clone(&self.inner),
+            scope: Some(service.to_owned()),
+        }
     }
 
     /// A part that must be ready too (registered as not ready yet), e.g. one consumer.
@@ -49,12 +71,12 @@ impl Readiness {
 
     fn parts(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Option<String>>> {
         // A poisoned map is still a valid map of flags.
-        self.0.parts.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner.parts.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Whether it is ready.
     pub fn is_ready(&self) -> bool {
-        self.0.ready.load(Ordering::Acquire) && self.parts().values().all(Option::is_none)
+        self.inner.ready.load(Ordering::Acquire) && self.parts().values().all(Option::is_none)
     }
 
     /// What is not ready, for `/readyz` and logs.
@@ -68,7 +90,7 @@ impl Readiness {
                 Some(why) => Some(format!("{name} ({why})")),
             })
             .collect();
-        if !self.0.ready.load(Ordering::Acquire) {
+        if !self.inner.ready.load(Ordering::Acquire) {
             out.insert(0, "service".to_owned());
         }
         out
@@ -165,7 +187,10 @@ impl Admin {
     ) -> std::io::Result<Self> {
         match shared {
             Some(handle) => Ok(Self {
-                handle,
+                handle: AdminHandle {
+                    readiness: handle.readiness.scoped(service),
+                    metrics: handle.metrics,
+                },
                 server: None,
                 service: Some(service.to_owned()),
             }),

@@ -82,8 +82,12 @@ impl ConsumerMetrics {
         // Registered now, so the families show (at 0) before the first read.
         let _ = metrics.redeliveries.get_or_create(&labels);
         tokio::spawn(async move {
-            let letters = store.dead_letters().await.ok();
+            let mut letters = None;
             loop {
+                // Opened (and retried) here: NATS may be away when the watch starts.
+                if letters.is_none() {
+                    letters = store.dead_letters().await.ok();
+                }
                 if let Ok(Some(status)) = store.consumer(&labels.consumer).await {
                     let set = |f: &Family<ConsumerLabels, Gauge>, v: u64| {
                         f.get_or_create(&labels)

@@ -111,7 +111,14 @@ where
         // The instance that was polled ready serves this call; the clone waits for the next.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let method = request.uri().path().trim_start_matches('/').to_owned();
+        // Bounded: the path is the caller's to choose (an unknown one is relabelled below).
+        let method: String = request
+            .uri()
+            .path()
+            .trim_start_matches('/')
+            .chars()
+            .take(128)
+            .collect();
         let (rpc_service, rpc_method) = method.split_once('/').unwrap_or((&method, ""));
         let span = tracing::info_span!(
             "grpc.server",
@@ -121,17 +128,25 @@ where
             rpc.service = %rpc_service,
             rpc.method = %rpc_method,
             rpc.grpc.status_code = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
             tenantry.service = %self.layer.service,
         );
         let parent = TraceContextPropagator::new().extract(&HttpExtractor(request.headers()));
         // No OpenTelemetry layer (a test's subscriber) is fine: the span is a plain one then.
         let _ = span.set_parent(parent);
         let future = span.in_scope(|| inner.call(request));
-        let layer = self.layer.clone();
+        // Recorded when the call ends — or when it is dropped unfinished: tonic's timeout and
+        // a client hanging up drop this future, and those calls count too.
+        let mut record = Record {
+            layer: self.layer.clone(),
+            method,
+            span: span.clone(),
+            started: Instant::now(),
+            code: None,
+        };
         Box::pin(async move {
-            let started = Instant::now();
-            let result = future.instrument(span.clone()).await;
-            let code = match &result {
+            let result = future.instrument(span).await;
+            record.finish(match &result {
                 // Errors travel trailers-only, in the headers; a success's status is in the
                 // trailers, which only an OK call has when the headers carry none.
                 Ok(response) => response
@@ -141,26 +156,70 @@ where
                     .and_then(|v| v.parse::<i32>().ok())
                     .map_or(Code::Ok, Code::from_i32),
                 Err(_) => Code::Unknown,
-            };
-            span.record("rpc.grpc.status_code", code as i32);
-            layer
-                .requests
-                .get_or_create(&RequestLabels {
-                    service: layer.service.to_string(),
-                    method: method.clone(),
-                    code: code_name(code).to_owned(),
-                })
-                .inc();
-            layer
-                .durations
-                .get_or_create(&MethodLabels {
-                    service: layer.service.to_string(),
-                    method,
-                })
-                .observe(started.elapsed().as_secs_f64());
+            });
             result
         })
     }
+}
+
+/// One call's measurement, taken when it is dropped.
+struct Record {
+    layer: ObserveLayer,
+    method: String,
+    span: tracing::Span,
+    started: Instant,
+    /// `None` while unfinished.
+    code: Option<Code>,
+}
+
+impl Record {
+    fn finish(&mut self, code: Code) {
+        self.code = Some(code);
+    }
+}
+
+impl Drop for Record {
+    fn drop(&mut self) {
+        // Unfinished: the deadline passed (tonic's timeout) or the client went away.
+        let code = self.code.unwrap_or(Code::Cancelled);
+        self.span.record("rpc.grpc.status_code", code as i32);
+        if server_error(code) {
+            self.span.record("otel.status_code", "ERROR");
+        }
+        // A path no service serves is answered Unimplemented by tonic itself: one series for
+        // all of them, or every probe of a made-up path would add one.
+        let method = if code == Code::Unimplemented {
+            "unknown".to_owned()
+        } else {
+            std::mem::take(&mut self.method)
+        };
+        let service = self.layer.service.to_string();
+        self.layer
+            .requests
+            .get_or_create(&RequestLabels {
+                service: service.clone(),
+                method: method.clone(),
+                code: code_name(code).to_owned(),
+            })
+            .inc();
+        self.layer
+            .durations
+            .get_or_create(&MethodLabels { service, method })
+            .observe(self.started.elapsed().as_secs_f64());
+    }
+}
+
+/// The codes OpenTelemetry's gRPC conventions count as a server's own failure.
+fn server_error(code: Code) -> bool {
+    matches!(
+        code,
+        Code::Unknown
+            | Code::DeadlineExceeded
+            | Code::Unimplemented
+            | Code::Internal
+            | Code::Unavailable
+            | Code::DataLoss
+    )
 }
 
 /// The name of a gRPC status code as operators read it (`OK`, `InvalidArgument`, …).

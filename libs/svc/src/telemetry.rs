@@ -109,10 +109,16 @@ where
             .with_writer(writer)
             .boxed(),
     };
+    // `RUST_LOG` picks log lines only: the spans every service opens at INFO (gRPC calls,
+    // deliveries, steps) carry the trace context between processes, and a quieter log level
+    // must not break the trace.
     let subscriber = tracing_subscriber::registry()
-        .with(filter)
-        .with(fmt)
-        .with(tracing_opentelemetry::layer().with_tracer(tracer))
+        .with(fmt.with_filter(filter))
+        .with(
+            tracing_opentelemetry::layer()
+                .with_tracer(tracer)
+                .with_filter(tracing_subscriber::filter::LevelFilter::INFO),
+        )
         .with(dispatch);
     Ok((subscriber, TelemetryGuard { provider }))
 }

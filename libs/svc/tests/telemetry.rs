@@ -224,6 +224,12 @@ fn the_sampler_is_the_one_otel_traces_sampler_names() {
         String::from_utf8_lossy(&run.stdout),
         String::from_utf8_lossy(&run.stderr)
     );
+    // `--exact` matching nothing would pass vacuously.
+    assert!(
+        String::from_utf8_lossy(&run.stdout).contains("1 passed"),
+        "the always_off run ran no test:\n{}",
+        String::from_utf8_lossy(&run.stdout)
+    );
 
     if std::env::var_os("OTEL_TRACES_SAMPLER").is_some() {
         return;

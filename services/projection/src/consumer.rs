@@ -80,6 +80,8 @@ pub struct Consumer {
     pub readiness: Readiness,
     /// Closed while the model is behind the log.
     pub gate: behind::Gate,
+    /// Where redeliveries are counted.
+    pub metrics: svc::consumers::ConsumerMetrics,
 }
 
 /// Consumes until `shutdown`, re-subscribing if the subscription ends. Unless `checked`, it first
@@ -93,6 +95,7 @@ pub async fn run(c: Consumer, checked: bool, shutdown: Shutdown) -> Result<(), E
         stats,
         readiness,
         gate,
+        metrics,
     } = c;
     let filter = events.all_filter();
     let mut checked = checked;
@@ -146,6 +149,7 @@ pub async fn run(c: Consumer, checked: bool, shutdown: Shutdown) -> Result<(), E
                     break;
                 }
             };
+            metrics.delivered(&durable, delivery.delivery_count());
             let span = tracing::info_span!(
                 "consume",
                 otel.name = %format!("{durable} {}", delivery.event.event_type),

@@ -315,6 +315,7 @@ impl Application {
                     stats: Arc::clone(&self.stats),
                     readiness: self.readiness.clone(),
                     gate: self.gate.clone(),
+                    metrics: svc::consumers::ConsumerMetrics::new(&registry),
                 },
                 checked,
                 stop.clone(),
@@ -370,8 +371,10 @@ impl Application {
         // The server also stops if it fails; make sure the consumer does too.
         stop.trigger();
         watcher.abort();
+        // Their reads are not bounded by the shutdown (a PostgreSQL that is gone would hold
+        // it for the pool's timeout); what they measure no longer matters.
         for task in background {
-            let _ = task.await;
+            task.abort();
         }
         let _ = admin_task.await;
         let consumed = match consumer {

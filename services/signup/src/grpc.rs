@@ -55,6 +55,8 @@ pub struct SignupSettings {
     pub trust_forwarded_for: bool,
     /// Longest a signup works before answering UNAVAILABLE.
     pub deadline: Duration,
+    /// Where accepted signups are counted (fresh ones only: a replay is the same signup).
+    pub metrics: SignupMetrics,
 }
 
 /// The budgets that keep one client from starving the others.
@@ -206,8 +208,12 @@ impl Gateway {
             }
         };
         let subdomain = input.subdomain.clone();
+        let plan = input.plan.clone();
         match self.record_tenant(input, &tenant).await {
-            Ok(answer) => Ok(answer),
+            Ok(answer) => {
+                self.settings.metrics.accepted(plan.as_str());
+                Ok(answer)
+            }
             Err(Failure::Clean(e)) => {
                 self.claims.release(&subdomain, &tenant, revision).await;
                 Err(Failure::Clean(e))
@@ -503,13 +509,8 @@ impl SignupService for SignupApi {
         request: Request<SignupRequest>,
     ) -> Result<Response<SignupResponse>, Status> {
         let address = self.gateway.client_address(&request);
-        let plan = request.get_ref().plan.clone();
         match self.gateway.signup(address, request.into_inner()).await {
-            Ok(answer) => {
-                // Only a validated plan gets here: the label set stays the catalogue's.
-                self.metrics.accepted(&plan);
-                Ok(Response::new(answer))
-            }
+            Ok(answer) => Ok(Response::new(answer)),
             Err(e) => {
                 self.metrics.rejected(&e);
                 Err(Status::from(e))

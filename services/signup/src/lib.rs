@@ -420,6 +420,7 @@ impl Application {
         )
         .await?;
         let window = Duration::from_secs(config.rate_window_secs.max(1));
+        let metrics = metrics::SignupMetrics::register(admin.metrics());
         let stop = Shutdown::new();
         let gateway = Gateway::new(
             store.clone(),
@@ -438,6 +439,7 @@ impl Application {
                 sso: config.sso,
                 trust_forwarded_for: config.trust_forwarded_for,
                 deadline: Duration::from_millis(config.signup_deadline_ms.max(100)),
+                metrics: metrics.clone(),
             },
             stop.clone(),
         );
@@ -445,7 +447,6 @@ impl Application {
             tracing::warn!("no operator configured: the TenantAdmin API refuses every call");
         }
         tracing::info!(%local_addr, %operator_addr, tls = config.grpc.tls.enabled(), "signup gateway built");
-        let metrics = metrics::SignupMetrics::register(admin.metrics());
         Ok(App {
             admin_port: admin,
             probe_store: store.clone(),
@@ -592,9 +593,11 @@ impl App {
             );
         readiness.set(true);
         let (public, operator) = tokio::join!(public, operator);
+        // A server that ended on its own (an error) ends the rest too.
+        self.stop.trigger();
         relay.abort();
         for p in probes {
-            let _ = p.await;
+            p.abort();
         }
         let _ = admin_task.await;
         public.map_err(ServiceError::from)?;

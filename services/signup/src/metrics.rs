@@ -27,7 +27,7 @@ struct LimitLabels {
 }
 
 /// Handles to the gateway's metrics. Cheap to clone.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct SignupMetrics {
     accepted: Family<PlanLabels, Counter>,
     rejected: Family<RejectLabels, Counter>,

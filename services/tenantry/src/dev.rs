@@ -447,6 +447,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         operator_env.display(),
     );
 
+    // The process is up; each service's own part says whether it is.
+    admin.readiness.set(true);
     let admin_task = tokio::spawn(admin_server.serve(shutdown.clone()));
     // Any service failing stops the others: a half-running dev stack only confuses.
     let stop_all = |r: anyhow::Result<()>, s: &Shutdown| {

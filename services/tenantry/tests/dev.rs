@@ -47,7 +47,7 @@ async fn tenantry_dev_serves_one_admin_port_for_every_service() {
         .env("TENANTRY_ADMIN_ADDR", addr(admin))
         .env("TENANTRY_DEV_STANDBY", "0")
         .env("RUST_LOG", "info");
-    let _dev = cmd.spawn().expect("tenantry dev starts");
+    let mut dev = cmd.spawn().expect("tenantry dev starts");
     let logs = || std::fs::read_to_string(work.path().join("dev.log")).unwrap_or_default();
     let get = |path: &'static str| async move {
         let r = reqwest::get(format!("http://127.0.0.1:{admin}{path}"))
@@ -111,6 +111,18 @@ async fn tenantry_dev_serves_one_admin_port_for_every_service() {
     let (status, body) = get("/healthz").await.expect("healthz answers");
     assert_eq!((status, body.as_str()), (200, "ok\n"));
 
+    // SIGTERM, as an operator stops it: a graceful stop also ends the frappe-sim it started
+    // (SIGKILL would orphan it).
+    let pid = dev.id().expect("running").to_string();
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status();
+    let stopped = tokio::time::timeout(Duration::from_secs(60), dev.wait()).await;
+    assert!(
+        matches!(stopped, Ok(Ok(status)) if status.success()),
+        "tenantry dev did not stop cleanly on SIGTERM: {stopped:?}\n{}",
+        logs()
+    );
     let store = eventstore::EventStore::connect(
         &eventstore::StoreConfig::new(testkit::nats_url()).with_namespace(namespace),
     )

@@ -153,22 +153,37 @@ async fn one_signup_is_one_trace_and_every_service_reports_metrics() {
         log_format: Some("json"),
     })
     .await;
+    // Every process ready first: an attempt answered UNAVAILABLE would be a trace of its own.
+    for service in stack.admin_ports.keys() {
+        let mut answer = (0, String::new(), String::new());
+        for _ in 0..600 {
+            answer = stack.admin_get(service, "/readyz").await;
+            if answer.0 == 200 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(
+            answer.0,
+            200,
+            "{service} never became ready: {answer:?}{}",
+            stack.logs_tail()
+        );
+    }
     let tenant = sign_up(&stack).await;
+    let accepted = |s: &Span| {
+        s.service == "signup"
+            && s.name.ends_with("SignupService/Signup")
+            && s.attribute("rpc.grpc.status_code") == Some("0")
+    };
 
     // The gateway's span of the Signup call roots the trace.
     let root = receiver
-        .wait_for(
-            |spans| {
-                spans
-                    .iter()
-                    .any(|s| s.service == "signup" && s.name.ends_with("SignupService/Signup"))
-            },
-            Duration::from_secs(30),
-        )
+        .wait_for(|spans| spans.iter().any(accepted), Duration::from_secs(30))
         .await
         .expect("the gateway's Signup span arrives")
         .into_iter()
-        .find(|s| s.service == "signup" && s.name.ends_with("SignupService/Signup"))
+        .find(accepted)
         .unwrap();
     assert_eq!(root.kind, SpanKind::Server);
     assert_eq!(
@@ -207,13 +222,26 @@ async fn one_signup_is_one_trace_and_every_service_reports_metrics() {
                 .collect();
             panic!("the trace misses a service's spans; it has {got:#?}")
         });
-    // Late spans (the projection's last events, billing's settle) have a moment to arrive.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let trace = receiver.trace(&trace_id);
     drop(spans);
-    otlp_fake::check_links(&trace).unwrap_or_else(|e| {
+    // Parents end (and are exported) after their children: wait until every link resolves.
+    let linked = receiver
+        .wait_for(
+            |spans| {
+                let trace: Vec<Span> = spans
+                    .iter()
+                    .filter(|s| s.trace_id == trace_id)
+                    .cloned()
+                    .collect();
+                otlp_fake::check_links(&trace).is_ok()
+            },
+            Duration::from_secs(30),
+        )
+        .await;
+    let trace = receiver.trace(&trace_id);
+    if linked.is_none() {
+        let e = otlp_fake::check_links(&trace).unwrap_err();
         panic!("{e}\n{}", otlp_fake::render_tree(&trace));
-    });
+    }
     // Parent links cross process boundaries the way the work flows.
     let vault_server = by(&trace, "vault", "tenantry.v1.Vault/")[0];
     let vault_client = parent_of(&trace, vault_server).expect("the vault span has its parent");

@@ -270,7 +270,14 @@ impl Application {
         });
 
         let mut admin = self.admin;
+        // One signal for the server, the admin port and the probes, fired by the caller's
+        // future: readiness drops as soon as shutdown begins, while calls drain.
         let stop = svc::Shutdown::new();
+        let relay_stop = stop.clone();
+        let relay_signal = tokio::spawn(async move {
+            shutdown.await;
+            relay_stop.trigger();
+        });
         let admin_task = admin.serve(stop.clone());
         let readiness = admin.readiness().clone();
         let probes = [
@@ -308,12 +315,16 @@ impl Application {
                 self.calls.clone(),
                 self.denials.clone(),
             )))
-            .serve_with_incoming_shutdown(svc::grpc::incoming(self.listener), shutdown)
+            .serve_with_incoming_shutdown(
+                svc::grpc::incoming(self.listener),
+                stop.clone().into_future(),
+            )
             .await;
         let _ = stop_tx.send(true);
         stop.trigger();
+        relay_signal.abort();
         for p in probes {
-            let _ = p.await;
+            p.abort();
         }
         let _ = admin_task.await;
         let _ = purger.await;
