@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use svc::Metrics;
 use svc::observe::ObserveLayer;
-use tonic_prost::ProstCodec;
 use tonic::transport::{Channel, Server};
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
+use tonic_prost::ProstCodec;
 
 #[tokio::test]
 async fn calls_are_counted_by_method_and_code_and_unknown_paths_share_one_series() {
@@ -56,5 +56,8 @@ async fn calls_are_counted_by_method_and_code_and_unknown_paths_share_one_series
     ] {
         assert!(text.contains(line), "{line} missing from:\n{text}");
     }
-    assert!(!text.contains("made.up"), "a made-up path became a label:\n{text}");
+    assert!(
+        !text.contains("made.up"),
+        "a made-up path became a label:\n{text}"
+    );
 }

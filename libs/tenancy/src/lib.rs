@@ -43,7 +43,9 @@ pub use names::{
     Email, OrganisationName, PersonName, PlanId, RESERVED_SUBDOMAINS, Region, Subdomain, VaultRef,
 };
 pub use password::{Password, PasswordContext};
-pub use progress::{Progress, progress, progress_with_sso};
+pub use progress::{
+    FAILED_REASON, Progress, RETRY_REASON, SSO_FAILED_REASON, progress, progress_with_sso,
+};
 pub use sso::{IdentityAction, IdentityTrigger, Sso, SsoStatus, decide_identity};
 pub use subscription::{
     Due, Dunning, Interval, Limits, OpenInvoice, OverLimit, Subscription, SubscriptionStatus,

@@ -16,7 +16,8 @@ pub struct Progress {
     pub done: bool,
     /// Provisioning gave up; the stream can end.
     pub failed: bool,
-    /// Why it failed or is being retried; empty otherwise.
+    /// Why it failed or is being retried, in words safe to show anyone (never the bench's or
+    /// Authentik's own message: operators read that in the events); empty otherwise.
     pub reason: String,
     /// The site URL once done; empty otherwise.
     pub url: String,
@@ -36,6 +37,15 @@ impl Progress {
     }
 }
 
+/// What a person is told when a step is retried.
+pub const RETRY_REASON: &str = "A temporary problem; trying again automatically.";
+/// What a person is told when setting up their site failed (the watch adds a support
+/// reference).
+pub const FAILED_REASON: &str = "We could not finish setting up your site; our team has been told.";
+/// What a person is told when single sign-on could not be set up.
+pub const SSO_FAILED_REASON: &str =
+    "Single sign-on could not be set up yet; sign in with your password meanwhile.";
+
 /// [`progress`] when single sign-on is part of the signup: the site being ready is not the
 /// end yet (95 %); Authentik being configured is (or, if that gives up, the site alone, with
 /// the reason — password login works either way).
@@ -50,7 +60,7 @@ pub fn progress_with_sso(body: &Body) -> Option<Progress> {
             )
         },
         Body::IdentityStepFailed(e) if e.will_retry => Progress {
-            reason: e.reason.clone(),
+            reason: RETRY_REASON.to_owned(),
             ..Progress::at("sso_retrying", "Retrying: setting up single sign-on", 95)
         },
         Body::IdentityConfigured(e) => Progress {
@@ -58,9 +68,9 @@ pub fn progress_with_sso(body: &Body) -> Option<Progress> {
             url: e.login_url.clone(),
             ..Progress::at("sso_ready", "Your site and single sign-on are ready", 100)
         },
-        Body::IdentityConfigurationFailed(e) => Progress {
+        Body::IdentityConfigurationFailed(_) => Progress {
             done: true,
-            reason: e.reason.clone(),
+            reason: SSO_FAILED_REASON.to_owned(),
             ..Progress::at(
                 "sso_failed",
                 "Your site is ready; single sign-on will follow once an operator has fixed it",
@@ -98,7 +108,12 @@ pub fn progress(body: &Body) -> Option<Progress> {
             let step = e.step();
             Progress {
                 failed: !e.will_retry,
-                reason: e.reason.clone(),
+                reason: if e.will_retry {
+                    RETRY_REASON
+                } else {
+                    FAILED_REASON
+                }
+                .to_owned(),
                 ..if e.will_retry {
                     Progress::at("retrying", retry_label(step), percent_before(step))
                 } else {
@@ -108,7 +123,7 @@ pub fn progress(body: &Body) -> Option<Progress> {
         }
         Body::ProvisioningFailed(e) => Progress {
             failed: true,
-            reason: e.reason.clone(),
+            reason: FAILED_REASON.to_owned(),
             ..Progress::at("failed", "Setup failed", percent_before(e.step()))
         },
         _ => return None,
@@ -168,7 +183,11 @@ mod tests {
             ..Default::default()
         }))
         .unwrap();
-        assert!(!retry.done && retry.reason.contains("503"));
+        assert!(!retry.done && retry.reason == RETRY_REASON);
+        assert!(
+            !retry.reason.contains("503"),
+            "Authentik's own words stay in the events"
+        );
         let last_try = Body::IdentityStepFailed(pb::IdentityStepFailed::default());
         assert_eq!(
             progress_with_sso(&last_try),
@@ -251,7 +270,7 @@ mod tests {
         assert_eq!(retrying.label, "Retrying: installing apps");
         assert_eq!(
             (retrying.percent, retrying.reason.as_str()),
-            (45, "bench busy")
+            (45, RETRY_REASON)
         );
 
         let gave_up = progress(&Body::ProvisioningStepFailed(pb::ProvisioningStepFailed {
@@ -269,7 +288,10 @@ mod tests {
         }))
         .unwrap();
         assert!(failed.failed && !failed.done);
-        assert_eq!(failed.reason, "database server unreachable");
+        assert_eq!(
+            failed.reason, FAILED_REASON,
+            "the operator's reason stays in the event"
+        );
         // An unknown step number from a newer writer still maps.
         let odd = progress(&Body::ProvisioningStepFailed(pb::ProvisioningStepFailed {
             step: 999,

@@ -43,6 +43,15 @@ pub enum RateScope {
 }
 
 impl RateScope {
+    /// The limit's code (`address`, `email`, `checks`).
+    pub fn code(self) -> &'static str {
+        match self {
+            RateScope::Address => "address",
+            RateScope::Email => "email",
+            RateScope::Checks => "checks",
+        }
+    }
+
     fn as_str(self) -> &'static str {
         match self {
             RateScope::Address => "signups from your network address",
@@ -163,38 +172,123 @@ impl SignupError {
     }
 }
 
+/// The domain of every [`SignupError::reason`] (google.rpc.ErrorInfo's `domain`).
+pub const ERROR_DOMAIN: &str = "signup.tenantry.dev";
+
+impl SignupError {
+    /// A stable, machine-readable reason code (SCREAMING_SNAKE_CASE), sent as
+    /// `google.rpc.ErrorInfo.reason` on every error and used as the `reason` label of the
+    /// refusal metrics (lower-cased): clients branch on this, never on the message.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            SignupError::Invalid(_) => "INVALID_REQUEST",
+            SignupError::SubdomainTaken { .. } => "SUBDOMAIN_TAKEN",
+            SignupError::RateLimited { .. } => "RATE_LIMITED",
+            SignupError::TooManyStreams { .. } => "TOO_MANY_STREAMS",
+            SignupError::IdempotencyMismatch => "IDEMPOTENCY_KEY_REUSED",
+            SignupError::IdempotencyInProgress => "IDEMPOTENCY_KEY_IN_PROGRESS",
+            SignupError::TenantNotFound(_) | SignupError::Domain(DomainError::NotFound) => {
+                "TENANT_NOT_FOUND"
+            }
+            SignupError::Domain(DomainError::AlreadyExists { .. }) => "TENANT_EXISTS",
+            SignupError::Domain(DomainError::AlreadyInProgress { .. }) => "COMMAND_IN_PROGRESS",
+            SignupError::Domain(DomainError::InvalidTransition { .. }) => "INVALID_TRANSITION",
+            SignupError::Domain(DomainError::SamePlan { .. }) => "SAME_PLAN",
+            SignupError::Unauthenticated => "UNAUTHENTICATED",
+            SignupError::ClaimsMissing(_) => "CLAIMS_MISSING",
+            SignupError::Unavailable(_) => "DEPENDENCY_UNAVAILABLE",
+            SignupError::Unexpected(_) => "INTERNAL",
+        }
+    }
+}
+
+/// The reason code of one invalid field: `INVALID_<FIELD>` (e.g. `INVALID_EMAIL`).
+pub fn field_reason(field: &str) -> String {
+    format!("INVALID_{}", field.to_ascii_uppercase())
+}
+
 impl From<SignupError> for Status {
     fn from(e: SignupError) -> Self {
         let code = e.code();
+        let mut details = ErrorDetails::new();
+        let mut metadata = std::collections::HashMap::new();
         match &e {
             SignupError::Invalid(violations) => {
-                let details = ErrorDetails::with_bad_request(
+                let fields: Vec<&str> = violations.iter().map(|v| v.field).collect();
+                metadata.insert("fields".to_owned(), fields.join(","));
+                details.set_bad_request(
                     violations
                         .iter()
-                        .map(|v| FieldViolation::new(v.field, v.description.clone()))
+                        .map(|v| FieldViolation {
+                            reason: field_reason(v.field),
+                            ..FieldViolation::new(v.field, v.description.clone())
+                        })
                         .collect::<Vec<_>>(),
                 );
-                Status::with_error_details(code, e.to_string(), details)
             }
-            SignupError::RateLimited { retry_after, .. } => Status::with_error_details(
-                code,
-                e.to_string(),
-                ErrorDetails::with_retry_info(Some(*retry_after)),
-            ),
+            SignupError::SubdomainTaken {
+                subdomain,
+                suggestion,
+            } => {
+                // The suggestion as data, so a page can offer it as a button.
+                metadata.insert("subdomain".to_owned(), subdomain.clone());
+                if let Some(s) = suggestion {
+                    metadata.insert("suggestion".to_owned(), s.clone());
+                }
+                details.set_resource_info(
+                    "subdomain",
+                    subdomain.clone(),
+                    "",
+                    "the subdomain belongs to another tenant",
+                );
+                details.add_bad_request_violation("subdomain", e.to_string());
+            }
+            SignupError::RateLimited { scope, retry_after } => {
+                metadata.insert("limit".to_owned(), scope.code().to_owned());
+                metadata.insert(
+                    "retry_after_seconds".to_owned(),
+                    retry_after.as_secs().max(1).to_string(),
+                );
+                details.set_retry_info(Some(*retry_after));
+            }
+            SignupError::TooManyStreams { limit, .. } => {
+                metadata.insert("limit".to_owned(), limit.to_string());
+            }
+            SignupError::IdempotencyMismatch => {
+                details.add_precondition_failure_violation(
+                    "IDEMPOTENCY_KEY",
+                    "idempotency_key",
+                    "the key was already used for a different signup",
+                );
+            }
+            SignupError::TenantNotFound(tenant) => {
+                details.set_resource_info("tenant", tenant.clone(), "", "no such tenant");
+            }
+            SignupError::Domain(DomainError::InvalidTransition { from, .. }) => {
+                details.add_precondition_failure_violation(
+                    "TENANT_STATUS",
+                    from.to_string(),
+                    e.to_string(),
+                );
+            }
+            SignupError::ClaimsMissing(why) => {
+                details.add_precondition_failure_violation("CLAIMS", "subdomains", why.clone());
+            }
             SignupError::Unexpected(cause) => {
                 // The full chain goes to the log once, here; the caller gets no internals.
                 tracing::error!(error = format!("{cause:#}"), "request failed unexpectedly");
-                Status::internal("internal error; it has been logged")
             }
             SignupError::Unavailable(_) => {
                 tracing::warn!(error = %e, "dependency unavailable");
-                Status::unavailable(e.to_string())
             }
-            _ => {
-                tracing::debug!(code = ?code, error = %e, "request refused");
-                Status::new(code, e.to_string())
-            }
+            _ => tracing::debug!(code = ?code, error = %e, "request refused"),
         }
+        details.set_error_info(e.reason(), ERROR_DOMAIN, metadata);
+        let message = match &e {
+            SignupError::Unexpected(_) => "internal error; it has been logged".to_owned(),
+            other => other.to_string(),
+        };
+        Status::with_error_details(code, message, details)
     }
 }
 

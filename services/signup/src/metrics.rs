@@ -14,7 +14,7 @@ struct PlanLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RejectLabels {
-    /// A stable reason code (`invalid`, `subdomain_taken`, `rate_limited`, …).
+    /// The error's reason code, lower-cased (`invalid_request`, `subdomain_taken`, …).
     reason: String,
     /// The request field at fault (empty when the refusal is not about one field).
     field: String,
@@ -82,11 +82,11 @@ impl SignupMetrics {
         match error {
             SignupError::Invalid(violations) => {
                 for v in violations {
-                    count("invalid", v.field);
+                    count("invalid_request", v.field);
                 }
             }
             SignupError::SubdomainTaken { .. } => count("subdomain_taken", "subdomain"),
-            other => count(reason_code(other), ""),
+            other => count(&other.reason().to_ascii_lowercase(), ""),
         }
         self.limited(error);
     }
@@ -113,23 +113,6 @@ impl SignupMetrics {
     }
 }
 
-/// The reason code of a refusal that is not about one field.
-fn reason_code(error: &SignupError) -> &'static str {
-    match error {
-        SignupError::Invalid(_) => "invalid",
-        SignupError::SubdomainTaken { .. } => "subdomain_taken",
-        SignupError::RateLimited { .. } | SignupError::TooManyStreams { .. } => "rate_limited",
-        SignupError::IdempotencyMismatch => "idempotency_mismatch",
-        SignupError::IdempotencyInProgress => "idempotency_in_progress",
-        SignupError::TenantNotFound(_) => "tenant_not_found",
-        SignupError::Domain(_) => "refused_by_lifecycle",
-        SignupError::Unauthenticated => "unauthenticated",
-        SignupError::ClaimsMissing(_) => "claims_missing",
-        SignupError::Unavailable(_) => "unavailable",
-        SignupError::Unexpected(_) => "internal",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,8 +133,8 @@ mod tests {
         m.accepted("starter");
         let text = registry.render();
         for line in [
-            r#"tenantry_signup_rejected_total{reason="invalid",field="email"} 1"#,
-            r#"tenantry_signup_rejected_total{reason="invalid",field="subdomain"} 1"#,
+            r#"tenantry_signup_rejected_total{reason="invalid_request",field="email"} 1"#,
+            r#"tenantry_signup_rejected_total{reason="invalid_request",field="subdomain"} 1"#,
             r#"tenantry_signup_rejected_total{reason="rate_limited",field=""} 1"#,
             r#"tenantry_signup_rate_limited_total{limit="email"} 1"#,
             r#"tenantry_signup_accepted_total{plan="starter"} 1"#,

@@ -32,6 +32,9 @@ struct Cursor {
     sso: bool,
     /// Nothing more will be yielded.
     finished: bool,
+    /// The highest percentage shown so far: the bar never moves backwards, not on a retried
+    /// step nor on an operator's retry after a failure.
+    shown: u32,
 }
 
 /// Starts watching `tenant`. NOT_FOUND when it never signed up.
@@ -72,6 +75,7 @@ pub async fn watch(
         terminal: false,
         sso,
         finished: false,
+        shown: 0,
     };
     let updates = futures::stream::unfold(cursor, next_update).take_until(shutdown.into_future());
     Ok(Box::pin(updates))
@@ -125,14 +129,22 @@ async fn next_update(mut cursor: Cursor) -> Option<(Result<SignupProgress, Statu
         };
         cursor.terminal = p.done || p.failed;
         cursor.finished = cursor.terminal && caught_up;
+        cursor.shown = cursor.shown.max(p.percent);
+        // A failure names the tenant, which is what support looks it up by; the full reason
+        // is in the events, for operators.
+        let reason = if p.failed {
+            format!("{} Support reference: {}.", p.reason, cursor.tenant)
+        } else {
+            p.reason
+        };
         let update = SignupProgress {
             tenant_id: cursor.tenant.clone(),
             step: p.step.to_owned(),
             label: p.label.to_owned(),
-            percent: p.percent,
+            percent: cursor.shown,
             done: p.done,
             failed: p.failed,
-            reason: p.reason,
+            reason,
             sequence,
             url: p.url,
         };

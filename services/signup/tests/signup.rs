@@ -272,6 +272,26 @@ async fn every_bad_input_is_invalid_argument_naming_its_field_and_appends_nothin
     .map(String::from)
     .into();
     assert_eq!(fields, want);
+    // Machine-readable: one reason for the whole answer, one per field.
+    let (reason, metadata) = error_info(&status);
+    assert_eq!(reason, "INVALID_REQUEST");
+    assert_eq!(
+        metadata["fields"]
+            .split(',')
+            .map(String::from)
+            .collect::<HashSet<_>>(),
+        want
+    );
+    {
+        use tonic_types::StatusExt;
+        let violations = status.get_details_bad_request().unwrap().field_violations;
+        assert!(
+            violations
+                .iter()
+                .all(|v| v.reason == format!("INVALID_{}", v.field.to_ascii_uppercase())),
+            "{violations:?}"
+        );
+    }
     assert!(
         stack.events().await.is_empty(),
         "a refused signup appended an event"
@@ -348,6 +368,17 @@ async fn a_taken_subdomain_suggests_a_free_one() {
         "{}",
         status.message()
     );
+    // The same, as data a page can act on.
+    let (reason, metadata) = error_info(&status);
+    assert_eq!(reason, "SUBDOMAIN_TAKEN");
+    assert_eq!(metadata["subdomain"], format!("acme-{t}"));
+    assert_eq!(metadata["suggestion"], format!("acme-{t}-2"));
+    use tonic_types::StatusExt;
+    let resource = status.get_details_resource_info().expect("ResourceInfo");
+    assert_eq!(
+        (resource.resource_type.as_str(), resource.resource_name),
+        ("subdomain", format!("acme-{t}"))
+    );
 }
 
 #[tokio::test]
@@ -408,6 +439,12 @@ async fn fifty_concurrent_signups_with_one_idempotency_key_make_one_tenant() {
         "{}",
         status.message()
     );
+    assert_eq!(error_info(&status).0, "IDEMPOTENCY_KEY_REUSED");
+    use tonic_types::StatusExt;
+    let precondition = status
+        .get_details_precondition_failure()
+        .expect("PreconditionFailure");
+    assert_eq!(precondition.violations[0].subject, "idempotency_key");
 }
 
 #[tokio::test]
@@ -424,6 +461,11 @@ async fn the_twenty_first_signup_from_one_address_is_resource_exhausted() {
     );
     let retry = status.get_details_retry_info().expect("retry info");
     assert!(retry.retry_delay.is_some());
+    let (reason, metadata) = error_info(&status);
+    assert_eq!(
+        (reason.as_str(), metadata["limit"].as_str()),
+        ("RATE_LIMITED", "address")
+    );
     assert!(
         status.message().contains("network address"),
         "{}",

@@ -382,7 +382,7 @@ async fn one_signup_is_one_trace_and_every_service_reports_metrics() {
     let (_, _, signup_metrics) = stack.admin_get("signup", "/metrics").await;
     for line in [
         r#"tenantry_signup_accepted_total{plan="business"} 1"#,
-        r#"tenantry_signup_rejected_total{reason="invalid",field="email"} 1"#,
+        r#"tenantry_signup_rejected_total{reason="invalid_request",field="email"} 1"#,
         r#"tenantry_signup_rate_limited_total{limit="checks"}"#,
         r#"tenantry_grpc_server_requests_total{service="signup",method="tenantry.v1.SignupService/Signup",code="InvalidArgument"} 1"#,
     ] {

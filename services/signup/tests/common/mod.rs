@@ -128,6 +128,16 @@ pub fn violated_fields(status: &Status) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The status's `google.rpc.ErrorInfo`: its reason code and metadata (every error has one).
+pub fn error_info(status: &Status) -> (String, std::collections::HashMap<String, String>) {
+    use tonic_types::StatusExt;
+    let info = status
+        .get_details_error_info()
+        .unwrap_or_else(|| panic!("no ErrorInfo on {status:?}"));
+    assert_eq!(info.domain, signup::error::ERROR_DOMAIN);
+    (info.reason, info.metadata)
+}
+
 /// Asserts the call failed with `code`.
 pub fn expect_code<T: std::fmt::Debug>(r: Result<T, Status>, code: Code) -> Status {
     match r {
