@@ -53,7 +53,7 @@ demo-stop:
 python-deps:
     #!/usr/bin/env bash
     set -euo pipefail
-    if python3 -c "import nats, google.protobuf, grpc_tools, prometheus_client" 2>/dev/null; then exit 0; fi
+    if python3 -c "import nats, google.protobuf, grpc_tools, prometheus_client, grpc, grpc_reflection" 2>/dev/null; then exit 0; fi
     echo "==> installing the Python example's packages (examples/python-subscriber/requirements.txt)"
     if ! command -v python3 >/dev/null 2>&1; then
         sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"

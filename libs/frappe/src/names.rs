@@ -18,9 +18,10 @@ pub enum NameError {
     /// An app name that is not a Python package name.
     #[error("invalid app name {input:?}: {reason}")]
     App { input: String, reason: &'static str },
-    /// A user that is neither `Administrator` nor a plain email address.
+    /// A user that is neither `Administrator` nor an email address under the one email rule
+    /// (`tenancy::Email`); the reason is that rule's.
     #[error("invalid user email {input:?}: {reason}")]
-    User { input: String, reason: &'static str },
+    User { input: String, reason: String },
     /// A database name MariaDB and bench would not both accept.
     #[error("invalid database name {input:?}: {reason}")]
     DbName { input: String, reason: &'static str },
@@ -166,55 +167,26 @@ impl AppName {
     }
 }
 
-/// A user's email address, restricted to characters that are safe in an argv and in a Python
-/// string literal: `[A-Za-z0-9._%+-]+@label(.label)+`.
+/// A user's email address under the one email rule, [`tenancy::Email`]'s — the one the signup
+/// gateway applies — so an owner accepted at signup always becomes a Frappe user: at most 140
+/// characters, `[A-Za-z0-9._%+-]` before the `@` (no `-` first, a bench argv would read it as
+/// an option; no dot at either end or two in a row), DNS labels after it ending in an
+/// alphabetic TLD. Safe in an argv and in a Python string literal. The input is taken exactly
+/// (never trimmed); the domain is lowercased.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct UserEmail(String);
 string_newtype!(UserEmail);
 
 impl UserEmail {
-    /// Parses a plain email address (at most 254 characters).
+    /// Parses a plain email address with [`tenancy::Email::parse_exact`].
     pub fn parse(input: &str) -> Result<Self, NameError> {
-        let err = |reason| NameError::User {
-            input: input.chars().take(80).collect(),
-            reason,
-        };
-        if input.len() > 254 {
-            return Err(err("longer than 254 characters"));
-        }
-        let Some((local, domain)) = input.split_once('@') else {
-            return Err(err("missing '@'"));
-        };
-        if local.is_empty() || local.len() > 64 {
-            return Err(err("local part must be 1-64 characters"));
-        }
-        if local.starts_with(['-', '.']) || local.ends_with('.') || local.contains("..") {
-            return Err(err("local part has a misplaced '.' or '-'"));
-        }
-        if !local
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._%+-".contains(&b))
-        {
-            return Err(err("local part may only hold A-Z a-z 0-9 . _ % + -"));
-        }
-        let labels: Vec<&str> = domain.split('.').collect();
-        if labels.len() < 2 {
-            return Err(err("domain needs at least one dot"));
-        }
-        for label in labels {
-            if label.is_empty()
-                || label.len() > 63
-                || label.starts_with('-')
-                || label.ends_with('-')
-                || !label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            {
-                return Err(err("domain is not a valid host name"));
-            }
-        }
-        Ok(Self(input.to_owned()))
+        tenancy::Email::parse_exact(input)
+            .map(|email| Self(email.into_string()))
+            .map_err(|e| NameError::User {
+                input: input.chars().take(80).collect(),
+                reason: e.to_string(),
+            })
     }
 }
 
@@ -583,6 +555,12 @@ mod tests {
     fn user_emails() {
         assert!(UserEmail::parse("prov.user@example.com").is_ok());
         assert!(UserEmail::parse("a+b@sub.example.co").is_ok());
+        assert!(UserEmail::parse("a_b%c-d@x-y.example.io").is_ok());
+        // The domain is lowercased, the local part kept as given.
+        assert_eq!(
+            UserEmail::parse("Jane.Doe@Example.COM").unwrap().as_str(),
+            "Jane.Doe@example.com"
+        );
         for bad in [
             "",
             "nobody",
@@ -590,15 +568,40 @@ mod tests {
             "-x@example.com",
             "a\"b@example.com",
             "a'b@example.com",
+            "o'brien@example.com",
+            "a!b@example.com",
+            "a{b}@example.com",
+            "a/b@example.com",
             "a b@example.com",
+            " a@example.com",
             "a@exa mple.com",
             "a@example.com\n",
             "a@-example.com",
             "a..b@example.com",
             "[a@example.com]",
+            "a@example.c",
+            "a@10.0.0.1",
+            "undisclosed-recipients@example.com",
         ] {
             assert!(UserEmail::parse(bad).is_err(), "{bad:?}");
         }
+        // Frappe keeps the user's name (the address) in a varchar(140).
+        let at_limit = format!(
+            "{}@{}.{}.com",
+            "a".repeat(64),
+            "b".repeat(40),
+            "c".repeat(30)
+        );
+        assert_eq!(at_limit.len(), 140);
+        assert!(UserEmail::parse(&at_limit).is_ok());
+        assert!(UserEmail::parse(&format!("{at_limit}x")).is_err());
+        assert_eq!(
+            UserEmail::parse("o'brien@example.com")
+                .unwrap_err()
+                .to_string(),
+            "invalid user email \"o'brien@example.com\": \
+             may only hold letters, digits and . _ % + - before the '@'"
+        );
         assert_eq!(
             UserId::parse("Administrator").unwrap(),
             UserId::Administrator
@@ -670,6 +673,24 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// The one email rule: whatever signup's `tenancy::Email` accepts, the owner step's
+        /// `UserEmail` accepts unchanged, and the result is argv- and literal-safe.
+        #[test]
+        fn signup_emails_are_user_emails(raw in proptest::prop_oneof![
+            "\\PC{0,40}",
+            "[a-zA-Z0-9._%+'!#{}-]{1,20}@[a-zA-Z0-9.-]{1,20}\\.[a-zA-Z0-9-]{1,6}",
+            "[ ]?[a-zA-Z0-9._%+-]{1,64}@([a-zA-Z0-9-]{1,20}\\.){1,4}[a-zA-Z]{2,8}[ ]?",
+        ]) {
+            if let Ok(email) = tenancy::Email::parse(&raw) {
+                let user = UserEmail::parse(email.as_str());
+                proptest::prop_assert!(user.is_ok(), "{:?}: {:?}", email, user);
+                let user = user.unwrap();
+                proptest::prop_assert_eq!(user.as_str(), email.as_str());
+                proptest::prop_assert!(!user.as_str().starts_with('-'));
+                proptest::prop_assert!(user.as_str().bytes().all(|b| b.is_ascii_alphanumeric() || b"._%+-@".contains(&b)));
+            }
+        }
+
         #[test]
         fn parsed_site_names_are_argv_safe(s in "[a-z0-9.-]{1,40}") {
             if let Ok(site) = SiteName::parse(&s) {

@@ -1,4 +1,17 @@
-//! What every gRPC server of Tenantry shares: TLS, a request timeout and concurrency limits.
+//! What every gRPC server of Tenantry shares: TLS, a request timeout and concurrency limits,
+//! reflection of only what a port serves ([`reflection()`]) and clear answers to requests tonic
+//! cannot decode ([`RequestErrorsLayer`]).
+
+mod errors;
+mod reflection;
+
+pub use errors::{RequestErrors, RequestErrorsLayer};
+pub use reflection::{
+    HEALTH_SERVICE, REFLECTION_V1, REFLECTION_V1ALPHA, Reflection, ReflectionError, reflection,
+};
+/// The gRPC health service (`grpc.health.v1.Health`) every port serves, for a service crate
+/// that does not depend on tonic-health itself.
+pub use tonic_health::server::{HealthReporter, health_reporter};
 
 use std::time::Duration;
 

@@ -2,6 +2,7 @@
 //!
 //! Follows NIST SP 800-63B's advice rather than composition rules: long enough, not on a list of
 //! known-common passwords, not built from the person's own details, not trivially repetitive.
+//! Control characters are refused: they cannot be typed at a login form.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -50,6 +51,14 @@ impl Password {
     pub fn parse(raw: &str, ctx: &PasswordContext<'_>) -> Result<Self, ValidationError> {
         if raw.is_empty() {
             return Err(ValidationError::Empty);
+        }
+        // C0 (tab, line breaks, NUL, …), DEL and C1: never typed at a login form, so most likely
+        // a pasted line break or a mangled paste — and the password travels through argvs and
+        // Python literals on the bench side.
+        if raw.chars().any(char::is_control) {
+            return Err(ValidationError::Forbidden(
+                "control characters such as tabs or line breaks",
+            ));
         }
         let len = raw.chars().count();
         if !(Self::MIN_LEN..=Self::MAX_LEN).contains(&len) {
@@ -221,6 +230,40 @@ mod tests {
         assert_eq!(Password::parse(&"xY1".repeat(43), &ctx()).unwrap_err(), e);
         // Characters, not bytes: 12 two-byte letters are long enough.
         assert!(Password::parse("äöüßéèêëïîôû", &ctx()).is_ok());
+    }
+
+    #[test]
+    fn refuses_control_characters() {
+        let none = PasswordContext::default();
+        let want = ValidationError::Forbidden("control characters such as tabs or line breaks");
+        for p in [
+            "violet tractor 19 spoons\n",
+            "violet tractor 19 spoons\r\n",
+            "violet\ttractor 19 spoons",
+            "violet tractor\u{0} 19 spoons",
+            "\u{1B}[31mviolet tractor 19",
+            "violet tractor 19 spoons\u{7F}",
+            "violet tractor 19 spoons\u{80}",
+            "violet tractor\u{85}19 spoons",
+            "violet tractor 19 spoons\u{9F}",
+            // Short and controlled: the control character is the reason given.
+            "ab\n",
+        ] {
+            assert_eq!(Password::parse(p, &none).unwrap_err(), want, "{p:?}");
+        }
+        assert_eq!(
+            want.to_string(),
+            "must not contain control characters such as tabs or line breaks"
+        );
+        // Spaces of any kind, and other non-control characters, stay allowed.
+        for p in [
+            "violet tractor 19 spoons",
+            "violet\u{A0}tractor\u{3000}19 spoons",
+            "fiołek traktor 19 łyżek",
+            "\u{1F600} violet tractor 19",
+        ] {
+            assert!(Password::parse(p, &none).is_ok(), "{p:?}");
+        }
     }
 
     #[test]

@@ -415,12 +415,26 @@ impl<P: PaymentProvider> Application<P> {
             )),
             config.operators.interceptor(svc::Role::Reader),
         );
+        // Health, reflection of what this port serves only, and INVALID_ARGUMENT or
+        // RESOURCE_EXHAUSTED (not INTERNAL) for a request that does not decode.
+        let (health, health_service) = svc::grpc::health_reporter();
+        health
+            .set_serving::<proto::v1::billing_server::BillingServer<grpc::BillingService<P>>>()
+            .await;
+        let reflection =
+            svc::grpc::reflection(&[proto::FILE_DESCRIPTOR_SET], &["tenantry.v1.Billing"])
+                .map_err(|e| StartError::Config(e.to_string()))?;
+        let request_errors = svc::grpc::RequestErrorsLayer::new(&[proto::FILE_DESCRIPTOR_SET]);
         let server = config
             .grpc
             .builder("billing")
             .map_err(|e| StartError::Config(e.to_string()))?
             .layer(svc::observe::ObserveLayer::new("billing", admin.metrics()))
             .layer(config.grpc.limit())
+            .layer(request_errors)
+            .add_service(health_service)
+            .add_service(reflection.v1)
+            .add_service(reflection.v1alpha)
             .add_service(api);
         let stop_serving = shutdown.clone();
         let served = tokio::spawn(async move {

@@ -326,10 +326,14 @@ impl Application {
         health
             .set_serving::<TenantDirectoryServer<grpc::DirectoryService>>()
             .await;
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-            .build_v1()
-            .map_err(|e| anyhow::Error::new(e).context("building gRPC reflection"))?;
+        // Reflection of what this port serves only, and INVALID_ARGUMENT or RESOURCE_EXHAUSTED
+        // (not INTERNAL) for a request that does not decode.
+        let reflection = svc::grpc::reflection(
+            &[proto::FILE_DESCRIPTOR_SET],
+            &["tenantry.v1.TenantDirectory", "tenantry.v1.ProjectionAdmin"],
+        )
+        .map_err(|e| anyhow::Error::new(e).context("building gRPC reflection"))?;
+        let request_errors = svc::grpc::RequestErrorsLayer::new(&[proto::FILE_DESCRIPTOR_SET]);
         let changes = grpc::spawn_change_listener(self.store.clone(), stop.clone());
         let service = grpc::DirectoryService::new(
             self.store.clone(),
@@ -360,8 +364,10 @@ impl Application {
             .map_err(anyhow::Error::new)?
             .layer(svc::observe::ObserveLayer::new("projection", &registry))
             .layer(self.config.grpc.limit())
+            .layer(request_errors)
             .add_service(health_service)
-            .add_service(reflection)
+            .add_service(reflection.v1)
+            .add_service(reflection.v1alpha)
             .add_service(directory)
             .add_service(admin)
             .serve_with_incoming_shutdown(svc::grpc::incoming(self.listener), async move {

@@ -19,6 +19,8 @@ pub struct Violation {
     pub field: &'static str,
     /// What is wrong, in words a person can act on (never the value itself for secrets).
     pub description: String,
+    /// A reason code more precise than `INVALID_<FIELD>` (e.g. `DISPOSABLE_EMAIL`), or empty.
+    pub reason: &'static str,
 }
 
 impl Violation {
@@ -27,6 +29,19 @@ impl Violation {
         Self {
             field,
             description: description.into(),
+            reason: "",
+        }
+    }
+
+    /// A violation of `field` with its own reason code.
+    pub fn with_reason(
+        field: &'static str,
+        reason: &'static str,
+        description: impl Into<String>,
+    ) -> Self {
+        Self {
+            reason,
+            ..Self::new(field, description)
         }
     }
 }
@@ -124,6 +139,9 @@ pub enum SignupError {
     /// safely until an operator restores them (FAILED_PRECONDITION).
     #[error("{0}")]
     ClaimsMissing(String),
+    /// The email verification code was refused (see [`crate::verify::Refusal`]).
+    #[error(transparent)]
+    Verification(#[from] crate::verify::Refusal),
     /// A dependency (NATS, the vault) is unreachable; retrying later may work (UNAVAILABLE).
     #[error("{0}; try again shortly")]
     Unavailable(String),
@@ -161,6 +179,11 @@ impl SignupError {
                 }
             },
             SignupError::Unauthenticated => Code::Unauthenticated,
+            SignupError::Verification(r) => match r {
+                crate::verify::Refusal::NotFound => Code::NotFound,
+                crate::verify::Refusal::Mismatch { .. } => Code::InvalidArgument,
+                _ => Code::FailedPrecondition,
+            },
             SignupError::Unavailable(_) => Code::Unavailable,
             SignupError::Unexpected(_) => Code::Internal,
         }
@@ -196,6 +219,13 @@ impl SignupError {
             SignupError::Domain(DomainError::SamePlan { .. }) => "SAME_PLAN",
             SignupError::Unauthenticated => "UNAUTHENTICATED",
             SignupError::ClaimsMissing(_) => "CLAIMS_MISSING",
+            SignupError::Verification(r) => match r {
+                crate::verify::Refusal::NotFound => "VERIFICATION_NOT_FOUND",
+                crate::verify::Refusal::Expired => "CODE_EXPIRED",
+                crate::verify::Refusal::Used => "CODE_ALREADY_USED",
+                crate::verify::Refusal::TooManyAttempts => "TOO_MANY_ATTEMPTS",
+                crate::verify::Refusal::Mismatch { .. } => "CODE_MISMATCH",
+            },
             SignupError::Unavailable(_) => "DEPENDENCY_UNAVAILABLE",
             SignupError::Unexpected(_) => "INTERNAL",
         }
@@ -220,7 +250,11 @@ impl From<SignupError> for Status {
                     violations
                         .iter()
                         .map(|v| FieldViolation {
-                            reason: field_reason(v.field),
+                            reason: if v.reason.is_empty() {
+                                field_reason(v.field)
+                            } else {
+                                v.reason.to_owned()
+                            },
                             ..FieldViolation::new(v.field, v.description.clone())
                         })
                         .collect::<Vec<_>>(),
@@ -250,6 +284,10 @@ impl From<SignupError> for Status {
                     retry_after.as_secs().max(1).to_string(),
                 );
                 details.set_retry_info(Some(*retry_after));
+            }
+            SignupError::Verification(crate::verify::Refusal::Mismatch { left }) => {
+                metadata.insert("attempts_left".to_owned(), left.to_string());
+                details.add_bad_request_violation("code", e.to_string());
             }
             SignupError::TooManyStreams { limit, .. } => {
                 metadata.insert("limit".to_owned(), limit.to_string());

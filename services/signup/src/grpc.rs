@@ -15,7 +15,7 @@ use proto::v1::event::Body;
 use proto::v1::signup_service_server::SignupService;
 use proto::v1::{
     CheckSubdomainRequest, CheckSubdomainResponse, SignupRequest, SignupResponse, TenantRequested,
-    TenantStatus, WatchSignupRequest,
+    TenantStatus, VerifyEmailRequest, WatchSignupRequest,
 };
 use secrecy::SecretString;
 use sha2::{Digest, Sha256};
@@ -26,12 +26,14 @@ use uuid::Uuid;
 use vault_client::VaultClient;
 
 use crate::claims::{Claim, Claims};
-use crate::error::{RateScope, SignupError};
+use crate::error::{RateScope, SignupError, Violation};
 use crate::idempotency::{Answer, Begin, Idempotency};
+use crate::mail::Mailer;
 use crate::metrics::SignupMetrics;
 use crate::ratelimit::RateLimiter;
 use crate::streams::StreamSlots;
 use crate::validate::{self, Catalog, SignupInput};
+use crate::verify::{self, Verifications};
 use crate::watch::{self, ProgressStream};
 
 /// The vault secret kind of the owner's password (the vault ACL grants signup exactly this).
@@ -66,6 +68,8 @@ pub struct Limits {
     pub per_address: RateLimiter,
     /// New signups per email address.
     pub per_email: RateLimiter,
+    /// New signups per email address per hour.
+    pub per_email_hour: RateLimiter,
     /// `CheckSubdomain` calls per client address (each costs ~20 KV reads).
     pub checks: RateLimiter,
     /// Open `WatchSignup` streams.
@@ -80,14 +84,25 @@ pub struct Gateway {
     vault: VaultClient,
     per_address: RateLimiter,
     per_email: RateLimiter,
+    per_email_hour: RateLimiter,
     checks: RateLimiter,
     streams: StreamSlots,
     settings: SignupSettings,
+    verification: Option<Verification>,
     shutdown: Shutdown,
+}
+
+/// Email verification: where codes wait, and how they are mailed.
+pub struct Verification {
+    /// The waiting signups.
+    pub codes: Verifications,
+    /// The SMTP sender.
+    pub mailer: Mailer,
 }
 
 impl Gateway {
     /// Assembles the gateway from its parts.
+    #[allow(clippy::too_many_arguments)] // one call site, each part named there
     pub fn new(
         store: EventStore,
         claims: Claims,
@@ -95,6 +110,7 @@ impl Gateway {
         vault: VaultClient,
         limits: Limits,
         settings: SignupSettings,
+        verification: Option<Verification>,
         shutdown: Shutdown,
     ) -> Self {
         Self {
@@ -104,9 +120,11 @@ impl Gateway {
             vault,
             per_address: limits.per_address,
             per_email: limits.per_email,
+            per_email_hour: limits.per_email_hour,
             checks: limits.checks,
             streams: limits.streams,
             settings,
+            verification,
             shutdown,
         }
     }
@@ -127,6 +145,13 @@ impl Gateway {
                 retry_after,
             })?;
         let input = validate::signup(&req, &self.settings.catalog).map_err(SignupError::Invalid)?;
+        if crate::disposable::is_disposable(input.email.as_str()) {
+            return Err(SignupError::Invalid(vec![Violation::with_reason(
+                "email",
+                "DISPOSABLE_EMAIL",
+                "this address is at a disposable mail service; use one you will keep (the site's mail goes there)",
+            )]));
+        }
         // The request (and its password) is not needed past this point.
         drop(req);
         // While NATS is away a request would wait for the reconnect: answer now instead, so the
@@ -165,10 +190,15 @@ impl Gateway {
         };
         // Replays of an idempotency key are not new signups, so only fresh work spends the
         // email's budget.
-        let email_key = input.email.as_str().to_ascii_lowercase();
-        let outcome = match self.per_email.check(&email_key) {
-            Ok(()) => self.create_tenant(input, tenant).await,
-            Err(retry_after) => Err(Failure::Clean(SignupError::RateLimited {
+        let email_key = input.email.key();
+        let budget = self
+            .per_email
+            .check(&email_key)
+            .and_then(|()| self.per_email_hour.check(&email_key));
+        let outcome = match (budget, &self.verification) {
+            (Ok(()), None) => self.create_tenant(input, tenant).await,
+            (Ok(()), Some(v)) => self.start_verification(v, input, tenant).await,
+            (Err(retry_after), _) => Err(Failure::Clean(SignupError::RateLimited {
                 scope: RateScope::Email,
                 retry_after,
             })),
@@ -222,12 +252,147 @@ impl Gateway {
         }
     }
 
+    /// Verification first: the name must be free now (it is claimed once the code comes
+    /// back), the password goes to the vault, the request waits with a code that is mailed.
+    async fn start_verification(
+        &self,
+        verification: &Verification,
+        input: SignupInput,
+        tenant: TenantId,
+    ) -> Result<Answer, Failure> {
+        if !self.claims.is_free(&input.subdomain).await? {
+            let suggestion = self
+                .claims
+                .free_alternative(&input.subdomain, ALTERNATIVES)
+                .await
+                .map(Subdomain::into_string);
+            return Err(Failure::Clean(SignupError::SubdomainTaken {
+                subdomain: input.subdomain.into_string(),
+                suggestion,
+            }));
+        }
+        let email = input.email.as_str().to_owned();
+        let requested = self.requested(input, &tenant).await?;
+        let subdomain = requested.subdomain.clone();
+        let (id, code) = verification.codes.create(&requested).await?;
+        if let Err(e) = verification
+            .mailer
+            .send_code(&email, &code, verification.codes.ttl())
+            .await
+        {
+            verification.codes.discard(&id).await;
+            tracing::warn!(tenant = %tenant, error = %e, "could not send the verification mail");
+            return Err(Failure::Clean(SignupError::Unavailable(
+                "the verification mail could not be sent".to_owned(),
+            )));
+        }
+        tracing::info!(tenant = %tenant, subdomain, "verification code sent");
+        let tenant_str = tenant.to_string();
+        Ok(Answer {
+            tenant_id: tenant_str.clone(),
+            subdomain,
+            status: TenantStatus::Unspecified as i32,
+            correlation_id: tenant_str,
+            verification_id: id,
+            verification_sent_to: verify::mask(&email),
+        })
+    }
+
+    /// `VerifyEmail`: the code that was mailed → claim → TenantRequested.
+    pub async fn verify_email(
+        &self,
+        address: Option<IpAddr>,
+        req: VerifyEmailRequest,
+    ) -> Result<SignupResponse, SignupError> {
+        let address_key = address.map_or_else(|| "unknown".to_owned(), |a| a.to_string());
+        self.per_address
+            .check(&address_key)
+            .map_err(|retry_after| SignupError::RateLimited {
+                scope: RateScope::Address,
+                retry_after,
+            })?;
+        let mut violations = Vec::new();
+        let id = req.verification_id.trim();
+        if Uuid::parse_str(id).is_err() {
+            violations.push(Violation::new(
+                "verification_id",
+                "the verification id is the one Signup answered",
+            ));
+        }
+        let code = req.code.trim();
+        if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) {
+            violations.push(Violation::new(
+                "code",
+                "the code is the six digits from the mail",
+            ));
+        }
+        if !violations.is_empty() {
+            return Err(SignupError::Invalid(violations));
+        }
+        let Some(verification) = &self.verification else {
+            return Err(SignupError::Verification(verify::Refusal::NotFound));
+        };
+        let (requested, again) = match verification.codes.confirm(id, code).await? {
+            Ok(verify::Confirmed::Fresh(r)) => (r, false),
+            Ok(verify::Confirmed::Again(r)) => (r, true),
+            Err(refusal) => return Err(SignupError::Verification(refusal)),
+        };
+        let tenant = TenantId::parse(&requested.tenant_id).map_err(|e| {
+            SignupError::Unexpected(anyhow::anyhow!("verification holds tenant id {e}"))
+        })?;
+        let subject = self
+            .store
+            .subject(EventContext::Signup, &requested.tenant_id);
+        if again && self.already_requested(&subject, &tenant).await? {
+            return Err(SignupError::Verification(verify::Refusal::Used));
+        }
+        let subdomain = Subdomain::parse(&requested.subdomain).map_err(|e| {
+            SignupError::Unexpected(anyhow::anyhow!("verification holds subdomain {e}"))
+        })?;
+        let plan = requested.plan.clone();
+        let revision = match self.claims.claim(&subdomain, &tenant).await? {
+            Claim::Won { revision } => revision,
+            Claim::Taken => {
+                let suggestion = self
+                    .claims
+                    .free_alternative(&subdomain, ALTERNATIVES)
+                    .await
+                    .map(Subdomain::into_string);
+                return Err(SignupError::SubdomainTaken {
+                    subdomain: subdomain.into_string(),
+                    suggestion,
+                });
+            }
+        };
+        match self.append_requested(requested, &tenant).await {
+            Ok(answer) => {
+                self.settings.metrics.accepted(&plan);
+                Ok(response(answer))
+            }
+            Err(Failure::Clean(e)) => {
+                self.claims.release(&subdomain, &tenant, revision).await;
+                Err(e)
+            }
+            Err(Failure::Uncertain(e)) => Err(e),
+        }
+    }
+
     /// Stores the password in the vault and appends TenantRequested with its reference.
     async fn record_tenant(
         &self,
         input: SignupInput,
         tenant: &TenantId,
     ) -> Result<Answer, Failure> {
+        let requested = self.requested(input, tenant).await?;
+        self.append_requested(requested, tenant).await
+    }
+
+    /// The password as one-time vault secrets, and the TenantRequested that names them.
+    async fn requested(
+        &self,
+        input: SignupInput,
+        tenant: &TenantId,
+    ) -> Result<TenantRequested, Failure> {
         let tenant_str = tenant.to_string();
         let secret: SecretString = input.password.into_secret();
         let stored = self
@@ -295,7 +460,7 @@ impl Gateway {
                 "the vault answered an unexpected reference shape for tenant {tenant_str}"
             ))));
         }
-        let body = Body::TenantRequested(TenantRequested {
+        Ok(TenantRequested {
             tenant_id: tenant_str.clone(),
             subdomain: input.subdomain.to_string(),
             organisation: input.organisation.into_string(),
@@ -306,16 +471,28 @@ impl Gateway {
             password_ref: stored.reference,
             idempotency_key: input.idempotency_key.unwrap_or_default(),
             sso_password_ref: sso_stored.map(|s| s.reference).unwrap_or_default(),
-        });
-        let event = NewEvent::new(body)
+        })
+    }
+
+    /// Appends TenantRequested (idempotent: an earlier attempt's own event counts as done).
+    async fn append_requested(
+        &self,
+        requested: TenantRequested,
+        tenant: &TenantId,
+    ) -> Result<Answer, Failure> {
+        let tenant_str = tenant.to_string();
+        let subdomain = requested.subdomain.clone();
+        let event = NewEvent::new(Body::TenantRequested(requested))
             .with_id(requested_event_id(tenant))
             .correlated(tenant_str.clone());
         let subject = self.store.subject(EventContext::Signup, &tenant_str);
         let answer = Answer {
             tenant_id: tenant_str.clone(),
-            subdomain: input.subdomain.into_string(),
+            subdomain,
             status: TenantStatus::Requested as i32,
             correlation_id: tenant_str,
+            verification_id: String::new(),
+            verification_sent_to: String::new(),
         };
         match self.store.append(&subject, 0, vec![event]).await {
             Ok(_) => {
@@ -485,6 +662,9 @@ fn response(answer: Answer) -> SignupResponse {
         site: String::new(),
         status: answer.status,
         correlation_id: answer.correlation_id,
+        verification_required: !answer.verification_id.is_empty(),
+        verification_id: answer.verification_id,
+        verification_sent_to: answer.verification_sent_to,
     }
 }
 
@@ -547,6 +727,21 @@ impl SignupService for SignupApi {
             u
         }));
         Ok(Response::new(updates))
+    }
+
+    async fn verify_email(
+        &self,
+        request: Request<VerifyEmailRequest>,
+    ) -> Result<Response<SignupResponse>, Status> {
+        let address = self.gateway.client_address(&request);
+        self.gateway
+            .verify_email(address, request.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(|e| {
+                self.metrics.limited(&e);
+                Status::from(e)
+            })
     }
 
     async fn check_subdomain(

@@ -48,6 +48,12 @@ pub struct Answer {
     pub status: i32,
     /// The saga's correlation id.
     pub correlation_id: String,
+    /// Set when the email must be confirmed first (`VerifyEmail`).
+    #[serde(default)]
+    pub verification_id: String,
+    /// Where the code went (masked).
+    #[serde(default)]
+    pub verification_sent_to: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -10,14 +10,17 @@
 pub mod admin;
 pub mod claims;
 pub mod claims_recovery;
+pub mod disposable;
 pub mod error;
 pub mod grpc;
 pub mod idempotency;
+pub mod mail;
 pub mod metrics;
 pub mod ratelimit;
 pub mod recovery;
 pub mod streams;
 pub mod validate;
+pub mod verify;
 pub mod watch;
 
 use std::net::SocketAddr;
@@ -225,6 +228,44 @@ pub struct Config {
         default_value_t = 10_000
     )]
     pub signup_deadline_ms: u64,
+    /// Confirm the owner's email before anything is built: Signup mails a code, VerifyEmail
+    /// takes it back. Needs an SMTP server (`TENANTRY_SMTP_URL`).
+    #[arg(
+        long = "verify-email",
+        env = "TENANTRY_SIGNUP_VERIFY_EMAIL",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    pub verify_email: bool,
+    /// File holding the SMTP server URL (or set `TENANTRY_SMTP_URL`): `smtp://host:25`,
+    /// `smtp://host:587?tls=required`, `smtps://user:password@host`.
+    #[arg(long = "smtp-url-file", env = "TENANTRY_SMTP_URL_FILE")]
+    pub smtp_url_file: Option<PathBuf>,
+    /// The SMTP URL, when given directly by an embedding program (never a flag: it may hold a
+    /// password).
+    #[arg(skip)]
+    pub smtp_url: Option<SecretString>,
+    /// Who the verification mail comes from.
+    #[arg(
+        long = "mail-from",
+        env = "TENANTRY_MAIL_FROM",
+        default_value = "Tenantry <no-reply@tenantry.localhost>"
+    )]
+    pub mail_from: String,
+    /// How long a verification code works, in seconds.
+    #[arg(
+        long = "verification-ttl-secs",
+        env = "TENANTRY_SIGNUP_VERIFICATION_TTL_SECS",
+        default_value_t = 900
+    )]
+    pub verification_ttl_secs: u64,
+    /// New signups per email address per hour (0 = unlimited), besides the per-window budget.
+    #[arg(
+        long = "rate-per-email-hour",
+        env = "TENANTRY_SIGNUP_RATE_PER_EMAIL_HOUR",
+        default_value_t = 10
+    )]
+    pub rate_per_email_hour: u32,
 }
 
 impl Config {
@@ -267,6 +308,13 @@ impl Config {
             idempotency_keep_secs: 86_400,
             subdomain_grace_days: 90,
             signup_deadline_ms: 10_000,
+            // Tests and `tenantry dev` turn it on with a sink to read the codes from.
+            verify_email: false,
+            smtp_url_file: None,
+            smtp_url: None,
+            mail_from: "Tenantry <no-reply@tenantry.localhost>".to_owned(),
+            verification_ttl_secs: 900,
+            rate_per_email_hour: 10,
         }
     }
 
@@ -419,6 +467,37 @@ impl Application {
             Duration::from_secs(config.idempotency_keep_secs.max(60)),
         )
         .await?;
+        let verification = if config.verify_email {
+            let url = match config.smtp_url.clone() {
+                Some(u) => u,
+                None => svc::secret::load(
+                    "the SMTP server URL",
+                    "TENANTRY_SMTP_URL",
+                    config.smtp_url_file.as_deref(),
+                )
+                .map_err(|e| config_error(&e))?
+                .ok_or_else(|| {
+                    ServiceError::Config(
+                        "email verification needs an SMTP server: set TENANTRY_SMTP_URL (or --smtp-url-file), or --verify-email=false"
+                            .into(),
+                    )
+                })?,
+            };
+            let mailer =
+                mail::Mailer::new(&url, &config.mail_from).map_err(|e| config_error(&e))?;
+            let codes = verify::Verifications::open(
+                &store,
+                Duration::from_secs(config.verification_ttl_secs.max(1)),
+            )
+            .await?;
+            tracing::info!(
+                disposable_domains = disposable::listed(),
+                "email verification on"
+            );
+            Some(grpc::Verification { codes, mailer })
+        } else {
+            None
+        };
         let window = Duration::from_secs(config.rate_window_secs.max(1));
         let metrics = metrics::SignupMetrics::register(admin.metrics());
         let stop = Shutdown::new();
@@ -430,6 +509,10 @@ impl Application {
             Limits {
                 per_address: RateLimiter::new(config.rate_per_address, window),
                 per_email: RateLimiter::new(config.rate_per_email, window),
+                per_email_hour: RateLimiter::new(
+                    config.rate_per_email_hour,
+                    Duration::from_secs(3600),
+                ),
                 checks: RateLimiter::new(config.check_rate_per_address, window),
                 streams: StreamSlots::new(config.watch_per_address, config.watch_total),
             },
@@ -441,6 +524,7 @@ impl Application {
                 deadline: Duration::from_millis(config.signup_deadline_ms.max(100)),
                 metrics: metrics.clone(),
             },
+            verification,
             stop.clone(),
         );
         if operators.is_empty() {
@@ -508,16 +592,15 @@ impl App {
     ) -> Result<(), ServiceError> {
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<SignupServiceServer<SignupApi>>().await;
-        // Each port advertises only what it serves.
+        // Each port advertises only what it serves (v1 and v1alpha reflection), and answers a
+        // request it cannot decode INVALID_ARGUMENT or RESOURCE_EXHAUSTED, not INTERNAL.
         let reflection = |service: &str| {
-            tonic_reflection::server::Builder::configure()
-                .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-                .with_service_name(service)
-                .with_service_name("grpc.health.v1.Health")
-                .build_v1()
-                .map_err(|e| ServiceError::Config(format!("cannot build gRPC reflection: {e}")))
+            svc::grpc::reflection(&[proto::FILE_DESCRIPTOR_SET], &[service])
+                .map_err(|e| ServiceError::Config(e.to_string()))
         };
+        let public_reflection = reflection("tenantry.v1.SignupService")?;
+        let operator_reflection = reflection("tenantry.v1.TenantAdmin")?;
+        let request_errors = svc::grpc::RequestErrorsLayer::new(&[proto::FILE_DESCRIPTOR_SET]);
         let config_error = |e: svc::TlsError| ServiceError::Config(e.to_string());
 
         let stop = self.stop.clone();
@@ -562,8 +645,10 @@ impl App {
             .layer(self.cors)
             .layer(tonic_web::GrpcWebLayer::new())
             .layer(observe.clone())
+            .layer(request_errors.clone())
             .add_service(health_service)
-            .add_service(reflection("tenantry.v1.SignupService")?)
+            .add_service(public_reflection.v1)
+            .add_service(public_reflection.v1alpha)
             .add_service(signup)
             .serve_with_incoming_shutdown(
                 svc::grpc::incoming(self.listener),
@@ -584,8 +669,10 @@ impl App {
             .map_err(config_error)?
             .layer(observe)
             .layer(self.grpc.limit())
+            .layer(request_errors)
             .add_service(operator_health_service)
-            .add_service(reflection("tenantry.v1.TenantAdmin")?)
+            .add_service(operator_reflection.v1)
+            .add_service(operator_reflection.v1alpha)
             .add_service(admin)
             .serve_with_incoming_shutdown(
                 svc::grpc::incoming(self.operator_listener),

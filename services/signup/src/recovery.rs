@@ -67,6 +67,9 @@ pub async fn recover(
                         subdomain: r.subdomain.clone(),
                         status: TenantStatus::Requested as i32,
                         correlation_id: r.tenant_id.clone(),
+                        // Confirmed already: the event exists.
+                        verification_id: String::new(),
+                        verification_sent_to: String::new(),
                     },
                 });
             }

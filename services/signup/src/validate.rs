@@ -119,10 +119,14 @@ impl SignupInput {
 
 /// The fingerprint of a request from its fields (email, full name, organisation, subdomain,
 /// plan, region) — also from a TenantRequested, whose fields are the validated ones, when the
-/// idempotency answers are rebuilt from the log.
+/// idempotency answers are rebuilt from the log. The email counts in lower case (as
+/// [`Email::key`]): `Jane@x.com` and `jane@x.com` are one owner, as for the rate limit and
+/// for Frappe, which names the user by the lowercased address.
 pub fn fingerprint(parts: [&str; 6]) -> String {
+    let [email, rest @ ..] = parts;
+    let email = email.to_ascii_lowercase();
     let mut h = Sha256::new();
-    for part in parts {
+    for part in std::iter::once(email.as_str()).chain(rest) {
         h.update(part.as_bytes());
         // A separator that cannot occur in any field keeps ("ab","c") apart from ("a","bc").
         h.update([0u8]);
@@ -166,6 +170,8 @@ pub fn subdomain(raw: &str) -> Result<Subdomain, Violation> {
 pub fn signup(req: &SignupRequest, catalog: &Catalog) -> Result<SignupInput, Vec<Violation>> {
     let mut bad = Vec::new();
 
+    // The one email rule: the provisioner's `frappe::UserEmail` is the same, so an accepted
+    // owner can always be created on the site.
     let email = keep(&mut bad, field("email", "email", &req.email, Email::parse));
     let full_name = keep(
         &mut bad,
@@ -369,5 +375,29 @@ mod tests {
         .fingerprint();
         assert_eq!(a, b);
         assert_ne!(a, c);
+        // The email is a key: its case does not make a different request.
+        let d = signup(
+            &SignupRequest {
+                email: "Jane@Example.com".into(),
+                ..good()
+            },
+            &catalog(),
+        )
+        .unwrap()
+        .fingerprint();
+        assert_eq!(a, d);
+        // The same answer from the recorded (validated) fields, as recovery rebuilds it.
+        let input = signup(&good(), &catalog()).unwrap();
+        assert_eq!(
+            fingerprint([
+                "JANE@example.com",
+                input.full_name.as_str(),
+                input.organisation.as_str(),
+                input.subdomain.as_str(),
+                input.plan.as_str(),
+                input.region.as_str(),
+            ]),
+            a
+        );
     }
 }

@@ -65,6 +65,11 @@ pub struct DevArgs {
         default_value = "127.0.0.1:9464"
     )]
     pub admin_addr: SocketAddr,
+    /// Origins a browser may call the signup gateway from (grpc-web), comma-separated; `*`
+    /// allows any. Without it: a Vite dev server (`http://localhost:5173`,
+    /// `http://127.0.0.1:5173`) and the gateway's own origin.
+    #[arg(long, env = "TENANTRY_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
     /// Serve plaintext gRPC instead of TLS (e.g. for a browser that does not trust the dev CA).
     #[arg(long, env = "TENANTRY_DEV_NO_TLS")]
     pub no_tls: bool,
@@ -90,6 +95,28 @@ pub struct DevArgs {
     pub database: DatabaseArgs,
     #[command(flatten)]
     pub telemetry: TelemetryArgs,
+}
+
+/// Where a browser front end runs in development: a Vite dev server.
+pub const DEV_CORS_ORIGINS: [&str; 2] = ["http://localhost:5173", "http://127.0.0.1:5173"];
+
+/// The origins `tenantry dev` lets browsers call the signup gateway from: `given`
+/// (`--cors-origins`) when any, else a Vite dev server's and `own` (the gateway's origin, when
+/// known).
+pub fn cors_origins(given: &[String], own: Option<String>) -> Vec<String> {
+    let given: Vec<String> = given
+        .iter()
+        .map(|o| o.trim().to_owned())
+        .filter(|o| !o.is_empty())
+        .collect();
+    if !given.is_empty() {
+        return given;
+    }
+    DEV_CORS_ORIGINS
+        .iter()
+        .map(|o| (*o).to_owned())
+        .chain(own)
+        .collect()
 }
 
 /// Creates the database named in `url` when it does not exist yet.
@@ -339,6 +366,12 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     signup_config.operator_addr = args.operator_addr;
     signup_config.operator_auth = Some(operators.clone());
     signup_config.plans_file = Some(plans_path.clone());
+    // Its own origin is known up front unless the port is picked at bind time.
+    let cors = cors_origins(
+        &args.cors_origins,
+        (args.signup_addr.port() != 0).then(|| url(args.signup_addr)),
+    );
+    signup_config.cors_origins = cors.clone();
     if let Some(files) = &tls {
         signup_config.grpc.tls = server_tls(files, false);
         signup_config.client_tls = client_tls(files);
@@ -434,7 +467,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     }
     let operator_env = secrets.write_operator_env(&env)?;
     println!(
-        "tenantry dev is running\n  signup (gRPC + grpc-web)  {}\n  operator API              {}\n  directory                 {}\n  billing                   {}\n  vault                     {vault_url}\n  admin (health, metrics)   http://{admin_addr}\n  Authentik                 {authentik_url}{}\n  for tenantctl             set -a; . {}; set +a\n",
+        "tenantry dev is running\n  signup (gRPC + grpc-web)  {}\n  operator API              {}\n  directory                 {}\n  billing                   {}\n  vault                     {vault_url}\n  admin (health, metrics)   http://{admin_addr}\n  Authentik                 {authentik_url}{}\n  browsers (CORS) from      {}\n  for tenantctl             set -a; . {}; set +a\n",
         url(signup_app.local_addr()),
         url(signup_app.operator_addr()),
         url(projection_app.local_addr()),
@@ -444,6 +477,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         } else {
             ""
         },
+        cors.join(", "),
         operator_env.display(),
     );
 
@@ -517,4 +551,27 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     shutdown.trigger();
     let _ = admin_task.await;
     a.and(b).and(c).and(d).and(e).and(f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cors_origins_are_the_given_ones_else_vite_and_the_gateway() {
+        let own = Some("https://localhost:50051".to_owned());
+        assert_eq!(
+            cors_origins(&[], own.clone()),
+            [
+                "http://localhost:5173",
+                "http://127.0.0.1:5173",
+                "https://localhost:50051"
+            ]
+        );
+        assert_eq!(cors_origins(&[" ".into()], None), DEV_CORS_ORIGINS);
+        assert_eq!(
+            cors_origins(&[" https://app.example ".into(), String::new()], own),
+            ["https://app.example"]
+        );
+    }
 }

@@ -80,6 +80,10 @@ async fn a_signup_becomes_an_active_tenant_whose_owner_can_log_in() {
         }
     }
     let accepted = accepted.expect("signup accepted once the stack is up");
+    // Nothing is built until the owner confirms the address with the mailed code.
+    let accepted = stack
+        .verify(&mut signup, &accepted, "grace@example.com")
+        .await;
     let tenant_id = accepted.tenant_id.clone();
 
     let mut progress = signup

@@ -42,7 +42,11 @@ async fn sign_up(stack: &Stack) -> String {
             Err(s) => panic!("signup refused: {s:?}{}", stack.logs_tail()),
         }
     }
-    let tenant = accepted.expect("signup accepted").tenant_id;
+    let accepted = accepted.expect("signup accepted");
+    let tenant = stack
+        .verify(&mut signup, &accepted, "ada@example.com")
+        .await
+        .tenant_id;
     let mut progress = signup
         .watch_signup(WatchSignupRequest {
             tenant_id: tenant.clone(),
@@ -171,19 +175,63 @@ async fn one_signup_is_one_trace_and_every_service_reports_metrics() {
         );
     }
     let tenant = sign_up(&stack).await;
-    let accepted = |s: &Span| {
-        s.service == "signup"
-            && s.name.ends_with("SignupService/Signup")
-            && s.attribute("rpc.grpc.status_code") == Some("0")
+    let answered = |method: &'static str| {
+        move |s: &Span| {
+            s.service == "signup"
+                && s.name.ends_with(method)
+                && s.attribute("rpc.grpc.status_code") == Some("0")
+        }
     };
-
-    // The gateway's span of the Signup call roots the trace.
-    let root = receiver
-        .wait_for(|spans| spans.iter().any(accepted), Duration::from_secs(30))
+    // The person's first request: the Signup call stores the password in the vault and mails
+    // the code — a trace of its own, gateway → vault.
+    let signup_call = receiver
+        .wait_for(
+            |spans| spans.iter().any(answered("SignupService/Signup")),
+            Duration::from_secs(30),
+        )
         .await
         .expect("the gateway's Signup span arrives")
         .into_iter()
-        .find(accepted)
+        .find(answered("SignupService/Signup"))
+        .unwrap();
+    let first = receiver
+        .wait_for(
+            |spans| {
+                spans.iter().any(|s| {
+                    s.trace_id == signup_call.trace_id
+                        && s.service == "vault"
+                        && s.name.ends_with("Vault/PutOneTime")
+                })
+            },
+            Duration::from_secs(30),
+        )
+        .await
+        .expect("the vault's span joins the Signup trace");
+    let vault_server = first
+        .iter()
+        .find(|s| s.trace_id == signup_call.trace_id && s.service == "vault")
+        .unwrap();
+    let vault_client = parent_of(&first, vault_server).expect("the vault span has its parent");
+    assert_eq!(
+        (vault_client.service.as_str(), vault_client.kind),
+        ("signup", SpanKind::Client)
+    );
+    assert_eq!(
+        parent_of(&first, vault_client).map(|s| s.span_id.as_str()),
+        Some(signup_call.span_id.as_str())
+    );
+
+    // The second: VerifyEmail records the tenant, and everything that builds it follows in
+    // one trace.
+    let root = receiver
+        .wait_for(
+            |spans| spans.iter().any(answered("SignupService/VerifyEmail")),
+            Duration::from_secs(30),
+        )
+        .await
+        .expect("the gateway's VerifyEmail span arrives")
+        .into_iter()
+        .find(answered("SignupService/VerifyEmail"))
         .unwrap();
     assert_eq!(root.kind, SpanKind::Server);
     assert_eq!(
@@ -193,7 +241,7 @@ async fn one_signup_is_one_trace_and_every_service_reports_metrics() {
     let trace_id = root.trace_id.clone();
     // Every service's part of the signup, in the same trace.
     let wanted: [(&str, &str); 8] = [
-        ("signup", "vault "),
+        ("provisioner", "vault "),
         ("vault", "tenantry.v1.Vault/"),
         ("provisioner", "provision create_site"),
         ("provisioner", "bench new-site"),
@@ -245,8 +293,8 @@ async fn one_signup_is_one_trace_and_every_service_reports_metrics() {
     // Parent links cross process boundaries the way the work flows.
     let vault_server = by(&trace, "vault", "tenantry.v1.Vault/")[0];
     let vault_client = parent_of(&trace, vault_server).expect("the vault span has its parent");
-    assert_eq!(vault_client.service, "signup");
     assert_eq!(vault_client.kind, SpanKind::Client);
+    assert_ne!(vault_client.service, "vault");
     let first_consume = trace
         .iter()
         .filter(|s| s.service == "provisioner" && s.kind == SpanKind::Consumer)

@@ -237,10 +237,12 @@ impl Application {
     ) -> Result<(), VaultError> {
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<VaultServer<VaultService>>().await;
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-            .build_v1()
-            .map_err(|e| anyhow::Error::new(e).context("building gRPC reflection"))?;
+        // Reflection of what this port serves only, and INVALID_ARGUMENT or RESOURCE_EXHAUSTED
+        // (not INTERNAL) for a request that does not decode.
+        let reflection =
+            svc::grpc::reflection(&[proto::FILE_DESCRIPTOR_SET], &["tenantry.v1.Vault"])
+                .map_err(|e| anyhow::Error::new(e).context("building gRPC reflection"))?;
+        let request_errors = svc::grpc::RequestErrorsLayer::new(&[proto::FILE_DESCRIPTOR_SET]);
 
         // Tells the purge loop to stop when the server does; a watch because the loop only needs
         // the latest state, not every message.
@@ -308,8 +310,10 @@ impl Application {
         let served = server
             .layer(observe)
             .layer(self.grpc.limit())
+            .layer(request_errors)
             .add_service(health_service)
-            .add_service(reflection)
+            .add_service(reflection.v1)
+            .add_service(reflection.v1alpha)
             .add_service(VaultServer::new(VaultService::new(
                 Arc::clone(&self.core),
                 self.calls.clone(),

@@ -49,6 +49,8 @@ pub struct Stack {
     pub work: tempfile::TempDir,
     pub bench: tenantry::sim::SimBench,
     pub authentik: authentik_fake::FakeAuthentik,
+    /// Where the gateway mails verification codes.
+    pub mail: smtp_sink::SmtpSink,
     pub ca: svc::devca::DevCaFiles,
     pub signup_port: u16,
     pub directory_port: u16,
@@ -126,6 +128,7 @@ runner = {{ kind = "local", bench_dir = {dir:?}, bench_bin = {bin:?} }}
         let authentik = authentik_fake::FakeAuthentik::start(authentik_fake::FakeConfig::default())
             .await
             .expect("authentik fake");
+        let mail = smtp_sink::SmtpSink::start().expect("SMTP sink");
         let provisioner_token_file = work.path().join("provisioner.token");
         std::fs::write(&provisioner_token_file, &provisioner_token).unwrap();
         let keyring = "active = \"k1\"\n[[keys]]\nid = \"k1\"\nkey = \"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\"\n".to_owned();
@@ -221,6 +224,8 @@ runner = {{ kind = "local", bench_dir = {dir:?}, bench_bin = {bin:?} }}
                                 format!("127.0.0.1:{operator_port}"),
                             ),
                             ("TENANTRY_OPERATORS", operators.clone()),
+                            // Email verification is on, as in production.
+                            ("TENANTRY_SMTP_URL", mail.url()),
                         ],
                         &server_tls,
                     ),
@@ -289,6 +294,7 @@ runner = {{ kind = "local", bench_dir = {dir:?}, bench_bin = {bin:?} }}
             pool,
             bench,
             authentik,
+            mail,
             ca,
             signup_port,
             directory_port,
@@ -359,6 +365,39 @@ runner = {{ kind = "local", bench_dir = {dir:?}, bench_bin = {bin:?} }}
             }
             Err(e) => (0, String::new(), e.to_string()),
         }
+    }
+
+    /// What a front end does after `Signup` answers `verification_required`: the owner reads
+    /// the code from their mail (the sink) and the page sends it back.
+    pub async fn verify(
+        &self,
+        client: &mut proto::v1::signup_service_client::SignupServiceClient<
+            tonic::transport::Channel,
+        >,
+        accepted: &proto::v1::SignupResponse,
+        email: &str,
+    ) -> proto::v1::SignupResponse {
+        assert!(accepted.verification_required, "{accepted:?}");
+        let mails = self
+            .mail
+            .wait_for(|m| m.iter().any(|m| m.is_to(email)), Duration::from_secs(30))
+            .await
+            .unwrap_or_else(|| panic!("no verification mail to {email}{}", self.logs_tail()));
+        let mail = mails.iter().rev().find(|m| m.is_to(email)).unwrap();
+        let code = mail
+            .body
+            .split_whitespace()
+            .find(|w| w.len() == 6 && w.bytes().all(|b| b.is_ascii_digit()))
+            .expect("a six-digit code in the mail")
+            .to_owned();
+        client
+            .verify_email(proto::v1::VerifyEmailRequest {
+                verification_id: accepted.verification_id.clone(),
+                code,
+            })
+            .await
+            .unwrap_or_else(|s| panic!("VerifyEmail refused: {s:?}{}", self.logs_tail()))
+            .into_inner()
     }
 
     /// Deletes the stream and buckets of this stack's namespace.
