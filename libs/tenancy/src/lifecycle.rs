@@ -442,6 +442,20 @@ fn apply_in_place(s: &mut TenantState, event: &Body) -> bool {
         }
 
         // Suspend / resume: the request is a pending intent; the site event is the change.
+        // A request that countermands the pending opposite one cancels it: the provisioner acts
+        // on the latest request only, so the site keeps (or comes back to) the state asked last.
+        Body::ResumeRequested(_)
+            if s.status == S::Active && s.pending == Some(Pending::Suspension) =>
+        {
+            s.pending = None;
+            true
+        }
+        Body::SuspensionRequested(_)
+            if s.status == S::Suspended && s.pending == Some(Pending::Resume) =>
+        {
+            s.pending = None;
+            true
+        }
         Body::SuspensionRequested(_) if s.status == S::Active => {
             s.pending = Some(Pending::Suspension);
             true
@@ -796,7 +810,21 @@ pub fn decide(state: &TenantState, command: Command) -> Result<Vec<Body>, Domain
     let sso_retry = kind == CommandKind::RetryProvisioning
         && matches!(state.status, Status::Active | Status::Suspended)
         && state.sso.setup == SsoStatus::Failed;
-    if !kind.allowed_from().contains(&state.status) && !sso_retry {
+    // "Suspend" then at once "resume" (or the reverse) is the operator changing their mind,
+    // not an error: the second countermands the first while it is still pending.
+    let countermand = matches!(
+        (kind, state.status, state.pending),
+        (
+            CommandKind::Resume,
+            Status::Active,
+            Some(Pending::Suspension)
+        ) | (
+            CommandKind::Suspend,
+            Status::Suspended,
+            Some(Pending::Resume)
+        )
+    );
+    if !kind.allowed_from().contains(&state.status) && !sso_retry && !countermand {
         return Err(DomainError::InvalidTransition {
             from: state.status,
             command: kind,

@@ -811,7 +811,17 @@ proptest! {
                     let sso_retry = kind == CommandKind::RetryProvisioning
                         && matches!(from, Status::Active | Status::Suspended)
                         && state.sso.setup == crate::SsoStatus::Failed;
-                    let allowed = if sso_retry { Some(from) } else { table_allows(kind, from) };
+                    // A request countermanding the pending opposite one keeps the status.
+                    let countermand = matches!(
+                        (kind, from, state.pending),
+                        (CommandKind::Resume, Status::Active, Some(Pending::Suspension))
+                            | (CommandKind::Suspend, Status::Suspended, Some(Pending::Resume))
+                    );
+                    let allowed = if sso_retry || countermand {
+                        Some(from)
+                    } else {
+                        table_allows(kind, from)
+                    };
                     match decide(&state, command(kind, plan)) {
                         Ok(events) => {
                             let to = allowed;
@@ -919,4 +929,33 @@ mod stored_json {
         }
         assert!("Nonsense".parse::<Status>().is_err());
     }
+}
+
+#[test]
+fn resume_countermands_a_pending_suspension_and_the_reverse() {
+    let active = state_in(Status::Active);
+    let suspending = fold_from(
+        active,
+        &decide(&state_in(Status::Active), command(CommandKind::Suspend, "")).unwrap(),
+    );
+    assert_eq!(suspending.pending, Some(Pending::Suspension));
+    // Resume at once: accepted, and the suspension is no longer pending.
+    let events = decide(&suspending, command(CommandKind::Resume, "")).expect("resume is accepted");
+    let back = fold_from(suspending.clone(), &events);
+    assert_eq!((back.status, back.pending), (Status::Active, None));
+    // If the site was suspended meanwhile, the resume still ends it Active.
+    let raced = fold_from(back, &[ev("SiteSuspended"), ev("SiteResumed")]);
+    assert_eq!((raced.status, raced.pending), (Status::Active, None));
+
+    let suspended = state_in(Status::Suspended);
+    let resuming = fold_from(
+        suspended.clone(),
+        &decide(&suspended, command(CommandKind::Resume, "")).unwrap(),
+    );
+    assert_eq!(resuming.pending, Some(Pending::Resume));
+    let events = decide(&resuming, command(CommandKind::Suspend, "")).expect("suspend is accepted");
+    let kept = fold_from(resuming, &events);
+    assert_eq!((kept.status, kept.pending), (Status::Suspended, None));
+    // Without a pending opposite, the table still decides.
+    assert!(decide(&state_in(Status::Active), command(CommandKind::Resume, "")).is_err());
 }

@@ -136,6 +136,13 @@ pub fn tenant_to_proto(t: &TenantRow) -> Tenant {
             String::new()
         },
         sso_error: t.state.sso.error.clone().unwrap_or_default(),
+        pending: match (t.status, t.state.pending) {
+            (tenancy::Status::Deleting, _) => "deleting",
+            (_, Some(tenancy::Pending::Suspension)) => "suspending",
+            (_, Some(tenancy::Pending::Resume)) => "resuming",
+            _ => "",
+        }
+        .to_owned(),
     }
 }
 

@@ -24,6 +24,7 @@ async fn client(endpoint: String, i: usize) -> Outcome {
             plan: "starter".to_owned(),
             region: String::new(),
             idempotency_key: format!("outage-key-{i}"),
+            human_check_token: String::new(),
         },
         Duration::from_secs(120),
     )

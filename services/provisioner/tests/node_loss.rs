@@ -86,6 +86,7 @@ async fn signups_survive_losing_the_stream_leader_with_nothing_lost_or_twice() {
                     plan: "starter".to_owned(),
                     region: String::new(),
                     idempotency_key: format!("nodeloss-key-{i}"),
+                    human_check_token: String::new(),
                 };
                 signup_retrying(endpoint, request, Duration::from_secs(120)).await
             })

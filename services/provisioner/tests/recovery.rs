@@ -31,6 +31,7 @@ fn signup_request(i: usize) -> pb::SignupRequest {
         plan: "starter".to_owned(),
         region: String::new(),
         idempotency_key: format!("drill-key-{i}"),
+        human_check_token: String::new(),
     }
 }
 

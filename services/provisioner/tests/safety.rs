@@ -31,6 +31,7 @@ fn signup_request(subdomain: &str, email: &str) -> pb::SignupRequest {
         plan: "starter".to_owned(),
         region: String::new(),
         idempotency_key: String::new(),
+        human_check_token: String::new(),
     }
 }
 

@@ -1,9 +1,9 @@
 //! `SignupService`: `Signup`, `WatchSignup`, `CheckSubdomain`.
 //!
-//! Signup order: address budget → validation → idempotency record → email budget → subdomain
-//! claim → one-time vault secret for the password → TenantRequested. Anything failing after
-//! the claim releases it, and the idempotency record of a failed attempt is removed, so the
-//! person can simply try again.
+//! Signup order: address budget → validation → human check (when configured) → idempotency
+//! record → email budget → subdomain claim → one-time vault secret for the password →
+//! TenantRequested. Anything failing after the claim releases it, and the idempotency record of
+//! a failed attempt is removed, so the person can simply try again.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -27,10 +27,11 @@ use vault_client::VaultClient;
 
 use crate::claims::{Claim, Claims};
 use crate::error::{RateScope, SignupError, Violation};
+use crate::human_check::HumanCheck;
 use crate::idempotency::{Answer, Begin, Idempotency};
 use crate::mail::Mailer;
 use crate::metrics::SignupMetrics;
-use crate::ratelimit::RateLimiter;
+use crate::ratelimit::{RateLimiter, SuccessBudget};
 use crate::streams::StreamSlots;
 use crate::validate::{self, Catalog, SignupInput};
 use crate::verify::{self, Verifications};
@@ -68,8 +69,8 @@ pub struct Limits {
     pub per_address: RateLimiter,
     /// New signups per email address.
     pub per_email: RateLimiter,
-    /// New signups per email address per hour.
-    pub per_email_hour: RateLimiter,
+    /// Successful signups per email address per hour.
+    pub per_email_hour: SuccessBudget,
     /// `CheckSubdomain` calls per client address (each costs ~20 KV reads).
     pub checks: RateLimiter,
     /// Open `WatchSignup` streams.
@@ -84,11 +85,12 @@ pub struct Gateway {
     vault: VaultClient,
     per_address: RateLimiter,
     per_email: RateLimiter,
-    per_email_hour: RateLimiter,
+    per_email_hour: SuccessBudget,
     checks: RateLimiter,
     streams: StreamSlots,
     settings: SignupSettings,
     verification: Option<Verification>,
+    human_check: Option<HumanCheck>,
     shutdown: Shutdown,
 }
 
@@ -111,6 +113,7 @@ impl Gateway {
         limits: Limits,
         settings: SignupSettings,
         verification: Option<Verification>,
+        human_check: Option<HumanCheck>,
         shutdown: Shutdown,
     ) -> Self {
         Self {
@@ -125,6 +128,7 @@ impl Gateway {
             streams: limits.streams,
             settings,
             verification,
+            human_check,
             shutdown,
         }
     }
@@ -151,6 +155,10 @@ impl Gateway {
                 "DISPOSABLE_EMAIL",
                 "this address is at a disposable mail service; use one you will keep (the site's mail goes there)",
             )]));
+        }
+        // A bot costs one provider call, not an idempotency record, a budget or a claim.
+        if let Some(check) = &self.human_check {
+            check.verify(&req.human_check_token, address).await?;
         }
         // The request (and its password) is not needed past this point.
         drop(req);
@@ -203,6 +211,9 @@ impl Gateway {
                 retry_after,
             })),
         };
+        if outcome.is_ok() {
+            self.per_email_hour.record(&email_key);
+        }
         match (outcome, record) {
             (Ok(answer), Some((key, revision))) => {
                 self.idempotency

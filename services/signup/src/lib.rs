@@ -13,6 +13,7 @@ pub mod claims_recovery;
 pub mod disposable;
 pub mod error;
 pub mod grpc;
+pub mod human_check;
 pub mod idempotency;
 pub mod mail;
 pub mod metrics;
@@ -259,13 +260,31 @@ pub struct Config {
         default_value_t = 900
     )]
     pub verification_ttl_secs: u64,
-    /// New signups per email address per hour (0 = unlimited), besides the per-window budget.
+    /// Successful signups per email address per hour (0 = unlimited), besides the per-window
+    /// budget of attempts: attempts that fail (an outage) do not count.
     #[arg(
         long = "rate-per-email-hour",
         env = "TENANTRY_SIGNUP_RATE_PER_EMAIL_HOUR",
         default_value_t = 10
     )]
     pub rate_per_email_hour: u32,
+    /// The human check's server-side verification ("siteverify") URL, e.g.
+    /// `https://challenges.cloudflare.com/turnstile/v0/siteverify` (Cloudflare Turnstile) or
+    /// `https://api.hcaptcha.com/siteverify` (hCaptcha). When set, every `Signup` needs a
+    /// passed `human_check_token`; no check when absent.
+    #[arg(long = "human-check-url", env = "TENANTRY_HUMAN_CHECK_URL")]
+    pub human_check_url: Option<String>,
+    /// File holding the human check's secret key (or set `TENANTRY_HUMAN_CHECK_SECRET`);
+    /// required with `--human-check-url`.
+    #[arg(
+        long = "human-check-secret-file",
+        env = "TENANTRY_HUMAN_CHECK_SECRET_FILE"
+    )]
+    pub human_check_secret_file: Option<PathBuf>,
+    /// The human check's secret key, when given directly by an embedding program (never a
+    /// flag).
+    #[arg(skip)]
+    pub human_check_secret: Option<SecretString>,
 }
 
 impl Config {
@@ -315,6 +334,10 @@ impl Config {
             mail_from: "Tenantry <no-reply@tenantry.localhost>".to_owned(),
             verification_ttl_secs: 900,
             rate_per_email_hour: 10,
+            // No human check unless a URL and its secret are given.
+            human_check_url: None,
+            human_check_secret_file: None,
+            human_check_secret: None,
         }
     }
 
@@ -340,6 +363,41 @@ impl Config {
             ));
         }
         Ok(Catalog { plans, regions })
+    }
+
+    /// The configured human check: none without a URL; a URL without a secret stops the start.
+    fn human_check(&self) -> Result<Option<human_check::HumanCheck>, ServiceError> {
+        let Some(url) = self
+            .human_check_url
+            .as_deref()
+            .filter(|u| !u.trim().is_empty())
+        else {
+            if self.human_check_secret.is_some() || self.human_check_secret_file.is_some() {
+                tracing::warn!(
+                    "a human-check secret is set but no --human-check-url: no human check"
+                );
+            }
+            return Ok(None);
+        };
+        let secret = match self.human_check_secret.clone() {
+            Some(s) => s,
+            None => svc::secret::load(
+                "the human-check secret",
+                "TENANTRY_HUMAN_CHECK_SECRET",
+                self.human_check_secret_file.as_deref(),
+            )
+            .map_err(|e| ServiceError::Config(e.to_string()))?
+            .ok_or_else(|| {
+                ServiceError::Config(
+                    "--human-check-url needs the provider's secret key: set TENANTRY_HUMAN_CHECK_SECRET or --human-check-secret-file"
+                        .into(),
+                )
+            })?,
+        };
+        let check =
+            human_check::HumanCheck::new(url.trim(), secret).map_err(ServiceError::Config)?;
+        tracing::info!(url = check.url(), "human check on");
+        Ok(Some(check))
     }
 
     fn cors(&self) -> Result<CorsLayer, ServiceError> {
@@ -416,6 +474,7 @@ impl Application {
             .map_err(|e| ServiceError::Config(e.to_string()))?;
         let catalog = config.catalog(plan_file.as_ref())?;
         let cors = config.cors()?;
+        let human_check = config.human_check()?;
         let config_error = |e: &dyn std::fmt::Display| ServiceError::Config(e.to_string());
         // Checked now so a bad certificate stops the start, not the first call.
         config
@@ -509,7 +568,7 @@ impl Application {
             Limits {
                 per_address: RateLimiter::new(config.rate_per_address, window),
                 per_email: RateLimiter::new(config.rate_per_email, window),
-                per_email_hour: RateLimiter::new(
+                per_email_hour: ratelimit::SuccessBudget::new(
                     config.rate_per_email_hour,
                     Duration::from_secs(3600),
                 ),
@@ -525,6 +584,7 @@ impl Application {
                 metrics: metrics.clone(),
             },
             verification,
+            human_check,
             stop.clone(),
         );
         if operators.is_empty() {

@@ -128,3 +128,98 @@ mod tests {
         );
     }
 }
+
+/// At most `limit` successes per key per `window`, counted only when they happen: a budget of
+/// outcomes, not of attempts, so a client retrying through an outage (each attempt failing
+/// cleanly) does not lock its own email out. Two requests racing past [`SuccessBudget::check`]
+/// may both succeed: the overshoot is bounded by the concurrency of one key.
+#[derive(Debug)]
+pub struct SuccessBudget {
+    limit: usize,
+    window: Duration,
+    // A plain mutex: a few deque operations per call, never held across an await.
+    seen: std::sync::Mutex<
+        std::collections::HashMap<String, std::collections::VecDeque<std::time::Instant>>,
+    >,
+}
+
+impl SuccessBudget {
+    /// `limit` successes per `window`; 0 disables it.
+    pub fn new(limit: u32, window: Duration) -> Self {
+        Self {
+            limit: usize::try_from(limit).unwrap_or(usize::MAX),
+            window,
+            seen: std::sync::Mutex::default(),
+        }
+    }
+
+    /// `Err(retry_after)` when `key` already had `limit` successes within the window.
+    pub fn check(&self, key: &str) -> Result<(), Duration> {
+        if self.limit == 0 {
+            return Ok(());
+        }
+        let now = std::time::Instant::now();
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(times) = seen.get_mut(key) else {
+            return Ok(());
+        };
+        while times
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= self.window)
+        {
+            times.pop_front();
+        }
+        if times.is_empty() {
+            seen.remove(key);
+            return Ok(());
+        }
+        if times.len() >= self.limit {
+            let oldest = times.front().copied().unwrap_or(now);
+            return Err(self.window.saturating_sub(now.duration_since(oldest)));
+        }
+        Ok(())
+    }
+
+    /// Counts a success of `key`.
+    pub fn record(&self, key: &str) {
+        if self.limit == 0 {
+            return;
+        }
+        let now = std::time::Instant::now();
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        // Keys with nothing in the window hold no information.
+        if seen.len() > 10_000 {
+            let window = self.window;
+            seen.retain(|_, times| {
+                times
+                    .back()
+                    .is_some_and(|t| now.duration_since(*t) < window)
+            });
+        }
+        seen.entry(key.to_owned()).or_default().push_back(now);
+    }
+}
+
+#[cfg(test)]
+mod success_budget_tests {
+    use super::*;
+
+    #[test]
+    fn only_recorded_successes_count() {
+        let budget = SuccessBudget::new(2, Duration::from_secs(3600));
+        // Attempts that never succeed spend nothing.
+        for _ in 0..10 {
+            assert!(budget.check("a@x.io").is_ok());
+        }
+        budget.record("a@x.io");
+        budget.record("a@x.io");
+        let wait = budget.check("a@x.io").unwrap_err();
+        assert!(wait > Duration::from_secs(3500) && wait <= Duration::from_secs(3600));
+        assert!(budget.check("b@x.io").is_ok(), "budgets are per key");
+        assert!(
+            SuccessBudget::new(0, Duration::from_secs(1))
+                .check("a")
+                .is_ok()
+        );
+    }
+}

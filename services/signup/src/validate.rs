@@ -303,6 +303,7 @@ mod tests {
             plan: "starter".into(),
             region: String::new(),
             idempotency_key: String::new(),
+            human_check_token: String::new(),
         }
     }
 
@@ -333,6 +334,7 @@ mod tests {
             plan: "gold".into(),
             region: "mars".into(),
             idempotency_key: "has space".into(),
+            human_check_token: String::new(),
         };
         let bad = signup(&req, &catalog()).unwrap_err();
         let fields: Vec<&str> = bad.iter().map(|v| v.field).collect();

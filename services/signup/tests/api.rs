@@ -347,13 +347,20 @@ async fn tenant_admin_commands_are_checked_by_the_lifecycle_and_appended() {
         Code::FailedPrecondition,
     );
 
+    let resume = || {
+        authorized(ResumeTenantRequest {
+            tenant_id: tenant.clone(),
+            reason: String::new(),
+        })
+    };
+    // The suspension is still pending: resuming countermands it (not an error)…
+    admin
+        .resume_tenant(resume())
+        .await
+        .expect("resume while a suspension is pending is accepted");
+    // …after which the tenant is plainly Active, and another resume has nothing to undo.
     expect_code(
-        admin
-            .resume_tenant(authorized(ResumeTenantRequest {
-                tenant_id: tenant.clone(),
-                reason: String::new(),
-            }))
-            .await,
+        admin.resume_tenant(resume()).await,
         Code::FailedPrecondition,
     );
     let delete = |confirm: &str| {
@@ -403,6 +410,7 @@ async fn tenant_admin_commands_are_checked_by_the_lifecycle_and_appended() {
         [
             "SuspensionRequested",
             "PlanChangeRequested",
+            "ResumeRequested",
             "DeletionRequested",
             "DeletionRequested"
         ]

@@ -255,6 +255,7 @@ async fn every_bad_input_is_invalid_argument_naming_its_field_and_appends_nothin
                 plan: "gold".into(),
                 region: "mars".into(),
                 idempotency_key: String::new(),
+                human_check_token: String::new(),
             })
             .await,
         Code::InvalidArgument,

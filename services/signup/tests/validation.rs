@@ -24,6 +24,7 @@ fn good() -> SignupRequest {
         plan: "starter".into(),
         region: String::new(),
         idempotency_key: String::new(),
+        human_check_token: String::new(),
     }
 }
 

@@ -49,6 +49,9 @@ pub struct TenantView {
     sso_status: String,
     sso_login_url: Option<String>,
     sso_error: Option<String>,
+    /// A command asked for and not done yet (`suspending`, `resuming`, `deleting`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pending: Option<String>,
     version: u64,
 }
 
@@ -73,6 +76,7 @@ impl From<&pb::Tenant> for TenantView {
             sso_status: t.sso_status.clone(),
             sso_login_url: (!t.sso_login_url.is_empty()).then(|| t.sso_login_url.clone()),
             sso_error: (!t.sso_error.is_empty()).then(|| t.sso_error.clone()),
+            pending: (!t.pending.is_empty()).then(|| t.pending.clone()),
             version: t.version,
         }
     }
@@ -261,7 +265,14 @@ impl<'a> Output<'a> {
         }
         let rows: Vec<(&str, String)> = vec![
             ("Tenant", v.tenant_id.clone()),
-            ("Status", v.status.to_owned()),
+            (
+                "Status",
+                match &v.pending {
+                    // The command is accepted; the change has not happened yet.
+                    Some(p) => format!("{} ({p})", v.status),
+                    None => v.status.to_owned(),
+                },
+            ),
             ("Organisation", dash(&v.organisation).to_owned()),
             ("Owner", format!("{} <{}>", v.owner_name, v.owner_email)),
             ("Subdomain", dash(&v.subdomain).to_owned()),

@@ -182,6 +182,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             plan: args.plan.clone(),
             region: String::new(),
             idempotency_key: format!("demo-{suffix:04x}"),
+            human_check_token: String::new(),
         })
         .await
         .context("Signup")?

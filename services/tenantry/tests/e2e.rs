@@ -67,6 +67,7 @@ async fn a_signup_becomes_an_active_tenant_whose_owner_can_log_in() {
             plan: "business".into(),
             region: String::new(),
             idempotency_key: format!("e2e-{namespace}"),
+            human_check_token: String::new(),
         };
         match signup.signup(request).await {
             Ok(r) => {
@@ -209,6 +210,60 @@ async fn a_signup_becomes_an_active_tenant_whose_owner_can_log_in() {
         .login(&owner, &SecretString::from("not the password".to_owned()))
         .await;
     assert!(wrong.is_err(), "a wrong password is refused");
+
+    // The operator suspends and at once thinks better of it: both commands are accepted, and
+    // the tenant ends Active with its site answering.
+    let mut admin = proto::v1::tenant_admin_client::TenantAdminClient::with_interceptor(
+        stack.connect(stack.operator_port).await,
+        testkit::Bearer::new(&stack.admin_token),
+    );
+    admin
+        .suspend_tenant(proto::v1::SuspendTenantRequest {
+            tenant_id: tenant_id.clone(),
+            reason: "overdue invoice".into(),
+        })
+        .await
+        .expect("suspend accepted");
+    admin
+        .resume_tenant(proto::v1::ResumeTenantRequest {
+            tenant_id: tenant_id.clone(),
+            reason: "paid after all".into(),
+        })
+        .await
+        .expect("resume right after suspend is accepted, not an error");
+    let mut settled = None;
+    for _ in 0..150 {
+        let t = directory
+            .get_tenant(GetTenantRequest {
+                tenant_id: tenant_id.clone(),
+                min_sequence: 0,
+            })
+            .await
+            .expect("GetTenant")
+            .into_inner();
+        let history = directory
+            .get_history(proto::v1::GetHistoryRequest {
+                tenant_id: tenant_id.clone(),
+                min_sequence: 0,
+            })
+            .await
+            .expect("history")
+            .into_inner();
+        let resumed = history
+            .entries
+            .iter()
+            .any(|e| e.event_type == "ResumeRequested");
+        if resumed && t.status == TenantStatus::Active as i32 && t.pending.is_empty() {
+            settled = Some(t);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    settled.unwrap_or_else(|| panic!("the tenant did not settle Active{}", stack.logs_tail()));
+    client
+        .login(&owner, &SecretString::from(password.to_owned()))
+        .await
+        .expect("the site answers after suspend + resume");
 
     // Leave nothing behind in NATS.
     stack.clean_up().await;

@@ -30,6 +30,7 @@ async fn sign_up(stack: &Stack) -> String {
             plan: "business".into(),
             region: String::new(),
             idempotency_key: format!("obs-{}", stack.namespace),
+            human_check_token: String::new(),
         };
         match signup.signup(request).await {
             Ok(r) => {
@@ -107,6 +108,7 @@ async fn refusals(stack: &Stack) {
             plan: "business".into(),
             region: String::new(),
             idempotency_key: String::new(),
+            human_check_token: String::new(),
         })
         .await
         .expect_err("an invalid email is refused");

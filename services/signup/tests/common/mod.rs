@@ -110,6 +110,7 @@ pub fn request(tag: &str) -> SignupRequest {
         plan: "starter".to_owned(),
         region: String::new(),
         idempotency_key: String::new(),
+        human_check_token: String::new(),
     }
 }
 

@@ -56,6 +56,10 @@ pub struct Stack {
     pub directory_port: u16,
     pub billing_port: u16,
     pub vault_port: u16,
+    /// The signup gateway's operator port (TenantAdmin).
+    pub operator_port: u16,
+    /// An `admin` operator's token.
+    pub admin_token: String,
     /// Each service's admin port, by service name.
     pub admin_ports: BTreeMap<&'static str, u16>,
     pub reader_token: String,
@@ -106,11 +110,14 @@ runner = {{ kind = "local", bench_dir = {dir:?}, bench_bin = {bin:?} }}
         let identity_token = format!("identity-{namespace}");
         let reader_token = format!("reader-{namespace}");
         let billing_token = format!("billing-{namespace}");
+        let admin_token = format!("admin-{namespace}");
         let operators = format!(
             "[operators.e2e-reader]\ntoken_sha256 = \"{}\"\nrole = \"reader\"\n\
-             [operators.billing]\ntoken_sha256 = \"{}\"\nrole = \"admin\"\nservice = true\n",
+             [operators.billing]\ntoken_sha256 = \"{}\"\nrole = \"admin\"\nservice = true\n\
+             [operators.e2e-admin]\ntoken_sha256 = \"{}\"\nrole = \"admin\"\n",
             svc::auth::token_sha256(&reader_token),
             svc::auth::token_sha256(&billing_token),
+            svc::auth::token_sha256(&admin_token),
         );
         // A throw-away CA, as `tenantry dev` makes one; certificates name `localhost`.
         let ca = svc::devca::DevCa::load_or_create(&work.path().join("tls")).expect("dev CA");
@@ -300,6 +307,8 @@ runner = {{ kind = "local", bench_dir = {dir:?}, bench_bin = {bin:?} }}
             directory_port,
             billing_port,
             vault_port,
+            operator_port,
+            admin_token,
             admin_ports,
             reader_token,
             children,
@@ -380,7 +389,10 @@ runner = {{ kind = "local", bench_dir = {dir:?}, bench_bin = {bin:?} }}
         assert!(accepted.verification_required, "{accepted:?}");
         let mails = self
             .mail
-            .wait_for(|m| m.iter().any(|m| m.is_to(email)), Duration::from_secs(30))
+            .wait_for(
+                |m| m.iter().any(|m| m.is_to(email)),
+                Duration::from_secs(30),
+            )
             .await
             .unwrap_or_else(|| panic!("no verification mail to {email}{}", self.logs_tail()));
         let mail = mails.iter().rev().find(|m| m.is_to(email)).unwrap();
