@@ -133,6 +133,31 @@ impl Gateway {
         }
     }
 
+    /// Spends one attempt of the client address's budget (every Signup and VerifyEmail,
+    /// valid or not: spraying bad requests or guessing codes is the abuse it is for).
+    fn spend_address(&self, address: Option<IpAddr>) -> Result<(), SignupError> {
+        let key = address.map_or_else(|| "unknown".to_owned(), |a| a.to_string());
+        self.per_address
+            .check(&key)
+            .map_err(|retry_after| SignupError::RateLimited {
+                scope: RateScope::Address,
+                retry_after,
+            })
+    }
+
+    /// SUBDOMAIN_TAKEN for `subdomain`, with a free alternative when one is found.
+    async fn taken(&self, subdomain: Subdomain) -> SignupError {
+        let suggestion = self
+            .claims
+            .free_alternative(&subdomain, ALTERNATIVES)
+            .await
+            .map(Subdomain::into_string);
+        SignupError::SubdomainTaken {
+            subdomain: subdomain.into_string(),
+            suggestion,
+        }
+    }
+
     /// The whole signup, for a client at `address`.
     pub async fn signup(
         &self,
@@ -141,13 +166,7 @@ impl Gateway {
     ) -> Result<SignupResponse, SignupError> {
         // Every attempt counts against the address, valid or not: spraying bad requests is the
         // abuse this budget is for.
-        let address_key = address.map_or_else(|| "unknown".to_owned(), |a| a.to_string());
-        self.per_address
-            .check(&address_key)
-            .map_err(|retry_after| SignupError::RateLimited {
-                scope: RateScope::Address,
-                retry_after,
-            })?;
+        self.spend_address(address)?;
         let input = validate::signup(&req, &self.settings.catalog).map_err(SignupError::Invalid)?;
         if crate::disposable::is_disposable(input.email.as_str()) {
             return Err(SignupError::Invalid(vec![Violation::with_reason(
@@ -237,15 +256,7 @@ impl Gateway {
         let revision = match self.claims.claim(&input.subdomain, &tenant).await? {
             Claim::Won { revision } => revision,
             Claim::Taken => {
-                let suggestion = self
-                    .claims
-                    .free_alternative(&input.subdomain, ALTERNATIVES)
-                    .await
-                    .map(Subdomain::into_string);
-                return Err(Failure::Clean(SignupError::SubdomainTaken {
-                    subdomain: input.subdomain.into_string(),
-                    suggestion,
-                }));
+                return Err(Failure::Clean(self.taken(input.subdomain).await));
             }
         };
         let subdomain = input.subdomain.clone();
@@ -272,15 +283,7 @@ impl Gateway {
         tenant: TenantId,
     ) -> Result<Answer, Failure> {
         if !self.claims.is_free(&input.subdomain).await? {
-            let suggestion = self
-                .claims
-                .free_alternative(&input.subdomain, ALTERNATIVES)
-                .await
-                .map(Subdomain::into_string);
-            return Err(Failure::Clean(SignupError::SubdomainTaken {
-                subdomain: input.subdomain.into_string(),
-                suggestion,
-            }));
+            return Err(Failure::Clean(self.taken(input.subdomain).await));
         }
         let email = input.email.as_str().to_owned();
         let requested = self.requested(input, &tenant).await?;
@@ -315,13 +318,7 @@ impl Gateway {
         address: Option<IpAddr>,
         req: VerifyEmailRequest,
     ) -> Result<SignupResponse, SignupError> {
-        let address_key = address.map_or_else(|| "unknown".to_owned(), |a| a.to_string());
-        self.per_address
-            .check(&address_key)
-            .map_err(|retry_after| SignupError::RateLimited {
-                scope: RateScope::Address,
-                retry_after,
-            })?;
+        self.spend_address(address)?;
         let mut violations = Vec::new();
         let id = req.verification_id.trim();
         if Uuid::parse_str(id).is_err() {
@@ -364,15 +361,7 @@ impl Gateway {
         let revision = match self.claims.claim(&subdomain, &tenant).await? {
             Claim::Won { revision } => revision,
             Claim::Taken => {
-                let suggestion = self
-                    .claims
-                    .free_alternative(&subdomain, ALTERNATIVES)
-                    .await
-                    .map(Subdomain::into_string);
-                return Err(SignupError::SubdomainTaken {
-                    subdomain: subdomain.into_string(),
-                    suggestion,
-                });
+                return Err(self.taken(subdomain).await);
             }
         };
         match self.append_requested(requested, &tenant).await {
