@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use proto::v1::{
-    CheckSubdomainRequest, GetTenantRequest, SignupRequest, WatchSignupRequest,
+    CheckSubdomainRequest, GetTenantRequest, SignupRequest, VerifyEmailRequest, WatchSignupRequest,
     signup_service_client::SignupServiceClient, tenant_directory_client::TenantDirectoryClient,
 };
 use rand::Rng as _;
@@ -187,6 +187,30 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         .await
         .context("Signup")?
         .into_inner();
+    let response = if response.verification_required {
+        println!(
+            "  a verification code went to {}; reading it from the dev mail sink",
+            response.verification_sent_to
+        );
+        let code = mailed_code(
+            &args.dev_dir.join("mail"),
+            &email,
+            Instant::now() + Duration::from_secs(30),
+        )
+        .await?;
+        let verified = signup
+            .verify_email(VerifyEmailRequest {
+                verification_id: response.verification_id.clone(),
+                code: code.clone(),
+            })
+            .await
+            .context("VerifyEmail")?
+            .into_inner();
+        println!("  email confirmed with code {code}");
+        verified
+    } else {
+        response
+    };
     let tenant_id = response.tenant_id.clone();
     println!(
         "  tenant {tenant_id} accepted in {} ms",
@@ -299,4 +323,36 @@ Stop the stack: just demo-stop"#,
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// The six-digit code in the newest mail to `email` that `tenantry dev` kept in `dir`.
+async fn mailed_code(
+    dir: &std::path::Path,
+    email: &str,
+    deadline: Instant,
+) -> anyhow::Result<String> {
+    let to = format!("To: {email}");
+    loop {
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        files.sort();
+        for file in files.iter().rev() {
+            let text = std::fs::read_to_string(file).unwrap_or_default();
+            if text.lines().any(|l| l == to)
+                && let Some(code) = text
+                    .split_whitespace()
+                    .find(|w| w.len() == 6 && w.bytes().all(|b| b.is_ascii_digit()))
+            {
+                return Ok(code.to_owned());
+            }
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "no verification mail to {email} in {} (is this `tenantry dev` with --verify-email?)",
+                dir.display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

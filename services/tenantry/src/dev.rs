@@ -89,6 +89,16 @@ pub struct DevArgs {
     /// Ready sites kept in the standby pool per plan app set (frappe-sim fleet only).
     #[arg(long, env = "TENANTRY_DEV_STANDBY", default_value_t = 1)]
     pub standby: u32,
+    /// Confirm owners' email addresses as production does; the codes go to a local SMTP sink
+    /// whose messages are printed and kept under `<data dir>/mail/` (what `tenantry demo`
+    /// reads them from).
+    #[arg(
+        long = "verify-email",
+        env = "TENANTRY_DEV_VERIFY_EMAIL",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    pub verify_email: bool,
     #[command(flatten)]
     pub nats: NatsArgs,
     #[command(flatten)]
@@ -366,6 +376,16 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     signup_config.operator_addr = args.operator_addr;
     signup_config.operator_auth = Some(operators.clone());
     signup_config.plans_file = Some(plans_path.clone());
+    // Kept alive for the whole run: dropping it stops the sink.
+    let _mail = if args.verify_email {
+        let sink = smtp_sink::SmtpSink::start().context("cannot start the dev SMTP sink")?;
+        signup_config.verify_email = true;
+        signup_config.smtp_url = Some(SecretString::from(sink.url()));
+        keep_mail(&sink, data_dir.join("mail"))?;
+        Some(sink)
+    } else {
+        None
+    };
     // Its own origin is known up front unless the port is picked at bind time.
     let cors = cors_origins(
         &args.cors_origins,
@@ -551,6 +571,34 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     shutdown.trigger();
     let _ = admin_task.await;
     a.and(b).and(c).and(d).and(e).and(f)
+}
+
+/// Prints every mail the dev sink receives and keeps it as `<dir>/<n>.txt`, for a person
+/// reading the log and for `tenantry demo`, which takes the verification code from there.
+fn keep_mail(sink: &smtp_sink::SmtpSink, dir: std::path::PathBuf) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut received = sink.subscribe();
+    tokio::spawn(async move {
+        let mut n: u64 = 0;
+        while let Ok(message) = received.recv().await {
+            n += 1;
+            let text = message.to_string();
+            println!("--- mail {n} (dev SMTP sink) ---\n{text}\n---");
+            let file = dir.join(format!("{}-{n}.txt", stamp_ms()));
+            if let Err(e) = std::fs::write(&file, &text) {
+                tracing::warn!(error = %e, file = %file.display(), "cannot keep a dev mail");
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Milliseconds since the epoch: file names that sort by arrival.
+fn stamp_ms() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
