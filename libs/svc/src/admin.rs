@@ -120,6 +120,9 @@ impl ReadinessPart {
     }
 }
 
+/// How often a service re-checks what it depends on: NATS going away shows within this.
+pub const PROBE_EVERY: Duration = Duration::from_secs(1);
+
 /// Keeps part `name` of `readiness` up to date with `check`, run every `every` until
 /// `shutdown` (each run bounded by `every`, at least a second: a dependency that hangs is as
 /// unready as one that refuses). Returns the watching task.
@@ -218,6 +221,44 @@ impl Admin {
             Some(service) => format!("{service} {what}"),
             None => what.to_owned(),
         }
+    }
+
+    /// Keeps readiness part `what` (named per [`Admin::part_name`]) up to date with `check`,
+    /// every `every` until `shutdown` (see [`probe`]).
+    pub fn probe<F, Fut>(
+        &self,
+        what: &str,
+        every: Duration,
+        shutdown: Shutdown,
+        check: F,
+    ) -> tokio::task::JoinHandle<()>
+    where
+        F: FnMut() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(), String>> + Send,
+    {
+        probe(
+            self.readiness(),
+            self.part_name(what),
+            every,
+            shutdown,
+            check,
+        )
+    }
+
+    /// Readiness part `nats`: not ready while `store`'s connection is down (reconnecting).
+    pub fn probe_nats(
+        &self,
+        store: &eventstore::EventStore,
+        shutdown: Shutdown,
+    ) -> tokio::task::JoinHandle<()> {
+        let store = store.clone();
+        self.probe("nats", PROBE_EVERY, shutdown, move || {
+            std::future::ready(if store.is_connected() {
+                Ok(())
+            } else {
+                Err("NATS connection down; reconnecting".to_owned())
+            })
+        })
     }
 
     /// The readiness this service reports into.

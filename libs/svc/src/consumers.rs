@@ -112,18 +112,3 @@ impl ConsumerMetrics {
         })
     }
 }
-
-/// A readiness check of the NATS connection (for [`crate::admin::probe`]): a connection that
-/// is down (reconnecting) is not ready.
-pub fn nats_check(
-    store: &EventStore,
-) -> impl FnMut() -> std::future::Ready<Result<(), String>> + Send + 'static {
-    let store = store.clone();
-    move || {
-        std::future::ready(if store.is_connected() {
-            Ok(())
-        } else {
-            Err("NATS connection down; reconnecting".to_owned())
-        })
-    }
-}

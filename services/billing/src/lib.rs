@@ -400,13 +400,7 @@ impl<P: PaymentProvider> Application<P> {
             readiness,
         } = self;
         let admin_task = admin.serve(shutdown.clone());
-        let nats_probe = svc::admin::probe(
-            &readiness,
-            admin.part_name("nats"),
-            Duration::from_secs(1),
-            shutdown.clone(),
-            svc::consumers::nats_check(&ctx.store),
-        );
+        let nats_probe = admin.probe_nats(&ctx.store, shutdown.clone());
         let api = tonic::service::interceptor::InterceptedService::new(
             proto::v1::billing_server::BillingServer::new(grpc::BillingService::new(
                 Arc::clone(&ctx),

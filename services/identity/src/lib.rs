@@ -369,13 +369,7 @@ impl Application {
         } = self;
         let admin_task = admin.serve(shutdown.clone());
         let consumer_metrics = svc::consumers::ConsumerMetrics::new(admin.metrics());
-        let nats_probe = svc::admin::probe(
-            &readiness,
-            admin.part_name("nats"),
-            Duration::from_secs(1),
-            shutdown.clone(),
-            svc::consumers::nats_check(&ctx.store),
-        );
+        let nats_probe = admin.probe_nats(&ctx.store, shutdown.clone());
         let permits = Arc::new(Semaphore::new(config.concurrency));
         let handler = Arc::new(Tenants {
             ctx: ctx.clone(),

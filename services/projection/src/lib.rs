@@ -236,26 +236,14 @@ impl Application {
         let admin_task = admin_port.serve(stop.clone());
         let registry = admin_port.metrics().clone();
         let mut background = vec![
-            svc::admin::probe(
-                &self.readiness,
-                admin_port.part_name("nats"),
-                PROBE_EVERY,
-                stop.clone(),
-                svc::consumers::nats_check(&self.events),
-            ),
-            svc::admin::probe(
-                &self.readiness,
-                admin_port.part_name("postgres"),
-                PROBE_EVERY,
-                stop.clone(),
-                {
-                    let store = self.store.clone();
-                    move || {
-                        let store = store.clone();
-                        async move { store.ping().await }
-                    }
-                },
-            ),
+            admin_port.probe_nats(&self.events, stop.clone()),
+            admin_port.probe("postgres", svc::admin::PROBE_EVERY, stop.clone(), {
+                let store = self.store.clone();
+                move || {
+                    let store = store.clone();
+                    async move { store.ping().await }
+                }
+            }),
             metrics::ProjectionMetrics::register(&registry, &self.stats).watch(
                 self.store.clone(),
                 self.events.clone(),
@@ -393,9 +381,6 @@ impl Application {
         consumed
     }
 }
-
-/// How often `/readyz`'s dependency checks run.
-const PROBE_EVERY: Duration = Duration::from_secs(1);
 
 /// Builds and runs the projection until `shutdown` completes.
 pub async fn run(

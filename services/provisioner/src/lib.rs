@@ -412,13 +412,7 @@ impl Application {
         } = self;
         let admin_task = admin.serve(shutdown.clone());
         let consumer_metrics = svc::consumers::ConsumerMetrics::new(admin.metrics());
-        let nats_probe = svc::admin::probe(
-            &readiness,
-            admin.part_name("nats"),
-            PROBE_EVERY,
-            shutdown.clone(),
-            svc::consumers::nats_check(&ctx.store),
-        );
+        let nats_probe = admin.probe_nats(&ctx.store, shutdown.clone());
         // Bounds the tenants in flight in this instance (each holds bench slots, HTTP
         // connections and a delivery); shared by both consumers.
         let permits = Arc::new(Semaphore::new(config.concurrency));
@@ -529,9 +523,6 @@ impl Handler for Tenants {
         }
     }
 }
-
-/// How often `/readyz`'s dependency checks run: NATS going away shows within this.
-const PROBE_EVERY: Duration = Duration::from_secs(1);
 
 /// When a delivery whose site was locked on the bench host comes back.
 const BUSY_RETRY: Duration = Duration::from_secs(5);

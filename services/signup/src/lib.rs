@@ -447,9 +447,6 @@ async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), ServiceErro
     Ok((listener, local))
 }
 
-/// How often `/readyz`'s dependency checks run: NATS going away shows within this.
-const PROBE_EVERY: Duration = Duration::from_secs(1);
-
 /// The entry point: [`Application::build`].
 pub struct Application;
 
@@ -526,6 +523,11 @@ impl Application {
             Duration::from_secs(config.idempotency_keep_secs.max(60)),
         )
         .await?;
+        // Loaded now, not by the first signup (121k domains: a few milliseconds of work).
+        tracing::info!(
+            disposable_domains = disposable::listed(),
+            "disposable-address list loaded"
+        );
         let verification = if config.verify_email {
             let url = match config.smtp_url.clone() {
                 Some(u) => u,
@@ -549,10 +551,7 @@ impl Application {
                 Duration::from_secs(config.verification_ttl_secs.max(1)),
             )
             .await?;
-            tracing::info!(
-                disposable_domains = disposable::listed(),
-                "email verification on"
-            );
+            tracing::info!("email verification on");
             Some(grpc::Verification { codes, mailer })
         } else {
             None
@@ -672,26 +671,14 @@ impl App {
         let admin_task = admin_port.serve(self.stop.clone());
         let readiness = admin_port.readiness().clone();
         let probes = [
-            svc::admin::probe(
-                &readiness,
-                admin_port.part_name("nats"),
-                PROBE_EVERY,
-                self.stop.clone(),
-                svc::consumers::nats_check(&self.probe_store),
-            ),
-            svc::admin::probe(
-                &readiness,
-                admin_port.part_name("vault"),
-                PROBE_EVERY * 5,
-                self.stop.clone(),
-                {
-                    let vault = self.vault.clone();
-                    move || {
-                        let vault = vault.clone();
-                        async move { vault.health().await }
-                    }
-                },
-            ),
+            admin_port.probe_nats(&self.probe_store, self.stop.clone()),
+            admin_port.probe("vault", svc::admin::PROBE_EVERY * 5, self.stop.clone(), {
+                let vault = self.vault.clone();
+                move || {
+                    let vault = vault.clone();
+                    async move { vault.health().await }
+                }
+            }),
         ];
         let observe = svc::observe::ObserveLayer::new("signup", admin_port.metrics());
         let signup =

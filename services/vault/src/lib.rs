@@ -283,26 +283,14 @@ impl Application {
         let admin_task = admin.serve(stop.clone());
         let readiness = admin.readiness().clone();
         let probes = [
-            svc::admin::probe(
-                &readiness,
-                admin.part_name("nats"),
-                PROBE_EVERY,
-                stop.clone(),
-                svc::consumers::nats_check(&self.core.events),
-            ),
-            svc::admin::probe(
-                &readiness,
-                admin.part_name("postgres"),
-                PROBE_EVERY,
-                stop.clone(),
-                {
-                    let core = Arc::clone(&self.core);
-                    move || {
-                        let core = Arc::clone(&core);
-                        async move { core.store.ping().await }
-                    }
-                },
-            ),
+            admin.probe_nats(&self.core.events, stop.clone()),
+            admin.probe("postgres", svc::admin::PROBE_EVERY, stop.clone(), {
+                let core = Arc::clone(&self.core);
+                move || {
+                    let core = Arc::clone(&core);
+                    async move { core.store.ping().await }
+                }
+            }),
         ];
         readiness.set(true);
         let observe = svc::observe::ObserveLayer::new("vault", admin.metrics());
@@ -340,9 +328,6 @@ impl Application {
         })
     }
 }
-
-/// How often `/readyz`'s dependency checks run.
-const PROBE_EVERY: Duration = Duration::from_secs(1);
 
 /// Builds and runs the vault until `shutdown` completes.
 pub async fn run(
