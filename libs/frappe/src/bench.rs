@@ -806,6 +806,37 @@ impl Bench {
         })
     }
 
+    /// A one-time login key for `user`, valid `minutes` (Frappe 15's
+    /// `frappe.www.login._generate_temporary_login_link`, the one behind "login with email
+    /// link"; the key opens `/api/method/frappe.www.login.login_via_key?key=<key>` once). Only
+    /// the key is kept: the host the site would print comes from its own idea of its URL, and
+    /// the caller knows the public one.
+    pub async fn login_key(
+        &self,
+        site: &SiteName,
+        user: &UserEmail,
+        minutes: u32,
+    ) -> Result<SecretString, BenchError> {
+        let method = MethodPath::parse("frappe.www.login._generate_temporary_login_link")?;
+        let value = self
+            .execute(site, &method, &[json!(user.as_str()), json!(minutes)])
+            .await?;
+        let Some(Value::String(link)) = value else {
+            return Err(BenchError::UnexpectedOutput {
+                op: "login-link",
+                detail: "no link printed".into(),
+            });
+        };
+        let link = SecretString::from(link);
+        parse::login_key(link.expose_secret())
+            .map(SecretString::from)
+            .ok_or_else(|| BenchError::UnexpectedOutput {
+                op: "login-link",
+                // Never the link itself: it logs the user in.
+                detail: "the printed link carries no hex `key=`".into(),
+            })
+    }
+
     /// `bench --site S backup [--with-files]`, with the summary parsed.
     pub async fn backup(
         &self,

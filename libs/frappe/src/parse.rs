@@ -270,3 +270,42 @@ pub fn site_ownership(text: &str) -> Result<crate::inspect::SiteConfig, String> 
         site_config(text).map_err(|e| format!("site_config.json is not a JSON object: {e}"))?;
     Ok(crate::inspect::SiteConfig::from_map(&map))
 }
+
+/// The `key` of a `…/frappe.www.login.login_via_key?key=<key>` link: hex, 16 to 128
+/// characters (`frappe.generate_hash()` gives 56), else `None`.
+pub fn login_key(link: &str) -> Option<String> {
+    let (path, query) = link.split_once('?')?;
+    if !path.ends_with("/api/method/frappe.www.login.login_via_key") {
+        return None;
+    }
+    let key = query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("key="))?;
+    ((16..=128).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| key.to_owned())
+}
+
+#[cfg(test)]
+mod login_key_tests {
+    use super::login_key;
+
+    #[test]
+    fn the_key_of_a_login_link_is_hex_and_nothing_else() {
+        let key = "a".repeat(56);
+        assert_eq!(
+            login_key(&format!(
+                "https://acme.example/api/method/frappe.www.login.login_via_key?key={key}"
+            )),
+            Some(key.clone())
+        );
+        for bad in [
+            format!("https://acme.example/api/method/other?key={key}"),
+            "https://acme.example/api/method/frappe.www.login.login_via_key?key=abc".to_owned(),
+            format!("https://acme.example/api/method/frappe.www.login.login_via_key?key={key}x"),
+            "https://acme.example/api/method/frappe.www.login.login_via_key".to_owned(),
+            format!("https://a/api/method/frappe.www.login.login_via_key?key={key}%26x=1"),
+        ] {
+            assert_eq!(login_key(&bad), None, "{bad}");
+        }
+    }
+}

@@ -15,6 +15,7 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/tenantry_descriptor.bin"));
 
 mod event_type;
+mod redacted;
 pub use event_type::EventContext;
 
 /// gRPC metadata keys that are part of the contract between Tenantry services.

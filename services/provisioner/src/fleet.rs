@@ -92,6 +92,10 @@ pub struct BenchConfig {
     /// Scheme of the public site URL.
     #[serde(default)]
     pub public_scheme: Scheme,
+    /// Port of the public site URL when it is not the scheme's own (a development bench
+    /// browsers reach directly, e.g. `http://acme.erp.localhost:8000`).
+    #[serde(default)]
+    pub public_port: Option<u16>,
     /// Most sites (tenants and standbys) it may hold.
     pub max_sites: u32,
     /// Most bench operations at once, across every provisioner instance.
@@ -132,9 +136,12 @@ impl BenchConfig {
         SiteName::parse(&format!("{label}.{}", self.base_domain))
     }
 
-    /// `<scheme>://<site>`.
+    /// `<scheme>://<site>[:<public_port>]`.
     pub fn public_url(&self, site: &str) -> String {
-        format!("{}://{site}", self.public_scheme.as_str())
+        match self.public_port {
+            Some(port) => format!("{}://{site}:{port}", self.public_scheme.as_str()),
+            None => format!("{}://{site}", self.public_scheme.as_str()),
+        }
     }
 }
 
@@ -508,6 +515,9 @@ size = 3
         assert_eq!(f.plans["starter"].limit_values().len(), 2);
         assert_eq!(f.standby_app_sets().len(), 1);
         assert_eq!(f.benches[0].public_url("a.b"), "https://a.b");
+        let mut dev = f.benches[0].clone();
+        dev.public_port = Some(8000);
+        assert_eq!(dev.public_url("a.b"), "https://a.b:8000");
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod demand;
 pub mod driver;
 pub mod error;
 pub mod fleet;
+pub mod handoff;
 pub mod known;
 pub mod lifecycle;
 pub mod metrics;
@@ -421,6 +422,7 @@ impl Application {
             config.standby_refill_every,
             shutdown.clone(),
         ));
+        let links = tokio::spawn(handoff::serve(ctx.clone(), shutdown.clone()));
         readiness.set(true);
         tracing::info!(instance = %config.instance_id, benches = ctx.fleet.benches.len(), "provisioner consuming");
         let handler = Arc::new(Tenants { ctx: ctx.clone() });
@@ -456,6 +458,11 @@ impl Application {
         // A consumer that cannot run (a configuration JetStream refuses) stops the service.
         shutdown.trigger();
         let _ = refill.await;
+        match links.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "login links were not served"),
+            Err(e) => tracing::warn!(error = %e, "login-link task"),
+        }
         let _ = nats_probe.await;
         let served = match admin_task.await {
             Ok(Ok(())) => Ok(()),

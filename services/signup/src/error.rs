@@ -142,6 +142,9 @@ pub enum SignupError {
     /// The email verification code was refused (see [`crate::verify::Refusal`]).
     #[error(transparent)]
     Verification(#[from] crate::verify::Refusal),
+    /// `OpenSite` refused (see [`crate::handoff::HandoffRefusal`]).
+    #[error(transparent)]
+    Handoff(#[from] crate::handoff::HandoffRefusal),
     /// A dependency (NATS, the vault) is unreachable; retrying later may work (UNAVAILABLE).
     #[error("{0}; try again shortly")]
     Unavailable(String),
@@ -182,6 +185,11 @@ impl SignupError {
             SignupError::Verification(r) => match r {
                 crate::verify::Refusal::NotFound => Code::NotFound,
                 crate::verify::Refusal::Mismatch { .. } => Code::InvalidArgument,
+                _ => Code::FailedPrecondition,
+            },
+            SignupError::Handoff(r) => match r {
+                crate::handoff::HandoffRefusal::Invalid => Code::PermissionDenied,
+                crate::handoff::HandoffRefusal::UsedUp => Code::ResourceExhausted,
                 _ => Code::FailedPrecondition,
             },
             SignupError::Unavailable(_) => Code::Unavailable,
@@ -225,6 +233,12 @@ impl SignupError {
                 crate::verify::Refusal::Used => "CODE_ALREADY_USED",
                 crate::verify::Refusal::TooManyAttempts => "TOO_MANY_ATTEMPTS",
                 crate::verify::Refusal::Mismatch { .. } => "CODE_MISMATCH",
+            },
+            SignupError::Handoff(r) => match r {
+                crate::handoff::HandoffRefusal::Invalid => "HANDOFF_TOKEN_INVALID",
+                crate::handoff::HandoffRefusal::UsedUp => "HANDOFF_USED_UP",
+                crate::handoff::HandoffRefusal::NotReady => "SITE_NOT_READY",
+                crate::handoff::HandoffRefusal::Suspended => "SITE_SUSPENDED",
             },
             SignupError::Unavailable(_) => "DEPENDENCY_UNAVAILABLE",
             SignupError::Unexpected(_) => "INTERNAL",

@@ -15,9 +15,9 @@ use proto::v1::event::Body;
 use proto::v1::signup_service_server::SignupService;
 use proto::v1::{
     CheckSubdomainRequest, CheckSubdomainResponse, SignupRequest, SignupResponse, TenantRequested,
-    TenantStatus, VerifyEmailRequest, WatchSignupRequest,
+    OpenSiteRequest, OpenSiteResponse, TenantStatus, VerifyEmailRequest, WatchSignupRequest,
 };
-use secrecy::SecretString;
+use secrecy::{ExposeSecret as _, SecretString};
 use sha2::{Digest, Sha256};
 use svc::Shutdown;
 use tenancy::{Subdomain, TenantId};
@@ -27,6 +27,7 @@ use vault_client::VaultClient;
 
 use crate::claims::{Claim, Claims};
 use crate::error::{RateScope, SignupError, Violation};
+use crate::handoff::Handoffs;
 use crate::human_check::HumanCheck;
 use crate::idempotency::{Answer, Begin, Idempotency};
 use crate::mail::Mailer;
@@ -91,6 +92,7 @@ pub struct Gateway {
     settings: SignupSettings,
     verification: Option<Verification>,
     human_check: Option<HumanCheck>,
+    handoffs: Handoffs,
     shutdown: Shutdown,
 }
 
@@ -114,9 +116,11 @@ impl Gateway {
         settings: SignupSettings,
         verification: Option<Verification>,
         human_check: Option<HumanCheck>,
+        handoffs: Handoffs,
         shutdown: Shutdown,
     ) -> Self {
         Self {
+            handoffs,
             store,
             claims,
             idempotency,
@@ -189,7 +193,7 @@ impl Gateway {
             ));
         }
         match tokio::time::timeout(self.settings.deadline, self.accept(input)).await {
-            Ok(r) => r,
+            Ok(r) => Ok(self.with_handoff(r?).await),
             Err(_) => Err(SignupError::Unavailable(format!(
                 "the signup did not finish within {:?}; retry with the same idempotency key",
                 self.settings.deadline
@@ -367,13 +371,59 @@ impl Gateway {
         match self.append_requested(requested, &tenant).await {
             Ok(answer) => {
                 self.settings.metrics.accepted(&plan);
-                Ok(response(answer))
+                Ok(self.with_handoff(response(answer)).await)
             }
             Err(Failure::Clean(e)) => {
                 self.claims.release(&subdomain, &tenant, revision).await;
                 Err(e)
             }
             Err(Failure::Uncertain(e)) => Err(e),
+        }
+    }
+
+    /// A recorded signup's answer gets a fresh handoff token (one waiting for its email does
+    /// not: nothing will be built until it is confirmed).
+    async fn with_handoff(&self, mut response: SignupResponse) -> SignupResponse {
+        if !response.verification_required && response.handoff_token.is_empty() {
+            if let Some(token) = self.handoffs.issue(&response.tenant_id).await {
+                response.handoff_token = token.expose_secret().to_owned();
+            }
+        }
+        response
+    }
+
+    /// `OpenSite`: a one-time logged-in link to the finished site, for the handoff token's
+    /// holder.
+    pub async fn open_site(
+        &self,
+        address: Option<IpAddr>,
+        req: OpenSiteRequest,
+    ) -> Result<OpenSiteResponse, SignupError> {
+        self.spend_address(address)?;
+        let mut violations = Vec::new();
+        let tenant = TenantId::parse(req.tenant_id.trim());
+        if tenant.is_err() {
+            violations.push(Violation::new(
+                "tenant_id",
+                "the tenant id is the one Signup answered",
+            ));
+        }
+        let token = req.handoff_token.trim();
+        if token.len() != 43
+            || !token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            violations.push(Violation::new(
+                "handoff_token",
+                "the handoff token is the one Signup or VerifyEmail answered (43 characters)",
+            ));
+        }
+        match tenant {
+            Ok(tenant) if violations.is_empty() => {
+                self.handoffs.open_site(&tenant.to_string(), token).await
+            }
+            _ => Err(SignupError::Invalid(violations)),
         }
     }
 
@@ -665,6 +715,7 @@ fn response(answer: Answer) -> SignupResponse {
         verification_required: !answer.verification_id.is_empty(),
         verification_id: answer.verification_id,
         verification_sent_to: answer.verification_sent_to,
+        handoff_token: String::new(),
     }
 }
 
@@ -736,6 +787,21 @@ impl SignupService for SignupApi {
         let address = self.gateway.client_address(&request);
         self.gateway
             .verify_email(address, request.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(|e| {
+                self.metrics.limited(&e);
+                Status::from(e)
+            })
+    }
+
+    async fn open_site(
+        &self,
+        request: Request<OpenSiteRequest>,
+    ) -> Result<Response<OpenSiteResponse>, Status> {
+        let address = self.gateway.client_address(&request);
+        self.gateway
+            .open_site(address, request.into_inner())
             .await
             .map(Response::new)
             .map_err(|e| {

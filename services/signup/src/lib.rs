@@ -13,6 +13,7 @@ pub mod claims_recovery;
 pub mod disposable;
 pub mod error;
 pub mod grpc;
+pub mod handoff;
 pub mod human_check;
 pub mod idempotency;
 pub mod mail;
@@ -559,6 +560,7 @@ impl Application {
         let window = Duration::from_secs(config.rate_window_secs.max(1));
         let metrics = metrics::SignupMetrics::register(admin.metrics());
         let stop = Shutdown::new();
+        let handoffs = handoff::Handoffs::open(&store, vault.clone()).await?;
         let gateway = Gateway::new(
             store.clone(),
             claims,
@@ -584,6 +586,7 @@ impl Application {
             },
             verification,
             human_check,
+            handoffs,
             stop.clone(),
         );
         if operators.is_empty() {

@@ -169,6 +169,7 @@ base_url = {base_url:?}
 base_domain = "erp.localhost"
 routing = "header"
 public_scheme = "http"
+public_port = {port}
 max_sites = 500
 max_concurrent_operations = 4
 apps = ["erpnext", "hrms"]
@@ -179,6 +180,7 @@ runner = {{ kind = "local", bench_dir = {dir:?}, bench_bin = {bin:?} }}
 size = {standby}
 "#,
         base_url = bench.base_url,
+        port = bench.port,
         dir = bench.dir.display().to_string(),
         bin = bench.bin.display().to_string(),
         root = bench.dir.join("db-root-password").display().to_string(),

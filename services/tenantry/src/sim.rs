@@ -43,6 +43,9 @@ pub struct SimBench {
     pub bin: PathBuf,
     /// Base URL of its REST server.
     pub base_url: String,
+    /// The port it listens on (browsers reach `http://<site>:<port>`: `*.localhost` is
+    /// loopback to them).
+    pub port: u16,
     // Killed when the bench is dropped, so `tenantry dev` never leaves a server behind.
     _server: Child,
 }
@@ -94,9 +97,14 @@ impl SimBench {
         };
         // Keep draining its stdout so the server never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let port = base_url
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.trim_end_matches('/').parse().ok())
+            .with_context(|| format!("frappe-sim listens on {base_url}, which names no port"))?;
         Ok(Self {
             dir: dir.to_path_buf(),
             bin,
+            port,
             base_url,
             _server: server,
         })

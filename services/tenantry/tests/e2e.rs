@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use proto::v1::{
-    GetTenantRequest, SignupRequest, TenantStatus, WatchSignupRequest,
+    GetTenantRequest, OpenSiteRequest, SignupRequest, TenantStatus, WatchSignupRequest,
     signup_service_client::SignupServiceClient, tenant_directory_client::TenantDirectoryClient,
 };
 use secrecy::SecretString;
@@ -210,6 +210,74 @@ async fn a_signup_becomes_an_active_tenant_whose_owner_can_log_in() {
         .login(&owner, &SecretString::from("not the password".to_owned()))
         .await;
     assert!(wrong.is_err(), "a wrong password is refused");
+
+    // The page's handoff: the token VerifyEmail answered opens the site logged in, through a
+    // link that works once; no other token does.
+    assert_eq!(accepted.handoff_token.len(), 43, "VerifyEmail answers a handoff token");
+    let forged = signup
+        .open_site(OpenSiteRequest {
+            tenant_id: tenant_id.clone(),
+            handoff_token: "A".repeat(43),
+        })
+        .await
+        .expect_err("a forged token opens nothing");
+    assert_eq!(forged.code(), tonic::Code::PermissionDenied);
+    let opened = signup
+        .open_site(OpenSiteRequest {
+            tenant_id: tenant_id.clone(),
+            handoff_token: accepted.handoff_token.clone(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("OpenSite: {e:?}{}", stack.logs_tail()))
+        .into_inner();
+    let link_prefix = format!(
+        "{}/api/method/frappe.www.login.login_via_key?key=",
+        tenant.url
+    );
+    assert!(opened.url.starts_with(&link_prefix), "{opened:?}");
+    let key = opened.url[link_prefix.len()..].to_owned();
+    // A browser: *.localhost is loopback to it.
+    let browser = |cookies: bool| {
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .cookie_store(cookies)
+            .resolve(
+                &tenant.site,
+                std::net::SocketAddr::from(([127, 0, 0, 1], bench.port)),
+            )
+            .build()
+            .unwrap()
+    };
+    let owner_browser = browser(true);
+    let landed = owner_browser.get(&opened.url).send().await.unwrap();
+    assert_eq!(landed.status(), reqwest::StatusCode::FOUND);
+    assert_eq!(landed.headers()["location"], "/app");
+    let desk = owner_browser
+        .get(format!("{}/app", tenant.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(desk.status(), reqwest::StatusCode::OK);
+    assert!(
+        desk.text().await.unwrap().contains("grace@example.com"),
+        "the desk opens as the owner"
+    );
+    let replayed = browser(false).get(&opened.url).send().await.unwrap();
+    assert_eq!(
+        replayed.status(),
+        reqwest::StatusCode::FORBIDDEN,
+        "a login link works once"
+    );
+    for entry in std::fs::read_dir(logs).unwrap().flatten() {
+        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        for secret in [&key, &accepted.handoff_token] {
+            assert!(
+                !text.contains(secret.as_str()),
+                "{} holds a handoff secret",
+                entry.path().display()
+            );
+        }
+    }
 
     // The operator suspends and at once thinks better of it: both commands are accepted, and
     // the tenant ends Active with its site answering.

@@ -144,6 +144,9 @@ impl AclConfig {
             vec![
                 Grant::new("owner_password", &[PutOneTime]),
                 Grant::new("sso_owner_password", &[PutOneTime]),
+                // The signup page's handoff: a provisioner makes the key, the gateway hands it
+                // to the browser that signed up.
+                Grant::new("login_key", &[TakeOneTime]),
             ],
         );
         add(
@@ -155,6 +158,8 @@ impl AclConfig {
                 // The owner's password: moved out of its one-time secret into a named one the
                 // moment it is needed, read until the owner exists, then revoked.
                 Grant::new("owner_password", &[TakeOneTime, MoveOneTime, Get, Revoke]),
+                // A one-time login key for the owner's first visit (signup handoff).
+                Grant::new("login_key", &[PutOneTime]),
                 // Deleting a tenant ends with destroying all its keys, whoever stored them
                 // (identity's OAuth secret too), once the site's retention has passed.
                 Grant::new(ANY_KIND, &[Shred]),

@@ -87,6 +87,7 @@ base_url = {base:?}
 base_domain = "erp.localhost"
 routing = "header"
 public_scheme = "http"
+public_port = {port}
 max_sites = 10
 max_concurrent_operations = 2
 apps = ["erpnext", "hrms"]
@@ -94,6 +95,7 @@ db_root_password_file = {root:?}
 runner = {{ kind = "local", bench_dir = {dir:?}, bench_bin = {bin:?} }}
 "#,
             base = bench.base_url,
+            port = bench.port,
             dir = bench.dir.display().to_string(),
             bin = bench.bin.display().to_string(),
             root = bench.dir.join("db-root-password").display().to_string(),

@@ -1361,6 +1361,33 @@ async fn execute(ctx: &Ctx, a: &Args) -> i32 {
                 .await
                 .map_err(|e| store::pymysql_error(&e))
         }
+        // frappe/www/login.py (15.x): a key in the cache for `expiry` minutes, answered as
+        // get_url("/api/method/frappe.www.login.login_via_key?key=<key>") — `host_name` when
+        // the site has one, else the site's own name.
+        "frappe.www.login._generate_temporary_login_link" => {
+            ctx.settings.delay("execute", timing::EXECUTE).await;
+            let email = arg(0, "email")
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            let minutes = arg(1, "expiry").and_then(|v| v.as_i64()).unwrap_or(0);
+            let host = site
+                .config
+                .get("host_name")
+                .and_then(Value::as_str)
+                .map_or_else(|| format!("http://{}", site.name), str::to_owned);
+            match db.get_doc("User", &email).await {
+                Ok(None) => Err(format!(
+                    "frappe.exceptions.DoesNotExistError: User with email address {email} does not exist"
+                )),
+                Ok(Some(_)) => match db.new_login_key(&email, minutes).await {
+                    Ok(key) => Ok(json!(format!(
+                        "{host}/api/method/frappe.www.login.login_via_key?key={key}"
+                    ))),
+                    Err(e) => Err(store::pymysql_error(&e)),
+                },
+                Err(e) => Err(store::pymysql_error(&e)),
+            }
+        }
         "frappe.utils.background_jobs.get_jobs" => {
             ctx.settings.delay("execute", timing::EXECUTE).await;
             let site = arg(0, "site").and_then(|v| v.as_str().map(str::to_owned));

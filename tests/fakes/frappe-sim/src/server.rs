@@ -443,6 +443,7 @@ async fn route(
                 login(db, &params).await
             }
             "logout" => Ok(json_response(StatusCode::OK, json!({}))),
+            "frappe.www.login.login_via_key" => login_via_key(db, method, &params).await,
             "frappe.auth.get_logged_user" => Ok(match who {
                 Who::Guest => not_whitelisted(m),
                 Who::User(u) => {
@@ -477,6 +478,9 @@ async fn route(
             }
             _ => Ok(not_whitelisted(m)),
         };
+    }
+    if matches!(path, "/app" | "/app/home" | "/login") {
+        return desk(db, path, &who).await;
     }
     let Some(rest) = path.strip_prefix("/api/resource/") else {
         return Ok(frappe_error(
@@ -612,14 +616,19 @@ async fn login(db: &mut SiteDb<'_>, params: &Map<String, Value>) -> Result<Respo
         .unwrap_or(usr)
         .to_owned();
     let sid = db.new_session(usr).await?;
-    let expires = (chrono::Utc::now() + chrono::Duration::seconds(612_000))
-        .format("%a, %d %b %Y %H:%M:%S GMT");
-    let mut resp = (
+    let resp = (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/json")],
         json!({"message": "Logged In", "home_page": "/app", "full_name": full_name}).to_string(),
     )
         .into_response();
+    Ok(with_session(resp, &sid, usr, &full_name))
+}
+
+/// The cookies a login sets (`sid` HttpOnly for 7 days, and the desk's readable ones).
+fn with_session(mut resp: Response, sid: &str, usr: &str, full_name: &str) -> Response {
+    let expires = (chrono::Utc::now() + chrono::Duration::seconds(612_000))
+        .format("%a, %d %b %Y %H:%M:%S GMT");
     for c in [
         format!("sid={sid}; Expires={expires}; Max-Age=612000; HttpOnly; Path=/; SameSite=Lax"),
         "system_user=yes; Path=/; SameSite=Lax".to_owned(),
@@ -634,7 +643,78 @@ async fn login(db: &mut SiteDb<'_>, params: &Map<String, Value>) -> Result<Respo
             resp.headers_mut().append(header::SET_COOKIE, v);
         }
     }
-    Ok(resp)
+    resp
+}
+
+/// `GET /api/method/frappe.www.login.login_via_key?key=…` (guest): a live key logs its user in
+/// and redirects to the desk (`redirect_post_login`); any other key gets frappe's 403 page.
+async fn login_via_key(
+    db: &mut SiteDb<'_>,
+    method: &Method,
+    params: &Map<String, Value>,
+) -> Result<Response, sqlx::Error> {
+    if method != Method::GET {
+        return Ok(not_permitted());
+    }
+    let key = params.get("key").and_then(Value::as_str).unwrap_or_default();
+    let Some(user) = db.take_login_key(key).await? else {
+        return Ok(html_page(
+            StatusCode::FORBIDDEN,
+            "Not Permitted",
+            "The link you trying to login is invalid or expired.",
+        ));
+    };
+    let full_name = db
+        .get_doc("User", &user)
+        .await?
+        .and_then(|d| d.get("full_name").and_then(Value::as_str).map(str::to_owned))
+        .unwrap_or_else(|| user.clone());
+    let sid = db.new_session(&user).await?;
+    let resp = (StatusCode::FOUND, [(header::LOCATION, "/app")]).into_response();
+    Ok(with_session(resp, &sid, &user, &full_name))
+}
+
+/// What the browser sees of the desk: `/app` for a session (the user's name on the page),
+/// the login page for a guest (frappe redirects `/app` there).
+async fn desk(db: &mut SiteDb<'_>, path: &str, who: &Who) -> Result<Response, sqlx::Error> {
+    match (path, who) {
+        ("/app" | "/app/home", Who::User(user)) => {
+            let full_name = db
+                .get_doc("User", user)
+                .await?
+                .and_then(|d| d.get("full_name").and_then(Value::as_str).map(str::to_owned))
+                .unwrap_or_else(|| user.clone());
+            Ok(html_page(
+                StatusCode::OK,
+                "Home",
+                &format!(
+                    "Logged in as <span id=\"user\">{}</span> ({})",
+                    html_escape(user),
+                    html_escape(&full_name)
+                ),
+            ))
+        }
+        ("/app" | "/app/home", Who::Guest) => Ok((
+            StatusCode::FOUND,
+            [(header::LOCATION, "/login?redirect-to=%2Fapp")],
+        )
+            .into_response()),
+        _ => Ok(html_page(StatusCode::OK, "Login", "Login to Frappe")),
+    }
+}
+
+fn html_page(status: StatusCode, title: &str, body: &str) -> Response {
+    let body = format!(
+        "<!doctype html>\n<html lang=en>\n<title>{}</title>\n<h1>{}</h1>\n<p>{body}</p>\n",
+        html_escape(title),
+        html_escape(title),
+    );
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        body,
+    )
+        .into_response()
 }
 
 fn valid_email(e: &str) -> bool {

@@ -488,6 +488,44 @@ impl SiteDb<'_> {
         Ok(row.and_then(|r| r.try_get::<String, _>(0).ok()))
     }
 
+    /// `_generate_temporary_login_link`'s key: Frappe keeps it in its Redis cache
+    /// (`one_time_login_key:<key>`, expiring in `minutes`); the sim keeps it in the site's
+    /// database, in a table made on first use (sites made before it have none).
+    pub async fn new_login_key(&mut self, user: &str, minutes: i64) -> Result<String, sqlx::Error> {
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS `__one_time_login_key` (login_key VARCHAR(64) NOT NULL \
+             PRIMARY KEY, user VARCHAR(255) NOT NULL, expires_at BIGINT NOT NULL)",
+        )
+        .execute(&mut *self.conn)
+        .await?;
+        // frappe.generate_hash(): 56 hex characters by default, like a `sid`.
+        let key = random_hex(56);
+        sqlx::query("INSERT INTO `__one_time_login_key` (login_key, user, expires_at) VALUES (?, ?, ?)")
+            .bind(&key)
+            .bind(user)
+            .bind(chrono::Utc::now().timestamp() + minutes * 60)
+            .execute(&mut *self.conn)
+            .await?;
+        Ok(key)
+    }
+
+    /// `login_via_key`: the user a live key names, deleting the key (it works once).
+    pub async fn take_login_key(&mut self, key: &str) -> Result<Option<String>, sqlx::Error> {
+        let taken = sqlx::query(
+            "DELETE FROM `__one_time_login_key` WHERE login_key = ? AND expires_at > ? RETURNING user",
+        )
+        .bind(key)
+        .bind(chrono::Utc::now().timestamp())
+        .fetch_optional(&mut *self.conn)
+        .await;
+        match taken {
+            Ok(row) => Ok(row.and_then(|r| r.try_get::<String, _>(0).ok())),
+            // No key was ever issued on this site: no table.
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42S02") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     pub async fn installed_apps(&mut self) -> Result<Vec<String>, sqlx::Error> {
         let rows = sqlx::query("SELECT app_name FROM `tabInstalled Application` ORDER BY idx")
             .fetch_all(&mut *self.conn)
