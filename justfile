@@ -70,7 +70,7 @@ python-deps:
 check-observability:
     deploy/observability/check.sh
 
-# Run every test against the real servers (runs `just up` first)
+# Run every test against the real servers (runs `just up` first), then the browser test
 test: up python-deps check-observability
     #!/usr/bin/env bash
     set -euo pipefail
@@ -79,6 +79,45 @@ test: up python-deps check-observability
     else
         cargo test --workspace --no-fail-fast
     fi
+    just browser-test
+
+# The page's packages (npm ci) and Debian's Chromium, when missing
+web-deps:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if ! command -v chromium >/dev/null 2>&1; then
+        echo "==> installing Debian's chromium (the browser test's browser)"
+        sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+        $sudo apt-get install -y -qq chromium >/dev/null 2>&1 \
+            || { $sudo apt-get update -qq && $sudo apt-get install -y -qq chromium >/dev/null; }
+    fi
+    if [ ! -d web/node_modules ] || [ web/package-lock.json -nt web/node_modules ]; then
+        (cd web && npm ci --no-audit --no-fund --loglevel=error)
+    fi
+
+# Build the signup page into web/dist (committed: `tenantry dev` embeds it)
+web-build: web-deps
+    cd web && npx tsc --noEmit -p . && npx vite build --logLevel warn
+
+# Regenerate the page's client from proto/ (committed under web/src/gen)
+web-generate: web-deps
+    cd web && npx buf generate --template buf.gen.yaml
+
+# The signup page in Chromium against `tenantry dev`: errors, suggestion, code, progress, logged-in site
+browser-test: web-deps
+    #!/usr/bin/env bash
+    set -euo pipefail
+    # The committed page is the one its sources build.
+    out=$(mktemp -d)
+    (cd web && npx tsc --noEmit -p . && npx vite build --logLevel warn --outDir "$out" --emptyOutDir)
+    if ! diff -r "$out" web/dist >/dev/null; then
+        echo "web/dist is not what web/src builds: run \`just web-build\` and commit web/dist" >&2
+        diff -r "$out" web/dist | head -20 >&2
+        exit 1
+    fi
+    rm -rf "$out"
+    cargo build -q -p tenantry -p frappe-sim -p authentik-fake
+    node web/e2e/signup.e2e.mjs
 
 # Benchmarks against the real servers; figures go in the README
 bench: up

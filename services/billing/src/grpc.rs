@@ -50,26 +50,7 @@ impl<P: PaymentProvider> Billing for BillingService<P> {
         &self,
         _: Request<pb::ListPlansRequest>,
     ) -> Result<Response<pb::ListPlansResponse>, Status> {
-        let c = &self.ctx.catalogue;
-        Ok(Response::new(pb::ListPlansResponse {
-            version: c.version,
-            plans: c
-                .plans
-                .iter()
-                .map(|(id, p)| pb::PlanView {
-                    id: id.clone(),
-                    name: p.name.clone(),
-                    price_minor: p.price_minor,
-                    currency: p.currency.clone(),
-                    interval: p.interval.clone(),
-                    trial_days: p.trial_days,
-                    max_users: p.max_users,
-                    max_storage_mb: p.max_storage_mb,
-                    max_database_mb: p.max_database_mb,
-                    apps: p.apps.clone(),
-                })
-                .collect(),
-        }))
+        Ok(Response::new(self.ctx.catalogue.views()))
     }
 
     async fn get_subscription(

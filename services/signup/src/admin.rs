@@ -23,12 +23,24 @@ const MAX_REASON: usize = 500;
 pub struct AdminApi {
     store: EventStore,
     catalog: Catalog,
+    claims: Option<crate::claims::Claims>,
 }
 
 impl AdminApi {
     /// An API appending to `store`, offering `catalog`'s plans.
     pub fn new(store: EventStore, catalog: Catalog) -> Self {
-        Self { store, catalog }
+        Self {
+            store,
+            catalog,
+            claims: None,
+        }
+    }
+
+    /// Checks retries against the subdomain claims: a failed tenant whose owner signed up
+    /// again under the same name has lost the name, and retrying it would only collide.
+    pub fn with_claims(mut self, claims: crate::claims::Claims) -> Self {
+        self.claims = Some(claims);
+        self
     }
 
     /// Loads the tenant, decides, appends; re-decides on a concurrent append.
@@ -46,6 +58,16 @@ impl AdminApi {
                 .await
                 .map_err(store_unavailable)?;
             let state = tenancy::fold(history.iter().map(|e| &e.body));
+            if let (Some(claims), Command::RetryProvisioning { .. }) = (&self.claims, command())
+                && !state.subdomain.is_empty()
+                && let Some(holder) = claims.holder(&state.subdomain).await?
+                && holder != tenant
+            {
+                return Err(SignupError::SubdomainReassigned {
+                    subdomain: state.subdomain.clone(),
+                    holder,
+                });
+            }
             let version = history
                 .iter()
                 .filter(|e| e.subject == subject)

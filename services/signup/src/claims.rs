@@ -11,6 +11,11 @@
 //! on at once would let a newcomer receive what was meant for the old tenant. After it, a
 //! claim takes the name over with a compare-and-set, as it takes a released one. Only a name
 //! whose holder's log says SiteDeleted is ever freed this way.
+//!
+//! A signup whose provisioning failed keeps its name too, except from its own owner: the same
+//! email signing up again takes the name back (the failed attempt's site was rolled back;
+//! anything left carries the old tenant's marker, which the new one never touches). The
+//! operator API then refuses to retry the old tenant: its name is another tenant's.
 
 use async_nats::jetstream::kv::{self, CreateErrorKind, Operation, UpdateErrorKind};
 use bytes::Bytes;
@@ -125,6 +130,33 @@ impl Claims {
             .is_some_and(|at| (Utc::now() - at).to_std().unwrap_or_default() >= self.grace))
     }
 
+    /// Whether `holder` is a signup of `owner` whose provisioning failed.
+    async fn failed_attempt_of(&self, holder: &str, owner: &str) -> Result<bool, SignupError> {
+        let history = self
+            .store
+            .load_tenant(holder)
+            .await
+            .map_err(|e| unavailable("read the holder's history", e))?;
+        let state = tenancy::fold(history.iter().map(|e| &e.body));
+        Ok(state.status == tenancy::Status::Failed
+            && !owner.is_empty()
+            && state.owner_email.eq_ignore_ascii_case(owner))
+    }
+
+    /// The tenant holding `subdomain`'s claim, if any holds it.
+    pub async fn holder(&self, subdomain: &str) -> Result<Option<String>, SignupError> {
+        let entry = self
+            .kv
+            .entry(subdomain)
+            .await
+            .map_err(|e| unavailable("read the subdomain claim", e))?;
+        Ok(entry
+            .filter(|e| e.operation == Operation::Put)
+            .and_then(|e| serde_json::from_slice::<Record>(&e.value).ok())
+            .filter(|r| r.state == State::Claimed)
+            .map(|r| r.tenant_id))
+    }
+
     /// [`Claims::open`], refusing every claim and check while the bucket is empty under a log
     /// that holds signups (see [`crate::claims_recovery`]).
     pub async fn open_guarded(store: &EventStore) -> Result<Self, eventstore::StoreError> {
@@ -153,12 +185,14 @@ impl Claims {
         Bytes::from(serde_json::to_vec(&record).unwrap_or_default())
     }
 
-    /// Claims `subdomain` for `tenant`. Claiming a name the same tenant already holds wins
-    /// again (a resumed signup), and a released name can be claimed anew.
+    /// Claims `subdomain` for `tenant` of `owner` (an email). Claiming a name the same tenant
+    /// already holds wins again (a resumed signup), and a released name can be claimed anew,
+    /// as can one held by `owner`'s own failed signup.
     pub async fn claim(
         &self,
         subdomain: &Subdomain,
         tenant: &TenantId,
+        owner: &str,
     ) -> Result<Claim, SignupError> {
         self.gate.check()?;
         let key = subdomain.as_str();
@@ -203,15 +237,20 @@ impl Claims {
                         Err(e) => return Err(unavailable("claim the subdomain", e)),
                     }
                 }
-                // Claimed by a tenant deleted longer ago than the grace period: free to take.
-                Some(r) if r.state == State::Claimed && self.past_grace(&r.tenant_id).await? => {
+                // Claimed by a tenant deleted longer ago than the grace period, or by this
+                // owner's own failed signup: free to take.
+                Some(r)
+                    if r.state == State::Claimed
+                        && (self.past_grace(&r.tenant_id).await?
+                            || self.failed_attempt_of(&r.tenant_id, owner).await?) =>
+                {
                     match self
                         .kv
                         .update(key, Self::encode(tenant, State::Claimed), entry.revision)
                         .await
                     {
                         Ok(revision) => {
-                            tracing::info!(subdomain = key, from = %r.tenant_id, to = %tenant, "a deleted tenant's subdomain passed to a new tenant after the grace period");
+                            tracing::info!(subdomain = key, from = %r.tenant_id, to = %tenant, "subdomain passed on (its tenant failed or was deleted long ago)");
                             return Ok(Claim::Won { revision });
                         }
                         Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => continue,
@@ -247,6 +286,12 @@ impl Claims {
     /// Whether `subdomain` can be claimed now (never claimed, released, or its tenant deleted
     /// longer than the grace period ago).
     pub async fn is_free(&self, subdomain: &Subdomain) -> Result<bool, SignupError> {
+        self.is_free_for(subdomain, "").await
+    }
+
+    /// [`Claims::is_free`] for a signup of `owner`: also free when `owner`'s own failed signup
+    /// holds it.
+    pub async fn is_free_for(&self, subdomain: &Subdomain, owner: &str) -> Result<bool, SignupError> {
         self.gate.check()?;
         let entry = self
             .kv
@@ -258,7 +303,10 @@ impl Claims {
             Some(e) if e.operation != Operation::Put => true,
             Some(e) => match serde_json::from_slice::<Record>(&e.value) {
                 Ok(r) if r.state == State::Released => true,
-                Ok(r) => self.past_grace(&r.tenant_id).await?,
+                Ok(r) => {
+                    self.past_grace(&r.tenant_id).await?
+                        || self.failed_attempt_of(&r.tenant_id, owner).await?
+                }
                 Err(_) => false,
             },
         })

@@ -142,6 +142,15 @@ pub enum SignupError {
     /// The email verification code was refused (see [`crate::verify::Refusal`]).
     #[error(transparent)]
     Verification(#[from] crate::verify::Refusal),
+    /// A failed tenant cannot be retried: its owner signed up again and the new tenant holds
+    /// the name (FAILED_PRECONDITION).
+    #[error("subdomain {subdomain} now belongs to tenant {holder} (the owner signed up again); delete this tenant instead of retrying it")]
+    SubdomainReassigned {
+        /// The name.
+        subdomain: String,
+        /// The tenant holding it now.
+        holder: String,
+    },
     /// `OpenSite` refused (see [`crate::handoff::HandoffRefusal`]).
     #[error(transparent)]
     Handoff(#[from] crate::handoff::HandoffRefusal),
@@ -187,6 +196,7 @@ impl SignupError {
                 crate::verify::Refusal::Mismatch { .. } => Code::InvalidArgument,
                 _ => Code::FailedPrecondition,
             },
+            SignupError::SubdomainReassigned { .. } => Code::FailedPrecondition,
             SignupError::Handoff(r) => match r {
                 crate::handoff::HandoffRefusal::Invalid => Code::PermissionDenied,
                 crate::handoff::HandoffRefusal::UsedUp => Code::ResourceExhausted,
@@ -234,6 +244,7 @@ impl SignupError {
                 crate::verify::Refusal::TooManyAttempts => "TOO_MANY_ATTEMPTS",
                 crate::verify::Refusal::Mismatch { .. } => "CODE_MISMATCH",
             },
+            SignupError::SubdomainReassigned { .. } => "SUBDOMAIN_REASSIGNED",
             SignupError::Handoff(r) => match r {
                 crate::handoff::HandoffRefusal::Invalid => "HANDOFF_TOKEN_INVALID",
                 crate::handoff::HandoffRefusal::UsedUp => "HANDOFF_USED_UP",

@@ -15,7 +15,7 @@ use proto::v1::event::Body;
 use proto::v1::signup_service_server::SignupService;
 use proto::v1::{
     CheckSubdomainRequest, CheckSubdomainResponse, SignupRequest, SignupResponse, TenantRequested,
-    OpenSiteRequest, OpenSiteResponse, TenantStatus, VerifyEmailRequest, WatchSignupRequest,
+    ListPlansRequest, ListPlansResponse, OpenSiteRequest, OpenSiteResponse, TenantStatus, VerifyEmailRequest, WatchSignupRequest,
 };
 use secrecy::{ExposeSecret as _, SecretString};
 use sha2::{Digest, Sha256};
@@ -61,6 +61,8 @@ pub struct SignupSettings {
     pub deadline: Duration,
     /// Where accepted signups are counted (fresh ones only: a replay is the same signup).
     pub metrics: SignupMetrics,
+    /// What `ListPlans` answers: the catalogue's plans, or the configured ids alone.
+    pub plan_views: ListPlansResponse,
 }
 
 /// The budgets that keep one client from starving the others.
@@ -257,7 +259,11 @@ impl Gateway {
 
     /// Claim → vault → TenantRequested, for a validated request.
     async fn create_tenant(&self, input: SignupInput, tenant: TenantId) -> Result<Answer, Failure> {
-        let revision = match self.claims.claim(&input.subdomain, &tenant).await? {
+        let revision = match self
+            .claims
+            .claim(&input.subdomain, &tenant, input.email.as_str())
+            .await?
+        {
             Claim::Won { revision } => revision,
             Claim::Taken => {
                 return Err(Failure::Clean(self.taken(input.subdomain).await));
@@ -286,7 +292,11 @@ impl Gateway {
         input: SignupInput,
         tenant: TenantId,
     ) -> Result<Answer, Failure> {
-        if !self.claims.is_free(&input.subdomain).await? {
+        if !self
+            .claims
+            .is_free_for(&input.subdomain, input.email.as_str())
+            .await?
+        {
             return Err(Failure::Clean(self.taken(input.subdomain).await));
         }
         let email = input.email.as_str().to_owned();
@@ -362,7 +372,11 @@ impl Gateway {
             SignupError::Unexpected(anyhow::anyhow!("verification holds subdomain {e}"))
         })?;
         let plan = requested.plan.clone();
-        let revision = match self.claims.claim(&subdomain, &tenant).await? {
+        let revision = match self
+            .claims
+            .claim(&subdomain, &tenant, &requested.owner_email)
+            .await?
+        {
             Claim::Won { revision } => revision,
             Claim::Taken => {
                 return Err(self.taken(subdomain).await);
@@ -793,6 +807,13 @@ impl SignupService for SignupApi {
                 self.metrics.limited(&e);
                 Status::from(e)
             })
+    }
+
+    async fn list_plans(
+        &self,
+        _: Request<ListPlansRequest>,
+    ) -> Result<Response<ListPlansResponse>, Status> {
+        Ok(Response::new(self.gateway.settings.plan_views.clone()))
     }
 
     async fn open_site(

@@ -561,6 +561,7 @@ impl Application {
         let metrics = metrics::SignupMetrics::register(admin.metrics());
         let stop = Shutdown::new();
         let handoffs = handoff::Handoffs::open(&store, vault.clone()).await?;
+        let admin_claims = claims.clone();
         let gateway = Gateway::new(
             store.clone(),
             claims,
@@ -583,6 +584,21 @@ impl Application {
                 trust_forwarded_for: config.trust_forwarded_for,
                 deadline: Duration::from_millis(config.signup_deadline_ms.max(100)),
                 metrics: metrics.clone(),
+                plan_views: match &plan_file {
+                    Some(c) => c.views(),
+                    None => proto::v1::ListPlansResponse {
+                        version: 0,
+                        plans: catalog
+                            .plans
+                            .iter()
+                            .map(|p| proto::v1::PlanView {
+                                id: p.to_string(),
+                                name: p.to_string(),
+                                ..Default::default()
+                            })
+                            .collect(),
+                    },
+                },
             },
             verification,
             human_check,
@@ -603,7 +619,7 @@ impl Application {
             operator_addr,
             grpc: config.grpc,
             signup: SignupApi::new(Arc::new(gateway), metrics),
-            admin: AdminApi::new(store, catalog),
+            admin: AdminApi::new(store, catalog).with_claims(admin_claims),
             operators,
             cors,
             stop,

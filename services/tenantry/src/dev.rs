@@ -65,9 +65,12 @@ pub struct DevArgs {
         default_value = "127.0.0.1:9464"
     )]
     pub admin_addr: SocketAddr,
+    /// The signup page (`web/`), with `/config.json` naming the gateway; port 0 picks one.
+    #[arg(long, env = "TENANTRY_WEB_ADDR", default_value = "127.0.0.1:8080")]
+    pub web_addr: SocketAddr,
     /// Origins a browser may call the signup gateway from (grpc-web), comma-separated; `*`
-    /// allows any. Without it: a Vite dev server (`http://localhost:5173`,
-    /// `http://127.0.0.1:5173`) and the gateway's own origin.
+    /// allows any. Without it: the signup page's own port, a Vite dev server
+    /// (`http://localhost:5173`, `http://127.0.0.1:5173`) and the gateway's own origin.
     #[arg(long, env = "TENANTRY_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
     /// Serve plaintext gRPC instead of TLS (e.g. for a browser that does not trust the dev CA).
@@ -111,9 +114,9 @@ pub struct DevArgs {
 pub const DEV_CORS_ORIGINS: [&str; 2] = ["http://localhost:5173", "http://127.0.0.1:5173"];
 
 /// The origins `tenantry dev` lets browsers call the signup gateway from: `given`
-/// (`--cors-origins`) when any, else a Vite dev server's and `own` (the gateway's origin, when
-/// known).
-pub fn cors_origins(given: &[String], own: Option<String>) -> Vec<String> {
+/// (`--cors-origins`) when any, else a Vite dev server's and `own` (the gateway's and the
+/// signup page's origins, when known).
+pub fn cors_origins(given: &[String], own: impl IntoIterator<Item = String>) -> Vec<String> {
     let given: Vec<String> = given
         .iter()
         .map(|o| o.trim().to_owned())
@@ -388,10 +391,31 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     } else {
         None
     };
+    // The page is bound first, so its origin (even on a picked port) is allowed.
+    let page_shutdown = Shutdown::new();
+    let sites_domain = fleet
+        .benches
+        .first()
+        .map_or_else(|| "erp.localhost".to_owned(), |b| b.base_domain.clone());
+    // The page's gateway URL must be known before the gateway binds: with port 0 it is not,
+    // and the page is told `localhost:0` (pick a port to use the page).
+    let page_config = crate::web::PageConfig {
+        gateway: url(args.signup_addr),
+        domain: sites_domain,
+    };
+    let (web_addr, page) = crate::web::bind(args.web_addr, page_config, page_shutdown.clone())
+        .await
+        .with_context(|| format!("cannot serve the signup page on {}", args.web_addr))?;
     // Its own origin is known up front unless the port is picked at bind time.
     let cors = cors_origins(
         &args.cors_origins,
-        (args.signup_addr.port() != 0).then(|| url(args.signup_addr)),
+        (args.signup_addr.port() != 0)
+            .then(|| url(args.signup_addr))
+            .into_iter()
+            .chain([
+                format!("http://localhost:{}", web_addr.port()),
+                format!("http://127.0.0.1:{}", web_addr.port()),
+            ]),
     );
     signup_config.cors_origins = cors.clone();
     if let Some(files) = &tls {
@@ -489,7 +513,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     }
     let operator_env = secrets.write_operator_env(&env)?;
     println!(
-        "tenantry dev is running\n  signup (gRPC + grpc-web)  {}\n  operator API              {}\n  directory                 {}\n  billing                   {}\n  vault                     {vault_url}\n  admin (health, metrics)   http://{admin_addr}\n  Authentik                 {authentik_url}{}\n  browsers (CORS) from      {}\n  for tenantctl             set -a; . {}; set +a\n",
+        "tenantry dev is running\n  signup page               http://localhost:{}\n  signup (gRPC + grpc-web)  {}\n  operator API              {}\n  directory                 {}\n  billing                   {}\n  vault                     {vault_url}\n  admin (health, metrics)   http://{admin_addr}\n  Authentik                 {authentik_url}{}\n  browsers (CORS) from      {}\n  for tenantctl             set -a; . {}; set +a\n",
+        web_addr.port(),
         url(signup_app.local_addr()),
         url(signup_app.operator_addr()),
         url(projection_app.local_addr()),
@@ -506,6 +531,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     // The process is up; each service's own part says whether it is.
     admin.readiness.set(true);
     let admin_task = tokio::spawn(admin_server.serve(shutdown.clone()));
+    let page_task = tokio::spawn(page);
     // Any service failing stops the others: a half-running dev stack only confuses.
     let stop_all = |r: anyhow::Result<()>, s: &Shutdown| {
         if r.is_err() {
@@ -571,7 +597,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         },
     );
     shutdown.trigger();
+    page_shutdown.trigger();
     let _ = admin_task.await;
+    let _ = page_task.await;
     a.and(b).and(c).and(d).and(e).and(f)
 }
 

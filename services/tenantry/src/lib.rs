@@ -7,6 +7,7 @@ pub mod demo;
 pub mod dev;
 pub mod dev_secrets;
 pub mod sim;
+pub mod web;
 
 use std::future::IntoFuture as _;
 use std::process::ExitCode;
