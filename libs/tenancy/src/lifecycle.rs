@@ -217,6 +217,10 @@ pub struct TenantState {
     pub from_standby: bool,
     /// A requested suspension or resume that has not completed.
     pub pending: Option<Pending>,
+    /// What the latest suspend or resume request asked for (`true` = suspended): a site event
+    /// of a request that was countermanded after the provisioner began it leaves the latest
+    /// request pending, since the provisioner carries that one out next.
+    pub wants_suspended: Option<bool>,
     /// Single sign-on through Authentik (the identity service's facts).
     pub sso: Sso,
     /// The billing subscription (the billing service's facts).
@@ -448,30 +452,35 @@ fn apply_in_place(s: &mut TenantState, event: &Body) -> bool {
             if s.status == S::Active && s.pending == Some(Pending::Suspension) =>
         {
             s.pending = None;
+            s.wants_suspended = Some(false);
             true
         }
         Body::SuspensionRequested(_)
             if s.status == S::Suspended && s.pending == Some(Pending::Resume) =>
         {
             s.pending = None;
+            s.wants_suspended = Some(true);
             true
         }
         Body::SuspensionRequested(_) if s.status == S::Active => {
             s.pending = Some(Pending::Suspension);
+            s.wants_suspended = Some(true);
             true
         }
         Body::SiteSuspended(_) if s.status == S::Active => {
             s.status = S::Suspended;
-            s.pending = None;
+            // A resume that came while this suspension was under way is carried out next.
+            s.pending = (s.wants_suspended == Some(false)).then_some(Pending::Resume);
             true
         }
         Body::ResumeRequested(_) if s.status == S::Suspended => {
             s.pending = Some(Pending::Resume);
+            s.wants_suspended = Some(false);
             true
         }
         Body::SiteResumed(_) if s.status == S::Suspended => {
             s.status = S::Active;
-            s.pending = None;
+            s.pending = (s.wants_suspended == Some(true)).then_some(Pending::Suspension);
             true
         }
 

@@ -943,8 +943,11 @@ fn resume_countermands_a_pending_suspension_and_the_reverse() {
     let events = decide(&suspending, command(CommandKind::Resume, "")).expect("resume is accepted");
     let back = fold_from(suspending.clone(), &events);
     assert_eq!((back.status, back.pending), (Status::Active, None));
-    // If the site was suspended meanwhile, the resume still ends it Active.
-    let raced = fold_from(back, &[ev("SiteSuspended"), ev("SiteResumed")]);
+    // If the provisioner had begun the suspension, the site is suspended meanwhile: the
+    // resume is still to come (never a settled-looking Suspended), and ends it Active.
+    let mid = fold_from(back, &[ev("SiteSuspended")]);
+    assert_eq!((mid.status, mid.pending), (Status::Suspended, Some(Pending::Resume)));
+    let raced = fold_from(mid, &[ev("SiteResumed")]);
     assert_eq!((raced.status, raced.pending), (Status::Active, None));
 
     let suspended = state_in(Status::Suspended);
@@ -956,6 +959,8 @@ fn resume_countermands_a_pending_suspension_and_the_reverse() {
     let events = decide(&resuming, command(CommandKind::Suspend, "")).expect("suspend is accepted");
     let kept = fold_from(resuming, &events);
     assert_eq!((kept.status, kept.pending), (Status::Suspended, None));
+    let mid = fold_from(kept, &[ev("SiteResumed")]);
+    assert_eq!((mid.status, mid.pending), (Status::Active, Some(Pending::Suspension)));
     // Without a pending opposite, the table still decides.
     assert!(decide(&state_in(Status::Active), command(CommandKind::Resume, "")).is_err());
 }

@@ -213,6 +213,22 @@ pub struct Reasoned {
     /// Why (kept in the event for the audit trail).
     #[arg(long, default_value = "")]
     pub reason: String,
+    /// `--wait` and `--wait-timeout`.
+    #[command(flatten)]
+    pub wait: WaitArgs,
+}
+
+/// `--wait` on lifecycle commands.
+#[derive(Debug, Clone, Args)]
+pub struct WaitArgs {
+    /// Wait until the tenant has settled and print it (exit 4 if it settled elsewhere — a
+    /// later command countermanded this one, or the work failed — and 5 if still busy at
+    /// `--wait-timeout`; the command stands either way).
+    #[arg(long)]
+    pub wait: bool,
+    /// Longest `--wait` waits, in seconds.
+    #[arg(long, default_value_t = 300, value_name = "SECS")]
+    pub wait_timeout: u64,
 }
 
 /// `delete`
@@ -226,6 +242,9 @@ pub struct DeleteArgs {
     /// Why (kept in the event for the audit trail).
     #[arg(long, default_value = "")]
     pub reason: String,
+    /// `--wait` and `--wait-timeout`.
+    #[command(flatten)]
+    pub wait: WaitArgs,
 }
 
 /// `plan`

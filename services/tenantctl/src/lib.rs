@@ -11,6 +11,7 @@
 pub mod cli;
 pub mod error;
 mod output;
+pub mod wait;
 
 use std::io::{BufRead, Write};
 use std::time::Duration;
@@ -27,7 +28,7 @@ pub use error::{CliError, ErrorKind};
 
 use crate::cli::{
     ArchiveFileArgs, AuditArgs, BillingCommand, DlqCommand, EventsCommand, Global, ListArgs,
-    ReplayArgs, ShredArgs, TailArgs, TenantsCommand, VaultCommand,
+    ReplayArgs, ShredArgs, TailArgs, TenantsCommand, VaultCommand, WaitArgs,
 };
 use crate::output::{AdminResult, EventLine, Output, TenantView};
 
@@ -60,6 +61,7 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<(), CliError>
             o.history(&args.tenant_id, &h.entries)
         }
         Command::Suspend(a) => {
+            let wait = a.wait.clone();
             let mut c = admin(g).await?;
             let r = c
                 .suspend_tenant(authed(
@@ -69,10 +71,13 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<(), CliError>
                         reason: a.reason,
                     },
                 )?)
-                .await?;
-            o.admin(&AdminResult::new("suspension requested", &r.into_inner()))
+                .await?
+                .into_inner();
+            o.admin(&AdminResult::new("suspension requested", &r))?;
+            follow(g, &mut o, &r, pb::TenantStatus::Suspended, &wait).await
         }
         Command::Resume(a) => {
+            let wait = a.wait.clone();
             let mut c = admin(g).await?;
             let r = c
                 .resume_tenant(authed(
@@ -82,8 +87,10 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<(), CliError>
                         reason: a.reason,
                     },
                 )?)
-                .await?;
-            o.admin(&AdminResult::new("resume requested", &r.into_inner()))
+                .await?
+                .into_inner();
+            o.admin(&AdminResult::new("resume requested", &r))?;
+            follow(g, &mut o, &r, pb::TenantStatus::Active, &wait).await
         }
         Command::Delete(a) => {
             if a.confirm != a.tenant_id {
@@ -92,6 +99,7 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<(), CliError>
                     "--confirm must repeat the tenant id exactly; nothing was deleted",
                 ));
             }
+            let wait = a.wait.clone();
             let mut c = admin(g).await?;
             let r = c
                 .delete_tenant(authed(
@@ -102,10 +110,13 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<(), CliError>
                         confirm: a.confirm,
                     },
                 )?)
-                .await?;
-            o.admin(&AdminResult::new("deletion requested", &r.into_inner()))
+                .await?
+                .into_inner();
+            o.admin(&AdminResult::new("deletion requested", &r))?;
+            follow(g, &mut o, &r, pb::TenantStatus::Deleted, &wait).await
         }
         Command::Retry(a) => {
+            let wait = a.wait.clone();
             let mut c = admin(g).await?;
             let r = c
                 .retry_provisioning(authed(
@@ -115,11 +126,10 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<(), CliError>
                         reason: a.reason,
                     },
                 )?)
-                .await?;
-            o.admin(&AdminResult::new(
-                "provisioning retry requested",
-                &r.into_inner(),
-            ))
+                .await?
+                .into_inner();
+            o.admin(&AdminResult::new("provisioning retry requested", &r))?;
+            follow(g, &mut o, &r, pb::TenantStatus::Active, &wait).await
         }
         Command::Plan(a) => {
             let mut c = admin(g).await?;
@@ -323,6 +333,32 @@ impl tonic::service::Interceptor for Bearer {
 type DirectoryClient = pb::tenant_directory_client::TenantDirectoryClient<
     tonic::service::interceptor::InterceptedService<Channel, Bearer>,
 >;
+
+/// `--wait`: the settled tenant, printed, once the read model shows it.
+async fn follow(
+    g: &Global,
+    o: &mut Output<'_>,
+    r: &pb::AdminCommandResponse,
+    wanted: pb::TenantStatus,
+    wait: &WaitArgs,
+) -> Result<(), CliError> {
+    if !wait.wait {
+        return Ok(());
+    }
+    let c = directory(g).await?;
+    let t = wait::settle(
+        |req| {
+            let mut c = c.clone();
+            async move { c.get_tenant(req).await.map(tonic::Response::into_inner) }
+        },
+        &r.tenant_id,
+        r.sequence,
+        wanted,
+        Duration::from_secs(wait.wait_timeout.max(1)),
+    )
+    .await?;
+    o.tenant(&TenantView::from(&t))
+}
 
 async fn directory(g: &Global) -> Result<DirectoryClient, CliError> {
     let auth = Bearer(bearer(&admin_token(g)?)?);
