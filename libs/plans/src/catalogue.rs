@@ -242,6 +242,31 @@ impl PlanCatalogue {
     }
 }
 
+impl PlanCatalogue {
+    /// The catalogue as the APIs show it (billing's and the signup gateway's `ListPlans`).
+    pub fn views(&self) -> proto::v1::ListPlansResponse {
+        proto::v1::ListPlansResponse {
+            version: self.version,
+            plans: self
+                .plans
+                .iter()
+                .map(|(id, p)| proto::v1::PlanView {
+                    id: id.clone(),
+                    name: p.name.clone(),
+                    price_minor: p.price_minor,
+                    currency: p.currency.clone(),
+                    interval: p.interval.clone(),
+                    trial_days: p.trial_days,
+                    max_users: p.max_users,
+                    max_storage_mb: p.max_storage_mb,
+                    max_database_mb: p.max_database_mb,
+                    apps: p.apps.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -336,30 +361,5 @@ apps = ["erpnext", "hrms"]
                 .any(|x| x.plan == "business" && x.field == "plan" && x.theirs == "missing")
         );
         assert!(a.differences(&a).is_empty());
-    }
-}
-
-impl PlanCatalogue {
-    /// The catalogue as the APIs show it (billing's and the signup gateway's `ListPlans`).
-    pub fn views(&self) -> proto::v1::ListPlansResponse {
-        proto::v1::ListPlansResponse {
-            version: self.version,
-            plans: self
-                .plans
-                .iter()
-                .map(|(id, p)| proto::v1::PlanView {
-                    id: id.clone(),
-                    name: p.name.clone(),
-                    price_minor: p.price_minor,
-                    currency: p.currency.clone(),
-                    interval: p.interval.clone(),
-                    trial_days: p.trial_days,
-                    max_users: p.max_users,
-                    max_storage_mb: p.max_storage_mb,
-                    max_database_mb: p.max_database_mb,
-                    apps: p.apps.clone(),
-                })
-                .collect(),
-        }
     }
 }

@@ -70,11 +70,17 @@ mod tests {
             ..Default::default()
         };
         let open = OpenSiteResponse {
-            url: "https://a.example/api/method/frappe.www.login.login_via_key?key=abcdef0123".into(),
+            url: "https://a.example/api/method/frappe.www.login.login_via_key?key=abcdef0123"
+                .into(),
             expires_in_seconds: 120,
         };
         let printed = format!("{req:?} {resp:?} {open:?}");
-        for secret in ["correct horse", "turnstile-token", "handoff-secret", "abcdef0123"] {
+        for secret in [
+            "correct horse",
+            "turnstile-token",
+            "handoff-secret",
+            "abcdef0123",
+        ] {
             assert!(!printed.contains(secret), "{secret} leaked: {printed}");
         }
         assert!(printed.contains("ada@example.com") && printed.contains("https://a.example/api"));

@@ -946,7 +946,10 @@ fn resume_countermands_a_pending_suspension_and_the_reverse() {
     // If the provisioner had begun the suspension, the site is suspended meanwhile: the
     // resume is still to come (never a settled-looking Suspended), and ends it Active.
     let mid = fold_from(back, &[ev("SiteSuspended")]);
-    assert_eq!((mid.status, mid.pending), (Status::Suspended, Some(Pending::Resume)));
+    assert_eq!(
+        (mid.status, mid.pending),
+        (Status::Suspended, Some(Pending::Resume))
+    );
     let raced = fold_from(mid, &[ev("SiteResumed")]);
     assert_eq!((raced.status, raced.pending), (Status::Active, None));
 
@@ -960,7 +963,10 @@ fn resume_countermands_a_pending_suspension_and_the_reverse() {
     let kept = fold_from(resuming, &events);
     assert_eq!((kept.status, kept.pending), (Status::Suspended, None));
     let mid = fold_from(kept, &[ev("SiteResumed")]);
-    assert_eq!((mid.status, mid.pending), (Status::Active, Some(Pending::Suspension)));
+    assert_eq!(
+        (mid.status, mid.pending),
+        (Status::Active, Some(Pending::Suspension))
+    );
     // Without a pending opposite, the table still decides.
     assert!(decide(&state_in(Status::Active), command(CommandKind::Resume, "")).is_err());
 }

@@ -116,7 +116,14 @@ pub async fn answer(ctx: &Ctx, tenant: &str) -> LoginLinkReply {
     else {
         return refused(Reason::NotReady, "the site is not provisioned");
     };
-    match issue(ctx, tenant, &placement.bench, &placement.site, &request.body.owner_email).await
+    match issue(
+        ctx,
+        tenant,
+        &placement.bench,
+        &placement.site,
+        &request.body.owner_email,
+    )
+    .await
     {
         Ok(issued) => LoginLinkReply {
             outcome: Some(login_link_reply::Outcome::Issued(issued)),

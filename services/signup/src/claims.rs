@@ -291,7 +291,11 @@ impl Claims {
 
     /// [`Claims::is_free`] for a signup of `owner`: also free when `owner`'s own failed signup
     /// holds it.
-    pub async fn is_free_for(&self, subdomain: &Subdomain, owner: &str) -> Result<bool, SignupError> {
+    pub async fn is_free_for(
+        &self,
+        subdomain: &Subdomain,
+        owner: &str,
+    ) -> Result<bool, SignupError> {
         self.gate.check()?;
         let entry = self
             .kv

@@ -144,7 +144,9 @@ pub enum SignupError {
     Verification(#[from] crate::verify::Refusal),
     /// A failed tenant cannot be retried: its owner signed up again and the new tenant holds
     /// the name (FAILED_PRECONDITION).
-    #[error("subdomain {subdomain} now belongs to tenant {holder} (the owner signed up again); delete this tenant instead of retrying it")]
+    #[error(
+        "subdomain {subdomain} now belongs to tenant {holder} (the owner signed up again); delete this tenant instead of retrying it"
+    )]
     SubdomainReassigned {
         /// The name.
         subdomain: String,

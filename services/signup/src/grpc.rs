@@ -14,8 +14,9 @@ use futures::StreamExt;
 use proto::v1::event::Body;
 use proto::v1::signup_service_server::SignupService;
 use proto::v1::{
-    CheckSubdomainRequest, CheckSubdomainResponse, SignupRequest, SignupResponse, TenantRequested,
-    ListPlansRequest, ListPlansResponse, OpenSiteRequest, OpenSiteResponse, TenantStatus, VerifyEmailRequest, WatchSignupRequest,
+    CheckSubdomainRequest, CheckSubdomainResponse, ListPlansRequest, ListPlansResponse,
+    OpenSiteRequest, OpenSiteResponse, SignupRequest, SignupResponse, TenantRequested,
+    TenantStatus, VerifyEmailRequest, WatchSignupRequest,
 };
 use secrecy::{ExposeSecret as _, SecretString};
 use sha2::{Digest, Sha256};
@@ -398,10 +399,11 @@ impl Gateway {
     /// A recorded signup's answer gets a fresh handoff token (one waiting for its email does
     /// not: nothing will be built until it is confirmed).
     async fn with_handoff(&self, mut response: SignupResponse) -> SignupResponse {
-        if !response.verification_required && response.handoff_token.is_empty() {
-            if let Some(token) = self.handoffs.issue(&response.tenant_id).await {
-                response.handoff_token = token.expose_secret().to_owned();
-            }
+        if !response.verification_required
+            && response.handoff_token.is_empty()
+            && let Some(token) = self.handoffs.issue(&response.tenant_id).await
+        {
+            response.handoff_token = token.expose_secret().to_owned();
         }
         response
     }

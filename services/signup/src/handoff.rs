@@ -80,7 +80,10 @@ fn unavailable(what: &str, e: impl std::fmt::Display) -> SignupError {
 
 impl Handoffs {
     /// Opens (creating when missing) the bucket.
-    pub async fn open(store: &EventStore, vault: VaultClient) -> Result<Self, eventstore::StoreError> {
+    pub async fn open(
+        store: &EventStore,
+        vault: VaultClient,
+    ) -> Result<Self, eventstore::StoreError> {
         let kv = store
             .key_value_with(
                 BUCKET,
@@ -157,7 +160,11 @@ impl Handoffs {
     }
 
     /// `OpenSite`: the token → a provisioner's one-time key (through the vault) → the link.
-    pub async fn open_site(&self, tenant: &str, token: &str) -> Result<OpenSiteResponse, SignupError> {
+    pub async fn open_site(
+        &self,
+        tenant: &str,
+        token: &str,
+    ) -> Result<OpenSiteResponse, SignupError> {
         self.redeem(tenant, token).await?;
         let request = LoginLinkRequest {
             tenant_id: tenant.to_owned(),
@@ -185,7 +192,9 @@ impl Handoffs {
                 return Err(match Reason::try_from(refused.reason) {
                     Ok(Reason::NotReady | Reason::Deleted) => HandoffRefusal::NotReady.into(),
                     Ok(Reason::Suspended) => HandoffRefusal::Suspended.into(),
-                    _ => SignupError::Unavailable("the site could not make a login link".to_owned()),
+                    _ => {
+                        SignupError::Unavailable("the site could not make a login link".to_owned())
+                    }
                 });
             }
             None => {
@@ -203,7 +212,10 @@ impl Handoffs {
         let key = self
             .vault
             .with_correlation_id(tenant)
-            .take_one_time(&issued.key_ref, "signup handoff: the owner opens the new site")
+            .take_one_time(
+                &issued.key_ref,
+                "signup handoff: the owner opens the new site",
+            )
             .await
             .map_err(|e| unavailable("take the login key from the vault", e))?;
         let key = key

@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use proto::v1 as pb;
 use pb::TenantStatus;
+use proto::v1 as pb;
 
 use crate::error::{CliError, ErrorKind};
 
@@ -151,13 +151,24 @@ mod tests {
 
     #[tokio::test]
     async fn another_outcome_is_refused_and_a_busy_tenant_times_out() {
-        let countermanded = run(vec![Ok(tenant(TenantStatus::Active, ""))], TenantStatus::Suspended)
-            .await
-            .unwrap_err();
+        let countermanded = run(
+            vec![Ok(tenant(TenantStatus::Active, ""))],
+            TenantStatus::Suspended,
+        )
+        .await
+        .unwrap_err();
         assert_eq!(countermanded.kind, ErrorKind::Refused);
-        assert!(countermanded.message.contains("countermanded"), "{}", countermanded.message);
+        assert!(
+            countermanded.message.contains("countermanded"),
+            "{}",
+            countermanded.message
+        );
         let busy = run(vec![], TenantStatus::Suspended).await.unwrap_err();
         assert_eq!(busy.kind, ErrorKind::Unavailable);
-        assert!(busy.message.contains("still ACTIVE, suspending"), "{}", busy.message);
+        assert!(
+            busy.message.contains("still ACTIVE, suspending"),
+            "{}",
+            busy.message
+        );
     }
 }

@@ -801,7 +801,10 @@ async fn recover_restores_lost_subdomain_claims_and_signup_waits_for_it() {
     let (third, _) = stack.active_tenant("initech").await;
     let initech = tenancy::Subdomain::parse("initech").unwrap();
     assert!(matches!(
-        claims.claim(&initech, &intruder).await.unwrap(),
+        claims
+            .claim(&initech, &intruder, "intruder@example.com")
+            .await
+            .unwrap(),
         signup::claims::Claim::Won { .. }
     ));
     let report = stack.json(&["recover"]).await;

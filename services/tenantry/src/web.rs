@@ -45,7 +45,10 @@ pub fn router(config: PageConfig) -> Router {
             "/assets/app.js",
             get(page(APP_JS, "text/javascript; charset=utf-8")),
         )
-        .route("/assets/app.css", get(page(APP_CSS, "text/css; charset=utf-8")))
+        .route(
+            "/assets/app.css",
+            get(page(APP_CSS, "text/css; charset=utf-8")),
+        )
         .route(
             "/config.json",
             get(move || {
@@ -60,7 +63,10 @@ pub async fn bind(
     addr: SocketAddr,
     config: PageConfig,
     shutdown: Shutdown,
-) -> std::io::Result<(SocketAddr, impl std::future::Future<Output = std::io::Result<()>>)> {
+) -> std::io::Result<(
+    SocketAddr,
+    impl std::future::Future<Output = std::io::Result<()>>,
+)> {
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     let serve = async move {

@@ -213,7 +213,11 @@ async fn a_signup_becomes_an_active_tenant_whose_owner_can_log_in() {
 
     // The page's handoff: the token VerifyEmail answered opens the site logged in, through a
     // link that works once; no other token does.
-    assert_eq!(accepted.handoff_token.len(), 43, "VerifyEmail answers a handoff token");
+    assert_eq!(
+        accepted.handoff_token.len(),
+        43,
+        "VerifyEmail answers a handoff token"
+    );
     let forged = signup
         .open_site(OpenSiteRequest {
             tenant_id: tenant_id.clone(),
@@ -331,7 +335,11 @@ async fn a_signup_becomes_an_active_tenant_whose_owner_can_log_in() {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert!(answers, "the site answers after the resume{}", stack.logs_tail());
+    assert!(
+        answers,
+        "the site answers after the resume{}",
+        stack.logs_tail()
+    );
 
     // Leave nothing behind in NATS.
     stack.clean_up().await;

@@ -656,7 +656,10 @@ async fn login_via_key(
     if method != Method::GET {
         return Ok(not_permitted());
     }
-    let key = params.get("key").and_then(Value::as_str).unwrap_or_default();
+    let key = params
+        .get("key")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let Some(user) = db.take_login_key(key).await? else {
         return Ok(html_page(
             StatusCode::FORBIDDEN,
@@ -667,7 +670,11 @@ async fn login_via_key(
     let full_name = db
         .get_doc("User", &user)
         .await?
-        .and_then(|d| d.get("full_name").and_then(Value::as_str).map(str::to_owned))
+        .and_then(|d| {
+            d.get("full_name")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
         .unwrap_or_else(|| user.clone());
     let sid = db.new_session(&user).await?;
     let resp = (StatusCode::FOUND, [(header::LOCATION, "/app")]).into_response();
@@ -682,7 +689,11 @@ async fn desk(db: &mut SiteDb<'_>, path: &str, who: &Who) -> Result<Response, sq
             let full_name = db
                 .get_doc("User", user)
                 .await?
-                .and_then(|d| d.get("full_name").and_then(Value::as_str).map(str::to_owned))
+                .and_then(|d| {
+                    d.get("full_name")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                })
                 .unwrap_or_else(|| user.clone());
             Ok(html_page(
                 StatusCode::OK,

@@ -500,12 +500,14 @@ impl SiteDb<'_> {
         .await?;
         // frappe.generate_hash(): 56 hex characters by default, like a `sid`.
         let key = random_hex(56);
-        sqlx::query("INSERT INTO `__one_time_login_key` (login_key, user, expires_at) VALUES (?, ?, ?)")
-            .bind(&key)
-            .bind(user)
-            .bind(chrono::Utc::now().timestamp() + minutes * 60)
-            .execute(&mut *self.conn)
-            .await?;
+        sqlx::query(
+            "INSERT INTO `__one_time_login_key` (login_key, user, expires_at) VALUES (?, ?, ?)",
+        )
+        .bind(&key)
+        .bind(user)
+        .bind(chrono::Utc::now().timestamp() + minutes * 60)
+        .execute(&mut *self.conn)
+        .await?;
         Ok(key)
     }
 
