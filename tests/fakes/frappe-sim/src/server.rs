@@ -667,18 +667,23 @@ async fn login_via_key(
             "The link you trying to login is invalid or expired.",
         ));
     };
-    let full_name = db
-        .get_doc("User", &user)
+    let full_name = full_name(db, &user).await?;
+    let sid = db.new_session(&user).await?;
+    let resp = (StatusCode::FOUND, [(header::LOCATION, "/app")]).into_response();
+    Ok(with_session(resp, &sid, &user, &full_name))
+}
+
+/// A user's full name, else the user id.
+async fn full_name(db: &mut SiteDb<'_>, user: &str) -> Result<String, sqlx::Error> {
+    Ok(db
+        .get_doc("User", user)
         .await?
         .and_then(|d| {
             d.get("full_name")
                 .and_then(Value::as_str)
                 .map(str::to_owned)
         })
-        .unwrap_or_else(|| user.clone());
-    let sid = db.new_session(&user).await?;
-    let resp = (StatusCode::FOUND, [(header::LOCATION, "/app")]).into_response();
-    Ok(with_session(resp, &sid, &user, &full_name))
+        .unwrap_or_else(|| user.to_owned()))
 }
 
 /// What the browser sees of the desk: `/app` for a session (the user's name on the page),
@@ -686,15 +691,7 @@ async fn login_via_key(
 async fn desk(db: &mut SiteDb<'_>, path: &str, who: &Who) -> Result<Response, sqlx::Error> {
     match (path, who) {
         ("/app" | "/app/home", Who::User(user)) => {
-            let full_name = db
-                .get_doc("User", user)
-                .await?
-                .and_then(|d| {
-                    d.get("full_name")
-                        .and_then(Value::as_str)
-                        .map(str::to_owned)
-                })
-                .unwrap_or_else(|| user.clone());
+            let full_name = full_name(db, user).await?;
             Ok(html_page(
                 StatusCode::OK,
                 "Home",
