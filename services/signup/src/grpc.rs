@@ -196,7 +196,7 @@ impl Gateway {
             ));
         }
         match tokio::time::timeout(self.settings.deadline, self.accept(input)).await {
-            Ok(r) => Ok(self.with_handoff(r?).await),
+            Ok(r) => r,
             Err(_) => Err(SignupError::Unavailable(format!(
                 "the signup did not finish within {:?}; retry with the same idempotency key",
                 self.settings.deadline
@@ -240,14 +240,17 @@ impl Gateway {
         if outcome.is_ok() {
             self.per_email_hour.record(&email_key);
         }
+        // Only the fresh answer carries a handoff token: a replay proves no more than knowing
+        // the idempotency key and the request's public fields, which is not enough to be let
+        // into the owner's site (that caller logs in with the password instead).
         match (outcome, record) {
             (Ok(answer), Some((key, revision))) => {
                 self.idempotency
                     .complete(&key, revision, &tenant, &fingerprint, &answer)
                     .await;
-                Ok(response(answer))
+                Ok(self.with_handoff(response(answer)).await)
             }
-            (Ok(answer), None) => Ok(response(answer)),
+            (Ok(answer), None) => Ok(self.with_handoff(response(answer)).await),
             (Err(Failure::Clean(e)), Some((key, revision))) => {
                 self.idempotency.abandon(&key, revision).await;
                 Err(e)

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use common::*;
 use proto::v1::event::Body;
-use proto::v1::{CheckSubdomainRequest, SignupRequest, TenantStatus};
+use proto::v1::{CheckSubdomainRequest, SignupRequest, SignupResponse, TenantStatus};
 use tonic::Code;
 use tonic_types::StatusExt;
 
@@ -406,13 +406,26 @@ async fn fifty_concurrent_signups_with_one_idempotency_key_make_one_tenant() {
         })
         .collect();
     assert_eq!(answers.len(), 50);
-    assert!(answers.iter().all(|a| *a == answers[0]), "answers differ");
-    // A later retry gets the same answer too.
-    let mut c = client.clone();
-    assert_eq!(
-        c.signup(req.clone()).await.unwrap().into_inner(),
-        answers[0]
+    // One signup: the same answer for all, and only the one that made it carries a handoff
+    // token (knowing an idempotency key is no proof of being the owner).
+    let with_token: Vec<_> = answers
+        .iter()
+        .filter(|a| !a.handoff_token.is_empty())
+        .collect();
+    assert_eq!(with_token.len(), 1, "exactly the fresh answer has a token");
+    let bare = |a: &SignupResponse| SignupResponse {
+        handoff_token: String::new(),
+        ..a.clone()
+    };
+    assert!(
+        answers.iter().all(|a| bare(a) == bare(&answers[0])),
+        "answers differ"
     );
+    // A later retry gets the same answer too, without a token.
+    let mut c = client.clone();
+    let later = c.signup(req.clone()).await.unwrap().into_inner();
+    assert!(later.handoff_token.is_empty());
+    assert_eq!(later, bare(&answers[0]));
     let requested: Vec<_> = stack
         .events()
         .await
