@@ -53,7 +53,7 @@ demo-stop:
 python-deps:
     #!/usr/bin/env bash
     set -euo pipefail
-    if python3 -c "import nats, google.protobuf, grpc_tools, prometheus_client, grpc, grpc_reflection" 2>/dev/null; then exit 0; fi
+    if python3 -c "import nats, google.protobuf, grpc_tools, prometheus_client, grpc, grpc_reflection, kubernetes_validate, yaml" 2>/dev/null; then exit 0; fi
     echo "==> installing the Python example's packages (examples/python-subscriber/requirements.txt)"
     if ! command -v python3 >/dev/null 2>&1; then
         sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -70,8 +70,12 @@ python-deps:
 check-observability:
     deploy/observability/check.sh
 
+# Validate deploy/: Dockerfile, compose, Kubernetes manifests, systemd units
+check-deploy: python-deps
+    deploy/checks/check.sh
+
 # Run every test against the real servers (runs `just up` first), then the browser test
-test: up python-deps check-observability
+test: up python-deps check-observability check-deploy
     #!/usr/bin/env bash
     set -euo pipefail
     if cargo nextest --version >/dev/null 2>&1; then

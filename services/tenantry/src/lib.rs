@@ -6,6 +6,7 @@
 pub mod demo;
 pub mod dev;
 pub mod dev_secrets;
+pub mod probe;
 pub mod sim;
 pub mod web;
 
@@ -46,6 +47,9 @@ pub enum Command {
     Identity(IdentityCmd),
     /// Subscriptions, invoices and dunning.
     Billing(BillingCmd),
+    /// Ask a service's admin port (e.g. `http://127.0.0.1:9464/readyz`): exit 0 on 2xx — the
+    /// container health check, with no curl in the image.
+    Probe(probe::ProbeArgs),
 }
 
 /// `tenantry billing`.
@@ -118,6 +122,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Dev(args) => dev::run(args).await.map(|()| ExitCode::SUCCESS),
         Command::Demo(args) => demo::run(args).await,
+        Command::Probe(args) => probe::run(args).await,
         Command::Vault(cmd) => {
             // Config errors are printed before tracing exists, so no filter can hide them.
             let config = cmd.vault.into_config()?;

@@ -157,6 +157,7 @@ async fn one_signup_is_one_trace_and_every_service_reports_metrics() {
     let stack = Stack::start(StackOptions {
         otlp_endpoint: Some(receiver.endpoint()),
         log_format: Some("json"),
+        ..StackOptions::default()
     })
     .await;
     // Every process ready first: an attempt answered UNAVAILABLE would be a trace of its own.

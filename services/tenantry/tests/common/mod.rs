@@ -6,6 +6,8 @@
 
 #![allow(dead_code)] // each test file uses its part
 
+pub mod units;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
 use std::net::TcpListener;
@@ -39,6 +41,8 @@ pub struct StackOptions {
     pub otlp_endpoint: Option<String>,
     /// `LOG_FORMAT` of every process (`json` for structured logs).
     pub log_format: Option<&'static str>,
+    /// Start every service as its systemd unit in `deploy/systemd/` says ([`units`]).
+    pub systemd: bool,
 }
 
 /// A running stack. Every process is killed when it is dropped, however the test ends.
@@ -147,6 +151,23 @@ runner = {{ kind = "local", bench_dir = {dir:?}, bench_bin = {bin:?} }}
             sha256_hex(&provisioner_token),
             sha256_hex(&identity_token)
         );
+        let unit_values = options.systemd.then(|| {
+            (
+                keyring.clone(),
+                callers.clone(),
+                operators.clone(),
+                vec![
+                    ("signup.vault-token", signup_token.clone()),
+                    ("provisioner.vault-token", provisioner_token.clone()),
+                    ("identity.vault-token", identity_token.clone()),
+                    ("billing.operator-token", billing_token.clone()),
+                    (
+                        "authentik-token",
+                        authentik_fake::FakeConfig::default().token,
+                    ),
+                ],
+            )
+        });
         let nats = testkit::nats_url();
         let (vault_port, directory_port, signup_port, operator_port, billing_port) = (
             free_port(),
@@ -293,10 +314,70 @@ runner = {{ kind = "local", bench_dir = {dir:?}, bench_bin = {bin:?} }}
                 ),
             ),
         ];
-        let children = services
-            .into_iter()
-            .map(|(service, envs)| spawn(service, &envs, work.path()))
-            .collect();
+        let children = match unit_values {
+            None => services
+                .into_iter()
+                .map(|(service, envs)| {
+                    spawn(service, &[service.to_owned()], &envs, work.path(), false)
+                })
+                .collect(),
+            Some((keyring, vault_acl, operators, tokens)) => {
+                let etc = work.path().join("etc/tenantry");
+                units::write_etc(
+                    &etc,
+                    &units::Etc {
+                        keyring: &keyring,
+                        vault_acl: &vault_acl,
+                        operators: &operators,
+                        tokens: &tokens,
+                        smtp_url: &mail.url(),
+                        ca: &ca,
+                        fleet: &fleet_path,
+                        plans: &plans_path,
+                    },
+                );
+                let host = units::HostMap {
+                    etc,
+                    ports: [
+                        (50051, signup_port),
+                        (50052, directory_port),
+                        (50053, vault_port),
+                        (50054, operator_port),
+                        (50055, billing_port),
+                        (9461, admin_ports["vault"]),
+                        (9462, admin_ports["projection"]),
+                        (9463, admin_ports["signup"]),
+                        (9464, admin_ports["provisioner"]),
+                        (9465, admin_ports["identity"]),
+                        (9466, admin_ports["billing"]),
+                    ]
+                    .into_iter()
+                    .collect(),
+                };
+                services
+                    .iter()
+                    .map(|(service, _)| {
+                        let (exec, mut envs) = units::command(
+                            service,
+                            &host,
+                            &work.path().join("credentials").join(service),
+                        );
+                        // What is the test's own, not the host's: its database (trust auth),
+                        // NATS and namespace, and the Authentik double.
+                        envs.retain(|(k, _)| k != "DATABASE_URL" && k != "NATS_URL");
+                        envs.extend([
+                            ("DATABASE_URL".to_owned(), database_url.clone()),
+                            ("NATS_URL".to_owned(), nats.clone()),
+                            ("TENANTRY_NAMESPACE".to_owned(), namespace.clone()),
+                            ("TENANTRY_AUTHENTIK_URL".to_owned(), authentik.base_url()),
+                        ]);
+                        let envs: Vec<(&str, String)> =
+                            envs.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+                        spawn(service, &exec[1..], &envs, work.path(), true)
+                    })
+                    .collect()
+            }
+        };
         Stack {
             namespace,
             database_url,
@@ -316,6 +397,35 @@ runner = {{ kind = "local", bench_dir = {dir:?}, bench_bin = {bin:?} }}
             children,
             work,
         }
+    }
+
+    /// Each service process's resident memory (KiB, from `/proc/<pid>/status`), in start
+    /// order: vault, projection, signup, provisioner, identity, billing.
+    pub fn rss_kib(&self) -> Vec<(&'static str, u64)> {
+        const ORDER: [&str; 6] = [
+            "vault",
+            "projection",
+            "signup",
+            "provisioner",
+            "identity",
+            "billing",
+        ];
+        ORDER
+            .iter()
+            .zip(&self.children)
+            .filter_map(|(name, child)| {
+                let status =
+                    std::fs::read_to_string(format!("/proc/{}/status", child.id()?)).ok()?;
+                let kib = status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("VmRSS:"))?
+                    .split_whitespace()
+                    .next()?
+                    .parse()
+                    .ok()?;
+                Some((*name, kib))
+            })
+            .collect()
     }
 
     /// Where the processes write their logs (`<service>.log`).
@@ -427,19 +537,31 @@ runner = {{ kind = "local", bench_dir = {dir:?}, bench_bin = {bin:?} }}
 }
 
 /// One service process; killed when the test ends, however it ends.
-fn spawn(service: &str, envs: &[(&str, String)], log_dir: &Path) -> Child {
+fn spawn(
+    service: &str,
+    args: &[String],
+    envs: &[(&str, String)],
+    log_dir: &Path,
+    clean: bool,
+) -> Child {
     let log = std::fs::File::create(log_dir.join(format!("{service}.log"))).expect("log file");
     let mut cmd = Command::new(TENANTRY);
-    cmd.arg(service)
+    cmd.args(args)
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("log"))
         .stderr(log)
         .kill_on_drop(true);
-    // A clean environment for the variables the services read, so the caller's shell cannot
-    // leak in.
-    for (k, _) in std::env::vars() {
-        if k.starts_with("TENANTRY_") || k.starts_with("OTEL_") || k == "LOG_FORMAT" {
-            cmd.env_remove(k);
+    if clean {
+        // As systemd starts it: nothing but what the unit says (and a PATH).
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default());
+    } else {
+        // A clean environment for the variables the services read, so the caller's shell
+        // cannot leak in.
+        for (k, _) in std::env::vars() {
+            if k.starts_with("TENANTRY_") || k.starts_with("OTEL_") || k == "LOG_FORMAT" {
+                cmd.env_remove(k);
+            }
         }
     }
     for (k, v) in envs {
