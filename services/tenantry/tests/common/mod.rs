@@ -43,6 +43,8 @@ pub struct StackOptions {
     pub log_format: Option<&'static str>,
     /// Start every service as its systemd unit in `deploy/systemd/` says ([`units`]).
     pub systemd: bool,
+    /// Start every service as `deploy/compose/compose.yaml` says ([`units::compose_service`]).
+    pub compose: bool,
 }
 
 /// A running stack. Every process is killed when it is dropped, however the test ends.
@@ -151,7 +153,7 @@ runner = {{ kind = "local", bench_dir = {dir:?}, bench_bin = {bin:?} }}
             sha256_hex(&provisioner_token),
             sha256_hex(&identity_token)
         );
-        let unit_values = options.systemd.then(|| {
+        let unit_values = (options.systemd || options.compose).then(|| {
             (
                 keyring.clone(),
                 callers.clone(),
@@ -321,6 +323,108 @@ runner = {{ kind = "local", bench_dir = {dir:?}, bench_bin = {bin:?} }}
                     spawn(service, &[service.to_owned()], &envs, work.path(), false)
                 })
                 .collect(),
+            Some((keyring, vault_acl, operators, tokens)) if options.compose => {
+                let compose = units::compose_json();
+                let read = |p: &Path| std::fs::read(p).unwrap();
+                let token = |name: &str| {
+                    tokens
+                        .iter()
+                        .find(|(n, _)| *n == name)
+                        .map(|(_, t)| t.as_bytes().to_vec())
+                        .unwrap()
+                };
+                // What each of the compose file's secrets holds in this test.
+                let secret = |name: &str| -> Vec<u8> {
+                    match name {
+                        "tls-ca" => read(&ca.ca),
+                        "tls-server-cert" => read(&ca.server_cert),
+                        "tls-server-key" => read(&ca.server_key),
+                        "tls-client-cert" => read(&ca.client_cert),
+                        "tls-client-key" => read(&ca.client_key),
+                        "pgpass" => b"127.0.0.1:5432:*:*:unused\n".to_vec(),
+                        "vault-keyring" => keyring.as_bytes().to_vec(),
+                        "vault-acl" => vault_acl.as_bytes().to_vec(),
+                        "operators" => operators.as_bytes().to_vec(),
+                        "signup-vault-token" => token("signup.vault-token"),
+                        "provisioner-vault-token" => token("provisioner.vault-token"),
+                        "identity-vault-token" => token("identity.vault-token"),
+                        "billing-operator-token" => token("billing.operator-token"),
+                        "authentik-token" => token("authentik-token"),
+                        "smtp-url" => mail.url().into_bytes(),
+                        "plans" => read(&plans_path),
+                        "fleet" => read(&fleet_path),
+                        // The test's NATS has no password.
+                        "nats-password" => b"unused".to_vec(),
+                        other => panic!("the test does not know compose secret {other}"),
+                    }
+                };
+                let grpc: BTreeMap<&str, u16> = [
+                    ("50051", signup_port),
+                    ("50052", directory_port),
+                    ("50053", vault_port),
+                    ("50054", operator_port),
+                    ("50055", billing_port),
+                ]
+                .into_iter()
+                .collect();
+                services
+                    .iter()
+                    .map(|(service, _)| {
+                        let c = units::compose_service(&compose, service);
+                        let run = work.path().join("run").join(service);
+                        std::fs::create_dir_all(&run).unwrap();
+                        for name in &c.secrets {
+                            std::fs::write(run.join(name), secret(name)).unwrap();
+                        }
+                        let mut envs: Vec<(String, String)> = Vec::new();
+                        for (k, v) in c.env {
+                            // The containers' network (service names, 0.0.0.0, one port per
+                            // container) becomes loopback with free ports; their secrets are
+                            // this service's files only.
+                            let mut v = v.replace("/run/secrets/", &format!("{}/", run.display()));
+                            for (from, to) in &grpc {
+                                v = v.replace(
+                                    &format!("0.0.0.0:{from}"),
+                                    &format!("127.0.0.1:{to}"),
+                                );
+                                for host in ["vault", "signup", "projection", "billing"] {
+                                    v = v.replace(
+                                        &format!("{host}:{from}"),
+                                        &format!("localhost:{to}"),
+                                    );
+                                }
+                            }
+                            if k == "TENANTRY_ADMIN_ADDR" {
+                                v = format!("127.0.0.1:{}", admin_ports[service]);
+                            }
+                            envs.push((k, v));
+                        }
+                        // The test's infrastructure instead of the compose file's: one NATS
+                        // node without TLS or password, its database, the Authentik double.
+                        envs.retain(|(k, _)| {
+                            !matches!(
+                                k.as_str(),
+                                "DATABASE_URL"
+                                    | "NATS_URL"
+                                    | "NATS_CA"
+                                    | "NATS_USER"
+                                    | "NATS_PASSWORD_FILE"
+                                    | "TENANTRY_NATS_REPLICAS"
+                                    | "TENANTRY_AUTHENTIK_URL"
+                            )
+                        });
+                        envs.extend([
+                            ("DATABASE_URL".to_owned(), database_url.clone()),
+                            ("NATS_URL".to_owned(), nats.clone()),
+                            ("TENANTRY_NAMESPACE".to_owned(), namespace.clone()),
+                            ("TENANTRY_AUTHENTIK_URL".to_owned(), authentik.base_url()),
+                        ]);
+                        let envs: Vec<(&str, String)> =
+                            envs.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+                        spawn(service, &c.command, &envs, work.path(), true)
+                    })
+                    .collect()
+            }
             Some((keyring, vault_acl, operators, tokens)) => {
                 let etc = work.path().join("etc/tenantry");
                 units::write_etc(

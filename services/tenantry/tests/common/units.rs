@@ -6,6 +6,12 @@
 //! What a test machine cannot share with a real host is mapped, and only that: `/etc/tenantry`
 //! is a directory of the test's, the units' fixed ports become free ones, and the database,
 //! NATS namespace and Authentik URL are the test's.
+//!
+//! The same for `deploy/compose/compose.yaml` ([`compose_service`]): each service's command,
+//! environment and the secrets it lists (only those, under a `/run/secrets` of its own); the
+//! containers' network (service names, `0.0.0.0`, one port per container) becomes loopback
+//! with free ports, and the test's NATS (one node, no TLS or password) and database stand in
+//! for the compose file's cluster and PostgreSQL.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -191,4 +197,79 @@ pub fn write_etc(root: &Path, etc: &Etc<'_>) {
     plain(root.join("operators.toml"), etc.operators.as_bytes());
     plain(root.join("fleet.toml"), &read(etc.fleet));
     plain(root.join("plans.toml"), &read(etc.plans));
+}
+
+/// The compose file (`deploy/compose/compose.yaml`) as JSON, anchors and merges resolved
+/// (PyYAML, which `just python-deps` brings).
+pub fn compose_json() -> serde_json::Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/compose/compose.yaml");
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))",
+        ])
+        .arg(&path)
+        .output()
+        .expect("python3 runs (`just python-deps` installs PyYAML)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("compose as JSON")
+}
+
+/// `${NAME:-default}` → `default` (the compose file's only interpolation form; the test sets
+/// none of them).
+pub fn interpolate(value: &str) -> String {
+    let mut out = String::new();
+    let mut rest = value;
+    while let Some(i) = rest.find("${") {
+        out.push_str(&rest[..i]);
+        let Some(end) = rest[i..].find('}') else {
+            break;
+        };
+        let inner = &rest[i + 2..i + end];
+        out.push_str(inner.split_once(":-").map_or("", |(_, d)| d));
+        rest = &rest[i + end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// One Tenantry service of the compose file: its command, environment and secrets.
+pub struct ComposeService {
+    /// The container's arguments after the image's entrypoint (`["vault"]`).
+    pub command: Vec<String>,
+    /// Its `environment`, interpolated.
+    pub env: Vec<(String, String)>,
+    /// The secrets it mounts under `/run/secrets`.
+    pub secrets: Vec<String>,
+}
+
+/// `service` as the compose file runs it.
+pub fn compose_service(compose: &serde_json::Value, service: &str) -> ComposeService {
+    let s = &compose["services"][service];
+    assert!(s.is_object(), "compose has no service {service}");
+    let strings = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|x| x.as_str().map(str::to_owned))
+            .collect()
+    };
+    let env = s["environment"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| {
+            let v = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+            (k.clone(), interpolate(&v))
+        })
+        .collect();
+    ComposeService {
+        command: strings(&s["command"]),
+        env,
+        secrets: strings(&s["secrets"]),
+    }
 }

@@ -1,6 +1,8 @@
 //! The services started exactly as `deploy/systemd/` says — each unit's command, environment
-//! file, `Environment=` lines and credentials (see `common::units`) — sign a person up end to
-//! end: verified email, site provisioned, single sign-on ready, the owner logs in.
+//! file, `Environment=` lines and credentials — and exactly as `deploy/compose/compose.yaml`
+//! says — each service's command, environment and secrets — as local processes (see
+//! `common::units` for the little that is mapped), sign a person up end to end: verified
+//! email, site provisioned, single sign-on ready, the owner logs in.
 
 mod common;
 
@@ -17,6 +19,22 @@ async fn the_systemd_units_run_a_signup_end_to_end() {
         ..StackOptions::default()
     })
     .await;
+    sign_up_through(&stack, "credentials").await;
+}
+
+#[tokio::test]
+async fn the_compose_services_run_a_signup_end_to_end() {
+    let stack = Stack::start(StackOptions {
+        compose: true,
+        ..StackOptions::default()
+    })
+    .await;
+    sign_up_through(&stack, "run").await;
+}
+
+/// A signup through `stack`, to the owner's login; `secrets` is where the services' secret
+/// files were put (one directory per service).
+async fn sign_up_through(stack: &Stack, secrets: &str) {
     let mut signup = SignupServiceClient::new(stack.connect(stack.signup_port).await);
     let password = "Hardened-Daemons-2026!";
     let mut accepted = None;
@@ -94,7 +112,7 @@ async fn the_systemd_units_run_a_signup_end_to_end() {
     // Each service found its secrets where its unit put them, and nowhere else: the
     // credentials directories hold them, the environment files do not.
     for service in ["vault", "signup", "provisioner", "identity", "billing"] {
-        let dir = stack.work.path().join("credentials").join(service);
+        let dir = stack.work.path().join(secrets).join(service);
         assert!(
             std::fs::read_dir(&dir).is_ok_and(|d| d.count() > 0),
             "{service} got no credentials"
