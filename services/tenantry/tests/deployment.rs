@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Stack, StackOptions, units};
-use proto::v1::{SignupRequest, WatchSignupRequest, signup_service_client::SignupServiceClient};
+use proto::v1::{SignupRequest, signup_service_client::SignupServiceClient};
 use secrecy::SecretString;
 
 #[tokio::test]
@@ -65,26 +65,8 @@ async fn sign_up_through(stack: &Stack, secrets: &str) {
     let accepted = stack
         .verify(&mut signup, &accepted, "linus@example.com")
         .await;
-    let mut progress = signup
-        .watch_signup(WatchSignupRequest {
-            tenant_id: accepted.tenant_id.clone(),
-        })
-        .await
-        .expect("WatchSignup")
-        .into_inner();
-    let mut last = None;
-    let watched = tokio::time::timeout(Duration::from_secs(120), async {
-        while let Some(p) = progress.message().await.expect("progress") {
-            last = Some(p);
-        }
-    })
-    .await;
-    assert!(
-        watched.is_ok(),
-        "WatchSignup did not end{}",
-        stack.logs_tail()
-    );
-    let last = last.expect("progress");
+    let updates = stack.watch_to_end(&mut signup, &accepted.tenant_id).await;
+    let last = updates.last().expect("progress");
     assert!(
         last.done && !last.failed && last.step == "sso_ready",
         "{last:?}{}",
@@ -120,17 +102,11 @@ async fn sign_up_through(stack: &Stack, secrets: &str) {
     }
     stack.clean_up().await;
 }
+
 #[test]
 fn units_parse_and_every_service_has_one() {
     use units::{parse, units_dir};
-    for service in [
-        "vault",
-        "projection",
-        "signup",
-        "provisioner",
-        "identity",
-        "billing",
-    ] {
+    for service in common::SERVICES {
         let text = std::fs::read_to_string(units_dir().join(format!("tenantry-{service}.service")))
             .unwrap();
         let unit = parse(&text);

@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use otlp_fake::{Receiver, Span, SpanKind};
-use proto::v1::{SignupRequest, WatchSignupRequest, signup_service_client::SignupServiceClient};
+use proto::v1::{SignupRequest, signup_service_client::SignupServiceClient};
 
 use common::{Stack, StackOptions, parse_openmetrics};
 
@@ -48,26 +48,8 @@ async fn sign_up(stack: &Stack) -> String {
         .verify(&mut signup, &accepted, "ada@example.com")
         .await
         .tenant_id;
-    let mut progress = signup
-        .watch_signup(WatchSignupRequest {
-            tenant_id: tenant.clone(),
-        })
-        .await
-        .expect("WatchSignup")
-        .into_inner();
-    let mut last = None;
-    let watched = tokio::time::timeout(Duration::from_secs(120), async {
-        while let Some(p) = progress.message().await.expect("progress stream") {
-            last = Some(p);
-        }
-    })
-    .await;
-    assert!(
-        watched.is_ok(),
-        "WatchSignup did not end{}",
-        stack.logs_tail()
-    );
-    let last = last.expect("progress");
+    let updates = stack.watch_to_end(&mut signup, &tenant).await;
+    let last = updates.last().expect("progress");
     assert!(
         last.done && !last.failed,
         "provisioning ended with {last:?}"

@@ -20,6 +20,16 @@ use tokio::process::{Child, Command};
 
 const TENANTRY: &str = env!("CARGO_BIN_EXE_tenantry");
 
+/// Every service process, in start order.
+pub const SERVICES: [&str; 6] = [
+    "vault",
+    "projection",
+    "signup",
+    "provisioner",
+    "identity",
+    "billing",
+];
+
 /// The plan catalogue every process reads (`tenantry dev`'s sample).
 const PLANS: &str = tenantry::dev::SAMPLE_PLANS;
 
@@ -179,17 +189,8 @@ runner = {{ kind = "local", bench_dir = {dir:?}, bench_bin = {bin:?} }}
             free_port(),
         );
         let vault_url = format!("https://localhost:{vault_port}");
-        let admin_ports: BTreeMap<&'static str, u16> = [
-            "vault",
-            "projection",
-            "signup",
-            "provisioner",
-            "identity",
-            "billing",
-        ]
-        .into_iter()
-        .map(|s| (s, free_port()))
-        .collect();
+        let admin_ports: BTreeMap<&'static str, u16> =
+            SERVICES.into_iter().map(|s| (s, free_port())).collect();
         let common = |service: &'static str, extra: Vec<(&'static str, String)>| {
             let mut v = vec![
                 ("NATS_URL", nats.clone()),
@@ -316,6 +317,22 @@ runner = {{ kind = "local", bench_dir = {dir:?}, bench_bin = {bin:?} }}
                 ),
             ),
         ];
+        // What is the test's own, not the host's: its database (trust auth), NATS (one node,
+        // no TLS or password) and namespace, and the Authentik double; `dropped` are settings
+        // of the host's infrastructure that do not apply to the test's.
+        let test_infra = |mut envs: Vec<(String, String)>, dropped: &[&str]| {
+            envs.retain(|(k, _)| {
+                !dropped.contains(&k.as_str())
+                    && !["DATABASE_URL", "NATS_URL", "TENANTRY_AUTHENTIK_URL"].contains(&k.as_str())
+            });
+            envs.extend([
+                ("DATABASE_URL".to_owned(), database_url.clone()),
+                ("NATS_URL".to_owned(), nats.clone()),
+                ("TENANTRY_NAMESPACE".to_owned(), namespace.clone()),
+                ("TENANTRY_AUTHENTIK_URL".to_owned(), authentik.base_url()),
+            ]);
+            envs
+        };
         let children = match unit_values {
             None => services
                 .into_iter()
@@ -399,26 +416,15 @@ runner = {{ kind = "local", bench_dir = {dir:?}, bench_bin = {bin:?} }}
                             }
                             envs.push((k, v));
                         }
-                        // The test's infrastructure instead of the compose file's: one NATS
-                        // node without TLS or password, its database, the Authentik double.
-                        envs.retain(|(k, _)| {
-                            !matches!(
-                                k.as_str(),
-                                "DATABASE_URL"
-                                    | "NATS_URL"
-                                    | "NATS_CA"
-                                    | "NATS_USER"
-                                    | "NATS_PASSWORD_FILE"
-                                    | "TENANTRY_NATS_REPLICAS"
-                                    | "TENANTRY_AUTHENTIK_URL"
-                            )
-                        });
-                        envs.extend([
-                            ("DATABASE_URL".to_owned(), database_url.clone()),
-                            ("NATS_URL".to_owned(), nats.clone()),
-                            ("TENANTRY_NAMESPACE".to_owned(), namespace.clone()),
-                            ("TENANTRY_AUTHENTIK_URL".to_owned(), authentik.base_url()),
-                        ]);
+                        let envs = test_infra(
+                            envs,
+                            &[
+                                "NATS_CA",
+                                "NATS_USER",
+                                "NATS_PASSWORD_FILE",
+                                "TENANTRY_NATS_REPLICAS",
+                            ],
+                        );
                         let envs: Vec<(&str, String)> =
                             envs.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
                         spawn(service, &c.command, &envs, work.path(), true)
@@ -461,20 +467,12 @@ runner = {{ kind = "local", bench_dir = {dir:?}, bench_bin = {bin:?} }}
                 services
                     .iter()
                     .map(|(service, _)| {
-                        let (exec, mut envs) = units::command(
+                        let (exec, envs) = units::command(
                             service,
                             &host,
                             &work.path().join("credentials").join(service),
                         );
-                        // What is the test's own, not the host's: its database (trust auth),
-                        // NATS and namespace, and the Authentik double.
-                        envs.retain(|(k, _)| k != "DATABASE_URL" && k != "NATS_URL");
-                        envs.extend([
-                            ("DATABASE_URL".to_owned(), database_url.clone()),
-                            ("NATS_URL".to_owned(), nats.clone()),
-                            ("TENANTRY_NAMESPACE".to_owned(), namespace.clone()),
-                            ("TENANTRY_AUTHENTIK_URL".to_owned(), authentik.base_url()),
-                        ]);
+                        let envs = test_infra(envs, &[]);
                         let envs: Vec<(&str, String)> =
                             envs.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
                         spawn(service, &exec[1..], &envs, work.path(), true)
@@ -506,15 +504,7 @@ runner = {{ kind = "local", bench_dir = {dir:?}, bench_bin = {bin:?} }}
     /// Each service process's resident memory (KiB, from `/proc/<pid>/status`), in start
     /// order: vault, projection, signup, provisioner, identity, billing.
     pub fn rss_kib(&self) -> Vec<(&'static str, u64)> {
-        const ORDER: [&str; 6] = [
-            "vault",
-            "projection",
-            "signup",
-            "provisioner",
-            "identity",
-            "billing",
-        ];
-        ORDER
+        SERVICES
             .iter()
             .zip(&self.children)
             .filter_map(|(name, child)| {
@@ -626,6 +616,36 @@ runner = {{ kind = "local", bench_dir = {dir:?}, bench_bin = {bin:?} }}
             .await
             .unwrap_or_else(|s| panic!("VerifyEmail refused: {s:?}{}", self.logs_tail()))
             .into_inner()
+    }
+
+    /// Watches `tenant`'s signup to its last update (within 120 s).
+    pub async fn watch_to_end(
+        &self,
+        client: &mut proto::v1::signup_service_client::SignupServiceClient<
+            tonic::transport::Channel,
+        >,
+        tenant: &str,
+    ) -> Vec<proto::v1::SignupProgress> {
+        let mut progress = client
+            .watch_signup(proto::v1::WatchSignupRequest {
+                tenant_id: tenant.to_owned(),
+            })
+            .await
+            .expect("WatchSignup")
+            .into_inner();
+        let mut updates = Vec::new();
+        let watched = tokio::time::timeout(Duration::from_secs(120), async {
+            while let Some(p) = progress.message().await.expect("progress stream") {
+                updates.push(p);
+            }
+        })
+        .await;
+        assert!(
+            watched.is_ok() && !updates.is_empty(),
+            "WatchSignup did not end{}",
+            self.logs_tail()
+        );
+        updates
     }
 
     /// Deletes the stream and buckets of this stack's namespace.
