@@ -28,7 +28,9 @@ pub use error::{DecodeError, StoreError};
 pub use replay::{RawMessage, Replay};
 pub use store::{Appended, EventStore, KvOptions};
 pub use subscribe::{DeliverFrom, Delivery, SubscribeOptions, Subscription};
-pub use trace::{current_trace_context, extract_trace_context};
+pub use trace::{
+    current_trace_context, current_traceparent, extract_trace_context, link_current_span,
+};
 
 pub use proto::EventContext;
 pub use proto::v1::event::Body;

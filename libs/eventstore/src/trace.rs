@@ -42,6 +42,26 @@ pub(crate) fn inject_current(headers: &mut HeaderMap) {
         .inject_context(&current_trace_context(), &mut HeaderInjector(headers));
 }
 
+/// The current span's W3C `traceparent`, to keep beside work that another request will
+/// continue (a signup waiting for its email code); `None` outside a trace.
+pub fn current_traceparent() -> Option<String> {
+    let mut carrier = std::collections::HashMap::new();
+    TraceContextPropagator::new().inject_context(&current_trace_context(), &mut carrier);
+    carrier.remove(crate::headers::TRACEPARENT)
+}
+
+/// Links the current span to the span `traceparent` names (it continues work begun in that
+/// trace), so a trace viewer leads from one to the other. A malformed value links nothing.
+pub fn link_current_span(traceparent: &str) {
+    use opentelemetry::trace::TraceContextExt as _;
+    let carrier = std::collections::HashMap::from([(
+        crate::headers::TRACEPARENT.to_owned(),
+        traceparent.to_owned(),
+    )]);
+    let cx = TraceContextPropagator::new().extract(&carrier);
+    tracing::Span::current().add_link(cx.span().span_context().clone());
+}
+
 /// The remote parent context carried in `headers` (empty when there is none).
 pub fn extract_trace_context(headers: &HeaderMap) -> opentelemetry::Context {
     TraceContextPropagator::new().extract(&HeaderExtractor(headers))

@@ -42,6 +42,10 @@ struct Record {
     expires_at_ms: i64,
     attempts: u32,
     used: bool,
+    /// The Signup call's `traceparent`: VerifyEmail's span links to it, so the two requests
+    /// of one signup lead to each other in a trace viewer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    traceparent: Option<String>,
 }
 
 /// Why a code was not accepted (each maps to one reason code for clients).
@@ -136,6 +140,7 @@ impl Verifications {
             expires_at_ms: now_ms() + i64::try_from(self.ttl.as_millis()).unwrap_or(i64::MAX / 2),
             attempts: 0,
             used: false,
+            traceparent: eventstore::current_traceparent(),
         };
         self.kv
             .create(&id, encode(&record))
@@ -158,6 +163,7 @@ impl Verifications {
         id: &str,
         code: &str,
     ) -> Result<Result<Confirmed, Refusal>, SignupError> {
+        let mut linked = false;
         for _ in 0..CAS_ROUNDS {
             let Some(entry) = self
                 .kv
@@ -171,6 +177,10 @@ impl Verifications {
             let Ok(mut record) = serde_json::from_slice::<Record>(&entry.value) else {
                 return Ok(Err(Refusal::NotFound));
             };
+            if let (Some(tp), false) = (&record.traceparent, linked) {
+                eventstore::link_current_span(tp);
+                linked = true;
+            }
             let requested = base64::engine::general_purpose::STANDARD
                 .decode(&record.requested)
                 .ok()

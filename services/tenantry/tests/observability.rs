@@ -223,6 +223,14 @@ async fn one_signup_is_one_trace_and_every_service_reports_metrics() {
         root.parent_span_id, None,
         "the client sent no trace context"
     );
+    // A second request, but the same signup: its span links to the Signup call's trace.
+    assert!(
+        root.links
+            .iter()
+            .any(|(trace, _)| *trace == signup_call.trace_id),
+        "VerifyEmail links to the Signup trace: {:?}",
+        root.links
+    );
     let trace_id = root.trace_id.clone();
     // Every service's part of the signup, in the same trace.
     let wanted: [(&str, &str); 8] = [

@@ -31,6 +31,8 @@ pub struct Span {
     pub end_unix_nanos: u64,
     /// OTLP `Status.code`: 0 unset, 1 ok, 2 error.
     pub status_code: i32,
+    /// The spans it links to (follows from), as (trace id, span id) in hex.
+    pub links: Vec<(String, String)>,
 }
 
 impl Span {
@@ -122,6 +124,11 @@ fn from_proto(span: proto::Span, service: &str) -> Span {
         start_unix_nanos: span.start_time_unix_nano,
         end_unix_nanos: span.end_time_unix_nano,
         status_code: span.status.map_or(0, |s| s.code),
+        links: span
+            .links
+            .iter()
+            .map(|l| (hex(&l.trace_id), hex(&l.span_id)))
+            .collect(),
     }
 }
 
