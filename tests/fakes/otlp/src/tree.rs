@@ -153,6 +153,7 @@ mod tests {
             start_unix_nanos: start_ms * 1_000_000,
             end_unix_nanos: end_ms * 1_000_000,
             status_code: 0,
+            links: Vec::new(),
         }
     }
 
