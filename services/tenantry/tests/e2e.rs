@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use proto::v1::{
-    GetTenantRequest, OpenSiteRequest, SignupRequest, TenantStatus, WatchSignupRequest,
+    GetTenantRequest, OpenSiteRequest, SignupRequest, TenantStatus,
     signup_service_client::SignupServiceClient, tenant_directory_client::TenantDirectoryClient,
 };
 use secrecy::SecretString;
@@ -87,25 +87,7 @@ async fn a_signup_becomes_an_active_tenant_whose_owner_can_log_in() {
         .await;
     let tenant_id = accepted.tenant_id.clone();
 
-    let mut progress = signup
-        .watch_signup(WatchSignupRequest {
-            tenant_id: tenant_id.clone(),
-        })
-        .await
-        .expect("WatchSignup")
-        .into_inner();
-    let mut updates = Vec::new();
-    let watched = tokio::time::timeout(Duration::from_secs(120), async {
-        while let Some(p) = progress.message().await.expect("progress stream") {
-            updates.push(p);
-        }
-    })
-    .await;
-    assert!(
-        watched.is_ok(),
-        "WatchSignup did not end; logs under {}",
-        logs.display()
-    );
+    let updates = stack.watch_to_end(&mut signup, &tenant_id).await;
     let last = updates.last().expect("at least one progress update");
     assert!(
         last.done && !last.failed,
