@@ -113,34 +113,35 @@ impl Claims {
         self
     }
 
-    /// Whether `holder` was deleted longer than the grace period ago (its log says so).
-    async fn past_grace(&self, holder: &str) -> Result<bool, SignupError> {
-        let subject = self.store.subject(EventContext::Provisioning, holder);
-        let events = self
-            .store
-            .load(&subject)
-            .await
-            .map_err(|e| unavailable("read the holder's history", e))?;
+    /// Whether `holder`'s claim may pass to a signup of `owner` (an email; empty for a mere
+    /// availability check): `holder` was deleted longer than the grace period ago, or it is
+    /// `owner`'s own signup whose provisioning failed. One read of the holder's log either way.
+    async fn releases(&self, holder: &str, owner: &str) -> Result<bool, SignupError> {
+        let events = if owner.is_empty() {
+            // Only the deletion can matter: the provisioning subject is enough.
+            let subject = self.store.subject(EventContext::Provisioning, holder);
+            self.store.load(&subject).await
+        } else {
+            self.store.load_tenant(holder).await
+        }
+        .map_err(|e| unavailable("read the holder's history", e))?;
         let deleted_at = events
             .iter()
             .rev()
             .find(|e| matches!(e.body, Body::SiteDeleted(_)))
             .map(|e| e.occurred_at);
-        Ok(deleted_at
-            .is_some_and(|at| (Utc::now() - at).to_std().unwrap_or_default() >= self.grace))
-    }
-
-    /// Whether `holder` is a signup of `owner` whose provisioning failed.
-    async fn failed_attempt_of(&self, holder: &str, owner: &str) -> Result<bool, SignupError> {
-        let history = self
-            .store
-            .load_tenant(holder)
-            .await
-            .map_err(|e| unavailable("read the holder's history", e))?;
-        let state = tenancy::fold(history.iter().map(|e| &e.body));
-        Ok(state.status == tenancy::Status::Failed
-            && !owner.is_empty()
-            && state.owner_email.eq_ignore_ascii_case(owner))
+        if deleted_at.is_some_and(|at| (Utc::now() - at).to_std().unwrap_or_default() >= self.grace)
+        {
+            return Ok(true);
+        }
+        if owner.is_empty() {
+            return Ok(false);
+        }
+        let state = tenancy::fold(events.iter().map(|e| &e.body));
+        Ok(
+            state.status == tenancy::Status::Failed
+                && state.owner_email.eq_ignore_ascii_case(owner),
+        )
     }
 
     /// The tenant holding `subdomain`'s claim, if any holds it.
@@ -240,9 +241,7 @@ impl Claims {
                 // Claimed by a tenant deleted longer ago than the grace period, or by this
                 // owner's own failed signup: free to take.
                 Some(r)
-                    if r.state == State::Claimed
-                        && (self.past_grace(&r.tenant_id).await?
-                            || self.failed_attempt_of(&r.tenant_id, owner).await?) =>
+                    if r.state == State::Claimed && self.releases(&r.tenant_id, owner).await? =>
                 {
                     match self
                         .kv
@@ -307,10 +306,7 @@ impl Claims {
             Some(e) if e.operation != Operation::Put => true,
             Some(e) => match serde_json::from_slice::<Record>(&e.value) {
                 Ok(r) if r.state == State::Released => true,
-                Ok(r) => {
-                    self.past_grace(&r.tenant_id).await?
-                        || self.failed_attempt_of(&r.tenant_id, owner).await?
-                }
+                Ok(r) => self.releases(&r.tenant_id, owner).await?,
                 Err(_) => false,
             },
         })

@@ -6,7 +6,6 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
@@ -98,23 +97,6 @@ async fn siteverify(
     Json(answer)
 }
 
-/// Captured log output of the whole process.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 fn with_token(tag: &str, token: &str) -> SignupRequest {
     SignupRequest {
         human_check_token: token.to_owned(),
@@ -148,15 +130,7 @@ fn shown(status: &Status) -> String {
 
 #[tokio::test]
 async fn signup_needs_a_passed_human_check_when_one_is_configured() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    // Under nextest each test has its process; elsewhere another subscriber may already be set.
-    let capturing = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .try_init()
-        .is_ok();
+    let captured = capture_logs();
 
     let fake = FakeSiteVerify::start().await;
     let url = fake.url.clone();
@@ -252,8 +226,8 @@ async fn signup_needs_a_passed_human_check_when_one_is_configured() {
             assert!(!error.contains(secret), "{secret:?} leaked in {error:?}");
         }
     }
-    if capturing {
-        let logs = captured.0.lock().unwrap().clone();
+    if let Some(captured) = &captured {
+        let logs = captured.bytes();
         let logs = String::from_utf8_lossy(&logs);
         assert!(
             logs.contains("human check"),

@@ -3,31 +3,11 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use base64::Engine as _;
 use common::*;
 use prost::Message;
 use proto::v1::SignupRequest;
 use tonic::Code;
-
-/// Captured log output of the whole process.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// The forms a leaked password could take in text.
 fn leaks(haystack: &[u8], password: &str) -> bool {
@@ -45,13 +25,7 @@ fn leaks(haystack: &[u8], password: &str) -> bool {
 
 #[tokio::test]
 async fn the_password_is_in_no_event_log_line_or_error() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .init();
+    let captured = capture_logs().expect("this test's process logs nowhere else yet");
 
     let stack = spawn_stack_with(|c| c.rate_per_address = 0).await;
     let mut client = stack.client().await;
@@ -172,11 +146,7 @@ async fn the_password_is_in_no_event_log_line_or_error() {
     }
     stack.stop();
     broken.stop();
-    let logs = captured
-        .0
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone();
+    let logs = captured.bytes();
     assert!(logs.len() > 1000, "the capture saw almost nothing");
     for p in [strong, weak, personal.as_str()] {
         assert!(!leaks(&logs, p), "password in the logs");

@@ -392,7 +392,6 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         None
     };
     // The page is bound first, so its origin (even on a picked port) is allowed.
-    let page_shutdown = Shutdown::new();
     let sites_domain = fleet
         .benches
         .first()
@@ -403,7 +402,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         gateway: url(args.signup_addr),
         domain: sites_domain,
     };
-    let (web_addr, page) = crate::web::bind(args.web_addr, page_config, page_shutdown.clone())
+    let (web_addr, page) = crate::web::bind(args.web_addr, page_config, shutdown.clone())
         .await
         .with_context(|| format!("cannot serve the signup page on {}", args.web_addr))?;
     // Its own origin is known up front unless the port is picked at bind time.
@@ -597,7 +596,6 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         },
     );
     shutdown.trigger();
-    page_shutdown.trigger();
     let _ = admin_task.await;
     let _ = page_task.await;
     a.and(b).and(c).and(d).and(e).and(f)
